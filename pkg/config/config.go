@@ -1,0 +1,280 @@
+// Package config reads the engine's one YAML configuration file. Every
+// capability adds a section here rather than a file format of its own.
+// Unknown keys are an error, reported with file and line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-mta/sluice/pkg/route"
+)
+
+// Config is the engine configuration.
+type Config struct {
+	// Hostname is the EHLO name and the default Message-ID domain.
+	Hostname string `yaml:"hostname"`
+	Redis    Redis  `yaml:"redis"`
+	HTTP     HTTP   `yaml:"http"`
+	// Routes is the transport map: a matching recipient domain is sent to
+	// a fixed host instead of its MX.
+	Routes      route.Table `yaml:"routes"`
+	DNS         DNS         `yaml:"dns"`
+	Delivery    Delivery    `yaml:"delivery"`
+	Throttle    Throttle    `yaml:"throttle"`
+	DKIM        []DKIM      `yaml:"dkim"`
+	Submission  Submission  `yaml:"submission"`
+	Unsubscribe Unsubscribe `yaml:"unsubscribe"`
+	Lanes       Lanes       `yaml:"lanes"`
+}
+
+// Redis locates the shared state. An empty URL (and no REDIS_URL) runs an
+// embedded in-process Redis that keeps nothing across restarts.
+type Redis struct {
+	URL string `yaml:"url"`
+	// Prefix starts every key; all keys of one prefix share a hash tag
+	// so a Redis Cluster keeps them in one slot.
+	Prefix string `yaml:"prefix"`
+}
+
+// HTTP is the engine's listener for metrics, the API and unsubscribes.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// DNS configures MX resolution.
+type DNS struct {
+	Resolver string        `yaml:"resolver"` // "ip:port"; empty reads /etc/resolv.conf
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// Delivery configures outbound SMTP.
+type Delivery struct {
+	Port           int           `yaml:"port"` // destination port of MX hosts (25)
+	Workers        int           `yaml:"workers"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	DataTimeout    time.Duration `yaml:"data_timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	// ReclaimIdle is how long a job may sit unacknowledged with a consumer
+	// before another engine takes it over (the first may have died). It
+	// must exceed the longest delivery attempt.
+	ReclaimIdle time.Duration `yaml:"reclaim_idle"`
+	// Consumer names this engine in the streams' consumer groups; it must
+	// be stable across restarts so an engine takes back its own pending
+	// jobs. Default: the hostname.
+	Consumer string `yaml:"consumer"`
+}
+
+// Limits are one provider's throttle settings.
+type Limits struct {
+	StartRate                float64 `yaml:"start_rate"` // messages per second
+	MinRate                  float64 `yaml:"min_rate"`
+	MaxRate                  float64 `yaml:"max_rate"`
+	Burst                    int     `yaml:"burst"`
+	MaxConnections           int     `yaml:"max_connections"`
+	MaxMessagesPerConnection int     `yaml:"max_messages_per_connection"`
+}
+
+// Throttle holds the default limits and per-provider overrides.
+type Throttle struct {
+	Default   Limits            `yaml:"default"`
+	Providers map[string]Limits `yaml:"providers"`
+	// ProvidersFile overrides the shipped provider definitions.
+	ProvidersFile string `yaml:"providers_file"`
+}
+
+// DKIM is one signing key.
+type DKIM struct {
+	Domain   string `yaml:"domain"`
+	Selector string `yaml:"selector"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Submission is the SMTP submission listener for applications.
+type Submission struct {
+	Listen            string `yaml:"listen"`
+	TLSCert           string `yaml:"tls_cert"`
+	TLSKey            string `yaml:"tls_key"`
+	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
+	Users             []User `yaml:"users"`
+}
+
+// User may submit mail for Domains.
+type User struct {
+	Name         string   `yaml:"name"`
+	PasswordHash string   `yaml:"password_hash"` // bcrypt
+	Domains      []string `yaml:"domains"`
+}
+
+// Unsubscribe configures RFC 8058 one-click links.
+type Unsubscribe struct {
+	BaseURL string `yaml:"base_url"` // public URL of the HTTP listener, e.g. https://mail.example.com
+	Secret  string `yaml:"secret"`   // HMAC key; env SLUICE_UNSUBSCRIBE_SECRET overrides
+}
+
+// Lanes holds the per-lane policies.
+type Lanes struct {
+	Transactional Lane `yaml:"transactional"`
+	Marketing     Lane `yaml:"marketing"`
+}
+
+// Lane is one lane's retry policy and share of each provider's capacity.
+type Lane struct {
+	// Retry is the backoff schedule; the last step repeats.
+	Retry []time.Duration `yaml:"retry"`
+	// MaxAge bounces a job as expired when its first attempt is older.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Share is the fraction of each provider's rate reserved for the lane.
+	Share float64 `yaml:"share"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+// Load reads and validates path, then applies environment overrides
+// (REDIS_URL, SLUICE_UNSUBSCRIBE_SECRET).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes data (named name in errors), strictly.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c.applyEnv()
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+func (c *Config) applyEnv() {
+	if v := os.Getenv("REDIS_URL"); v != "" {
+		c.Redis.URL = v
+	}
+	if v := os.Getenv("SLUICE_UNSUBSCRIBE_SECRET"); v != "" {
+		c.Unsubscribe.Secret = v
+	}
+}
+
+func (c *Config) applyDefaults() {
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+		if c.Hostname == "" {
+			c.Hostname = "localhost"
+		}
+	}
+	if c.Redis.Prefix == "" {
+		c.Redis.Prefix = "sluice"
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:8025"
+	}
+	if c.DNS.Timeout == 0 {
+		c.DNS.Timeout = 5 * time.Second
+	}
+	d := &c.Delivery
+	if d.Port == 0 {
+		d.Port = 25
+	}
+	if d.Workers == 0 {
+		d.Workers = 64
+	}
+	if d.ConnectTimeout == 0 {
+		d.ConnectTimeout = 30 * time.Second
+	}
+	if d.CommandTimeout == 0 {
+		d.CommandTimeout = 5 * time.Minute // RFC 5321 §4.5.3.2.2-6
+	}
+	if d.DataTimeout == 0 {
+		d.DataTimeout = 10 * time.Minute // RFC 5321 §4.5.3.2.6
+	}
+	if d.IdleTimeout == 0 {
+		d.IdleTimeout = 30 * time.Second
+	}
+	if d.ReclaimIdle == 0 {
+		d.ReclaimIdle = 15 * time.Minute
+	}
+	if d.Consumer == "" {
+		d.Consumer = c.Hostname
+	}
+	t := &c.Throttle.Default
+	if t.StartRate == 0 {
+		t.StartRate = 100
+	}
+	if t.MinRate == 0 {
+		t.MinRate = 1
+	}
+	if t.MaxRate == 0 {
+		t.MaxRate = 1000
+	}
+	if t.Burst == 0 {
+		t.Burst = 10
+	}
+	if t.MaxConnections == 0 {
+		t.MaxConnections = 10
+	}
+	if t.MaxMessagesPerConnection == 0 {
+		t.MaxMessagesPerConnection = 100
+	}
+	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
+	if len(tx.Retry) == 0 {
+		tx.Retry = []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute}
+	}
+	if tx.MaxAge == 0 {
+		tx.MaxAge = 24 * time.Hour
+	}
+	if tx.Share == 0 {
+		tx.Share = 0.2
+	}
+	if len(mk.Retry) == 0 {
+		mk.Retry = []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute, 80 * time.Minute, 160 * time.Minute}
+	}
+	if mk.MaxAge == 0 {
+		mk.MaxAge = 72 * time.Hour
+	}
+}
+
+// Validate checks values that decoding cannot.
+func (c *Config) Validate() error {
+	if err := c.Routes.Validate(); err != nil {
+		return err
+	}
+	if c.Delivery.Port < 1 || c.Delivery.Port > 65535 {
+		return fmt.Errorf("delivery.port %d out of range", c.Delivery.Port)
+	}
+	if s := c.Lanes.Transactional.Share; s < 0 || s >= 1 {
+		return fmt.Errorf("lanes.transactional.share %v must be in [0,1)", s)
+	}
+	for i, d := range c.DKIM {
+		if d.Domain == "" || d.Selector == "" || d.KeyFile == "" {
+			return fmt.Errorf("dkim[%d]: domain, selector and key_file are required", i)
+		}
+	}
+	return nil
+}

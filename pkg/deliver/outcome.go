@@ -1,0 +1,112 @@
+// Package deliver takes a rendered message for one recipient and returns a
+// final, classified Outcome: it resolves where to send, holds SMTP sessions
+// and reads what the receiving server answered.
+//
+// An SMTP reply is classified once, here at the edge (see Classify); every
+// later stage (retry scheduling, suppression, throttling) reads the Outcome
+// as data and never re-parses reply text.
+package deliver
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Status is what happened to one delivery attempt.
+type Status string
+
+const (
+	// Delivered: the receiver accepted the message (2xx after DATA).
+	Delivered Status = "delivered"
+	// Deferred: a transient failure; the job is retried later.
+	Deferred Status = "deferred"
+	// Bounced: a permanent failure that says the recipient (or its domain)
+	// cannot receive mail. Hard bounces are suppressed.
+	Bounced Status = "bounced"
+	// Failed: a permanent failure that is not the recipient's fault (policy,
+	// authentication, reputation, a message we could not build). The
+	// recipient is not suppressed.
+	Failed Status = "failed"
+)
+
+// Final reports whether no further attempt follows.
+func (s Status) Final() bool { return s != Deferred }
+
+// Scope says whom a failure is about, which decides what reacts to it:
+// recipient-scoped failures touch only that recipient, provider-scoped ones
+// slow the whole provider down, sender-scoped ones point at our own setup.
+type Scope string
+
+const (
+	ScopeNone        Scope = ""
+	ScopeRecipient   Scope = "recipient"   // this mailbox (5.1.1, 4.2.2, 4.2.1)
+	ScopeDomain      Scope = "domain"      // the recipient's domain (NXDOMAIN, null MX)
+	ScopeProvider    Scope = "provider"    // the receiving provider is pacing us (4.7.28, TSS04, 454 Throttling)
+	ScopeSender      Scope = "sender"      // our own IP, domain or authentication (5.7.x policy, TSS09)
+	ScopeConnection  Scope = "connection"  // this session only (421 max messages per connection)
+	ScopeHost        Scope = "host"        // one MX host is unreachable (refused, timeout, TLS)
+	ScopeTransaction Scope = "transaction" // this transaction's shape (too many recipients)
+	ScopeMessage     Scope = "message"     // the message itself (too big, cannot render)
+)
+
+// Stage is where in the SMTP dialogue the reply came.
+type Stage string
+
+const (
+	StageRoute    Stage = "route"    // resolving where to send (DNS, routes)
+	StageConnect  Stage = "connect"  // TCP connect
+	StageGreeting Stage = "greeting" // 220 banner
+	StageHello    Stage = "ehlo"     // EHLO/HELO
+	StageTLS      Stage = "starttls" // STARTTLS handshake
+	StageMail     Stage = "mail"     // MAIL FROM
+	StageRcpt     Stage = "rcpt"     // RCPT TO
+	StageData     Stage = "data"     // DATA and the final dot
+	StageBuild    Stage = "build"    // rendering or signing before any SMTP
+	StageQueue    Stage = "queue"    // decided by the queue (expiry, suppression)
+)
+
+// Outcome is the result of one delivery attempt, classified once.
+type Outcome struct {
+	Status   Status `json:"status"`
+	Scope    Scope  `json:"scope,omitempty"`
+	Code     int    `json:"code,omitempty"`     // SMTP reply code, 0 when none (DNS, connect)
+	Enhanced string `json:"enhanced,omitempty"` // RFC 3463 enhanced status code, "5.1.1"
+	Text     string `json:"text,omitempty"`     // reply text or local error text
+	Stage    Stage  `json:"stage,omitempty"`
+	Host     string `json:"host,omitempty"` // MX host (or route target) that answered
+	// RetryAfter is a hint from the reply text ("try again in 5 minutes");
+	// zero when the receiver gave none.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+	// Reason is a short machine-readable tag for outcomes sluice decides
+	// itself: "expired", "suppressed", "render".
+	Reason string `json:"reason,omitempty"`
+}
+
+// String renders the outcome the way a log line or status column shows it.
+func (o Outcome) String() string {
+	s := string(o.Status)
+	if o.Code != 0 {
+		s += fmt.Sprintf(" %d", o.Code)
+	}
+	if o.Enhanced != "" {
+		s += " " + o.Enhanced
+	}
+	if o.Text != "" {
+		s += " " + o.Text
+	}
+	return s
+}
+
+// LogAttrs returns the outcome as slog attributes.
+func (o Outcome) LogAttrs() []any {
+	return []any{
+		slog.String("status", string(o.Status)),
+		slog.String("scope", string(o.Scope)),
+		slog.Int("code", o.Code),
+		slog.String("enhanced", o.Enhanced),
+		slog.String("stage", string(o.Stage)),
+		slog.String("host", o.Host),
+		slog.String("reply", o.Text),
+	}
+}

@@ -1,0 +1,271 @@
+// Package smtptest runs an in-process go-smtp receiver on loopback with
+// scripted replies, and records every message it accepts. Tests use it as
+// the far end of real SMTP sessions over TCP.
+package smtptest
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Message is one accepted message.
+type Message struct {
+	From string
+	To   []string
+	Data []byte
+	TLS  bool   // the session had done STARTTLS
+	Helo string // the client's EHLO name
+	Conn int    // sequence number of the session that carried it
+}
+
+// Options script the receiver. A hook returning a *smtp.SMTPError sends
+// that reply; nil accepts.
+type Options struct {
+	Mail func(from string) error
+	Rcpt func(to string) error
+	Data func(from string, to []string, data []byte) error
+	// Greeting, when set, is sent instead of a 220 banner on every
+	// connection, which is then closed ("421 4.7.0 Too many sessions").
+	Greeting string
+	// TLS offers STARTTLS with this config (see SelfSigned).
+	TLS *tls.Config
+	// Stall delays every reply to DATA's final dot.
+	Stall time.Duration
+	// MaxMessageBytes advertises SIZE.
+	MaxMessageBytes int64
+}
+
+// Server is a running receiver.
+type Server struct {
+	Addr string // 127.0.0.1:port
+	opts Options
+	srv  *smtp.Server
+	ln   net.Listener
+
+	mu    sync.Mutex
+	msgs  []Message
+	conns int
+	seen  map[string]int // remote address -> session number
+}
+
+// Start runs a receiver until the test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	s, err := Listen("127.0.0.1:0", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Listen runs a receiver on addr (for commands such as mxsink).
+func Listen(addr string, o Options) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Addr: ln.Addr().String(), opts: o, ln: ln, seen: map[string]int{}}
+	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
+	s.srv.Domain = "mx.sink.test"
+	s.srv.TLSConfig = o.TLS
+	s.srv.MaxMessageBytes = o.MaxMessageBytes
+	if s.srv.MaxMessageBytes == 0 {
+		s.srv.MaxMessageBytes = 50 << 20
+	}
+	s.srv.MaxRecipients = 1000
+	s.srv.ReadTimeout = time.Minute
+	s.srv.WriteTimeout = time.Minute
+	if o.Greeting != "" {
+		go s.refuse()
+	} else {
+		go func() { _ = s.srv.Serve(ln) }()
+	}
+	return s, nil
+}
+
+// Port is the listening port.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.Addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Close stops the receiver.
+func (s *Server) Close() {
+	if s.opts.Greeting != "" {
+		_ = s.ln.Close()
+		return
+	}
+	_ = s.srv.Close()
+}
+
+// Messages returns a copy of everything accepted so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// Count is the number of accepted messages.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+// Conns is the number of SMTP connections that said EHLO.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+func (s *Server) refuse() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
+		go func() {
+			_, _ = io.WriteString(c, s.opts.Greeting+"\r\n")
+			_ = c.Close()
+		}()
+	}
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	// go-smtp starts a new backend session after STARTTLS; the remote
+	// address tells it is the same connection.
+	remote := c.Conn().RemoteAddr().String()
+	s.mu.Lock()
+	n, ok := s.seen[remote]
+	if !ok {
+		s.conns++
+		n = s.conns
+		s.seen[remote] = n
+	}
+	s.mu.Unlock()
+	_, isTLS := c.TLSConnectionState()
+	return &session{s: s, conn: n, helo: c.Hostname(), tls: isTLS, c: c}, nil
+}
+
+type session struct {
+	s    *Server
+	c    *smtp.Conn
+	conn int
+	helo string
+	tls  bool
+	from string
+	to   []string
+}
+
+func (x *session) Reset()        { x.from, x.to = "", nil }
+func (x *session) Logout() error { return nil }
+
+func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+	if x.s.opts.Mail != nil {
+		if err := x.s.opts.Mail(from); err != nil {
+			return err
+		}
+	}
+	x.from = from
+	return nil
+}
+
+func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if x.s.opts.Rcpt != nil {
+		if err := x.s.opts.Rcpt(to); err != nil {
+			return err
+		}
+	}
+	x.to = append(x.to, to)
+	return nil
+}
+
+func (x *session) Data(r io.Reader) error {
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, r); err != nil {
+		return err
+	}
+	if x.s.opts.Stall > 0 {
+		time.Sleep(x.s.opts.Stall)
+	}
+	if x.s.opts.Data != nil {
+		if err := x.s.opts.Data(x.from, x.to, buf.Bytes()); err != nil {
+			return err
+		}
+	}
+	_, isTLS := x.c.TLSConnectionState()
+	x.s.mu.Lock()
+	x.s.msgs = append(x.s.msgs, Message{From: x.from, To: append([]string(nil), x.to...),
+		Data: buf.Bytes(), TLS: isTLS || x.tls, Helo: x.helo, Conn: x.conn})
+	x.s.mu.Unlock()
+	return nil
+}
+
+// Reply builds a scripted SMTP reply: Reply(550, "5.1.1", "no such user").
+func Reply(code int, enhanced string, text string) error {
+	e := &smtp.SMTPError{Code: code, Message: text, EnhancedCode: smtp.NoEnhancedCode}
+	if enhanced != "" {
+		var a, b, c int
+		parts := bytes.Split([]byte(enhanced), []byte("."))
+		if len(parts) == 3 {
+			a, _ = strconv.Atoi(string(parts[0]))
+			b, _ = strconv.Atoi(string(parts[1]))
+			c, _ = strconv.Atoi(string(parts[2]))
+			e.EnhancedCode = smtp.EnhancedCode{a, b, c}
+		}
+	}
+	return e
+}
+
+// SelfSigned returns a TLS config with a fresh self-signed certificate.
+func SelfSigned(t testing.TB) *tls.Config {
+	t.Helper()
+	cfg, err := selfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func selfSigned() (*tls.Config, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.sink.test"},
+		DNSNames:     []string{"mx.sink.test", "localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(der) == 0 {
+		return nil, errors.New("empty certificate")
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, nil
+}
