@@ -253,4 +253,3 @@ func (s *SMTP) Close() {
 		delete(s.idle, k)
 	}
 }
-
