@@ -66,3 +66,11 @@ func TestBadRouteRejected(t *testing.T) {
 		t.Fatal("want error for route without port")
 	}
 }
+
+func TestShippedConfigsParse(t *testing.T) {
+	for _, p := range []string{"../../configs/engine.example.yaml", "../../configs/demo.yaml"} {
+		if _, err := Load(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}

@@ -1,0 +1,268 @@
+// Package launch expands a campaign into per-recipient jobs: it validates
+// the whole recipient list first (nothing is enqueued from a list with
+// problems unless told to skip them), stores the campaign once, then
+// streams recipients into the lane's stream in atomic, checkpointed
+// batches, so an interrupted launch resumes without queuing anyone twice.
+package launch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/campaign"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/message"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
+)
+
+// Options tune a launch.
+type Options struct {
+	// SkipInvalid enqueues the valid recipients of a list that has invalid
+	// ones (each still reported); by default such a list is refused.
+	SkipInvalid bool
+	// BatchSize is how many recipients go into one atomic enqueue (500).
+	BatchSize int
+	// Suppressed reports which addresses must not be sent to on lane; nil
+	// means no suppression list.
+	Suppressed func(ctx context.Context, lane string, addrs []string) ([]bool, error)
+	// Progress, when set, is called after every batch.
+	Progress func(Progress)
+}
+
+// Progress is reported while enqueuing.
+type Progress struct {
+	Line, Enqueued, Suppressed, Duplicates int
+}
+
+// Result says what a launch did.
+type Result struct {
+	ID         string
+	Lane       string
+	Valid      int                        // valid recipients in the list
+	Invalid    []*campaign.RecipientError // reported problems (at most MaxReported)
+	InvalidN   int                        // all invalid recipients
+	Enqueued   int                        // jobs added by this run
+	Suppressed int                        // recipients settled as suppressed by this run
+	Duplicates int                        // rows whose address was already in the campaign
+	Resumed    bool                       // an interrupted launch was continued
+	Already    bool                       // the campaign had been launched completely before
+}
+
+// MaxReported caps the invalid recipients kept in a Result.
+const MaxReported = 100
+
+// ErrInvalidRecipients is returned (wrapped) when the list has invalid
+// recipients and SkipInvalid is off.
+var ErrInvalidRecipients = errors.New("invalid recipients")
+
+// afterBatch is a test seam: an error from it stops the launch as a crash
+// would, after a batch has been written.
+var afterBatch func(batches int) error
+
+// Launch validates the campaign file at path and enqueues its recipients.
+func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, path string, opt Options) (Result, error) {
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = 500
+	}
+	spec, err := campaign.Load(path)
+	if err != nil {
+		return Result{}, err
+	}
+	tmpl, err := message.Compile(spec.Parts())
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", path, err)
+	}
+	res := Result{ID: spec.ID, Lane: spec.Lane}
+	if err := validate(spec, tmpl, &res); err != nil {
+		return res, err
+	}
+	if res.InvalidN > 0 && !opt.SkipInvalid {
+		return res, fmt.Errorf("%s: %d %w (first: %v); fix the list or launch with --skip-invalid",
+			spec.RecipientsPath(), res.InvalidN, ErrInvalidRecipients, res.Invalid[0])
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return res, fmt.Errorf("encode campaign: %w", err)
+	}
+	fp, err := fingerprint(specJSON, spec.RecipientsPath())
+	if err != nil {
+		return res, err
+	}
+	st := store.New(rdb, ks)
+	created, checkpoint, err := st.Create(ctx, spec.ID, spec.Lane, fp, specJSON)
+	if err != nil {
+		return res, err
+	}
+	switch created {
+	case store.Done:
+		res.Already = true
+		return res, nil
+	case store.Resume:
+		res.Resumed = true
+	}
+	if err := enqueue(ctx, rdb, ks, st, spec, checkpoint, opt, &res); err != nil {
+		return res, err
+	}
+	return res, st.MarkLaunched(ctx, spec.ID)
+}
+
+// validate reads the whole list once: counts valid recipients, collects
+// invalid ones, and renders one message per distinct set of merge fields so
+// a template that needs a field some rows lack fails now, not mid-send.
+func validate(spec *campaign.Spec, tmpl *message.Template, res *Result) error {
+	r, err := campaign.OpenRecipients(spec.RecipientsPath())
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	shapes := map[string]bool{}
+	for {
+		rc, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var re *campaign.RecipientError
+		if errors.As(err, &re) {
+			res.InvalidN++
+			if len(res.Invalid) < MaxReported {
+				res.Invalid = append(res.Invalid, re)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		res.Valid++
+		if shape := fieldShape(rc.Fields); !shapes[shape] {
+			shapes[shape] = true
+			if _, err := tmpl.Render(rc.Email, rc.Fields, message.Extra{UnsubscribeURL: "https://unsubscribe.invalid/u/check"}); err != nil {
+				return fmt.Errorf("%s:%d: cannot render the message for %s: %w", spec.RecipientsPath(), rc.Line, rc.Email, err)
+			}
+		}
+	}
+}
+
+func fieldShape(f map[string]string) string {
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, "\x00")
+}
+
+// fingerprint identifies the campaign's content: its definition and the
+// recipients file's bytes.
+func fingerprint(spec []byte, recipients string) (string, error) {
+	h := sha256.New()
+	h.Write(spec)
+	f, err := os.Open(recipients)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint recipients: %w", err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("fingerprint recipients: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, spec *campaign.Spec, checkpoint int, opt Options, res *Result) error {
+	lane, err := streams.ParseLane(spec.Lane)
+	if err != nil {
+		return err
+	}
+	r, err := campaign.OpenRecipients(spec.RecipientsPath())
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	q := streams.New(rdb, ks, "campaignctl")
+	if err := q.Init(ctx); err != nil {
+		return err
+	}
+	b := &streams.Batch{Lane: lane, Tally: st.Tally(spec.ID)}
+	var pending []*streams.Job
+	now := time.Now().UnixMilli()
+	batches := 0
+	flush := func(line int) error {
+		if len(pending) == 0 {
+			return nil
+		}
+		blocked := make([]bool, len(pending))
+		if opt.Suppressed != nil {
+			addrs := make([]string, len(pending))
+			for i, j := range pending {
+				addrs[i] = j.To
+			}
+			if blocked, err = opt.Suppressed(ctx, string(lane), addrs); err != nil {
+				return fmt.Errorf("check suppression list: %w", err)
+			}
+		}
+		for i, j := range pending {
+			if blocked[i] {
+				b.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
+			} else if err := b.Add(j); err != nil {
+				return err
+			}
+		}
+		b.Checkpoint = strconv.Itoa(line)
+		out, err := q.Enqueue(ctx, b)
+		if err != nil {
+			return err
+		}
+		res.Enqueued += out.Added
+		res.Suppressed += out.Final
+		res.Duplicates += out.Duplicates
+		pending = pending[:0]
+		batches++
+		if opt.Progress != nil {
+			opt.Progress(Progress{Line: line, Enqueued: res.Enqueued, Suppressed: res.Suppressed, Duplicates: res.Duplicates})
+		}
+		if afterBatch != nil {
+			return afterBatch(batches)
+		}
+		return nil
+	}
+	last := 0
+	for {
+		rc, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var re *campaign.RecipientError
+		if errors.As(err, &re) {
+			continue // reported by validate; skipped by the caller's choice
+		}
+		if err != nil {
+			return err
+		}
+		if rc.Line <= checkpoint {
+			continue
+		}
+		last = rc.Line
+		pending = append(pending, &streams.Job{
+			ID: spec.ID + "/" + strconv.Itoa(rc.Line), Campaign: spec.ID, To: rc.Email,
+			Fields: rc.Fields, Lane: lane, Line: rc.Line, First: now,
+		})
+		if len(pending) == opt.BatchSize {
+			if err := flush(last); err != nil {
+				return err
+			}
+		}
+	}
+	return flush(last)
+}

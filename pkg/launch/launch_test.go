@@ -1,0 +1,200 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+const goodYAML = `id: %s
+from: '"News" <news@sluice.test>'
+subject: 'Hello {{.first_name}}'
+text: 'Hi {{.first_name}}'
+recipients: %s
+`
+
+// writeCampaign writes a campaign file and a CSV of n recipients.
+func writeCampaign(t *testing.T, id string, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("email,first_name\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "user%d@example.test,Name%d\n", i, i)
+	}
+	write(t, dir, "list.csv", b.String())
+	return write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, id, "list.csv"))
+}
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func keys(t *testing.T, rdb *redis.Client, ks keyspace.Space) []string {
+	t.Helper()
+	k, err := rdb.Keys(context.Background(), ks.Key()+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestInterruptedLaunchResumesWithoutDuplicates(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	ctx := context.Background()
+	path := writeCampaign(t, "spring", 1000)
+
+	crash := errors.New("simulated crash")
+	afterBatch = func(n int) error {
+		if n == 4 {
+			return crash
+		}
+		return nil
+	}
+	t.Cleanup(func() { afterBatch = nil })
+	res, err := Launch(ctx, rdb, ks, path, Options{BatchSize: 100})
+	if !errors.Is(err, crash) || res.Enqueued != 400 {
+		t.Fatalf("first launch: %+v, %v; want the crash after 400", res, err)
+	}
+	st := store.New(rdb, ks)
+	if s, _ := st.Status(ctx, "spring"); s.State != store.StateLaunching {
+		t.Fatalf("state after crash %q", s.State)
+	}
+	afterBatch = nil
+	res, err = Launch(ctx, rdb, ks, path, Options{BatchSize: 100})
+	if err != nil || !res.Resumed || res.Enqueued != 600 || res.Duplicates != 0 {
+		t.Fatalf("relaunch: %+v, %v; want 600 more", res, err)
+	}
+	q := streams.New(rdb, ks, "t")
+	if n := rdb.XLen(ctx, q.Stream(streams.Marketing)).Val(); n != 1000 {
+		t.Fatalf("stream holds %d jobs, want 1000", n)
+	}
+	if n := rdb.HLen(ctx, st.Tally("spring").Records).Val(); n != 1000 {
+		t.Fatalf("%d recipient records, want 1000", n)
+	}
+	s, _ := st.Status(ctx, "spring")
+	if s.Total != 1000 || s.Queued != 1000 || s.State != store.StateSending {
+		t.Fatalf("status %+v", s)
+	}
+	// A third launch of a completed campaign enqueues nothing.
+	if res, err := Launch(ctx, rdb, ks, path, Options{}); err != nil || !res.Already || res.Enqueued != 0 {
+		t.Fatalf("third launch %+v %v", res, err)
+	}
+	if n := rdb.XLen(ctx, q.Stream(streams.Marketing)).Val(); n != 1000 {
+		t.Fatalf("stream holds %d jobs after a third launch", n)
+	}
+}
+
+func TestDuplicateRowsAreQueuedOnce(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	dir := t.TempDir()
+	write(t, dir, "l.csv", "email,first_name\na@example.test,A\nA@EXAMPLE.TEST,A2\nb@example.test,B\n")
+	path := write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, "dup", "l.csv"))
+	res, err := Launch(context.Background(), rdb, ks, path, Options{})
+	if err != nil || res.Enqueued != 2 || res.Duplicates != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestChangedContentUnderSameIDIsRefused(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	path := writeCampaign(t, "same", 3)
+	if _, err := Launch(context.Background(), rdb, ks, path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	other := writeCampaign(t, "same", 4)
+	if _, err := Launch(context.Background(), rdb, ks, other, Options{}); err == nil || !strings.Contains(err.Error(), "different content") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSuppressedRecipientsAreCountedNotQueued(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	path := writeCampaign(t, "supp", 10)
+	res, err := Launch(context.Background(), rdb, ks, path, Options{
+		Suppressed: func(_ context.Context, lane string, addrs []string) ([]bool, error) {
+			out := make([]bool, len(addrs))
+			for i, a := range addrs {
+				out[i] = lane == "marketing" && (a == "user3@example.test" || a == "user7@example.test")
+			}
+			return out, nil
+		},
+	})
+	if err != nil || res.Enqueued != 8 || res.Suppressed != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	s, _ := store.New(rdb, ks).Status(context.Background(), "supp")
+	if s.Total != 10 || s.Suppressed != 2 || s.Queued != 8 {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+func TestBadCampaignsEnqueueNothing(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	list := "email,first_name\na@example.test,A\n"
+	cases := []struct {
+		name, yaml, csv, want string
+	}{
+		{"unknown key", "id: x\nfrom: a@sluice.test\nsubject: s\ntext: t\nrecipients: l.csv\nsubjet: typo\n", list, `c.yaml:6`},
+		{"missing from", "id: x\nsubject: s\ntext: t\nrecipients: l.csv\n", list, `"from"`},
+		{"bad template", "id: x\nfrom: a@sluice.test\nsubject: 'Hi {{.first_name'\ntext: t\nrecipients: l.csv\n", list, "subject"},
+		{"missing csv", "id: x\nfrom: a@sluice.test\nsubject: s\ntext: t\nrecipients: nowhere.csv\n", list, "nowhere.csv"},
+		{"csv without email", "id: x\nfrom: a@sluice.test\nsubject: s\ntext: t\nrecipients: l.csv\n", "address,name\na@example.test,A\n", "email"},
+		{"field with CRLF", "id: x\nfrom: a@sluice.test\nsubject: 'Hi {{.first_name}}'\ntext: t\nrecipients: l.csv\n",
+			"email,first_name\na@example.test,A\nb@example.test,\"B\r\nBcc: victim@example.test\"\n", "l.csv:3"},
+		{"missing merge field", "id: x\nfrom: a@sluice.test\nsubject: 'Hi {{.nickname}}'\ntext: t\nrecipients: l.csv\n", list, "nickname"},
+		{"invalid address", "id: x\nfrom: a@sluice.test\nsubject: s\ntext: t\nrecipients: l.csv\n", "email\na@example.test\nnot-an-address\n", "l.csv:3"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, "l.csv", c.csv)
+			path := write(t, dir, "c.yaml", c.yaml)
+			_, err := Launch(context.Background(), rdb, ks, path, Options{})
+			if err == nil {
+				t.Fatal("launch succeeded")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not name %q", err, c.want)
+			}
+			if k := keys(t, rdb, ks); len(k) != 0 {
+				t.Fatalf("bad campaign wrote keys %v", k)
+			}
+		})
+	}
+}
+
+func TestSkipInvalidEnqueuesTheRest(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	dir := t.TempDir()
+	write(t, dir, "l.csv", "email,first_name\na@example.test,A\nbroken,B\nc@example.test,C\n")
+	path := write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, "skip", "l.csv"))
+	res, err := Launch(context.Background(), rdb, ks, path, Options{SkipInvalid: true})
+	if err != nil || res.Enqueued != 2 || res.InvalidN != 1 || res.Invalid[0].Line != 3 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}

@@ -1,0 +1,187 @@
+// Package store keeps campaigns in Redis: each campaign's definition, its
+// state and counters (one hash, so status is one read), and one record per
+// recipient. The queue (package streams) updates the counters and records
+// in the same atomic step that acknowledges a job.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/streams"
+)
+
+// Campaign states as stored. "finished" is never stored: a campaign whose
+// launch completed and whose queue is empty is finished.
+const (
+	StateLaunching = "launching" // recipients are being enqueued
+	StateSending   = "sending"   // all recipients enqueued
+	StateFinished  = "finished"  // sending, and nothing left in flight
+)
+
+// ErrNotFound is returned for an unknown campaign id.
+var ErrNotFound = errors.New("campaign not found")
+
+// Store reads and writes campaign data.
+type Store struct {
+	rdb redis.UniversalClient
+	ks  keyspace.Space
+}
+
+// New returns a store in space.
+func New(rdb redis.UniversalClient, ks keyspace.Space) *Store { return &Store{rdb: rdb, ks: ks} }
+
+// Key of a campaign's hash (definition, state, counters).
+func (s *Store) Key(id string) string { return s.ks.Key("campaign", id) }
+
+// Tally is where the queue counts a campaign's outcomes.
+func (s *Store) Tally(id string) streams.Tally {
+	return streams.Tally{Counters: s.Key(id), Records: s.ks.Key("rcpt", id)}
+}
+
+func (s *Store) index() string { return s.ks.Key("campaigns") }
+
+// Created says what Create found.
+type Created int
+
+const (
+	Fresh  Created = iota // a new campaign was stored
+	Resume                // the same campaign exists, launch unfinished: resume
+	Done                  // the same campaign was launched completely already
+)
+
+var createScript = redis.NewScript(`
+local fp = redis.call('HGET', KEYS[1], 'fingerprint')
+if not fp then
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fingerprint', ARGV[2], 'spec', ARGV[3], 'lane', ARGV[4],
+    'state', 'launching', 'created', ARGV[5], 'total', 0, 'queued', 0, 'deferred', 0, 'delivered', 0,
+    'bounced', 0, 'suppressed', 0, 'failed', 0, 'checkpoint', 0)
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+  return {0, 0}
+end
+if fp ~= ARGV[2] then return {-1, 0} end
+local st = redis.call('HGET', KEYS[1], 'state')
+local cp = tonumber(redis.call('HGET', KEYS[1], 'checkpoint') or '0')
+if st == 'launching' then return {1, cp} end
+return {2, cp}
+`)
+
+// Create stores a campaign once. fingerprint identifies its content (the
+// campaign file and recipient list): relaunching the same id with the same
+// content resumes from the stored checkpoint (the last recipients-file
+// line enqueued); different content under a used id is an error.
+func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec []byte) (Created, int, error) {
+	res, err := createScript.Run(ctx, s.rdb, []string{s.Key(id), s.index()},
+		id, fingerprint, spec, lane, time.Now().UnixMilli()).Int64Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("store campaign %s: %w", id, err)
+	}
+	if res[0] < 0 {
+		return 0, 0, fmt.Errorf("campaign id %q was already launched with different content (campaign file or recipients changed); use a new id", id)
+	}
+	return Created(res[0]), int(res[1]), nil
+}
+
+// MarkLaunched records that every recipient is enqueued.
+func (s *Store) MarkLaunched(ctx context.Context, id string) error {
+	err := s.rdb.HSet(ctx, s.Key(id), "state", StateSending, "launched", time.Now().UnixMilli()).Err()
+	if err != nil {
+		return fmt.Errorf("mark %s launched: %w", id, err)
+	}
+	return nil
+}
+
+// Spec returns the stored campaign definition (as the launcher encoded it).
+func (s *Store) Spec(ctx context.Context, id string) ([]byte, error) {
+	b, err := s.rdb.HGet(ctx, s.Key(id), "spec").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// Status is one campaign's progress. The JSON keys are a public contract
+// (campaignctl status --json).
+type Status struct {
+	ID         string `json:"id"`
+	State      string `json:"state"`
+	Total      int64  `json:"total"`
+	Queued     int64  `json:"queued"`
+	Delivered  int64  `json:"delivered"`
+	Deferred   int64  `json:"deferred"`
+	Bounced    int64  `json:"bounced"`
+	Suppressed int64  `json:"suppressed"`
+	Failed     int64  `json:"failed"`
+}
+
+var statusFields = []string{"id", "state", "total", "queued", "delivered", "deferred", "bounced", "suppressed", "failed"}
+
+// Status reads one campaign's progress.
+func (s *Store) Status(ctx context.Context, id string) (Status, error) {
+	vals, err := s.rdb.HMGet(ctx, s.Key(id), statusFields...).Result()
+	if err != nil {
+		return Status{}, fmt.Errorf("status of %s: %w", id, err)
+	}
+	return parseStatus(id, vals)
+}
+
+func parseStatus(id string, vals []any) (Status, error) {
+	if vals[0] == nil {
+		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	n := func(i int) int64 {
+		v, _ := vals[i].(string)
+		x, _ := strconv.ParseInt(v, 10, 64)
+		return x
+	}
+	st := Status{ID: id, Total: n(2), Queued: n(3), Delivered: n(4), Deferred: n(5), Bounced: n(6), Suppressed: n(7), Failed: n(8)}
+	st.State, _ = vals[1].(string)
+	if st.State == StateSending && st.Queued == 0 {
+		st.State = StateFinished
+	}
+	return st, nil
+}
+
+// List returns every campaign's status, oldest first, in one pipeline.
+func (s *Store) List(ctx context.Context) ([]Status, error) {
+	ids, err := s.rdb.ZRange(ctx, s.index(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list campaigns: %w", err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, s.Key(id), statusFields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list campaigns: %w", err)
+	}
+	out := make([]Status, 0, len(ids))
+	for i, id := range ids {
+		st, err := parseStatus(id, cmds[i].Val())
+		if err != nil {
+			continue // removed between ZRANGE and HMGET
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Record returns the stored record of one recipient.
+func (s *Store) Record(ctx context.Context, id, addr string) (streams.Record, error) {
+	v, err := s.rdb.HGet(ctx, s.Tally(id).Records, strings.ToLower(addr)).Result()
+	if err != nil {
+		return streams.Record{}, fmt.Errorf("record of %s in %s: %w", addr, id, err)
+	}
+	return streams.DecodeRecord(v)
+}

@@ -1,0 +1,72 @@
+// Package streams is sluice's durable queue in Redis: one stream per lane
+// read through a consumer group, a delayed set per lane for retries, and a
+// settle step that records a job's outcome and acknowledges it atomically.
+//
+// Delivery is at-least-once: a job leaves its consumer's pending list only
+// in the same Lua script that records its outcome (or its next attempt), so
+// a crash can re-send what was in flight but never lose it. Jobs held by a
+// dead consumer are taken over with XAUTOCLAIM.
+package streams
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Lane separates transactional mail from campaigns end to end.
+type Lane string
+
+const (
+	Transactional Lane = "transactional"
+	Marketing     Lane = "marketing"
+)
+
+// Lanes in reading priority order: transactional first.
+var Lanes = []Lane{Transactional, Marketing}
+
+// ParseLane validates a lane name.
+func ParseLane(s string) (Lane, error) {
+	switch Lane(s) {
+	case Transactional, Marketing:
+		return Lane(s), nil
+	case "":
+		return Marketing, nil
+	}
+	return "", fmt.Errorf("unknown lane %q (want transactional or marketing)", s)
+}
+
+// Job is one message to one recipient.
+type Job struct {
+	ID       string            `json:"id"`           // unique: "campaign/line" or a transactional id
+	Campaign string            `json:"c,omitempty"`  // campaign id; empty for API/submission jobs
+	To       string            `json:"to"`           // recipient address
+	Fields   map[string]string `json:"f,omitempty"`  // merge fields
+	Lane     Lane              `json:"l"`            // stream the job belongs to
+	Line     int               `json:"ln,omitempty"` // recipients-file line, for reports
+	Attempts int               `json:"n,omitempty"`  // delivery attempts made so far
+	First    int64             `json:"t0"`           // unix ms of enqueue; max age counts from here
+}
+
+func (j *Job) encode() (string, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return "", fmt.Errorf("encode job %s: %w", j.ID, err)
+	}
+	return string(b), nil
+}
+
+func decodeJob(s string) (Job, error) {
+	var j Job
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return j, fmt.Errorf("decode job: %w", err)
+	}
+	return j, nil
+}
+
+// Delivery is a job read from a stream, held in this consumer's pending
+// list until settled.
+type Delivery struct {
+	Job
+	StreamID string // the entry's id in its lane stream
+	Raw      string // the encoded job as stored
+}

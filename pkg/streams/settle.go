@@ -1,0 +1,132 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Tally names where jobs' outcomes are counted: a hash of counters (total,
+// queued, deferred, delivered, bounced, failed, suppressed, duplicates) and a
+// hash holding one record per recipient (campaigns) or per job (API mail).
+type Tally struct {
+	Counters string
+	Records  string
+}
+
+// Record is what is kept per recipient: its latest state and last reply.
+// The status comes first in the encoding; the settle script reads it with a
+// pattern instead of decoding JSON.
+type Record struct {
+	Status   string `json:"s"` // queued, deferred, delivered, bounced, failed, suppressed
+	Code     int    `json:"c,omitempty"`
+	Enhanced string `json:"e,omitempty"`
+	Reply    string `json:"r,omitempty"`
+	Reason   string `json:"why,omitempty"`
+	Host     string `json:"h,omitempty"`
+	Attempts int    `json:"n,omitempty"`
+	At       int64  `json:"at,omitempty"` // unix ms of the last attempt
+	Line     int    `json:"ln,omitempty"`
+	JobID    string `json:"j,omitempty"`
+}
+
+// Encode returns the stored form.
+func (r Record) Encode() string {
+	b, _ := json.Marshal(r) // a struct of strings and ints cannot fail
+	return string(b)
+}
+
+// DecodeRecord parses a stored record.
+func DecodeRecord(s string) (Record, error) {
+	var r Record
+	err := json.Unmarshal([]byte(s), &r)
+	return r, err
+}
+
+// Final statuses end a job; "deferred" and "queued" do not.
+var finalStatus = map[string]bool{"delivered": true, "bounced": true, "failed": true, "suppressed": true, "cancelled": true}
+
+// IsFinal reports whether status ends a job.
+func IsFinal(status string) bool { return finalStatus[status] }
+
+// XACK acknowledges for the whole group whoever holds the entry, so the
+// script first checks that this consumer still holds it (XPENDING with a
+// consumer filter): a presumed-dead engine that wakes up after its job was
+// reclaimed must not settle it a second time.
+var settleScript = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[8]) == 0 then
+  return 0
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+local prev = redis.call('HGET', KEYS[4], ARGV[3])
+local ps = ''
+if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
+if ps == 'delivered' or ps == 'bounced' or ps == 'failed' or ps == 'suppressed' or ps == 'cancelled' then
+  return 2
+end
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+if ARGV[5] == 'deferred' then
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+  if ps ~= 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', 1) end
+else
+  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+  redis.call('HINCRBY', KEYS[3], 'queued', -1)
+  if ps == 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', -1) end
+end
+return 1
+`)
+
+// Settled says what Settle did.
+type Settled int
+
+const (
+	// NotHeld: the job was no longer in this consumer's pending list (another
+	// engine reclaimed it); nothing was recorded.
+	NotHeld Settled = 0
+	// Recorded: the outcome was recorded and the job acknowledged.
+	Recorded Settled = 1
+	// AlreadyFinal: the recipient already had a final outcome; the job was
+	// acknowledged and nothing was counted twice.
+	AlreadyFinal Settled = 2
+)
+
+// Settle records d's outcome in t and acknowledges it, atomically. A
+// non-final rec (status "deferred") puts the job, with its attempt count
+// as given in next, into the lane's delayed set due at retryAt: the next
+// attempt is durable before the current one is acknowledged.
+func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, next *Job, retryAt time.Time) (Settled, error) {
+	var nextRaw string
+	if rec.Status == "deferred" {
+		if next == nil {
+			return 0, fmt.Errorf("settle %s: deferred without a next attempt", d.ID)
+		}
+		var err error
+		if nextRaw, err = next.encode(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := settleScript.Run(ctx, q.rdb,
+		[]string{q.Stream(d.Lane), q.Delayed(d.Lane), t.Counters, t.Records},
+		Group, d.StreamID, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, q.consumer).Int()
+	if err != nil {
+		return 0, fmt.Errorf("settle %s: %w", d.ID, err)
+	}
+	return Settled(n), nil
+}
+
+// RecordField is the key of the job's record in its tally: for campaign
+// jobs the lower-cased recipient address, so a campaign never holds an
+// address twice (RFC 5321 §2.4 lets local parts be case-sensitive, but no
+// mailbox provider treats them so, and a double send costs more than a
+// merged pair); the job id otherwise.
+func (j *Job) RecordField() string {
+	if j.Campaign != "" {
+		return strings.ToLower(j.To)
+	}
+	return j.ID
+}

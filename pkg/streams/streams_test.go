@@ -1,0 +1,180 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+func setup(t *testing.T, consumer string) (*Queue, *redis.Client, Tally) {
+	t.Helper()
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	q := New(rdb, ks, consumer)
+	if err := q.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return q, rdb, Tally{Counters: ks.Key("c", "x"), Records: ks.Key("r", "x")}
+}
+
+func counters(t *testing.T, rdb *redis.Client, tl Tally) map[string]string {
+	t.Helper()
+	m, err := rdb.HGetAll(context.Background(), tl.Counters).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func campaignJob(i int) *Job {
+	return &Job{ID: fmt.Sprintf("x/%d", i), Campaign: "x", To: fmt.Sprintf("u%d@example.test", i), Lane: Marketing, Line: i + 2, First: time.Now().UnixMilli()}
+}
+
+func TestEnqueueNeverQueuesAnAddressTwice(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl, Checkpoint: "4"}
+	for i := 0; i < 3; i++ {
+		if err := b.Add(campaignJob(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Add(campaignJob(1)); err != nil { // duplicate row
+		t.Fatal(err)
+	}
+	b.AddFinal(campaignJob(9), Record{Status: "suppressed"})
+	res, err := q.Enqueue(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (BatchResult{Added: 3, Final: 1, Duplicates: 1}) {
+		t.Fatalf("result %+v", res)
+	}
+	// The same batch again (a launch that died before learning it landed).
+	for i := 0; i < 3; i++ {
+		_ = b.Add(campaignJob(i))
+	}
+	if res, _ := q.Enqueue(ctx, b); res.Added != 0 || res.Duplicates != 3 {
+		t.Fatalf("re-sent batch: %+v", res)
+	}
+	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 3 {
+		t.Fatalf("stream holds %d jobs, want 3", n)
+	}
+	c := counters(t, rdb, tl)
+	if c["total"] != "4" || c["queued"] != "3" || c["suppressed"] != "1" || c["checkpoint"] != "4" {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl}
+	_ = b.Add(campaignJob(0))
+	if _, err := q.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := q.Read(ctx, Marketing, 10, -1, false)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %v %v", ds, err)
+	}
+	d := ds[0]
+	next := d.Job
+	next.Attempts++
+	due := time.Now().Add(time.Minute)
+	if s, err := q.Settle(ctx, d, tl, Record{Status: "deferred", Code: 451}, &next, due); err != nil || s != Recorded {
+		t.Fatalf("settle deferred: %v %v", s, err)
+	}
+	if c := counters(t, rdb, tl); c["deferred"] != "1" || c["queued"] != "1" {
+		t.Fatalf("after deferral %v", c)
+	}
+	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 0 {
+		t.Fatalf("acked entry still in stream (%d)", n)
+	}
+	if n, _ := q.MoveDue(ctx, time.Now(), 100); n != 0 {
+		t.Fatalf("moved %d jobs before they were due", n)
+	}
+	if n, _ := q.MoveDue(ctx, due, 100); n != 1 {
+		t.Fatalf("moved %d due jobs, want 1", n)
+	}
+	ds, _ = q.Read(ctx, Marketing, 10, -1, false)
+	if len(ds) != 1 || ds[0].Attempts != 1 || ds[0].To != d.To {
+		t.Fatalf("retry read %+v", ds)
+	}
+	if s, _ := q.Settle(ctx, ds[0], tl, Record{Status: "delivered", Code: 250}, nil, time.Time{}); s != Recorded {
+		t.Fatalf("settle delivered: %v", s)
+	}
+	c := counters(t, rdb, tl)
+	if c["delivered"] != "1" || c["deferred"] != "0" || c["queued"] != "0" {
+		t.Fatalf("final counters %v", c)
+	}
+	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.Records, d.To).Val())
+	if rec.Status != "delivered" || rec.Code != 250 {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestReclaimTakesOverADeadConsumersJobs(t *testing.T) {
+	dead, rdb, tl := setup(t, "dead")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl}
+	for i := 0; i < 5; i++ {
+		_ = b.Add(campaignJob(i))
+	}
+	if _, err := dead.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	held, _ := dead.Read(ctx, Marketing, 10, -1, false)
+	if len(held) != 5 {
+		t.Fatalf("dead consumer read %d", len(held))
+	}
+	alive := New(rdb, dead.ks, "alive")
+	if got, _ := alive.Reclaim(ctx, Marketing, time.Hour, 100); len(got) != 0 {
+		t.Fatalf("reclaimed %d jobs that were not idle long enough", len(got))
+	}
+	time.Sleep(30 * time.Millisecond)
+	got, err := alive.Reclaim(ctx, Marketing, 20*time.Millisecond, 100)
+	if err != nil || len(got) != 5 {
+		t.Fatalf("reclaimed %d, %v; want 5", len(got), err)
+	}
+	// The dead consumer wakes up late: its settle must not count twice.
+	if s, _ := dead.Settle(ctx, held[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != NotHeld {
+		t.Fatalf("stale settle = %v, want NotHeld", s)
+	}
+	for _, d := range got {
+		if s, _ := alive.Settle(ctx, d, tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
+			t.Fatalf("settle %v", s)
+		}
+	}
+	if c := counters(t, rdb, tl); c["delivered"] != "5" || c["queued"] != "0" {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+func TestPendingJobsAreReadBackAfterRestart(t *testing.T) {
+	q, _, tl := setup(t, "e1")
+	ctx := context.Background()
+	b := &Batch{Lane: Transactional, Tally: tl}
+	_ = b.Add(&Job{ID: "tx1", To: "a@example.test", Lane: Transactional})
+	if _, err := q.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := q.Read(ctx, Transactional, 10, -1, false); len(ds) != 1 {
+		t.Fatal("no job read")
+	}
+	// Same consumer name after a restart: its unacknowledged job comes back.
+	again, err := New(q.rdb, q.ks, "e1").Read(ctx, Transactional, 10, -1, true)
+	if err != nil || len(again) != 1 || again[0].ID != "tx1" {
+		t.Fatalf("pending read %+v %v", again, err)
+	}
+}
+
