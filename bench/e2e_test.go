@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
 	"github.com/sluice-mta/sluice/pkg/store"
@@ -19,8 +20,14 @@ import (
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 // BenchmarkCampaign20k launches a 20,000-recipient campaign and delivers it
-// to a local sink, reporting launch rate and end-to-end delivery rate.
+// to a local sink, reporting launch rate and end-to-end delivery rate, with
+// and without DKIM signing (RSA-2048).
 func BenchmarkCampaign20k(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchCampaign(b, false) })
+	b.Run("dkim-rsa2048", func(b *testing.B) { benchCampaign(b, true) })
+}
+
+func benchCampaign(b *testing.B, signed bool) {
 	const n = 20000
 	for i := 0; i < b.N; i++ {
 		prefix := redistest.Prefix(b)
@@ -39,6 +46,10 @@ func BenchmarkCampaign20k(b *testing.B) {
 
 		cfg := enginetest.Config(prefix, srv.Addr)
 		cfg.Delivery.Workers = 64
+		if signed {
+			key, _ := enginetest.DKIMKey(b, b.TempDir(), "sluice.test")
+			cfg.DKIM = []config.DKIM{key}
+		}
 		t1 := time.Now()
 		enginetest.Start(b, cfg)
 		st := store.New(rdb, ks)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/mx"
 )
@@ -91,10 +92,18 @@ func run() error {
 	})
 	defer sender.Close()
 
-	eng := engine.New(engine.Deps{
+	signer, err := dkim.NewSigner(cfg.DKIM)
+	if err != nil {
+		return err
+	}
+	deps := engine.Deps{
 		Config: cfg, Redis: rdb, Log: log, Sender: sender,
 		Router: &deliver.Router{Routes: cfg.Routes, Resolver: resolver, Port: cfg.Delivery.Port},
-	})
+	}
+	if len(cfg.DKIM) > 0 {
+		deps.Signer = signer
+	}
+	eng := engine.New(deps)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())

@@ -25,6 +25,12 @@ type Sender interface {
 	Send(ctx context.Context, d deliver.Destination, env deliver.Envelope, msg []byte) deliver.Outcome
 }
 
+// Signer signs a message for a domain (a no-op for domains without a key);
+// *dkim.Signer implements it.
+type Signer interface {
+	Sign(domain string, msg []byte) ([]byte, error)
+}
+
 // Deps are what an engine is built from.
 type Deps struct {
 	Config   *config.Config
@@ -32,7 +38,9 @@ type Deps struct {
 	Router   *deliver.Router
 	Sender   Sender
 	Throttle *throttle.Limiter
-	Log      *slog.Logger
+	// Signer adds DKIM signatures for the From domain; nil signs nothing.
+	Signer Signer
+	Log    *slog.Logger
 	// Now is the clock (a test seam); nil means time.Now.
 	Now func() time.Time
 }
@@ -194,4 +202,3 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-time.After(d):
 	}
 }
-

@@ -43,6 +43,11 @@ func (e *Engine) attempt(ctx context.Context, d streams.Delivery) deliver.Outcom
 	if err != nil {
 		return deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "render", Text: err.Error()}
 	}
+	if e.Signer != nil {
+		if msg, err = e.Signer.Sign(prep.tmpl.FromDomain(), msg); err != nil {
+			return deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
+		}
+	}
 	dest, out, ok := e.Router.Resolve(ctx, domainOf(d.To))
 	if !ok {
 		return out

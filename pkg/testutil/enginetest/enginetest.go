@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/route"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
@@ -41,11 +42,19 @@ func Start(tb testing.TB, cfg *config.Config) {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
 	sender := deliver.NewSMTP(deliver.SMTPConfig{Hostname: cfg.Hostname, MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection})
-	eng := engine.New(engine.Deps{
+	deps := engine.Deps{
 		Config: cfg, Redis: rdb, Sender: sender,
 		Router: &deliver.Router{Routes: cfg.Routes},
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if len(cfg.DKIM) > 0 {
+		signer, err := dkim.NewSigner(cfg.DKIM)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		deps.Signer = signer
+	}
+	eng := engine.New(deps)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(ctx) }()
@@ -80,4 +89,19 @@ func Write(tb testing.TB, path, content string) string {
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// DKIMKey writes a fresh RSA-2048 key for domain (selector "s1") into dir
+// and returns its config entry and the DNS TXT record to publish.
+func DKIMKey(tb testing.TB, dir, domain string) (config.DKIM, string) {
+	tb.Helper()
+	pemKey, txt, err := dkim.GenerateRSA(2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(dir, domain+".pem")
+	if err := os.WriteFile(path, pemKey, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return config.DKIM{Domain: domain, Selector: "s1", KeyFile: path}, txt
 }

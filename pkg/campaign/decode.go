@@ -1,0 +1,189 @@
+package campaign
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The file is decoded from a yaml.Node tree rather than straight into
+// Spec so every error can carry the line of the key it is about, and
+// unknown or repeated keys are caught with theirs.
+
+func (l *loader) decode(root *yaml.Node) {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], deref(root.Content[i+1])
+		key := k.Value
+		if k.Kind != yaml.ScalarNode {
+			l.errorf(k.Line, "keys must be plain names, got a %s", kindName(k))
+			continue
+		}
+		if first, dup := l.line[key]; dup {
+			l.errorf(k.Line, "duplicate key %q (first at line %d)", key, first)
+			continue
+		}
+		if !slices.Contains(keys, key) {
+			hint, near := suggest(key, keys)
+			l.suggested[near] = true
+			l.errorf(k.Line, "unknown key %q%s", key, hint)
+			continue
+		}
+		l.line[key] = k.Line
+		switch key {
+		case "headers":
+			l.headers(v)
+		case "unsubscribe":
+			l.unsubscribe(v)
+		case "send_at":
+			l.sendAt(v)
+		default:
+			*l.field(key) = l.str(key, k.Line, v)
+		}
+	}
+}
+
+// field is the Spec string a plain key decodes into.
+func (l *loader) field(key string) *string {
+	s := l.s
+	return map[string]*string{
+		"id": &s.ID, "from": &s.From, "reply_to": &s.ReplyTo, "subject": &s.Subject,
+		"text": &s.Text, "text_file": &s.TextFile, "html": &s.HTML, "html_file": &s.HTMLFile,
+		"recipients": &s.Recipients, "lane": &s.Lane, "return_path": &s.ReturnPath,
+	}[key]
+}
+
+// str is a scalar's text; null is empty. Numbers and booleans are taken
+// as written (an id of 2025 is the string "2025").
+func (l *loader) str(key string, line int, v *yaml.Node) string {
+	if v.Kind != yaml.ScalarNode {
+		l.errorf(line, "%s: want a string, got a %s", key, kindName(v))
+		return ""
+	}
+	if v.Tag == "!!null" {
+		return ""
+	}
+	return v.Value
+}
+
+func (l *loader) headers(v *yaml.Node) {
+	if v.Tag == "!!null" {
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		l.errorf(l.line["headers"], "headers: want a mapping of header names to values, got a %s", kindName(v))
+		return
+	}
+	l.s.Headers = make(map[string]string, len(v.Content)/2)
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, hv := v.Content[i], deref(v.Content[i+1])
+		if first, dup := l.headerLine[k.Value]; dup {
+			l.errorf(k.Line, "headers: duplicate header %q (first at line %d)", k.Value, first)
+			continue
+		}
+		l.headerLine[k.Value] = k.Line
+		l.s.Headers[k.Value] = l.str("headers: "+k.Value, k.Line, hv)
+	}
+}
+
+func (l *loader) unsubscribe(v *yaml.Node) {
+	if v.Tag == "!!null" {
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		l.errorf(l.line["unsubscribe"], "unsubscribe: want a mapping (mailto: address), got a %s", kindName(v))
+		return
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, uv := v.Content[i], deref(v.Content[i+1])
+		if k.Value != "mailto" {
+			hint, _ := suggest(k.Value, []string{"mailto"})
+			l.errorf(k.Line, "unknown key %q in unsubscribe%s", k.Value, hint)
+			continue
+		}
+		l.line["unsubscribe.mailto"] = k.Line
+		l.s.Unsubscribe.Mailto = l.str("unsubscribe.mailto", k.Line, uv)
+	}
+}
+
+func (l *loader) sendAt(v *yaml.Node) {
+	s := l.str("send_at", l.line["send_at"], v)
+	if s == "" {
+		return
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		l.errorf(l.line["send_at"], "send_at: invalid time %q: want RFC 3339 with a zone, such as 2025-06-01T09:00:00Z", s)
+		return
+	}
+	l.s.SendAt = t
+}
+
+// deref follows a YAML alias (*name) to the node it names.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "scalar"
+	}
+	return "node"
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlError turns yaml.v3's "yaml: line 3: ..." into "path:3: ...".
+func yamlError(path string, err error) error {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return fmt.Errorf("%s:%d: %s", path, n, m[2])
+	}
+	return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// suggest names the known key closest to a misspelt one.
+func suggest(key string, known []string) (hint, near string) {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return "", ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best), best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,142 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/launch"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/testutil/dnstest"
+	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// run launches an n-recipient campaign, runs an engine with cfg tweaked
+// by tune, and waits until the campaign is finished.
+func run(t *testing.T, srv *smtptest.Server, n int, tune func(*config.Config)) (*store.Store, store.Status) {
+	t.Helper()
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "c", n, "example.test")
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, srv.Addr)
+	if tune != nil {
+		tune(cfg)
+	}
+	enginetest.Start(t, cfg)
+	st := store.New(rdb, ks)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err := st.Status(context.Background(), "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.State == store.StateFinished {
+			return st, s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign not finished: %+v", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestDeferredJobIsRetriedAfterBackoffAndDelivered(t *testing.T) {
+	var rcpts atomic.Int32
+	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(string) error {
+		if rcpts.Add(1) <= 2 { // the first two attempts are deferred
+			return smtptest.Reply(451, "4.3.0", "Temporary local problem, please try again")
+		}
+		return nil
+	}})
+	start := time.Now()
+	st, s := run(t, srv, 1, func(c *config.Config) {
+		c.Lanes.Marketing.Retry = []time.Duration{300 * time.Millisecond}
+	})
+	if s.Delivered != 1 || s.Deferred != 0 || srv.Count() != 1 || rcpts.Load() != 3 {
+		t.Fatalf("status %+v, %d messages, %d RCPTs; want delivered on the 3rd attempt", s, srv.Count(), rcpts.Load())
+	}
+	if el := time.Since(start); el < 2*270*time.Millisecond {
+		t.Fatalf("delivered after %v: the two backoffs were not waited", el)
+	}
+	rec, err := st.Record(context.Background(), "c", "user00000@example.test")
+	if err != nil || rec.Status != "delivered" || rec.Attempts != 3 {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+}
+
+func TestJobPastMaxAgeBouncesAsExpired(t *testing.T) {
+	var rcpts atomic.Int32
+	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(string) error {
+		rcpts.Add(1)
+		return smtptest.Reply(451, "4.3.0", "Temporary local problem")
+	}})
+	st, s := run(t, srv, 1, func(c *config.Config) {
+		c.Lanes.Marketing.Retry = []time.Duration{200 * time.Millisecond}
+		c.Lanes.Marketing.MaxAge = 900 * time.Millisecond
+	})
+	if s.Bounced != 1 || s.Delivered != 0 || srv.Count() != 0 {
+		t.Fatalf("status %+v", s)
+	}
+	rec, _ := st.Record(context.Background(), "c", "user00000@example.test")
+	if rec.Status != "bounced" || rec.Reason != "expired" || rec.Code != 451 {
+		t.Fatalf("record %+v; want bounced, expired, last reply 451", rec)
+	}
+	if n := rcpts.Load(); n < 2 {
+		t.Fatalf("only %d attempts before expiry", n)
+	}
+}
+
+func TestNothingIsRetriedAfterA5xx(t *testing.T) {
+	var rcpts atomic.Int32
+	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(to string) error {
+		rcpts.Add(1)
+		if strings.HasPrefix(to, "user00001") {
+			return smtptest.Reply(550, "5.1.1", "The email account that you tried to reach does not exist")
+		}
+		return nil
+	}})
+	st, s := run(t, srv, 3, func(c *config.Config) {
+		c.Lanes.Marketing.Retry = []time.Duration{100 * time.Millisecond}
+	})
+	time.Sleep(700 * time.Millisecond) // several mover ticks: a retry would show
+	if s.Delivered != 2 || s.Bounced != 1 || rcpts.Load() != 3 {
+		t.Fatalf("status %+v after %d RCPTs; want 2 delivered, 1 bounced, 3 RCPTs", s, rcpts.Load())
+	}
+	rec, _ := st.Record(context.Background(), "c", "user00001@example.test")
+	if rec.Status != "bounced" || rec.Code != 550 || rec.Enhanced != "5.1.1" || rec.Attempts != 1 {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestSignedMessageVerifiesAfterDelivery(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	dir := t.TempDir()
+	key, txt := enginetest.DKIMKey(t, dir, "sluice.test")
+	dns := dnstest.Start(t, dnstest.TXT("s1._domainkey.sluice.test", 300, txt))
+	_, s := run(t, srv, 3, func(c *config.Config) { c.DKIM = []config.DKIM{key} })
+	if s.Delivered != 3 {
+		t.Fatalf("status %+v", s)
+	}
+	for _, m := range srv.Messages() {
+		vs, err := dkim.VerifyWithOptions(bytes.NewReader(m.Data), &dkim.VerifyOptions{LookupTXT: dns.LookupTXT})
+		if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "sluice.test" {
+			t.Fatalf("verification %+v %v of:\n%s", vs, err, m.Data)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package message
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+	"testing"
+)
+
+// appendQPRef is the plain byte-at-a-time encoder appendQP must match.
+func appendQPRef(dst, src []byte) []byte {
+	col := 0
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '\r' || c == '\n' {
+			if c == '\r' && i+1 < len(src) && src[i+1] == '\n' {
+				i++
+			}
+			dst = append(dst, '\r', '\n')
+			col = 0
+			continue
+		}
+		atEOL := i+1 == len(src) || src[i+1] == '\r' || src[i+1] == '\n'
+		literal := (c > ' ' && c <= '~' && c != '=') || (c == ' ' || c == '\t') && !atEOL
+		if c == '.' && col == 0 {
+			literal = false
+		}
+		n := 3
+		if literal {
+			n = 1
+		}
+		// A line may reach 76 only when no soft-break "=" has to follow.
+		limit := 75
+		if atEOL {
+			limit = 76
+		}
+		if col+n > limit {
+			dst = append(dst, '=', '\r', '\n')
+			col = 0
+			if c == '.' { // now at the start of a line
+				literal, n = false, 3
+			}
+		}
+		if literal {
+			dst = append(dst, c)
+		} else {
+			dst = append(dst, '=', upperHex[c>>4], upperHex[c&15])
+		}
+		col += n
+	}
+	return dst
+}
+
+func TestQPRules(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", "plain"},
+		{"a=b", "a=3Db"},
+		{"trailing space \nnext", "trailing space=20\r\nnext"},
+		{"tab at end\t", "tab at end=09"},
+		{".leading dot\n.again", "=2Eleading dot\r\n=2Eagain"},
+		{"é", "=C3=A9"},
+		{strings.Repeat("x", 76), strings.Repeat("x", 76)},
+		{strings.Repeat("x", 77), strings.Repeat("x", 75) + "=\r\nxx"},
+		{strings.Repeat("x", 74) + "é", strings.Repeat("x", 74) + "=\r\n=C3=A9"},
+	} {
+		if got := string(appendQP(nil, []byte(tc.in))); got != tc.want {
+			t.Errorf("appendQP(%q) =\n %q\nwant\n %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestQPRoundTrip feeds random text (spaces, line endings of every kind,
+// multi-byte characters, "=") through the encoder and the standard
+// decoder, checking the RFC 2045 line limit and that only line endings
+// change.
+func TestQPRoundTrip(t *testing.T) {
+	alphabet := []string{"a", "Z", " ", "\t", "=", ".", "\n", "\r\n", "\r", "é", "🎉", "~", "_", "word", strings.Repeat("x", 80)}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		var b strings.Builder
+		for n := r.IntN(400); n > 0; n-- {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		in := b.String()
+		enc := appendQP(nil, []byte(in))
+		for _, l := range strings.Split(string(enc), "\r\n") {
+			if len(l) > 76 {
+				t.Fatalf("encoded line of %d > 76: %q", len(l), l)
+			}
+			if strings.HasSuffix(l, " ") || strings.HasSuffix(l, "\t") {
+				t.Fatalf("trailing whitespace in %q", l)
+			}
+		}
+		if bytes.ContainsAny(bytes.ReplaceAll(enc, []byte("\r\n"), nil), "\r\n") {
+			t.Fatalf("bare CR or LF in %q", enc)
+		}
+		dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(enc)))
+		if err != nil {
+			t.Fatalf("decode %q: %v", enc, err)
+		}
+		if ref := appendQPRef(nil, []byte(in)); !bytes.Equal(enc, ref) {
+			t.Fatalf("appendQP(%q) =\n %q\nreference encoder:\n %q", in, enc, ref)
+		}
+		want := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n").Replace(in)
+		if string(dec) != want {
+			t.Fatalf("round trip of %q:\n got %q\nwant %q", in, dec, want)
+		}
+	}
+}
+
+func TestEncodedWordsRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", " ", "é", "日本", "🎉", "?", "=", "_", "\t", "Z"}
+	dec := new(mime.WordDecoder)
+	for i := 0; i < 300; i++ {
+		var b strings.Builder
+		b.WriteString("é")
+		for n := r.IntN(200); n > 0; n-- {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		in := strings.Trim(b.String(), " \t")
+		name := []string{"Subject", "X-A-Rather-Long-Custom-Header-Name-That-Takes-Room-Xxxxxxxxxxxxx"}[i%2]
+		out, err := appendHeader(nil, name, in, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(out), "\r\n"), "\r\n")
+		var words []string
+		for j, l := range lines {
+			if len(l) > 78 {
+				t.Fatalf("line %d of %d chars: %q", j, len(l), l)
+			}
+			if j == 0 {
+				l = strings.TrimPrefix(l, name+":")
+			}
+			if w := strings.TrimSpace(l); w != "" {
+				if len(w) > 75 {
+					t.Fatalf("encoded-word of %d > 75: %q", len(w), w)
+				}
+				words = append(words, w)
+			}
+		}
+		got, err := dec.DecodeHeader(strings.Join(words, " "))
+		if err != nil || got != in {
+			t.Fatalf("round trip of %q:\n got %q (%v)\nfrom %q", in, got, err, out)
+		}
+	}
+}
