@@ -25,6 +25,13 @@ type Sender interface {
 	Send(ctx context.Context, d deliver.Destination, env deliver.Envelope, msg []byte) deliver.Outcome
 }
 
+// Throttle paces attempts per destination without blocking: Admit grants
+// a permit or names a time to ask again; *throttle.Limiter implements it.
+type Throttle interface {
+	Key(d deliver.Destination) string
+	Admit(ctx context.Context, key string) (*throttle.Permit, time.Time, error)
+}
+
 // Signer signs a message for a domain (a no-op for domains without a key);
 // *dkim.Signer implements it.
 type Signer interface {
@@ -37,7 +44,7 @@ type Deps struct {
 	Redis    redis.UniversalClient
 	Router   *deliver.Router
 	Sender   Sender
-	Throttle *throttle.Limiter
+	Throttle Throttle
 	// Signer adds DKIM signatures for the From domain; nil signs nothing.
 	Signer Signer
 	Log    *slog.Logger

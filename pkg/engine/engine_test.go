@@ -60,7 +60,7 @@ func TestDeferredJobIsRetriedAfterBackoffAndDelivered(t *testing.T) {
 	var rcpts atomic.Int32
 	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(string) error {
 		if rcpts.Add(1) <= 2 { // the first two attempts are deferred
-			return smtptest.Reply(451, "4.3.0", "Temporary local problem, please try again")
+			return smtptest.Reply(450, "4.2.1", "The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered")
 		}
 		return nil
 	}})
@@ -84,7 +84,7 @@ func TestJobPastMaxAgeBouncesAsExpired(t *testing.T) {
 	var rcpts atomic.Int32
 	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(string) error {
 		rcpts.Add(1)
-		return smtptest.Reply(451, "4.3.0", "Temporary local problem")
+		return smtptest.Reply(452, "4.2.2", "The recipient's inbox is out of storage space")
 	}})
 	st, s := run(t, srv, 1, func(c *config.Config) {
 		c.Lanes.Marketing.Retry = []time.Duration{200 * time.Millisecond}
@@ -94,8 +94,8 @@ func TestJobPastMaxAgeBouncesAsExpired(t *testing.T) {
 		t.Fatalf("status %+v", s)
 	}
 	rec, _ := st.Record(context.Background(), "c", "user00000@example.test")
-	if rec.Status != "bounced" || rec.Reason != "expired" || rec.Code != 451 {
-		t.Fatalf("record %+v; want bounced, expired, last reply 451", rec)
+	if rec.Status != "bounced" || rec.Reason != "expired" || rec.Code != 452 {
+		t.Fatalf("record %+v; want bounced, expired, last reply 452", rec)
 	}
 	if n := rcpts.Load(); n < 2 {
 		t.Fatalf("only %d attempts before expiry", n)

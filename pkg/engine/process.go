@@ -2,24 +2,96 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
-	"github.com/sluice-mta/sluice/pkg/message"
-	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/throttle"
 )
+
+// maxAdmitWait is how long a worker waits for the throttle before it puts
+// the job back in line: short waits (a token due in a few ms, a session
+// slot about to free) are cheaper in place than a round trip to Redis;
+// long ones would hold the worker from every other provider.
+const maxAdmitWait = time.Second
+
+// paceRetry is how soon a job comes back after a provider-scoped deferral
+// (421 4.7.28, TSS04, 454 Throttling...): it is a pacing signal for the
+// throttle, not the recipient's failure, so it does not wait out the
+// minutes-long retry schedule. A suspension makes Admit hold it longer.
+const paceRetry = 5 * time.Second
 
 // process makes one delivery attempt and settles its outcome.
 func (e *Engine) process(ctx context.Context, d streams.Delivery) {
-	out := e.attempt(ctx, d)
+	src, out := e.source(ctx, d)
+	if out.Status != "" {
+		e.finish(ctx, d, out)
+		return
+	}
+	dest, out, ok := e.Router.Resolve(ctx, domainOf(d.To))
+	if !ok {
+		e.finish(ctx, d, out)
+		return
+	}
+	permit, ok := e.admit(ctx, d, e.Throttle.Key(dest))
+	if !ok {
+		return
+	}
+	msg, out := src.build(d)
+	if out.Status != "" {
+		permit.Done(out)
+		e.finish(ctx, d, out)
+		return
+	}
+	if e.Signer != nil {
+		var err error
+		if msg, err = e.Signer.Sign(src.domain, msg); err != nil {
+			out = deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
+			permit.Done(out)
+			e.finish(ctx, d, out)
+			return
+		}
+	}
+	dest.MaxMessagesPerConn = permit.MaxPerConn
+	out = e.Sender.Send(ctx, dest, deliver.Envelope{From: src.envFrom, To: d.To}, msg)
+	permit.Done(out)
+	e.finish(ctx, d, out)
+}
+
+// admit waits briefly for the throttle; when the wait would be long it
+// postpones the job (durably, no attempt counted) and reports false.
+func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*throttle.Permit, bool) {
+	deadline := e.Now().Add(maxAdmitWait)
+	for {
+		p, at, err := e.Throttle.Admit(ctx, key)
+		if err != nil {
+			e.Log.Error("throttle", "key", key, "err", err)
+			at = e.Now().Add(time.Second)
+		}
+		if p != nil {
+			return p, true
+		}
+		if at.After(deadline) {
+			// Spread the wake-ups of a crowd postponed together.
+			at = at.Add(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
+			if _, err := e.q.Postpone(context.WithoutCancel(ctx), d, at); err != nil {
+				e.Log.Error("postpone failed; job stays pending", "job", d.ID, "err", err)
+			}
+			return nil, false
+		}
+		sleep(ctx, at.Sub(e.Now()))
+		if ctx.Err() != nil {
+			return nil, false // stopping: the job stays pending for the next start
+		}
+	}
+}
+
+// finish settles the outcome, unless the attempt was cut short by shutdown.
+func (e *Engine) finish(ctx context.Context, d streams.Delivery, out deliver.Outcome) {
 	if ctx.Err() != nil && out.Status == deliver.Deferred {
 		// Interrupted by shutdown: leave the job pending; the next start
 		// of this engine reads it again.
@@ -29,36 +101,6 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	e.settle(sctx, d, out)
-}
-
-func (e *Engine) attempt(ctx context.Context, d streams.Delivery) deliver.Outcome {
-	prep, err := e.cache.get(ctx, d.Campaign)
-	if err != nil {
-		if ctx.Err() != nil {
-			return deliver.Outcome{Status: deliver.Deferred, Stage: deliver.StageBuild, Text: err.Error()}
-		}
-		return deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "campaign", Text: err.Error()}
-	}
-	msg, err := prep.tmpl.Render(d.To, d.Fields, message.Extra{})
-	if err != nil {
-		return deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "render", Text: err.Error()}
-	}
-	if e.Signer != nil {
-		if msg, err = e.Signer.Sign(prep.tmpl.FromDomain(), msg); err != nil {
-			return deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
-		}
-	}
-	dest, out, ok := e.Router.Resolve(ctx, domainOf(d.To))
-	if !ok {
-		return out
-	}
-	b, release, err := e.Throttle.Acquire(ctx, dest.Key)
-	if err != nil {
-		return deliver.Outcome{Status: deliver.Deferred, Stage: deliver.StageQueue, Text: err.Error()}
-	}
-	defer release()
-	dest.MaxMessagesPerConn = b.MaxPerConn
-	return e.Sender.Send(ctx, dest, deliver.Envelope{From: prep.envFrom, To: d.To}, msg)
 }
 
 // settle records the outcome and acknowledges the job; a deferral is
@@ -73,7 +115,7 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 	var retryAt time.Time
 	if out.Status == deliver.Deferred {
 		lane := e.lane(d.Lane)
-		retryAt = now.Add(backoff(lane, d.Attempts, out.RetryAfter))
+		retryAt = now.Add(retryDelay(lane, d.Attempts, out))
 		if first := time.UnixMilli(d.First); d.First > 0 && retryAt.Sub(first) > lane.MaxAge {
 			// Past the lane's max age the job ends; the recipient is not
 			// suppressed for it (it says nothing certain about the address).
@@ -111,14 +153,18 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 	}
 }
 
-// backoff is the wait before the next attempt: the lane's schedule (the
-// last step repeats) or the receiver's own hint ("try again in 5
-// minutes"), with ±10% jitter so retries of one burst spread out.
-func backoff(l config.Lane, attempts int, hint time.Duration) time.Duration {
-	d := hint
-	if d <= 0 {
-		i := min(attempts, len(l.Retry)-1)
-		d = l.Retry[i]
+// retryDelay is the wait before the next attempt: short for a provider's
+// pacing signal, else the receiver's own hint ("try again in 5 minutes"),
+// else the lane's schedule (the last step repeats); with ±10% jitter so
+// retries of one burst spread out.
+func retryDelay(l config.Lane, attempts int, out deliver.Outcome) time.Duration {
+	d := out.RetryAfter
+	switch {
+	case d > 0:
+	case out.Scope == deliver.ScopeProvider || out.Scope == deliver.ScopeConnection:
+		d = paceRetry
+	default:
+		d = l.Retry[min(attempts, len(l.Retry)-1)]
 	}
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
@@ -148,50 +194,4 @@ func clip(s string, n int) string {
 	return s[:n]
 }
 
-// prepared is a campaign ready to render: decoded once per engine.
-type prepared struct {
-	spec    *campaign.Spec
-	tmpl    *message.Template
-	envFrom string
-}
-
-type campaignCache struct {
-	store *store.Store
-	mu    sync.Mutex
-	m     map[string]*prepared
-}
-
-func (c *campaignCache) get(ctx context.Context, id string) (*prepared, error) {
-	if id == "" {
-		return nil, fmt.Errorf("job has no campaign and no message")
-	}
-	c.mu.Lock()
-	p, ok := c.m[id]
-	c.mu.Unlock()
-	if ok {
-		return p, nil
-	}
-	raw, err := c.store.Spec(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	var spec campaign.Spec
-	if err := json.Unmarshal(raw, &spec); err != nil {
-		return nil, fmt.Errorf("campaign %s: decode stored definition: %w", id, err)
-	}
-	tmpl, err := message.Compile(spec.Parts())
-	if err != nil {
-		return nil, fmt.Errorf("campaign %s: %w", id, err)
-	}
-	p = &prepared{spec: &spec, tmpl: tmpl, envFrom: spec.ReturnPath}
-	if p.envFrom == "" {
-		p.envFrom = tmpl.FromAddress()
-	}
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[string]*prepared{}
-	}
-	c.m[id] = p
-	c.mu.Unlock()
-	return p, nil
-}
+var errNoSource = errors.New("job has neither a campaign nor a stored message")

@@ -45,6 +45,10 @@ type Job struct {
 	Line     int               `json:"ln,omitempty"` // recipients-file line, for reports
 	Attempts int               `json:"n,omitempty"`  // delivery attempts made so far
 	First    int64             `json:"t0"`           // unix ms of enqueue; max age counts from here
+	// HasMessage: the message is stored ready-made under MessageKey(ID)
+	// (transactional mail); otherwise it is rendered from the campaign.
+	HasMessage bool   `json:"m,omitempty"`
+	From       string `json:"from,omitempty"` // envelope sender of a ready-made message
 }
 
 func (j *Job) encode() (string, error) {

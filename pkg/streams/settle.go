@@ -74,6 +74,7 @@ if ARGV[5] == 'deferred' then
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
   if ps ~= 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', 1) end
 else
+  if ARGV[9] == '1' then redis.call('DEL', KEYS[5]) end
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
   redis.call('HINCRBY', KEYS[3], 'queued', -1)
   if ps == 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', -1) end
@@ -110,9 +111,14 @@ func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, nex
 			return 0, err
 		}
 	}
+	// A final outcome frees the job's stored message, if it has one.
+	hasMsg := ""
+	if d.HasMessage {
+		hasMsg = "1"
+	}
 	n, err := settleScript.Run(ctx, q.rdb,
-		[]string{q.Stream(d.Lane), q.Delayed(d.Lane), t.Counters, t.Records},
-		Group, d.StreamID, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, q.consumer).Int()
+		[]string{q.Stream(d.Lane), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID)},
+		Group, d.StreamID, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, q.consumer, hasMsg).Int()
 	if err != nil {
 		return 0, fmt.Errorf("settle %s: %w", d.ID, err)
 	}

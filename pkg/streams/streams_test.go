@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -178,3 +179,41 @@ func TestPendingJobsAreReadBackAfterRestart(t *testing.T) {
 	}
 }
 
+func TestStoredMessageJobLifecycle(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	j := &Job{ID: "tx-1", To: "a@example.test", Lane: Transactional, From: "app@sluice.test", First: time.Now().UnixMilli()}
+	if err := q.AddMessage(ctx, j, tl, []byte("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AddMessage(ctx, j, tl, []byte("again")); err == nil {
+		t.Fatal("second AddMessage with the same id succeeded")
+	}
+	ds, _ := q.Read(ctx, Transactional, 10, -1, false)
+	if len(ds) != 1 || !ds[0].HasMessage || ds[0].From != "app@sluice.test" {
+		t.Fatalf("read %+v", ds)
+	}
+	if msg, err := q.Message(ctx, "tx-1"); err != nil || string(msg) != "Subject: x\r\n\r\nbody\r\n" {
+		t.Fatalf("message %q %v", msg, err)
+	}
+	// Postponed by the throttle: back in the delayed set, no attempt counted.
+	if ok, err := q.Postpone(ctx, ds[0], time.Now()); !ok || err != nil {
+		t.Fatalf("postpone %v %v", ok, err)
+	}
+	if n, _ := q.MoveDue(ctx, time.Now().Add(time.Second), 10); n != 1 {
+		t.Fatalf("moved %d", n)
+	}
+	ds, _ = q.Read(ctx, Transactional, 10, -1, false)
+	if len(ds) != 1 || ds[0].Attempts != 0 {
+		t.Fatalf("after postpone %+v", ds)
+	}
+	if c := counters(t, rdb, tl); c["queued"] != "1" || c["deferred"] != "" {
+		t.Fatalf("postpone changed counters: %v", c)
+	}
+	if s, _ := q.Settle(ctx, ds[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
+		t.Fatalf("settle %v", s)
+	}
+	if _, err := q.Message(ctx, "tx-1"); !errors.Is(err, ErrNoMessage) {
+		t.Fatalf("message still stored after delivery: %v", err)
+	}
+}

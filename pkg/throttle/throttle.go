@@ -2,27 +2,43 @@
 // or a destination's MX host set) has a token bucket for its message rate
 // and a limit on concurrent sessions.
 //
+// Admit never blocks: it grants a Permit or says when to try again, so the
+// engine can put a job for a throttled provider back in line instead of
+// holding a worker (no head-of-line blocking). Every Permit is completed
+// with the attempt's Outcome, which is what adaptation feeds on.
+//
 // This is the local, static form: limits come from config and hold per
-// engine process. Adaptation to deferrals and sharing state across engines
-// through Redis build on this contract (Acquire, then report the outcome).
+// engine process.
 package throttle
 
 import (
 	"context"
-	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/deliver"
 )
+
+// Permit allows one delivery attempt to a key.
+type Permit struct {
+	Key string
+	// MaxPerConn is how many messages one SMTP session may carry.
+	MaxPerConn int
+	done       func(deliver.Outcome)
+	once       sync.Once
+}
+
+// Done reports the attempt's outcome and frees the permit's session slot.
+func (p *Permit) Done(out deliver.Outcome) { p.once.Do(func() { p.done(out) }) }
 
 // Bucket is one key's limits.
 type Bucket struct {
-	rate *rate.Limiter
-	conc chan struct{}
-	// MaxPerConn is how many messages one SMTP session may carry.
-	MaxPerConn int
+	rate       *rate.Limiter
+	conc       chan struct{}
+	maxPerConn int
 }
 
 // Limiter holds a bucket per key.
@@ -31,15 +47,18 @@ type Limiter struct {
 	providers map[string]config.Limits
 	mu        sync.Mutex
 	buckets   map[string]*Bucket
+	now       func() time.Time
 }
 
 // New returns a limiter with the configured default and provider limits.
 func New(t config.Throttle) *Limiter {
-	return &Limiter{def: t.Default, providers: t.Providers, buckets: map[string]*Bucket{}}
+	return &Limiter{def: t.Default, providers: t.Providers, buckets: map[string]*Bucket{}, now: time.Now}
 }
 
-// Bucket returns key's bucket, creating it from the defaults.
-func (l *Limiter) Bucket(key string) *Bucket {
+// Key names the bucket a destination is paced by.
+func (l *Limiter) Key(d deliver.Destination) string { return d.Key }
+
+func (l *Limiter) bucket(key string) *Bucket {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
@@ -51,7 +70,7 @@ func (l *Limiter) Bucket(key string) *Bucket {
 		b = &Bucket{
 			rate:       rate.NewLimiter(rate.Limit(lim.StartRate), max(lim.Burst, 1)),
 			conc:       make(chan struct{}, max(lim.MaxConnections, 1)),
-			MaxPerConn: lim.MaxMessagesPerConnection,
+			maxPerConn: lim.MaxMessagesPerConnection,
 		}
 		l.buckets[key] = b
 	}
@@ -81,18 +100,24 @@ func merge(d, p config.Limits) config.Limits {
 	return d
 }
 
-// Acquire waits for a concurrency slot and a rate token for key. The caller
-// must call release when the attempt is over.
-func (l *Limiter) Acquire(ctx context.Context, key string) (b *Bucket, release func(), err error) {
-	b = l.Bucket(key)
+// busyRetry is when to ask again while every session slot is taken.
+const busyRetry = 20 * time.Millisecond
+
+// Admit grants a permit for one attempt to key now, or returns the
+// earliest time worth asking again.
+func (l *Limiter) Admit(_ context.Context, key string) (*Permit, time.Time, error) {
+	b := l.bucket(key)
+	now := l.now()
 	select {
 	case b.conc <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("throttle %s: %w", key, ctx.Err())
+	default:
+		return nil, now.Add(busyRetry), nil
 	}
-	if err := b.rate.Wait(ctx); err != nil {
+	r := b.rate.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
 		<-b.conc
-		return nil, nil, fmt.Errorf("throttle %s: %w", key, err)
+		return nil, now.Add(d), nil
 	}
-	return b, func() { <-b.conc }, nil
+	return &Permit{Key: key, MaxPerConn: b.maxPerConn, done: func(deliver.Outcome) { <-b.conc }}, time.Time{}, nil
 }

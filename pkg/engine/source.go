@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/sluice-mta/sluice/pkg/campaign"
+	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/message"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
+)
+
+// source is where a job's message comes from: a campaign's templates, or a
+// message stored ready-made with the job.
+type source struct {
+	tmpl    *message.Template // campaign jobs
+	raw     []byte            // stored-message jobs
+	envFrom string            // MAIL FROM
+	domain  string            // signing domain (the From domain)
+}
+
+// build returns the job's message bytes.
+func (s *source) build(d streams.Delivery) ([]byte, deliver.Outcome) {
+	if s.raw != nil {
+		return s.raw, deliver.Outcome{}
+	}
+	msg, err := s.tmpl.Render(d.To, d.Fields, message.Extra{})
+	if err != nil {
+		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "render", Text: err.Error()}
+	}
+	return msg, deliver.Outcome{}
+}
+
+// source finds d's message source. A non-empty Outcome status means the
+// job cannot be sent (or, while stopping, should not be settled).
+func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, deliver.Outcome) {
+	fail := func(reason string, err error) (*source, deliver.Outcome) {
+		if ctx.Err() != nil {
+			return nil, deliver.Outcome{Status: deliver.Deferred, Stage: deliver.StageBuild, Text: err.Error()}
+		}
+		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: reason, Text: err.Error()}
+	}
+	switch {
+	case d.HasMessage:
+		raw, err := e.q.Message(ctx, d.ID)
+		if err != nil {
+			return fail("message", err)
+		}
+		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, deliver.Outcome{}
+	case d.Campaign != "":
+		p, err := e.cache.get(ctx, d.Campaign)
+		if err != nil {
+			return fail("campaign", err)
+		}
+		return p, deliver.Outcome{}
+	}
+	return fail("job", errNoSource)
+}
+
+// campaignCache decodes and compiles each campaign once per engine.
+type campaignCache struct {
+	store *store.Store
+	mu    sync.Mutex
+	m     map[string]*source
+}
+
+func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
+	c.mu.Lock()
+	p, ok := c.m[id]
+	c.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	raw, err := c.store.Spec(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var spec campaign.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("campaign %s: decode stored definition: %w", id, err)
+	}
+	tmpl, err := message.Compile(spec.Parts())
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: %w", id, err)
+	}
+	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain()}
+	if p.envFrom == "" {
+		p.envFrom = tmpl.FromAddress()
+	}
+	if i := strings.LastIndexByte(p.envFrom, '@'); i < 0 {
+		return nil, fmt.Errorf("campaign %s: envelope sender %q has no domain", id, p.envFrom)
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]*source{}
+	}
+	c.m[id] = p
+	c.mu.Unlock()
+	return p, nil
+}
