@@ -47,6 +47,16 @@ type Redis struct {
 // HTTP is the engine's listener for metrics, the API and unsubscribes.
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// APITokens may use the HTTP API (Authorization: Bearer TOKEN).
+	APITokens []APIToken `yaml:"api_tokens"`
+}
+
+// APIToken is one API client. The token itself is not stored, only its
+// SHA-256 (hex), so the config file does not hold a usable secret.
+type APIToken struct {
+	Name    string   `yaml:"name"`
+	SHA256  string   `yaml:"sha256"`
+	Domains []string `yaml:"domains"` // From domains it may send as; empty: any
 }
 
 // DNS configures MX resolution.
@@ -100,7 +110,8 @@ type DKIM struct {
 
 // Submission is the SMTP submission listener for applications.
 type Submission struct {
-	Listen            string `yaml:"listen"`
+	Listen            string `yaml:"listen"`     // STARTTLS port, e.g. ":587"
+	ListenTLS         string `yaml:"listen_tls"` // implicit TLS port, e.g. ":465"
 	TLSCert           string `yaml:"tls_cert"`
 	TLSKey            string `yaml:"tls_key"`
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
@@ -109,9 +120,11 @@ type Submission struct {
 
 // User may submit mail for Domains.
 type User struct {
-	Name         string   `yaml:"name"`
-	PasswordHash string   `yaml:"password_hash"` // bcrypt
-	Domains      []string `yaml:"domains"`
+	Name            string   `yaml:"name"`
+	PasswordHash    string   `yaml:"password_hash"` // bcrypt
+	Domains         []string `yaml:"domains"`
+	MaxMessageBytes int64    `yaml:"max_message_bytes"` // 0: 25 MiB
+	Rate            float64  `yaml:"rate"`              // messages per second; 0: unlimited
 }
 
 // Unsubscribe configures RFC 8058 one-click links.

@@ -29,7 +29,7 @@ type Sender interface {
 // a permit or names a time to ask again; *throttle.Limiter implements it.
 type Throttle interface {
 	Key(d deliver.Destination) string
-	Admit(ctx context.Context, key string) (*throttle.Permit, time.Time, error)
+	Admit(ctx context.Context, key, lane string) (*throttle.Permit, time.Time, error)
 }
 
 // Signer signs a message for a domain (a no-op for domains without a key);

@@ -67,7 +67,7 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*throttle.Permit, bool) {
 	deadline := e.Now().Add(maxAdmitWait)
 	for {
-		p, at, err := e.Throttle.Admit(ctx, key)
+		p, at, err := e.Throttle.Admit(ctx, key, string(d.Lane))
 		if err != nil {
 			e.Log.Error("throttle", "key", key, "err", err)
 			at = e.Now().Add(time.Second)

@@ -103,9 +103,9 @@ func merge(d, p config.Limits) config.Limits {
 // busyRetry is when to ask again while every session slot is taken.
 const busyRetry = 20 * time.Millisecond
 
-// Admit grants a permit for one attempt to key now, or returns the
-// earliest time worth asking again.
-func (l *Limiter) Admit(_ context.Context, key string) (*Permit, time.Time, error) {
+// Admit grants a permit for one attempt to key on lane ("transactional"
+// or "marketing") now, or returns the earliest time worth asking again.
+func (l *Limiter) Admit(_ context.Context, key, _ string) (*Permit, time.Time, error) {
 	b := l.bucket(key)
 	now := l.now()
 	select {

@@ -13,24 +13,24 @@ func TestAdmitBoundsConcurrencyPerKey(t *testing.T) {
 	l := New(config.Throttle{Default: config.Limits{StartRate: 1e6, Burst: 100, MaxConnections: 3}})
 	var held []*Permit
 	for i := 0; i < 3; i++ {
-		p, _, _ := l.Admit(context.Background(), "k")
+		p, _, _ := l.Admit(context.Background(), "k", "marketing")
 		if p == nil {
 			t.Fatalf("permit %d refused", i)
 		}
 		held = append(held, p)
 	}
-	if p, at, _ := l.Admit(context.Background(), "k"); p != nil || at.IsZero() {
+	if p, at, _ := l.Admit(context.Background(), "k", "marketing"); p != nil || at.IsZero() {
 		t.Fatal("a 4th concurrent permit was granted")
 	}
-	if p, _, _ := l.Admit(context.Background(), "other"); p == nil {
+	if p, _, _ := l.Admit(context.Background(), "other", "marketing"); p == nil {
 		t.Fatal("a full key blocked another key")
 	}
 	held[0].Done(deliver.Outcome{Status: deliver.Delivered})
 	held[0].Done(deliver.Outcome{Status: deliver.Delivered}) // idempotent
-	if p, _, _ := l.Admit(context.Background(), "k"); p == nil {
+	if p, _, _ := l.Admit(context.Background(), "k", "marketing"); p == nil {
 		t.Fatal("no permit after one was done")
 	}
-	if p, _, _ := l.Admit(context.Background(), "k"); p != nil {
+	if p, _, _ := l.Admit(context.Background(), "k", "marketing"); p != nil {
 		t.Fatal("double Done freed two slots")
 	}
 }
@@ -42,7 +42,7 @@ func TestAdmitPacesRateWithoutBlocking(t *testing.T) {
 	granted := 0
 	var retry time.Time
 	for i := 0; i < 5; i++ {
-		p, at, _ := l.Admit(context.Background(), "k")
+		p, at, _ := l.Admit(context.Background(), "k", "marketing")
 		if p == nil {
 			retry = at
 			continue
@@ -57,7 +57,7 @@ func TestAdmitPacesRateWithoutBlocking(t *testing.T) {
 		t.Fatalf("retry in %v, want ~100ms at 10/s", d)
 	}
 	now = now.Add(100 * time.Millisecond)
-	if p, _, _ := l.Admit(context.Background(), "k"); p == nil {
+	if p, _, _ := l.Admit(context.Background(), "k", "marketing"); p == nil {
 		t.Fatal("no permit after the token refilled")
 	}
 }
