@@ -1,19 +1,195 @@
 package deliver
 
-// Classify turns an SMTP reply into an Outcome (status and scope). It is the
-// one place reply codes and texts are interpreted.
+import (
+	"strings"
+)
+
+// Classify turns an SMTP reply into an Outcome: Status, Scope and
+// RetryAfter. It is the one place reply codes and texts are interpreted.
 //
-// This first version goes by the reply code alone; the provider table in
-// docs (shared provider-responses) refines it.
+// The reply code decides transient versus permanent (RFC 5321 §4.2.1); the
+// RFC 3463 enhanced code and the text decide whom the failure is about.
+// The first digit alone is not enough: 5.7.x is the sender's problem and
+// must never suppress a recipient, and providers send transient conditions
+// as 5xx (Microsoft 5.2.122). A 5xx that says nothing about the recipient
+// is Failed, never Bounced. enhanced may be empty, in which case a leading
+// "d.d.d" in text is used.
 func Classify(code int, enhanced, text string) Outcome {
-	o := Outcome{Code: code, Enhanced: enhanced, Text: text}
+	if !validEnhanced(enhanced) {
+		enhanced = leadingEnhanced(text)
+	}
+	o := Outcome{Code: code, Enhanced: enhanced, Text: text, RetryAfter: retryAfter(text)}
 	switch {
 	case code >= 200 && code < 300:
 		o.Status = Delivered
-	case code >= 400 && code < 500:
-		o.Status, o.Scope = Deferred, ScopeProvider
-	default:
-		o.Status, o.Scope = Bounced, ScopeRecipient
+		return o
+	case code < 400 || code >= 600:
+		// 1xx/3xx where a final answer was due, or garbage: the host is
+		// not speaking SMTP properly; nothing is known about the message.
+		o.Status, o.Scope = Deferred, ScopeHost
+		return o
+	}
+	o.Status, o.Scope = classify(code >= 500, detail(enhanced), strings.ToLower(text))
+	return o
+}
+
+// classify decides status and scope. det is the enhanced code without its
+// class ("1.1", "7.26"), "" when there is none; t is the lower-cased text.
+func classify(perm bool, det, t string) (Status, Scope) {
+	sub, _, _ := strings.Cut(det, ".")
+	soft := func(s Scope) (Status, Scope) { return Deferred, s }
+	hard := func(s Scope) (Status, Scope) {
+		if perm {
+			return Failed, s
+		}
+		return Deferred, s
+	}
+	switch {
+	// Shape of the session or transaction, whatever the class: a fresh
+	// connection or fewer recipients will do (Yahoo "421 Max message per
+	// connection", Comcast "Too many sessions opened"; RFC 5321
+	// §4.5.3.1.10 says to treat even a 552 "too many recipients" as
+	// temporary).
+	case reConnLimit.MatchString(t):
+		return soft(ScopeConnection)
+	case det == "5.3" || strings.Contains(t, "too many recipients"):
+		return soft(ScopeTransaction)
+	// Microsoft 554 5.2.122: the recipient receives too much this hour.
+	case det == "2.122":
+		return soft(ScopeRecipient)
+	// Mailbox full is a soft bounce whatever the class (RFC 3463 X.2.2 is
+	// "persistent transient"); suppression after repeats is the queue's call.
+	case det == "2.2" || ((sub == "" || sub == "0" || sub == "2") && reQuota.MatchString(t)):
+		return soft(ScopeRecipient)
+	case det == "3.4" || det == "2.3" || (reTooBig.MatchString(t) && sub != "7"):
+		return hard(ScopeMessage)
+	// X.1.7/X.1.8: our MAIL FROM address or its domain.
+	case det == "1.7" || det == "1.8":
+		return hard(ScopeSender)
+	// Gmail's authentication and sender-configuration codes (4.7.32
+	// unaligned From, 4.7.40 no DMARC, 4.7.23–27/30 SPF, PTR, DKIM).
+	case !perm && senderConfig[det]:
+		return Deferred, ScopeSender
+	}
+	if !perm {
+		return classifyTransient(sub, det, t)
+	}
+	return classifyPermanent(sub, det, t)
+}
+
+func classifyTransient(sub, det, t string) (Status, Scope) {
+	switch {
+	// iCloud's "421 4.7.1 Messages to someone@icloud.com deferred due to
+	// excessive volume" names one mailbox; greylisting is per recipient.
+	case reRcptDeferred.MatchString(t) || reGreylist.MatchString(t):
+		return Deferred, ScopeRecipient
+	case det == "1.2" || det == "1.10":
+		return Deferred, ScopeDomain
+	case sub == "1" || sub == "2": // 4.2.1 receiving too fast, 4.2.0 busy
+		return Deferred, ScopeRecipient
+	}
+	// Everything else transient is the provider pacing us: 4.7.28, 4.7.0
+	// reputation, TSS04, 4.7.500, 4.7.650, RP-001, 4.4.5 busy, 454
+	// Throttling, resource constraints.
+	return Deferred, ScopeProvider
+}
+
+func classifyPermanent(sub, det, t string) (Status, Scope) {
+	switch {
+	case reRelay.MatchString(t):
+		// The host does not accept mail for the domain: its MX records
+		// are wrong, which no retry of ours fixes.
+		return Failed, ScopeDomain
+	case sub == "7":
+		return Failed, ScopeSender // 5.7.26 DMARC, 5.7.1 S3150/CS01, 5.7.515, 5.7.2 TSS09
+	case det == "1.2" || det == "1.10":
+		return Bounced, ScopeDomain
+	case sub == "1" || det == "2.1":
+		return Bounced, ScopeRecipient // 5.1.1 no such user, 5.2.1 disabled
+	// Microsoft directory-based edge blocking: the address is not in the
+	// tenant's directory.
+	case det == "4.1" && strings.Contains(t, "recipient address rejected"):
+		return Bounced, ScopeRecipient
+	case (sub == "" || sub == "0" || sub == "2" || sub == "5") && reNoMailbox.MatchString(t) && !reSenderWord.MatchString(t):
+		return Bounced, ScopeRecipient // 550 5.5.0 mailbox unavailable, Yahoo 554 "doesn't have a … account"
+	case (sub == "" || sub == "0") && rePolicy.MatchString(t):
+		return Failed, ScopeSender // Comcast 554 BL000001 Spamhaus, bare blocklist replies
+	case sub == "4":
+		return Failed, ScopeDomain // 5.4.4 unable to route, 5.4.6 loop
+	}
+	// A permanent refusal that names nobody: this message will not go, and
+	// nothing is learnt about the recipient.
+	return Failed, ScopeMessage
+}
+
+// senderConfig lists transient 4.7.x codes that point at our own setup.
+var senderConfig = map[string]bool{
+	"7.23": true, "7.24": true, "7.25": true, "7.26": true, "7.27": true,
+	"7.30": true, "7.32": true, "7.40": true,
+}
+
+// stageOutcome adjusts a reply's classification for where it came. A
+// reply to MAIL FROM predates RCPT, so it cannot be about the recipient
+// (RFC 5321 §3.3). A refusal at greeting or EHLO is about the session: it
+// is never a verdict on the recipient, and unless it names our sending
+// source (Comcast's Spamhaus 554 at connect) it only defers.
+func stageOutcome(o Outcome, stage Stage) Outcome {
+	o.Stage = stage
+	switch stage {
+	case StageMail:
+		if o.Scope == ScopeRecipient || o.Scope == ScopeDomain {
+			o.Scope = ScopeSender
+			if o.Status == Bounced {
+				o.Status = Failed
+			}
+		}
+	case StageGreeting, StageHello, StageTLS:
+		switch {
+		case o.Scope == ScopeSender && o.Status == Failed:
+		case o.Scope == ScopeProvider || o.Scope == ScopeConnection || o.Scope == ScopeSender:
+			o.Status = Deferred
+		default:
+			o.Status, o.Scope = Deferred, ScopeHost
+		}
 	}
 	return o
+}
+
+// detail strips the class from an enhanced code: "5.1.1" → "1.1".
+func detail(enhanced string) string {
+	if len(enhanced) < 5 {
+		return ""
+	}
+	return enhanced[2:]
+}
+
+// validEnhanced reports whether s is an RFC 3463 status code:
+// class "." subject "." detail, subject and detail of 1–3 digits.
+func validEnhanced(s string) bool {
+	if len(s) < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.' {
+		return false
+	}
+	subj, det, ok := strings.Cut(s[2:], ".")
+	return ok && digits(subj, 3) && digits(det, 3)
+}
+
+// leadingEnhanced returns the enhanced code opening text, if any.
+func leadingEnhanced(text string) string {
+	first, _, _ := strings.Cut(text, " ")
+	if validEnhanced(first) {
+		return first
+	}
+	return ""
+}
+
+func digits(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

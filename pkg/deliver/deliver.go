@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,6 +10,20 @@ import (
 	"github.com/sluice-mta/sluice/pkg/mx"
 	"github.com/sluice-mta/sluice/pkg/route"
 )
+
+// Sender delivers one message to one recipient and classifies what
+// happened. *SMTP implements it; a test target can be a SenderFunc.
+type Sender interface {
+	Send(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome
+}
+
+// SenderFunc adapts a function to Sender.
+type SenderFunc func(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome
+
+// Send implements Sender.
+func (f SenderFunc) Send(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome {
+	return f(ctx, d, env, msg)
+}
 
 // Envelope is the SMTP envelope of one delivery: one sender, one recipient.
 type Envelope struct {
@@ -25,7 +40,8 @@ type Host struct {
 	Routed bool
 }
 
-// Addr is the host:port to dial when Name is an IP literal.
+// Addr is "name:port": the address to dial when Name is an IP literal,
+// and the key sessions are pooled and counted by (see SMTP.Open).
 func (h Host) Addr() string { return joinHostPort(h.Name, h.Port) }
 
 // Destination is where a recipient domain's mail goes: the hosts to try in
@@ -38,6 +54,9 @@ type Destination struct {
 	// host names (or the route target), so every domain hosted on the same
 	// MX set shares one key. The throttle rolls keys up into providers.
 	Key string
+	// MaxMessagesPerConn caps transactions per session for this send (the
+	// provider's throttle limits); 0 takes SMTPConfig.MaxMessagesPerConn.
+	MaxMessagesPerConn int
 }
 
 // Router decides where a domain's mail goes: the transport map first, then
@@ -70,6 +89,10 @@ func (r *Router) Resolve(ctx context.Context, domain string) (Destination, Outco
 	names, err := r.Resolver.LookupMX(ctx, domain)
 	if err != nil {
 		return Destination{}, resolveOutcome(mx.AsError(domain, err)), false
+	}
+	if len(names) == 0 { // a resolver returns the implicit MX at least
+		return Destination{}, Outcome{Status: Deferred, Scope: ScopeDomain, Stage: StageRoute, Enhanced: "4.4.3",
+			Text: fmt.Sprintf("mx %s: no mail hosts returned", domain)}, false
 	}
 	port := r.Port
 	if port == 0 {

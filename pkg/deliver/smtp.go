@@ -2,254 +2,208 @@ package deliver
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
 )
 
-// SMTPConfig configures outbound SMTP sessions.
+// SMTPConfig configures outbound SMTP sessions. Zero fields take the
+// defaults noted.
 type SMTPConfig struct {
-	Hostname string      // EHLO name
-	Resolver mx.Resolver // addresses of MX hosts
-	// Timeouts after RFC 5321 §4.5.3.2: the initial 220 and each command
-	// reply (5 min), the final dot (10 min). Connect is ours.
-	ConnectTimeout time.Duration
-	CommandTimeout time.Duration
-	DataTimeout    time.Duration
-	// MaxMessagesPerConn bounds how many messages one session carries.
+	Hostname string      // EHLO name; default os.Hostname()
+	Resolver mx.Resolver // addresses of MX hosts; nil dials names with the system resolver
+
+	// Timeouts after RFC 5321 §4.5.3.2. ConnectTimeout (30 s) is ours.
+	ConnectTimeout   time.Duration
+	CommandTimeout   time.Duration // 220 greeting, EHLO, STARTTLS, MAIL, RCPT, RSET: 5 min
+	DataInitTimeout  time.Duration // reply to DATA: 2 min (never above CommandTimeout by default)
+	DataBlockTimeout time.Duration // each write of message data: 3 min
+	DataTimeout      time.Duration // reply to the final dot: 10 min
+
+	// MaxMessagesPerConn bounds how many transactions one session carries
+	// (100); Destination.MaxMessagesPerConn overrides it per send.
 	MaxMessagesPerConn int
-	// IdleTimeout closes pooled sessions that carried nothing for this long.
-	IdleTimeout time.Duration
+	IdleTimeout        time.Duration // close pooled sessions unused this long (30 s)
+	MaxIdlePerHost     int           // idle sessions kept per host (10)
+
+	// DisablePipelining sends one command per round trip even where
+	// PIPELINING is offered, for receivers that mishandle it (Exim's
+	// hosts_avoid_pipelining).
+	DisablePipelining bool
+
+	// RequireTLS refuses plaintext delivery everywhere, as
+	// Destination.RequireTLS does for one destination.
+	RequireTLS bool
+	// TLSFallbackTTL is how long a host whose STARTTLS handshake failed
+	// gets plaintext without trying TLS again (30 min).
+	TLSFallbackTTL time.Duration
+	// TLSConfig, when set, is the base client config (e.g. with RootCAs to
+	// verify); nil means opportunistic TLS without verification.
+	TLSConfig *tls.Config
+	Logger    *slog.Logger // default slog.Default()
 }
 
 func (c *SMTPConfig) defaults() {
 	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \r\n") {
 		c.Hostname = "localhost"
 	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = 30 * time.Second
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
-	if c.CommandTimeout == 0 {
-		c.CommandTimeout = 5 * time.Minute
-	}
-	if c.DataTimeout == 0 {
-		c.DataTimeout = 10 * time.Minute
-	}
-	if c.MaxMessagesPerConn == 0 {
+	def(&c.ConnectTimeout, 30*time.Second)
+	def(&c.CommandTimeout, 5*time.Minute)
+	def(&c.DataInitTimeout, min(2*time.Minute, c.CommandTimeout))
+	def(&c.DataBlockTimeout, 3*time.Minute)
+	def(&c.DataTimeout, 10*time.Minute)
+	def(&c.IdleTimeout, 30*time.Second)
+	def(&c.TLSFallbackTTL, 30*time.Minute)
+	if c.MaxMessagesPerConn <= 0 {
 		c.MaxMessagesPerConn = 100
 	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 30 * time.Second
+	if c.MaxIdlePerHost <= 0 {
+		c.MaxIdlePerHost = 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 
 // SMTP delivers messages over pooled SMTP sessions, one pool per host.
+// It is safe for concurrent use; each session carries one transaction at a
+// time.
 type SMTP struct {
-	cfg  SMTPConfig
-	mu   sync.Mutex
-	idle map[string][]*session // by host address
+	cfg    SMTPConfig
+	dialer net.Dialer
+
+	mu     sync.Mutex
+	idle   map[string][]*conn   // by Host.Addr()
+	live   map[string]int       // live sessions by Host.Addr()
+	noTLS  map[string]time.Time // hosts whose handshake failed, until when
+	closed bool
+	stop   chan struct{} // stops the janitor; nil while none runs
+	wg     sync.WaitGroup
 }
 
-type session struct {
-	c        *smtp.Client
-	addr     string
-	host     string
-	sent     int
-	lastUsed time.Time
-}
+var _ Sender = (*SMTP)(nil)
 
 // NewSMTP returns a sender with cfg (zero fields take defaults).
 func NewSMTP(cfg SMTPConfig) *SMTP {
 	cfg.defaults()
-	return &SMTP{cfg: cfg, idle: map[string][]*session{}}
+	return &SMTP{cfg: cfg, idle: map[string][]*conn{}, live: map[string]int{}, noTLS: map[string]time.Time{}}
 }
 
-// Send delivers msg to env.To at d, trying d's hosts in order until one
-// gives an answer about the message itself.
+// Send delivers msg to env.To at d, trying d's hosts in order (RFC 5321
+// §5.1) until one gives an answer about the message: a host that cannot be
+// reached, greets with 4xx/5xx or fails a required TLS is skipped. msg is
+// sent with CRLF line ends and dot-stuffing whatever it holds. Cancelling
+// ctx interrupts the attempt at once (Outcome.Reason "canceled").
 func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome {
+	p, out, ok := prepare(env, msg)
+	if !ok {
+		return out
+	}
+	if len(d.Hosts) == 0 {
+		return Outcome{Status: Deferred, Scope: ScopeDomain, Stage: StageRoute, Enhanced: "4.4.4",
+			Text: fmt.Sprintf("no hosts to deliver to for %q", d.Domain)}
+	}
+	needTLS := d.RequireTLS || s.cfg.RequireTLS
+	limit := d.MaxMessagesPerConn
+	if limit <= 0 {
+		limit = s.cfg.MaxMessagesPerConn
+	}
 	var last Outcome
 	for _, h := range d.Hosts {
-		out, tryNext := s.sendHost(ctx, h, env, msg)
-		if !tryNext {
+		if err := ctx.Err(); err != nil {
+			return canceled(StageConnect, h.Name, err)
+		}
+		out, next := s.sendHost(ctx, h, p, needTLS, limit)
+		if !next {
 			return out
 		}
-		last = out
-	}
-	if last.Status == "" {
-		last = Outcome{Status: Deferred, Scope: ScopeDomain, Stage: StageRoute, Text: "no hosts to try"}
+		// Report the most telling failure: a reply beats a silent host.
+		if last.Code == 0 || out.Code != 0 {
+			last = out
+		}
 	}
 	return last
 }
 
-// sendHost runs one transaction on host h. tryNext reports that the host
-// never reached the transaction (connection refused, 421 at greeting), so
-// the next MX should be tried (RFC 5321 §5.1).
-func (s *SMTP) sendHost(ctx context.Context, h Host, env Envelope, msg []byte) (Outcome, bool) {
-	for attempt := 0; ; attempt++ {
-		sess, reused, out := s.get(ctx, h)
-		if sess == nil {
-			return out, true
-		}
-		out, broken := s.transact(sess, env, msg)
-		// A pooled session the server dropped while idle fails on its first
-		// command with an I/O error; that says nothing about the message.
-		if broken && reused && out.Stage == StageMail && attempt == 0 {
-			sess.c.Close()
-			continue
-		}
-		s.put(sess, broken)
-		return out, false
-	}
-}
-
-func (s *SMTP) transact(sess *session, env Envelope, msg []byte) (Outcome, bool) {
-	c := sess.c
-	if err := c.Mail(env.From, nil); err != nil {
-		return s.fail(sess, StageMail, err)
-	}
-	if err := c.Rcpt(env.To, nil); err != nil {
-		return s.fail(sess, StageRcpt, err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		return s.fail(sess, StageData, err)
-	}
-	if _, err := w.Write(msg); err != nil {
-		return s.fail(sess, StageData, err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return s.fail(sess, StageData, err)
-	}
-	sess.sent++
-	return Outcome{Status: Delivered, Code: 250, Text: resp.StatusText, Stage: StageData, Host: sess.host}, false
-}
-
-// fail classifies err; an SMTP reply leaves the session usable (after
-// RSET), anything else breaks it.
-func (s *SMTP) fail(sess *session, stage Stage, err error) (Outcome, bool) {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		out := Classify(se.Code, enhanced(se.EnhancedCode), se.Message)
-		out.Stage, out.Host = stage, sess.host
-		if se.Code == 421 { // the server is closing the channel (RFC 5321 §3.8)
-			return out, true
-		}
-		if rerr := sess.c.Reset(); rerr != nil {
-			return out, true
-		}
-		return out, false
-	}
-	return Outcome{Status: Deferred, Scope: ScopeHost, Stage: stage, Host: sess.host, Text: err.Error()}, true
-}
-
-func enhanced(c smtp.EnhancedCode) string {
-	if c == (smtp.EnhancedCode{}) || c == smtp.NoEnhancedCode || c[0] <= 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
-}
-
-// get returns an idle session for h or dials a new one. On failure it
-// returns a nil session and the classified outcome.
-func (s *SMTP) get(ctx context.Context, h Host) (*session, bool, Outcome) {
-	key := h.Addr()
-	s.mu.Lock()
-	for len(s.idle[key]) > 0 {
-		list := s.idle[key]
-		sess := list[len(list)-1]
-		s.idle[key] = list[:len(list)-1]
-		if time.Since(sess.lastUsed) > s.cfg.IdleTimeout {
-			go sess.c.Close()
-			continue
-		}
-		s.mu.Unlock()
-		return sess, true, Outcome{}
-	}
-	s.mu.Unlock()
-	sess, out := s.dial(ctx, h)
-	return sess, false, out
-}
-
-func (s *SMTP) put(sess *session, broken bool) {
-	if broken || sess.sent >= s.cfg.MaxMessagesPerConn {
-		go func() { _ = sess.c.Quit() }()
-		return
-	}
-	sess.lastUsed = time.Now()
-	s.mu.Lock()
-	s.idle[sess.addr] = append(s.idle[sess.addr], sess)
-	s.mu.Unlock()
-}
-
-func (s *SMTP) dial(ctx context.Context, h Host) (*session, Outcome) {
-	addr, err := s.address(ctx, h)
-	if err != nil {
-		return nil, Outcome{Status: Deferred, Scope: ScopeHost, Stage: StageConnect, Host: h.Name, Text: err.Error()}
-	}
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
-	if err != nil {
-		return nil, Outcome{Status: Deferred, Scope: ScopeHost, Stage: StageConnect, Host: h.Name, Text: err.Error()}
-	}
-	c := smtp.NewClient(conn)
-	c.CommandTimeout = s.cfg.CommandTimeout
-	c.SubmissionTimeout = s.cfg.DataTimeout
-	if err := c.Hello(s.cfg.Hostname); err != nil {
-		c.Close()
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			out := Classify(se.Code, enhanced(se.EnhancedCode), se.Message)
-			out.Stage, out.Host = StageGreeting, h.Name
-			if out.Status != Deferred { // a session-level 5xx is no verdict on a recipient
-				out.Status = Deferred
+// sendHost runs one transaction on h. next reports that h never reached
+// the transaction, so the next MX should be tried.
+func (s *SMTP) sendHost(ctx context.Context, h Host, p *prepared, needTLS bool, limit int) (out Outcome, next bool) {
+	for {
+		c := s.take(h.Addr(), needTLS, limit)
+		reused := c != nil
+		if c == nil {
+			if c, out = s.dial(ctx, h, needTLS); c == nil {
+				return out, out.Reason != "canceled"
 			}
-			return nil, out
 		}
-		return nil, Outcome{Status: Deferred, Scope: ScopeHost, Stage: StageGreeting, Host: h.Name, Text: err.Error()}
-	}
-	// Opportunistic STARTTLS (RFC 3207, RFC 7435): certificates of MX hosts
-	// are not verified.
-	if ok, _ := c.Extension("STARTTLS"); ok {
-		tc, err := startTLS(conn, c, s.cfg, h.Name)
-		if err != nil {
-			c.Close()
-			return nil, Outcome{Status: Deferred, Scope: ScopeHost, Stage: StageTLS, Host: h.Name, Text: err.Error()}
+		stop := c.bind(ctx)
+		out, state := c.transact(p, reused)
+		stop()
+		switch state {
+		case txStale:
+			c.close()
+			continue // only pooled sessions go stale, so this ends
+		case txBroken:
+			c.close()
+		default:
+			s.put(c, limit)
 		}
-		c = tc
+		return out, false
 	}
-	return &session{c: c, addr: h.Addr(), host: h.Name, lastUsed: time.Now()}, Outcome{}
 }
 
-func (s *SMTP) address(ctx context.Context, h Host) (string, error) {
-	if ip := net.ParseIP(h.Name); ip != nil || h.Routed || s.cfg.Resolver == nil {
-		return h.Addr(), nil
+// prepare validates the envelope and canonicalises the message once.
+func prepare(env Envelope, msg []byte) (*prepared, Outcome, bool) {
+	if !validAddr(env.To) || env.To == "" {
+		return nil, Outcome{Status: Bounced, Scope: ScopeRecipient, Stage: StageBuild, Enhanced: "5.1.3",
+			Text: fmt.Sprintf("invalid recipient address %q", clip(env.To))}, false
 	}
-	ips, err := s.cfg.Resolver.LookupIP(ctx, h.Name)
-	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", h.Name, err)
+	if !validAddr(env.From) {
+		return nil, Outcome{Status: Failed, Scope: ScopeSender, Stage: StageBuild, Enhanced: "5.1.7",
+			Text: fmt.Sprintf("invalid sender address %q", clip(env.From))}, false
 	}
-	if len(ips) == 0 {
-		return "", fmt.Errorf("resolve %s: no addresses", h.Name)
+	if len(msg) == 0 {
+		return nil, Outcome{Status: Failed, Scope: ScopeMessage, Stage: StageBuild, Enhanced: "5.6.0",
+			Text: "empty message"}, false
 	}
-	return joinHostPort(ips[0].String(), h.Port), nil
+	data := canonical(msg)
+	return &prepared{
+		env:        env,
+		data:       data,
+		eightBit:   has8bit(data),
+		utf8Addr:   has8bit([]byte(env.From)) || has8bit([]byte(env.To)),
+		utf8Header: has8bit(header(data)),
+	}, Outcome{}, true
 }
 
-// Close ends every pooled session.
-func (s *SMTP) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, list := range s.idle {
-		for _, sess := range list {
-			_ = sess.c.Quit()
+// validAddr rejects what would break the command line: controls (CR, LF
+// would inject commands), spaces outside quotes and angle brackets.
+func validAddr(a string) bool {
+	quoted := false
+	for i := 0; i < len(a); i++ {
+		switch b := a[i]; {
+		case b < 0x20 || b == 0x7f || b == '<' || b == '>':
+			return false
+		case b == '"':
+			quoted = !quoted
+		case b == ' ' && !quoted:
+			return false
 		}
-		delete(s.idle, k)
 	}
+	return true
 }

@@ -31,6 +31,10 @@ type Message struct {
 	TLS  bool   // the session had done STARTTLS
 	Helo string // the client's EHLO name
 	Conn int    // sequence number of the session that carried it
+	// MAIL FROM parameters the client sent.
+	Size int64  // SIZE=, 0 when absent
+	Body string // BODY=, "" when absent
+	UTF8 bool   // SMTPUTF8
 }
 
 // Options script the receiver. A hook returning a *smtp.SMTPError sends
@@ -48,6 +52,16 @@ type Options struct {
 	Stall time.Duration
 	// MaxMessageBytes advertises SIZE.
 	MaxMessageBytes int64
+	// SMTPUTF8 advertises SMTPUTF8 (RFC 6531).
+	SMTPUTF8 bool
+	// IdleTimeout closes a session idle this long with "421 4.4.2"
+	// (default one minute), to stand for a receiver dropping idle clients.
+	IdleTimeout time.Duration
+	// Wire records every byte clients send (see Server.Wire). Bytes after
+	// STARTTLS are recorded as the ciphertext they are.
+	Wire bool
+	// Discard counts accepted messages without keeping them (benchmarks).
+	Discard bool
 }
 
 // Server is a running receiver.
@@ -59,8 +73,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	msgs  []Message
+	count int
 	conns int
-	seen  map[string]int // remote address -> session number
+	seen  map[string]int  // remote address -> session number
+	wire  []*bytes.Buffer // raw client bytes, one buffer per accepted connection
 }
 
 // Start runs a receiver until the test ends.
@@ -81,6 +97,9 @@ func Listen(addr string, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Addr: ln.Addr().String(), opts: o, ln: ln, seen: map[string]int{}}
+	if o.Wire {
+		s.ln = &tapListener{Listener: ln, s: s}
+	}
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = "mx.sink.test"
 	s.srv.TLSConfig = o.TLS
@@ -89,12 +108,16 @@ func Listen(addr string, o Options) (*Server, error) {
 		s.srv.MaxMessageBytes = 50 << 20
 	}
 	s.srv.MaxRecipients = 1000
+	s.srv.EnableSMTPUTF8 = o.SMTPUTF8
 	s.srv.ReadTimeout = time.Minute
+	if o.IdleTimeout > 0 {
+		s.srv.ReadTimeout = o.IdleTimeout
+	}
 	s.srv.WriteTimeout = time.Minute
 	if o.Greeting != "" {
 		go s.refuse()
 	} else {
-		go func() { _ = s.srv.Serve(ln) }()
+		go func() { _ = s.srv.Serve(s.ln) }()
 	}
 	return s, nil
 }
@@ -126,7 +149,51 @@ func (s *Server) Messages() []Message {
 func (s *Server) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.msgs)
+	return s.count
+}
+
+// Wire returns what clients sent, connection after connection in the
+// order they were accepted (Options.Wire must be set).
+func (s *Server) Wire() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []byte
+	for _, b := range s.wire {
+		all = append(all, b.Bytes()...)
+	}
+	return all
+}
+
+// tapListener records what each accepted connection reads.
+type tapListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *tapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	buf := new(bytes.Buffer)
+	l.s.mu.Lock()
+	l.s.wire = append(l.s.wire, buf)
+	l.s.mu.Unlock()
+	return &tapConn{Conn: c, s: l.s, buf: buf}, nil
+}
+
+type tapConn struct {
+	net.Conn
+	s   *Server
+	buf *bytes.Buffer
+}
+
+func (c *tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.s.mu.Lock()
+	c.buf.Write(p[:n])
+	c.s.mu.Unlock()
+	return n, err
 }
 
 // Conns is the number of SMTP connections that said EHLO.
@@ -175,19 +242,23 @@ type session struct {
 	helo string
 	tls  bool
 	from string
+	opts smtp.MailOptions
 	to   []string
 }
 
-func (x *session) Reset()        { x.from, x.to = "", nil }
+func (x *session) Reset()        { x.from, x.to, x.opts = "", nil, smtp.MailOptions{} }
 func (x *session) Logout() error { return nil }
 
-func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+func (x *session) Mail(from string, opts *smtp.MailOptions) error {
 	if x.s.opts.Mail != nil {
 		if err := x.s.opts.Mail(from); err != nil {
 			return err
 		}
 	}
 	x.from = from
+	if opts != nil {
+		x.opts = *opts
+	}
 	return nil
 }
 
@@ -216,8 +287,12 @@ func (x *session) Data(r io.Reader) error {
 	}
 	_, isTLS := x.c.TLSConnectionState()
 	x.s.mu.Lock()
-	x.s.msgs = append(x.s.msgs, Message{From: x.from, To: append([]string(nil), x.to...),
-		Data: buf.Bytes(), TLS: isTLS || x.tls, Helo: x.helo, Conn: x.conn})
+	x.s.count++
+	if !x.s.opts.Discard {
+		x.s.msgs = append(x.s.msgs, Message{From: x.from, To: append([]string(nil), x.to...),
+			Data: buf.Bytes(), TLS: isTLS || x.tls, Helo: x.helo, Conn: x.conn,
+			Size: x.opts.Size, Body: string(x.opts.Body), UTF8: x.opts.UTF8})
+	}
 	x.s.mu.Unlock()
 	return nil
 }

@@ -1,0 +1,172 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+)
+
+// Dot-stuffing and line ends, checked on the receiver and on the wire: a
+// line starting with "." arrives intact, a lone "." line does not end the
+// message early, and no bare CR or LF is ever sent.
+func TestWireDotStuffingAndLineEnds(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{Wire: true})
+	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test"})
+	defer s.Close()
+	msg := ".first\nSubject: x\n\n.hidden\n..two\nbare\rcr\r\n.\nend" // bare LF, bare CR, no final newline
+	want := ".first\r\nSubject: x\r\n\r\n.hidden\r\n..two\r\nbare\r\ncr\r\n.\r\nend\r\n"
+	if out := s.Send(context.Background(), local(srv), testEnv, []byte(msg)); out.Status != Delivered {
+		t.Fatal(out)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 || string(msgs[0].Data) != want {
+		t.Fatalf("received %q, want %q", msgs[0].Data, want)
+	}
+	wire := srv.Wire()
+	if !bytes.Contains(wire, []byte("DATA\r\n..first\r\n")) || !bytes.Contains(wire, []byte("\r\n..hidden\r\n...two\r\n")) ||
+		!bytes.Contains(wire, []byte("\r\n..\r\nend\r\n.\r\n")) {
+		t.Fatalf("not dot-stuffed on the wire:\n%q", wire)
+	}
+	for i, b := range wire {
+		if b == '\n' && (i == 0 || wire[i-1] != '\r') || b == '\r' && (i+1 == len(wire) || wire[i+1] != '\n') {
+			t.Fatalf("bare CR or LF at byte %d: %q", i, wire[max(0, i-20):min(len(wire), i+20)])
+		}
+	}
+}
+
+func TestSizeRefusedBeforeMail(t *testing.T) {
+	var mails atomic.Int32
+	srv := smtptest.Start(t, smtptest.Options{MaxMessageBytes: 1000, Wire: true,
+		Mail: func(string) error { mails.Add(1); return nil }})
+	s := NewSMTP(SMTPConfig{})
+	defer s.Close()
+	big := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef\r\n"), 120)...)
+	out := s.Send(context.Background(), local(srv), testEnv, big)
+	if out.Status != Failed || out.Scope != ScopeMessage || out.Enhanced != "5.3.4" {
+		t.Fatalf("%v scope %s; want failed/message 5.3.4", out, out.Scope)
+	}
+	if mails.Load() != 0 || bytes.Contains(srv.Wire(), []byte("DATA")) {
+		t.Fatalf("a transaction began for an oversized message:\n%s", srv.Wire())
+	}
+	// The session is still good, and SIZE= announces a message that fits.
+	if out := s.Send(context.Background(), local(srv), testEnv, testMsg); out.Status != Delivered {
+		t.Fatal(out)
+	}
+	m := srv.Messages()
+	if srv.Conns() != 1 || len(m) != 1 || m[0].Size != int64(len(testMsg)) {
+		t.Fatalf("%d sessions, messages %+v; want one on the same session with SIZE=%d", srv.Conns(), m, len(testMsg))
+	}
+}
+
+func TestSMTPUTF8(t *testing.T) {
+	env := Envelope{From: "b@sluice.test", To: "jürgen@example.test"}
+	plain := smtptest.Start(t, smtptest.Options{Wire: true})
+	s := NewSMTP(SMTPConfig{})
+	defer s.Close()
+	out := s.Send(context.Background(), local(plain), env, testMsg)
+	if out.Status != Failed || out.Enhanced != "5.6.7" || plain.Count() != 0 || bytes.Contains(plain.Wire(), []byte("MAIL")) {
+		t.Fatalf("%v; want failed 5.6.7 and no MAIL", out)
+	}
+	utf8 := smtptest.Start(t, smtptest.Options{SMTPUTF8: true})
+	if out := s.Send(context.Background(), local(utf8), env, testMsg); out.Status != Delivered {
+		t.Fatal(out)
+	}
+	if m := utf8.Messages(); len(m) != 1 || !m[0].UTF8 || m[0].To[0] != env.To {
+		t.Fatalf("%+v; want one message sent with SMTPUTF8 to %s", m, env.To)
+	}
+}
+
+func TestEightBitMIMEOnlyWhenNeeded(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	s := NewSMTP(SMTPConfig{})
+	defer s.Close()
+	for _, body := range []string{"plain ascii\r\n", "caf\xc3\xa9\r\n"} {
+		if out := s.Send(context.Background(), local(srv), testEnv, []byte("Subject: x\r\n\r\n"+body)); out.Status != Delivered {
+			t.Fatal(out)
+		}
+	}
+	m := srv.Messages()
+	if len(m) != 2 || m[0].Body != "" || m[1].Body != "8BITMIME" {
+		t.Fatalf("BODY= %q then %q; want none for ASCII, 8BITMIME for 8-bit", m[0].Body, m[1].Body)
+	}
+}
+
+func TestBadEnvelopeNeverSent(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	s := NewSMTP(SMTPConfig{})
+	defer s.Close()
+	for _, env := range []Envelope{
+		{From: "b@sluice.test", To: "a@example.test>\r\nRCPT TO:<victim@example.test"},
+		{From: "b@sluice.test\r\nRSET", To: "a@example.test"},
+		{From: "b@sluice.test", To: ""},
+	} {
+		if out := s.Send(context.Background(), local(srv), env, testMsg); out.Status == Delivered || out.Stage != StageBuild {
+			t.Fatalf("%q: %v stage %s; want refused before SMTP", env, out, out.Stage)
+		}
+	}
+	if srv.Conns() != 0 {
+		t.Fatalf("%d sessions opened for invalid envelopes", srv.Conns())
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\r\nb\r\n": "a\r\nb\r\n",
+		"a\nb":       "a\r\nb\r\n",
+		"a\rb\r\n":   "a\r\nb\r\n",
+		"a\r\r\nb":   "a\r\n\r\nb\r\n",
+		"":           "\r\n",
+		"\n.":        "\r\n.\r\n",
+	} {
+		if got := canonical([]byte(in)); string(got) != want {
+			t.Errorf("canonical(%q) = %q, want %q", in, got, want)
+		}
+	}
+	clean := []byte("a\r\nb\r\n")
+	if got := canonical(clean); &got[0] != &clean[0] {
+		t.Error("a canonical message was copied")
+	}
+}
+
+// BenchmarkSend measures messages per second over reused sessions to a
+// local receiver, 2 KB each: one sender on one session, and eight senders
+// sharing the pool.
+func BenchmarkSend(b *testing.B) {
+	msg := []byte("From: b@sluice.test\r\nTo: a@example.test\r\nSubject: bench\r\n\r\n" +
+		strings.Repeat(strings.Repeat("x", 62)+"\r\n", 31))
+	for _, par := range []int{1, 8} {
+		b.Run("senders="+strconv.Itoa(par), func(b *testing.B) {
+			srv := smtptest.Start(b, smtptest.Options{Discard: true})
+			s := NewSMTP(SMTPConfig{MaxMessagesPerConn: 1000})
+			defer s.Close()
+			d := local(srv)
+			b.SetBytes(int64(len(msg)))
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range par {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if out := s.Send(context.Background(), d, testEnv, msg); out.Status != Delivered {
+							b.Error(out)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if srv.Count() != b.N {
+				b.Fatalf("receiver counted %d, want %d", srv.Count(), b.N)
+			}
+		})
+	}
+}
