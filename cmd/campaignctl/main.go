@@ -79,8 +79,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"launch": {"validate a campaign file and enqueue its recipients", cmdLaunch},
-	"status": {"show campaign progress", cmdStatus},
+	"launch":      {"validate a campaign file and enqueue its recipients", cmdLaunch},
+	"status":      {"show campaign progress", cmdStatus},
+	"suppression": {"manage the suppression list: add, remove, check, list, import, export", cmdSuppression},
 }
 
 // errUsage marks bad invocations (exit 2).

@@ -6,9 +6,35 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/cli"
 )
 
-// suppressedFunc checks the suppression list for a launch.
+// suppressedFunc checks a launch's recipients against the suppression
+// list, one round trip per batch.
 func suppressedFunc(rdb redis.UniversalClient, ks keyspace.Space) func(ctx context.Context, lane string, addrs []string) ([]bool, error) {
-	return nil
+	l := suppression.New(rdb, ks)
+	return func(ctx context.Context, lane string, addrs []string) ([]bool, error) {
+		res, err := l.Check(ctx, lane, addrs)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]bool, len(res))
+		for i, e := range res {
+			out[i] = e != nil
+		}
+		return out, nil
+	}
+}
+
+func cmdSuppression(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		return cli.Run(ctx, nil, []string{"--help"}, e.stdout, e.stderr)
+	}
+	rdb, ks, err := e.redis(ctx)
+	if err != nil {
+		return err
+	}
+	// cli.ErrNotSuppressed (check, remove of an absent address) exits 1.
+	return cli.Run(ctx, suppression.New(rdb, ks), args, e.stdout, e.stderr)
 }

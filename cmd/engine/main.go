@@ -27,7 +27,10 @@ import (
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 )
 
 func main() {
@@ -103,10 +106,22 @@ func run() error {
 	if len(cfg.DKIM) > 0 {
 		deps.Signer = signer
 	}
+	supp := suppression.New(rdb, keyspace.Space(cfg.Redis.Prefix))
+	deps.Suppression = supp
 	eng := engine.New(deps)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
+	if cfg.Unsubscribe.BaseURL != "" && cfg.Unsubscribe.Secret != "" {
+		us, err := unsubscribe.NewSigner([]byte(cfg.Unsubscribe.Secret))
+		if err != nil {
+			return fmt.Errorf("unsubscribe.secret: %w", err)
+		}
+		eng.Unsubscribe = us
+		mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
+	} else {
+		log.Warn("unsubscribe.base_url/secret not set: marketing mail goes out without RFC 8058 one-click List-Unsubscribe; Gmail and Yahoo require it from bulk senders")
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv := &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -33,6 +33,15 @@ type Config struct {
 	Submission  Submission  `yaml:"submission"`
 	Unsubscribe Unsubscribe `yaml:"unsubscribe"`
 	Lanes       Lanes       `yaml:"lanes"`
+	Suppression Suppression `yaml:"suppression"`
+}
+
+// Suppression configures automatic suppression beyond hard bounces.
+type Suppression struct {
+	// A mailbox that is full (4.2.2) on SoftBounceCount attempts spread
+	// over at least SoftBounceSpan is suppressed as soft_bounce_limit.
+	SoftBounceCount int           `yaml:"soft_bounce_count"`
+	SoftBounceSpan  time.Duration `yaml:"soft_bounce_span"`
 }
 
 // Redis locates the shared state. An empty URL (and no REDIS_URL) runs an
@@ -254,6 +263,12 @@ func (c *Config) applyDefaults() {
 	}
 	if t.MaxMessagesPerConnection == 0 {
 		t.MaxMessagesPerConnection = 100
+	}
+	if c.Suppression.SoftBounceCount == 0 {
+		c.Suppression.SoftBounceCount = 5
+	}
+	if c.Suppression.SoftBounceSpan == 0 {
+		c.Suppression.SoftBounceSpan = 72 * time.Hour
 	}
 	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
 	if len(tx.Retry) == 0 {

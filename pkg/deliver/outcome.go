@@ -28,6 +28,8 @@ const (
 	// authentication, reputation, a message we could not build). The
 	// recipient is not suppressed.
 	Failed Status = "failed"
+	// Suppressed: not attempted; the address is on the suppression list.
+	Suppressed Status = "suppressed"
 )
 
 // Final reports whether no further attempt follows.

@@ -16,7 +16,9 @@ import (
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/throttle"
+	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 )
 
 // Sender is the delivery contract the engine needs; *deliver.SMTP
@@ -47,7 +49,13 @@ type Deps struct {
 	Throttle Throttle
 	// Signer adds DKIM signatures for the From domain; nil signs nothing.
 	Signer Signer
-	Log    *slog.Logger
+	// Suppression is checked before every attempt and receives hard
+	// bounces; nil disables both.
+	Suppression *suppression.List
+	// Unsubscribe signs RFC 8058 one-click links for marketing mail; nil
+	// (no unsubscribe.base_url/secret configured) leaves them out.
+	Unsubscribe *unsubscribe.Signer
+	Log         *slog.Logger
 	// Now is the clock (a test seam); nil means time.Now.
 	Now func() time.Time
 }

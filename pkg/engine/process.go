@@ -32,6 +32,13 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 		e.finish(ctx, d, out)
 		return
 	}
+	if blocked, ok := e.suppressed(ctx, d); !ok {
+		return
+	} else if blocked != nil {
+		e.finish(ctx, d, deliver.Outcome{Status: deliver.Suppressed, Stage: deliver.StageQueue,
+			Reason: string(blocked.Reason), Text: "suppressed: " + string(blocked.Reason) + " " + blocked.Detail})
+		return
+	}
 	dest, out, ok := e.Router.Resolve(ctx, domainOf(d.To))
 	if !ok {
 		e.finish(ctx, d, out)
@@ -41,7 +48,7 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	if !ok {
 		return
 	}
-	msg, out := src.build(d)
+	msg, out := src.build(d, e.unsubscribeFor(d))
 	if out.Status != "" {
 		permit.Done(out)
 		e.finish(ctx, d, out)
@@ -125,6 +132,12 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 			j.Attempts++
 			next = &j
 		}
+	}
+	// The suppression entry is part of the outcome: it is written before
+	// the job is acknowledged, so a crash in between repeats both.
+	if err := e.recordSuppression(ctx, d, out, rec.Reason == "expired", now); err != nil {
+		e.Log.Error("recording suppression failed; job stays pending", "job", d.ID, "to", d.To, "err", err)
+		return
 	}
 	for try := 0; ; try++ {
 		res, err := e.q.Settle(ctx, d, e.tally(d.Campaign), rec, next, retryAt)

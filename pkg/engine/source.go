@@ -21,14 +21,18 @@ type source struct {
 	raw     []byte            // stored-message jobs
 	envFrom string            // MAIL FROM
 	domain  string            // signing domain (the From domain)
+	mailto  string            // campaign's unsubscribe mailto, if any
 }
 
 // build returns the job's message bytes.
-func (s *source) build(d streams.Delivery) ([]byte, deliver.Outcome) {
+func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, deliver.Outcome) {
 	if s.raw != nil {
 		return s.raw, deliver.Outcome{}
 	}
-	msg, err := s.tmpl.Render(d.To, d.Fields, message.Extra{})
+	if s.mailto != "" && d.Lane == streams.Marketing {
+		x = withMailto(x, s.mailto)
+	}
+	msg, err := s.tmpl.Render(d.To, d.Fields, x)
 	if err != nil {
 		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "render", Text: err.Error()}
 	}
@@ -87,7 +91,7 @@ func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("campaign %s: %w", id, err)
 	}
-	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain()}
+	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain(), mailto: spec.Unsubscribe.Mailto}
 	if p.envFrom == "" {
 		p.envFrom = tmpl.FromAddress()
 	}

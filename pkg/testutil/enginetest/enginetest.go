@@ -18,8 +18,11 @@ import (
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/route"
+	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 )
 
 // Config returns an engine config for tests: keys under prefix, every
@@ -46,6 +49,14 @@ func Start(tb testing.TB, cfg *config.Config) {
 		Config: cfg, Redis: rdb, Sender: sender,
 		Router: &deliver.Router{Routes: cfg.Routes},
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	deps.Suppression = suppression.New(rdb, keyspace.Space(cfg.Redis.Prefix))
+	if cfg.Unsubscribe.Secret != "" {
+		us, err := unsubscribe.NewSigner([]byte(cfg.Unsubscribe.Secret))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		deps.Unsubscribe = us
 	}
 	if len(cfg.DKIM) > 0 {
 		signer, err := dkim.NewSigner(cfg.DKIM)

@@ -1,0 +1,284 @@
+package suppression
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxBadLines caps ImportResult.Bad; BadCount still counts every bad line.
+const MaxBadLines = 100
+
+// maxJSONLine bounds one JSONL line (an entry is well under 2 KB).
+const maxJSONLine = 64 << 10
+
+// LineError is one line Import skipped.
+type LineError struct {
+	Line int    // 1-based line number in the input (where the record starts)
+	Err  string // what is wrong with it
+}
+
+// ImportResult says what Import did.
+type ImportResult struct {
+	Added     int // new entries
+	Updated   int // entries that existed and changed (merged as Add does)
+	Unchanged int // entries already exactly as imported
+	Bad       []LineError
+	BadCount  int // all bad lines; Bad holds the first MaxBadLines
+}
+
+// Import reads entries in format (FormatCSV or FormatJSONL) and adds them
+// as Add does, in pipelines, streaming: memory does not grow with the
+// input. Importing the same file twice changes nothing the second time.
+// Bad lines are skipped and reported by number; everything else is
+// imported. The error is for what stops the whole import: an unreadable
+// input, a bad CSV header, Redis.
+//
+// CSV needs a header line naming its columns, in any order, from
+// CSVHeader plus "lane"; only "email" is required. Empty cells take
+// defaults: reason manual, scope DefaultScope(reason), times now, source
+// the source argument (which is also the audit actor).
+func (l *List) Import(ctx context.Context, r io.Reader, format, source string) (ImportResult, error) {
+	if source == "" {
+		source = "import"
+	}
+	if err := checkIdent(source); err != nil {
+		return ImportResult{}, fmt.Errorf("suppression: import: source %w", err)
+	}
+	im := &importer{l: l, source: source, now: time.Now()}
+	var err error
+	switch format {
+	case FormatCSV:
+		err = im.csv(ctx, r)
+	case FormatJSONL:
+		err = im.jsonl(ctx, r)
+	default:
+		err = fmt.Errorf("unknown format %q (want %s or %s)", format, FormatCSV, FormatJSONL)
+	}
+	if err == nil {
+		err = im.flush(ctx)
+	}
+	if err != nil {
+		return im.res, fmt.Errorf("suppression: import: %w", err)
+	}
+	return im.res, nil
+}
+
+type importer struct {
+	l      *List
+	source string
+	now    time.Time
+	res    ImportResult
+	batch  []Entry
+}
+
+func (im *importer) bad(line int, err error) {
+	im.res.BadCount++
+	if len(im.res.Bad) < MaxBadLines {
+		im.res.Bad = append(im.res.Bad, LineError{Line: line, Err: err.Error()})
+	}
+}
+
+func (im *importer) add(ctx context.Context, line int, e Entry) error {
+	if e.Reason == "" {
+		e.Reason = Manual
+	}
+	if e.Source == "" {
+		e.Source = im.source
+	}
+	if err := e.prepare(im.now); err != nil {
+		im.bad(line, err)
+		return nil
+	}
+	im.batch = append(im.batch, e)
+	if len(im.batch) >= batch {
+		return im.flush(ctx)
+	}
+	return nil
+}
+
+func (im *importer) flush(ctx context.Context) error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	res, err := im.l.upsert(ctx, im.batch, im.source)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		switch r {
+		case resAdded:
+			im.res.Added++
+		case resSame:
+			im.res.Unchanged++
+		default:
+			im.res.Updated++
+		}
+	}
+	im.batch = im.batch[:0]
+	return nil
+}
+
+func (im *importer) csv(ctx context.Context, r io.Reader) error {
+	cr := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
+	cr.ReuseRecord = true
+	hdr, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("line 1: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range hdr {
+		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\uFEFF"))) // Excel's BOM
+		if _, dup := col[h]; dup {
+			return fmt.Errorf("line 1: column %q twice", h)
+		}
+		if h != "lane" && !slices.Contains(CSVHeader, h) {
+			return fmt.Errorf("line 1: unknown column %q (header must name columns of: %s,lane)", h, strings.Join(CSVHeader, ","))
+		}
+		col[h] = i
+	}
+	if _, ok := col["email"]; !ok {
+		return fmt.Errorf("line 1: no email column (the first line must be a header such as %s)", strings.Join(CSVHeader, ","))
+	}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			im.bad(pe.StartLine, pe.Err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		line, _ := cr.FieldPos(0)
+		cell := func(name string) string {
+			if i, ok := col[name]; ok {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		e, err := entryFromCells(cell)
+		if err != nil {
+			im.bad(line, err)
+			continue
+		}
+		if err := im.add(ctx, line, e); err != nil {
+			return err
+		}
+	}
+}
+
+// entryFromCells builds an entry from named text cells (CSV columns).
+func entryFromCells(cell func(string) string) (Entry, error) {
+	e := Entry{
+		Address: cell("email"), Reason: Reason(cell("reason")), Scope: Scope(cell("scope")),
+		Enhanced: cell("enhanced_code"), Detail: cell("detail"), Campaign: cell("campaign"),
+		Lane: cell("lane"), Source: cell("source"),
+	}
+	var err error
+	if c := cell("code"); c != "" {
+		if e.Code, err = strconv.Atoi(c); err != nil {
+			return e, fmt.Errorf("code %q is not a number", c)
+		}
+	}
+	if e.FirstSeen, err = parseTime("first_seen", cell("first_seen")); err != nil {
+		return e, err
+	}
+	e.LastSeen, err = parseTime("last_seen", cell("last_seen"))
+	return e, err
+}
+
+func parseTime(name, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("%s %q is not an RFC 3339 time (2006-01-02T15:04:05Z)", name, s)
+	}
+	return t, nil
+}
+
+func (im *importer) jsonl(ctx context.Context, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	for n := 1; ; n++ {
+		line, long, err := readLine(br, maxJSONLine, buf[:0])
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		buf = line
+		if long {
+			im.bad(n, fmt.Errorf("line longer than %d bytes", maxJSONLine))
+			continue
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var je jsonEntry
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&je); err != nil {
+			im.bad(n, fmt.Errorf("bad JSON: %v", err))
+			continue
+		}
+		if dec.More() {
+			im.bad(n, errors.New("bad JSON: more than one value on the line"))
+			continue
+		}
+		cells := map[string]string{
+			"email": je.Email, "reason": je.Reason, "scope": je.Scope, "enhanced_code": je.Enhanced,
+			"detail": je.Detail, "campaign": je.Campaign, "lane": je.Lane, "source": je.Source,
+			"first_seen": je.FirstSeen, "last_seen": je.LastSeen,
+		}
+		e, err := entryFromCells(func(k string) string { return strings.TrimSpace(cells[k]) })
+		if err != nil {
+			im.bad(n, err)
+			continue
+		}
+		e.Code = je.Code
+		if err := im.add(ctx, n, e); err != nil {
+			return err
+		}
+	}
+}
+
+// readLine reads one line without its end into buf. A line longer than max
+// is consumed and reported as long instead of being held in memory.
+func readLine(br *bufio.Reader, max int, buf []byte) ([]byte, bool, error) {
+	long, got := false, false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		got = got || len(chunk) > 0
+		if !long && len(buf)+len(chunk) <= max+2 {
+			buf = append(buf, chunk...)
+		} else {
+			long, buf = true, buf[:0]
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && got {
+			err = nil
+		}
+		return bytes.TrimRight(buf, "\r\n"), long, err
+	}
+}

@@ -1,0 +1,245 @@
+package suppression
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+)
+
+// DefaultAuditCap is how many audit events are kept (approximately: the
+// stream is trimmed with MAXLEN ~, which is cheap). At roughly 100 bytes an
+// event that is about 100 MB of Redis at most.
+const DefaultAuditCap = 1_000_000
+
+// auditDetail bounds the reply text copied into add/update events: the
+// entry holds it in full, and the stream holds up to a million events.
+const auditDetail = 80
+
+// batch is how many commands go in one pipeline: large enough to amortise
+// round trips, small enough not to stall Redis for other clients.
+const batch = 1000
+
+// perCall is how many entries one script call handles: the per-call cost
+// of a Lua script is about twice that of an entry's work, and 100 entries
+// keep one call well under a millisecond of Redis time.
+const perCall = 100
+
+// List is the suppression list of one deployment. It is safe for concurrent
+// use; all state is in Redis.
+type List struct {
+	rdb      redis.UniversalClient
+	space    keyspace.Space
+	hash     string // field: address or @domain, value: encode(Entry)
+	audit    string // capped stream of add/update/remove events
+	auditCap int64
+	tempDir  string
+	sortMem  int // bytes Export sorts in memory; tests lower it
+}
+
+// Option tunes a List.
+type Option func(*List)
+
+// WithAuditCap sets how many audit events are kept (default DefaultAuditCap).
+func WithAuditCap(n int64) Option { return func(l *List) { l.auditCap = max(n, 1) } }
+
+// WithTempDir sets where Export keeps its sorted runs (default os.TempDir).
+func WithTempDir(dir string) Option { return func(l *List) { l.tempDir = dir } }
+
+// New returns the list stored under space.
+func New(rdb redis.UniversalClient, space keyspace.Space, opts ...Option) *List {
+	l := &List{
+		rdb: rdb, space: space,
+		hash:     space.Key("supp", "entries"),
+		audit:    space.Key("supp", "audit"),
+		auditCap: DefaultAuditCap,
+		sortMem:  sortMemory,
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Add suppresses one address or domain, or merges e into its entry:
+// FirstSeen is kept, LastSeen moves, and a global entry stays global when a
+// marketing-scoped event arrives (scope is never narrowed silently; use
+// Remove first). An empty Scope takes DefaultScope(e.Reason); zero times
+// take now. The change is recorded in the audit stream with e.Source as
+// actor.
+func (l *List) Add(ctx context.Context, e Entry) error {
+	if err := e.prepare(time.Now()); err != nil {
+		return fmt.Errorf("suppression: add: %w", err)
+	}
+	if _, err := l.upsert(ctx, []Entry{e}, ""); err != nil {
+		return fmt.Errorf("suppression: add %s: %w", e.Address, err)
+	}
+	return nil
+}
+
+// AddMany adds entries in pipelines. Invalid entries are reported together
+// in the error, and every valid one is still stored: a batch of hard
+// bounces must not be lost for one bad address.
+func (l *List) AddMany(ctx context.Context, es []Entry) error {
+	now := time.Now()
+	ok := make([]Entry, 0, len(es))
+	var bad []error
+	for i, e := range es {
+		if err := e.prepare(now); err != nil {
+			bad = append(bad, fmt.Errorf("entry %d: %w", i, err))
+			continue
+		}
+		ok = append(ok, e)
+	}
+	for start := 0; start < len(ok); start += batch {
+		if _, err := l.upsert(ctx, ok[start:min(start+batch, len(ok))], ""); err != nil {
+			return fmt.Errorf("suppression: add many: %w", err)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("suppression: add many: %d of %d entries invalid: %w", len(bad), len(es), errors.Join(bad...))
+	}
+	return nil
+}
+
+// upsert stores prepared entries in one pipeline and returns each result
+// (resAdded...). actor overrides e.Source as the audit actor when set.
+func (l *List) upsert(ctx context.Context, es []Entry, actor string) ([]int64, error) {
+	keys := []string{l.hash, l.audit}
+	var calls []scriptCall
+	for start := 0; start < len(es); start += perCall {
+		part := es[start:min(start+perCall, len(es))]
+		args := make([]any, 1, 1+5*len(part))
+		args[0] = l.auditCap
+		for _, e := range part {
+			by := actor
+			if by == "" {
+				by = e.Source
+			}
+			args = append(args, e.Address, encode(e), by, cleanText(e.Detail, auditDetail), e.Campaign)
+		}
+		calls = append(calls, scriptCall{keys, args})
+	}
+	cmds, err := l.evalMany(ctx, upsertScript, calls)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]int64, 0, len(es))
+	for i, c := range cmds {
+		r, err := c.Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", es[i*perCall].Address, err)
+		}
+		res = append(res, r...)
+	}
+	if len(res) != len(es) {
+		return nil, fmt.Errorf("upsert: %d results for %d entries", len(res), len(es))
+	}
+	return res, nil
+}
+
+// Remove deletes the entry of an address or "@domain" and records actor
+// and why in the audit stream. It reports false when there was none. Only
+// that exact entry goes: removing an address leaves its domain's entry.
+func (l *List) Remove(ctx context.Context, addr, actor, why string) (bool, error) {
+	n, err := l.RemoveMany(ctx, []string{addr}, actor, why)
+	return n == 1, err
+}
+
+// RemoveMany removes entries in pipelines and returns how many existed.
+// Invalid addresses are an error before anything is removed.
+func (l *List) RemoveMany(ctx context.Context, addrs []string, actor, why string) (int, error) {
+	fields := make([]string, len(addrs))
+	for i, a := range addrs {
+		f, err := Normalize(a)
+		if err != nil {
+			return 0, fmt.Errorf("suppression: remove: %w", err)
+		}
+		fields[i] = f
+	}
+	actor, why = cleanText(actor, maxIdent), cleanText(why, MaxDetail)
+	keys := []string{l.hash, l.audit}
+	removed := 0
+	for start := 0; start < len(fields); start += batch {
+		part := fields[start:min(start+batch, len(fields))]
+		var calls []scriptCall
+		for c := 0; c < len(part); c += perCall {
+			args := []any{l.auditCap, actor, why}
+			for _, f := range part[c:min(c+perCall, len(part))] {
+				args = append(args, f)
+			}
+			calls = append(calls, scriptCall{keys, args})
+		}
+		cmds, err := l.evalMany(ctx, removeScript, calls)
+		if err != nil {
+			return removed, fmt.Errorf("suppression: remove: %w", err)
+		}
+		for _, c := range cmds {
+			n, err := c.Int64()
+			if err != nil {
+				return removed, fmt.Errorf("suppression: remove: %w", err)
+			}
+			removed += int(n)
+		}
+	}
+	return removed, nil
+}
+
+// Get returns the entry that suppresses addr, nil when none. For an
+// address both its own entry and its domain's count; when both exist the
+// wider scope is returned, the address's own on a tie. Use Lookup to see
+// both.
+func (l *List) Get(ctx context.Context, addr string) (*Entry, error) {
+	own, dom, err := l.Lookup(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if own == nil || (dom != nil && dom.Scope == Global && own.Scope != Global) {
+		return dom, nil
+	}
+	return own, nil
+}
+
+// Lookup returns the entry of addr itself and that of its domain (either
+// nil). For "@domain" input only the domain entry is looked up.
+func (l *List) Lookup(ctx context.Context, addr string) (own, domain *Entry, err error) {
+	f, err := Normalize(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("suppression: lookup: %w", err)
+	}
+	fields := []string{f}
+	if f[0] != '@' {
+		fields = append(fields, domainOf(f))
+	}
+	vals, err := l.rdb.HMGet(ctx, l.hash, fields...).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("suppression: lookup %s: %w", f, err)
+	}
+	out := make([]*Entry, 2)
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			e, err := decode(fields[i], s)
+			if err != nil {
+				return nil, nil, err
+			}
+			out[i] = &e
+		}
+	}
+	if f[0] == '@' {
+		return nil, out[0], nil
+	}
+	return out[0], out[1], nil
+}
+
+func domainOf(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == '@' {
+			return addr[i:]
+		}
+	}
+	return addr
+}

@@ -1,0 +1,68 @@
+package suppression
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Filter selects entries; the zero Filter selects all.
+type Filter struct {
+	Reason Reason    // only this reason, when set
+	Since  time.Time // only entries active since: LastSeen >= Since
+}
+
+func (f Filter) check() error {
+	if f.Reason != "" {
+		if _, err := ParseReason(string(f.Reason)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f Filter) match(e Entry) bool {
+	return (f.Reason == "" || e.Reason == f.Reason) && (f.Since.IsZero() || !e.LastSeen.Before(f.Since))
+}
+
+// scanPage is the COUNT hint of each HSCAN.
+const scanPage = 1000
+
+// Scan calls fn for every entry f selects, streaming the list with HSCAN
+// so memory stays flat however long it is. Order is Redis's hash order;
+// Export sorts. As with any SCAN, an entry added or removed meanwhile may
+// or may not be seen, and one may be seen twice when the hash shrinks
+// during the scan. An error from fn stops the scan and is returned as is.
+func (l *List) Scan(ctx context.Context, f Filter, fn func(Entry) error) error {
+	if err := f.check(); err != nil {
+		return fmt.Errorf("suppression: scan: %w", err)
+	}
+	return l.scanRaw(ctx, f, func(e Entry, _ string) error { return fn(e) })
+}
+
+// scanRaw passes each selected entry with its stored encoding.
+func (l *List) scanRaw(ctx context.Context, f Filter, fn func(e Entry, value string) error) error {
+	var cursor uint64
+	for {
+		kv, next, err := l.rdb.HScan(ctx, l.hash, cursor, "", scanPage).Result()
+		if err != nil {
+			return fmt.Errorf("suppression: scan: %w", err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			e, err := decode(kv[i], kv[i+1])
+			if err != nil {
+				return err
+			}
+			if !f.match(e) {
+				continue
+			}
+			if err := fn(e, kv[i+1]); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
