@@ -92,6 +92,7 @@ func run() error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout, CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout: cfg.Delivery.DataTimeout, IdleTimeout: cfg.Delivery.IdleTimeout,
 		MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection,
+		MaxIdlePerHost:     cfg.Throttle.MaxConnections(),
 	})
 	defer sender.Close()
 

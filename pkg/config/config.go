@@ -306,3 +306,15 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// MaxConnections is the largest per-destination connection limit
+// configured: the SMTP pool keeps that many idle sessions per host, so a
+// session freed by one permit is there for the next instead of being
+// closed and reopened.
+func (t Throttle) MaxConnections() int {
+	n := t.Default.MaxConnections
+	for _, p := range t.Providers {
+		n = max(n, p.MaxConnections)
+	}
+	return n
+}

@@ -44,7 +44,8 @@ func Config(prefix, addr string) *config.Config {
 func Start(tb testing.TB, cfg *config.Config) {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
-	sender := deliver.NewSMTP(deliver.SMTPConfig{Hostname: cfg.Hostname, MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection})
+	sender := deliver.NewSMTP(deliver.SMTPConfig{Hostname: cfg.Hostname,
+		MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection, MaxIdlePerHost: cfg.Throttle.MaxConnections()})
 	deps := engine.Deps{
 		Config: cfg, Redis: rdb, Sender: sender,
 		Router: &deliver.Router{Routes: cfg.Routes},
