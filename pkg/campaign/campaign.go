@@ -40,6 +40,7 @@ type Spec struct {
 	Unsubscribe Unsubscribe       `yaml:"unsubscribe"` // mailto for List-Unsubscribe
 	ReturnPath  string            `yaml:"return_path"` // envelope sender; Load defaults it to From
 	SendAt      time.Time         `yaml:"send_at"`     // RFC 3339; zero = now
+	VERP        bool              `yaml:"verp"`        // tag the envelope sender with the job id (package verp)
 	Path        string            `yaml:"-"`           // the file it came from
 
 	tmpl *message.Template
@@ -59,7 +60,7 @@ const (
 
 // keys are the campaign file's keys, in documentation order.
 var keys = []string{"id", "from", "reply_to", "subject", "text", "text_file", "html", "html_file",
-	"recipients", "lane", "headers", "unsubscribe", "return_path", "send_at"}
+	"recipients", "lane", "headers", "unsubscribe", "return_path", "send_at", "verp"}
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 

@@ -41,6 +41,12 @@ func (l *loader) decode(root *yaml.Node) {
 			l.unsubscribe(v)
 		case "send_at":
 			l.sendAt(v)
+		case "verp":
+			if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+				l.errorf(k.Line, "verp: want true or false")
+				continue
+			}
+			l.s.VERP = v.Value == "true"
 		default:
 			*l.field(key) = l.str(key, k.Line, v)
 		}

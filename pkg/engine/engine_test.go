@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+	"github.com/sluice-mta/sluice/pkg/verp"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -138,5 +139,27 @@ func TestSignedMessageVerifiesAfterDelivery(t *testing.T) {
 		if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "sluice.test" {
 			t.Fatalf("verification %+v %v of:\n%s", vs, err, m.Data)
 		}
+	}
+}
+
+func TestVERPEnvelopeSenderNamesTheJob(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	dir := t.TempDir()
+	enginetest.Write(t, dir+"/l.csv", "email\nann@example.test\n")
+	path := enginetest.Write(t, dir+"/v.yaml", "id: v\nfrom: news@sluice.test\nreturn_path: bounces@mail.sluice.test\nverp: true\nsubject: s\ntext: t\nrecipients: l.csv\n")
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	enginetest.Start(t, enginetest.Config(prefix, srv.Addr))
+	if s := waitFinished(t, store.New(rdb, ks), "v"); s.Delivered != 1 {
+		t.Fatalf("status %+v", s)
+	}
+	from := srv.Messages()[0].From
+	id, err := verp.Decode(from)
+	if err != nil || id != "v/2" || !strings.HasSuffix(from, "@mail.sluice.test") {
+		t.Fatalf("MAIL FROM %q decodes to %q, %v; want job v/2", from, id, err)
 	}
 }

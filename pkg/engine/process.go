@@ -63,8 +63,14 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 			return
 		}
 	}
+	from, out := src.sender(d)
+	if out.Status != "" {
+		permit.Done(out)
+		e.finish(ctx, d, out)
+		return
+	}
 	dest.MaxMessagesPerConn = permit.MaxPerConn
-	out = e.Sender.Send(ctx, dest, deliver.Envelope{From: src.envFrom, To: d.To}, msg)
+	out = e.Sender.Send(ctx, dest, deliver.Envelope{From: from, To: d.To}, msg)
 	permit.Done(out)
 	e.finish(ctx, d, out)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/message"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/verp"
 )
 
 // source is where a job's message comes from: a campaign's templates, or a
@@ -22,6 +23,19 @@ type source struct {
 	envFrom string            // MAIL FROM
 	domain  string            // signing domain (the From domain)
 	mailto  string            // campaign's unsubscribe mailto, if any
+	verp    bool              // tag envFrom with the job id
+}
+
+// sender is the envelope sender for d.
+func (s *source) sender(d streams.Delivery) (string, deliver.Outcome) {
+	if !s.verp {
+		return s.envFrom, deliver.Outcome{}
+	}
+	from, err := verp.Encode(s.envFrom, d.ID)
+	if err != nil {
+		return "", deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "verp", Text: err.Error()}
+	}
+	return from, deliver.Outcome{}
 }
 
 // build returns the job's message bytes.
@@ -91,7 +105,7 @@ func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("campaign %s: %w", id, err)
 	}
-	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain(), mailto: spec.Unsubscribe.Mailto}
+	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain(), mailto: spec.Unsubscribe.Mailto, verp: spec.VERP}
 	if p.envFrom == "" {
 		p.envFrom = tmpl.FromAddress()
 	}

@@ -116,7 +116,7 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 	if err := enqueue(ctx, rdb, ks, st, spec, checkpoint, opt, &res); err != nil {
 		return res, err
 	}
-	return res, st.MarkLaunched(ctx, spec.ID)
+	return res, st.MarkLaunched(ctx, spec.ID, spec.SendAt)
 }
 
 // validate reads the whole list once: counts valid recipients, collects
@@ -197,6 +197,13 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	b := &streams.Batch{Lane: lane, Tally: st.Tally(spec.ID)}
 	var pending []*streams.Job
 	now := time.Now().UnixMilli()
+	if spec.SendAt.After(time.Now()) {
+		// Scheduled: the jobs wait in the delayed set, durably, and the
+		// engines' mover releases them at send_at — or as soon as an
+		// engine runs again if none was running then.
+		b.Due = spec.SendAt
+		now = spec.SendAt.UnixMilli() // max age counts from the send time
+	}
 	batches := 0
 	flush := func(line int) error {
 		if len(pending) == 0 {

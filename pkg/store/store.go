@@ -24,6 +24,7 @@ const (
 	StateLaunching = "launching" // recipients are being enqueued
 	StateSending   = "sending"   // all recipients enqueued
 	StateFinished  = "finished"  // sending, and nothing left in flight
+	StateScheduled = "scheduled" // sending, but send_at is still ahead
 )
 
 // ErrNotFound is returned for an unknown campaign id.
@@ -89,9 +90,14 @@ func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec [
 	return Created(res[0]), int(res[1]), nil
 }
 
-// MarkLaunched records that every recipient is enqueued.
-func (s *Store) MarkLaunched(ctx context.Context, id string) error {
-	err := s.rdb.HSet(ctx, s.Key(id), "state", StateSending, "launched", time.Now().UnixMilli()).Err()
+// MarkLaunched records that every recipient is enqueued, to be sent from
+// sendAt on (zero: now).
+func (s *Store) MarkLaunched(ctx context.Context, id string, sendAt time.Time) error {
+	at := int64(0)
+	if !sendAt.IsZero() {
+		at = sendAt.UnixMilli()
+	}
+	err := s.rdb.HSet(ctx, s.Key(id), "state", StateSending, "launched", time.Now().UnixMilli(), "send_at", at).Err()
 	if err != nil {
 		return fmt.Errorf("mark %s launched: %w", id, err)
 	}
@@ -124,7 +130,7 @@ type Status struct {
 	Failed     int64  `json:"failed"`
 }
 
-var statusFields = []string{"id", "state", "total", "queued", "delivered", "deferred", "bounced", "suppressed", "failed"}
+var statusFields = []string{"id", "state", "total", "queued", "delivered", "deferred", "bounced", "suppressed", "failed", "send_at"}
 
 // Status reads one campaign's progress.
 func (s *Store) Status(ctx context.Context, id string) (Status, error) {
@@ -146,8 +152,11 @@ func parseStatus(id string, vals []any) (Status, error) {
 	}
 	st := Status{ID: id, Total: n(2), Queued: n(3), Delivered: n(4), Deferred: n(5), Bounced: n(6), Suppressed: n(7), Failed: n(8)}
 	st.State, _ = vals[1].(string)
-	if st.State == StateSending && st.Queued == 0 {
+	switch {
+	case st.State == StateSending && st.Queued == 0:
 		st.State = StateFinished
+	case st.State == StateSending && n(9) > time.Now().UnixMilli():
+		st.State = StateScheduled
 	}
 	return st, nil
 }

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -13,11 +14,15 @@ import (
 // never queued twice; then the launch checkpoint moves past the batch.
 var enqueueScript = redis.NewScript(`
 local added, supp, dup = 0, 0, 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local kind, field, payload = ARGV[i], ARGV[i+1], ARGV[i+2]
   if kind == 'j' then
     if redis.call('HSETNX', KEYS[3], field, ARGV[2]) == 1 then
-      redis.call('XADD', KEYS[1], '*', 'j', payload)
+      if ARGV[3] == '0' then
+        redis.call('XADD', KEYS[1], '*', 'j', payload)
+      else
+        redis.call('ZADD', KEYS[4], ARGV[3], payload)
+      end
       added = added + 1
     else
       dup = dup + 1
@@ -43,7 +48,10 @@ type Batch struct {
 	Lane       Lane
 	Tally      Tally
 	Checkpoint string // recorded in the counters hash with the batch; "" for none
-	items      []any
+	// Due, when set, holds the jobs in the lane's delayed set until then
+	// (a scheduled campaign) instead of streaming them now.
+	Due   time.Time
+	items []any
 }
 
 // Add queues a job in the batch.
@@ -70,8 +78,12 @@ type BatchResult struct{ Added, Final, Duplicates int }
 
 // Enqueue writes b atomically and resets it for reuse.
 func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
-	args := append([]any{b.Checkpoint, Record{Status: "queued"}.Encode()}, b.items...)
-	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records}, args...).Int64Slice()
+	due := int64(0)
+	if !b.Due.IsZero() {
+		due = b.Due.UnixMilli()
+	}
+	args := append([]any{b.Checkpoint, Record{Status: "queued"}.Encode(), due}, b.items...)
+	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane)}, args...).Int64Slice()
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
 	}

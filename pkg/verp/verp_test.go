@@ -1,0 +1,38 @@
+package verp
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	for _, id := range []string{"spring-sale/12", "welcome-2025/100000", "tx-9f3a"} {
+		addr, err := Encode("bounces@mail.sluice.test", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(addr, "bounces+") || !strings.HasSuffix(addr, "@mail.sluice.test") || strings.ContainsAny(addr, "/=") {
+			t.Fatalf("Encode(%q) = %q", id, addr)
+		}
+		// Receivers may change the case of the local part.
+		got, err := Decode(strings.ToUpper(addr[:strings.Index(addr, "@")]) + "@mail.sluice.test")
+		if err != nil || got != id {
+			t.Fatalf("Decode(%q) = %q, %v; want %q", addr, got, err, id)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	if _, err := Encode("no-domain", "x"); err == nil {
+		t.Error("Encode accepted a return path without @")
+	}
+	if _, err := Encode("b@sluice.test", strings.Repeat("x", 60)); err == nil {
+		t.Error("Encode made a local part over 64 octets")
+	}
+	if _, err := Decode("plain@sluice.test"); err == nil {
+		t.Error("Decode found an id in a plain address")
+	}
+	if a, _ := Encode("b+old@sluice.test", "x"); a != "b+pa@sluice.test" {
+		t.Errorf("re-tagging gave %q", a)
+	}
+}
