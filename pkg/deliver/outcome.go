@@ -30,6 +30,8 @@ const (
 	Failed Status = "failed"
 	// Suppressed: not attempted; the address is on the suppression list.
 	Suppressed Status = "suppressed"
+	// Cancelled: not attempted; the campaign was cancelled.
+	Cancelled Status = "cancelled"
 )
 
 // Final reports whether no further attempt follows.

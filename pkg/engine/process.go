@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
@@ -30,6 +31,9 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	src, out := e.source(ctx, d)
 	if out.Status != "" {
 		e.finish(ctx, d, out)
+		return
+	}
+	if d.Campaign != "" && !e.operatorAllows(ctx, d) {
 		return
 	}
 	if blocked, ok := e.suppressed(ctx, d); !ok {
@@ -73,6 +77,31 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	out = e.Sender.Send(ctx, dest, deliver.Envelope{From: from, To: d.To}, msg)
 	permit.Done(out)
 	e.finish(ctx, d, out)
+}
+
+// operatorAllows applies a campaign's pause or cancel: a paused campaign's
+// job is parked (kept, not lost, resumed by campaignctl resume), a cancelled
+// one's is settled as cancelled. It reports whether to go on sending.
+func (e *Engine) operatorAllows(ctx context.Context, d streams.Delivery) bool {
+	st, err := e.cache.stateOf(ctx, d.Campaign, e.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			e.Log.Error("campaign state unreadable; job postponed", "job", d.ID, "err", err)
+			_, _ = e.q.Postpone(context.WithoutCancel(ctx), d, e.Now().Add(paceRetry))
+		}
+		return false
+	}
+	switch st {
+	case store.StatePaused:
+		if _, err := e.q.Park(context.WithoutCancel(ctx), d, e.store.ParkKey(d.Campaign)); err != nil {
+			e.Log.Error("park failed; job stays pending", "job", d.ID, "err", err)
+		}
+		return false
+	case store.StateCancelled:
+		e.finish(ctx, d, deliver.Outcome{Status: deliver.Cancelled, Stage: deliver.StageQueue, Reason: "cancelled"})
+		return false
+	}
+	return true
 }
 
 // admit waits briefly for the throttle; when the wait would be long it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/deliver"
@@ -79,11 +80,43 @@ func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, deliv
 	return fail("job", errNoSource)
 }
 
-// campaignCache decodes and compiles each campaign once per engine.
+// campaignCache decodes and compiles each campaign once per engine, and
+// keeps its operator state (paused, cancelled) no older than stateTTL.
 type campaignCache struct {
 	store *store.Store
 	mu    sync.Mutex
 	m     map[string]*source
+	state map[string]cachedState
+}
+
+type cachedState struct {
+	state string
+	at    time.Time
+}
+
+// stateTTL bounds how long an engine acts on a stale pause or resume; pause
+// must take effect across all engines within seconds.
+const stateTTL = time.Second
+
+// stateOf returns the campaign's stored state, refreshed every stateTTL.
+func (c *campaignCache) stateOf(ctx context.Context, id string, now time.Time) (string, error) {
+	c.mu.Lock()
+	cs, ok := c.state[id]
+	c.mu.Unlock()
+	if ok && now.Sub(cs.at) < stateTTL {
+		return cs.state, nil
+	}
+	st, err := c.store.State(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.state == nil {
+		c.state = map[string]cachedState{}
+	}
+	c.state[id] = cachedState{state: st, at: now}
+	c.mu.Unlock()
+	return st, nil
 }
 
 func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {

@@ -25,6 +25,8 @@ const (
 	StateSending   = "sending"   // all recipients enqueued
 	StateFinished  = "finished"  // sending, and nothing left in flight
 	StateScheduled = "scheduled" // sending, but send_at is still ahead
+	StatePaused    = "paused"    // engines hold its jobs back (kept, not lost)
+	StateCancelled = "cancelled" // engines settle its remaining jobs as cancelled
 )
 
 // ErrNotFound is returned for an unknown campaign id.
@@ -48,6 +50,9 @@ func (s *Store) Tally(id string) streams.Tally {
 }
 
 func (s *Store) index() string { return s.ks.Key("campaigns") }
+
+// ParkKey is the list where engines park a paused campaign's jobs.
+func (s *Store) ParkKey(id string) string { return s.ks.Key("parked", id) }
 
 // Created says what Create found.
 type Created int
@@ -90,6 +95,16 @@ func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec [
 	return Created(res[0]), int(res[1]), nil
 }
 
+// markLaunched moves a launching campaign to sending; a campaign paused or
+// cancelled during its launch keeps that state (resume knows it launched).
+var markLaunched = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') == 'launching' then
+  redis.call('HSET', KEYS[1], 'state', 'sending')
+end
+redis.call('HSET', KEYS[1], 'launched', ARGV[1], 'send_at', ARGV[2])
+return 1
+`)
+
 // MarkLaunched records that every recipient is enqueued, to be sent from
 // sendAt on (zero: now).
 func (s *Store) MarkLaunched(ctx context.Context, id string, sendAt time.Time) error {
@@ -97,11 +112,67 @@ func (s *Store) MarkLaunched(ctx context.Context, id string, sendAt time.Time) e
 	if !sendAt.IsZero() {
 		at = sendAt.UnixMilli()
 	}
-	err := s.rdb.HSet(ctx, s.Key(id), "state", StateSending, "launched", time.Now().UnixMilli(), "send_at", at).Err()
-	if err != nil {
+	if err := markLaunched.Run(ctx, s.rdb, []string{s.Key(id)}, time.Now().UnixMilli(), at).Err(); err != nil {
 		return fmt.Errorf("mark %s launched: %w", id, err)
 	}
 	return nil
+}
+
+// setState applies an operator's state change if the current state allows
+// it; it returns the state before, or an error naming why not.
+var setState = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {err = 'not found'} end
+local want = ARGV[1]
+if want == 'paused' then
+  if st ~= 'sending' and st ~= 'launching' then return {err = 'cannot pause a ' .. st .. ' campaign'} end
+elseif want == 'resume' then
+  if st ~= 'paused' then return {err = 'campaign is ' .. st .. ', not paused'} end
+  if redis.call('HEXISTS', KEYS[1], 'launched') == 1 then want = 'sending' else want = 'launching' end
+elseif want == 'cancelled' then
+  if st == 'cancelled' then return {err = 'campaign is cancelled already'} end
+else
+  return {err = 'unknown state ' .. want}
+end
+redis.call('HSET', KEYS[1], 'state', want)
+return st
+`)
+
+// Pause stops every engine from sending the campaign's jobs (within a
+// second or so); its jobs are kept.
+func (s *Store) Pause(ctx context.Context, id string) error { return s.change(ctx, id, StatePaused) }
+
+// Resume undoes Pause.
+func (s *Store) Resume(ctx context.Context, id string) error { return s.change(ctx, id, "resume") }
+
+// Cancel ends the campaign: engines settle its remaining jobs as cancelled
+// instead of sending them.
+func (s *Store) Cancel(ctx context.Context, id string) error {
+	return s.change(ctx, id, StateCancelled)
+}
+
+func (s *Store) change(ctx context.Context, id, to string) error {
+	err := setState.Run(ctx, s.rdb, []string{s.Key(id)}, to).Err()
+	if err != nil && strings.Contains(err.Error(), "not found") {
+		return fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("campaign %s: %w", id, err)
+	}
+	return nil
+}
+
+// State returns a campaign's stored state (launching, sending, paused,
+// cancelled).
+func (s *Store) State(ctx context.Context, id string) (string, error) {
+	st, err := s.rdb.HGet(ctx, s.Key(id), "state").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("campaign %s: %w", id, err)
+	}
+	return st, nil
 }
 
 // Spec returns the stored campaign definition (as the launcher encoded it).
@@ -128,9 +199,12 @@ type Status struct {
 	Bounced    int64  `json:"bounced"`
 	Suppressed int64  `json:"suppressed"`
 	Failed     int64  `json:"failed"`
+	// Cancelled counts recipients dropped by cancel; it appears in JSON
+	// only for campaigns that were cancelled.
+	Cancelled int64 `json:"cancelled,omitempty"`
 }
 
-var statusFields = []string{"id", "state", "total", "queued", "delivered", "deferred", "bounced", "suppressed", "failed", "send_at"}
+var statusFields = []string{"id", "state", "total", "queued", "delivered", "deferred", "bounced", "suppressed", "failed", "send_at", "cancelled"}
 
 // Status reads one campaign's progress.
 func (s *Store) Status(ctx context.Context, id string) (Status, error) {
@@ -150,7 +224,7 @@ func parseStatus(id string, vals []any) (Status, error) {
 		x, _ := strconv.ParseInt(v, 10, 64)
 		return x
 	}
-	st := Status{ID: id, Total: n(2), Queued: n(3), Delivered: n(4), Deferred: n(5), Bounced: n(6), Suppressed: n(7), Failed: n(8)}
+	st := Status{ID: id, Total: n(2), Queued: n(3), Delivered: n(4), Deferred: n(5), Bounced: n(6), Suppressed: n(7), Failed: n(8), Cancelled: n(10)}
 	st.State, _ = vals[1].(string)
 	switch {
 	case st.State == StateSending && st.Queued == 0:

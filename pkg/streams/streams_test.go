@@ -217,3 +217,46 @@ func TestStoredMessageJobLifecycle(t *testing.T) {
 		t.Fatalf("message still stored after delivery: %v", err)
 	}
 }
+
+func TestParkUnparkAndCancelParked(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl}
+	for i := 0; i < 4; i++ {
+		_ = b.Add(campaignJob(i))
+	}
+	if _, err := q.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	park := q.ks.Key("parked", "x")
+	ds, _ := q.Read(ctx, Marketing, 10, -1, false)
+	for _, d := range ds {
+		if ok, err := q.Park(ctx, d, park); !ok || err != nil {
+			t.Fatalf("park %v %v", ok, err)
+		}
+	}
+	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 0 || rdb.LLen(ctx, park).Val() != 4 {
+		t.Fatalf("stream %d, parked %d", n, rdb.LLen(ctx, park).Val())
+	}
+	if n, _ := q.Unpark(ctx, Marketing, park, 2); n != 2 {
+		t.Fatalf("unparked %d", n)
+	}
+	if n, _ := q.CancelParked(ctx, park, tl, 100); n != 2 {
+		t.Fatalf("cancelled %d", n)
+	}
+	if n, _ := q.CancelParked(ctx, park, tl, 100); n != 0 {
+		t.Fatalf("cancelled %d more from an empty list", n)
+	}
+	c := counters(t, rdb, tl)
+	if c["queued"] != "2" || c["cancelled"] != "2" {
+		t.Fatalf("counters %v", c)
+	}
+	back, _ := q.Read(ctx, Marketing, 10, -1, false)
+	if len(back) != 2 || back[0].To != ds[0].To {
+		t.Fatalf("unparked jobs read back: %+v", back)
+	}
+	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.Records, ds[3].To).Val())
+	if rec.Status != "cancelled" {
+		t.Fatalf("record of a cancelled job: %+v", rec)
+	}
+}

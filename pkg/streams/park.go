@@ -1,0 +1,84 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// parkScript moves a held job into a parking list (a paused campaign's):
+// no attempt is counted, and nothing cycles through Redis while it waits.
+var parkScript = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[4]) == 0 then
+  return 0
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+return 1
+`)
+
+// Park moves a held job to the list at key until Unpark or CancelParked.
+func (q *Queue) Park(ctx context.Context, d Delivery, key string) (bool, error) {
+	n, err := parkScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane), key}, Group, d.StreamID, d.Raw, q.consumer).Int()
+	if err != nil {
+		return false, fmt.Errorf("park %s: %w", d.ID, err)
+	}
+	return n == 1, nil
+}
+
+var unparkScript = redis.NewScript(`
+local n = 0
+for i = 1, tonumber(ARGV[1]) do
+  local j = redis.call('LPOP', KEYS[1])
+  if not j then break end
+  redis.call('XADD', KEYS[2], '*', 'j', j)
+  n = n + 1
+end
+return n
+`)
+
+// Unpark moves up to n parked jobs from key back into lane's stream and
+// returns how many moved; call until it returns 0.
+func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, error) {
+	moved, err := unparkScript.Run(ctx, q.rdb, []string{key, q.Stream(l)}, n).Int()
+	if err != nil {
+		return 0, fmt.Errorf("unpark %s: %w", key, err)
+	}
+	return moved, nil
+}
+
+// cancelParkedScript settles parked jobs as cancelled: each recipient's
+// record and the counters move as a settle would (queued → cancelled).
+var cancelParkedScript = redis.NewScript(`
+local n = 0
+for i = 1, tonumber(ARGV[1]) do
+  local raw = redis.call('LPOP', KEYS[1])
+  if not raw then break end
+  local j = cjson.decode(raw)
+  local field = string.lower(j['to'])
+  local prev = redis.call('HGET', KEYS[3], field)
+  local ps = ''
+  if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
+  if ps ~= 'delivered' and ps ~= 'bounced' and ps ~= 'failed' and ps ~= 'suppressed' and ps ~= 'cancelled' then
+    redis.call('HSET', KEYS[3], field, ARGV[2])
+    redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+    redis.call('HINCRBY', KEYS[2], 'queued', -1)
+    if ps == 'deferred' then redis.call('HINCRBY', KEYS[2], 'deferred', -1) end
+  end
+  n = n + 1
+end
+return n
+`)
+
+// CancelParked settles up to n parked campaign jobs from key as cancelled
+// in t and returns how many it took; call until it returns 0.
+func (q *Queue) CancelParked(ctx context.Context, key string, t Tally, n int) (int, error) {
+	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records}, n,
+		Record{Status: "cancelled", Reason: "cancelled"}.Encode()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("cancel parked jobs in %s: %w", key, err)
+	}
+	return done, nil
+}
