@@ -77,21 +77,9 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = 500
 	}
-	spec, err := campaign.Load(path)
+	spec, res, err := Check(path, opt)
 	if err != nil {
-		return Result{}, err
-	}
-	tmpl, err := message.Compile(spec.Parts())
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", path, err)
-	}
-	res := Result{ID: spec.ID, Lane: spec.Lane}
-	if err := validate(spec, tmpl, &res); err != nil {
 		return res, err
-	}
-	if res.InvalidN > 0 && !opt.SkipInvalid {
-		return res, fmt.Errorf("%s: %d %w (first: %v); fix the list or launch with --skip-invalid",
-			spec.RecipientsPath(), res.InvalidN, ErrInvalidRecipients, res.Invalid[0])
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
@@ -117,6 +105,29 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 		return res, err
 	}
 	return res, st.MarkLaunched(ctx, spec.ID, spec.SendAt)
+}
+
+// Check does everything Launch checks, without touching Redis: the
+// campaign file, its templates, and every recipient (rendering one message
+// per distinct set of merge fields). lint uses it.
+func Check(path string, opt Options) (*campaign.Spec, Result, error) {
+	spec, err := campaign.Load(path)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	tmpl, err := message.Compile(spec.Parts())
+	if err != nil {
+		return nil, Result{}, fmt.Errorf("%s: %w", path, err)
+	}
+	res := Result{ID: spec.ID, Lane: spec.Lane}
+	if err := validate(spec, tmpl, &res); err != nil {
+		return spec, res, err
+	}
+	if res.InvalidN > 0 && !opt.SkipInvalid {
+		return spec, res, fmt.Errorf("%s: %d %w (first: %v); fix the list or launch with --skip-invalid",
+			spec.RecipientsPath(), res.InvalidN, ErrInvalidRecipients, res.Invalid[0])
+	}
+	return spec, res, nil
 }
 
 // validate reads the whole list once: counts valid recipients, collects
