@@ -40,6 +40,9 @@ type Options struct {
 	Suppressed func(ctx context.Context, lane string, addrs []string) ([]bool, error)
 	// Progress, when set, is called after every batch.
 	Progress func(Progress)
+	// SendAt, when set, overrides the campaign's send_at (campaignctl
+	// launch --at).
+	SendAt time.Time
 }
 
 // Progress is reported while enqueuing.
@@ -80,6 +83,9 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 	spec, res, err := Check(path, opt)
 	if err != nil {
 		return res, err
+	}
+	if !opt.SendAt.IsZero() {
+		spec.SendAt = opt.SendAt
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
