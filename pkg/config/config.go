@@ -5,6 +5,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +102,11 @@ type Limits struct {
 	Burst                    int     `yaml:"burst"`
 	MaxConnections           int     `yaml:"max_connections"`
 	MaxMessagesPerConnection int     `yaml:"max_messages_per_connection"`
+	// StartConnections is the concurrency a destination starts at
+	// (default max_connections); MinConnections is the floor adaptation
+	// never goes below (default 1).
+	StartConnections int `yaml:"start_connections"`
+	MinConnections   int `yaml:"min_connections"`
 }
 
 // Throttle holds the default limits and per-provider overrides.
@@ -108,6 +115,32 @@ type Throttle struct {
 	Providers map[string]Limits `yaml:"providers"`
 	// ProvidersFile overrides the shipped provider definitions.
 	ProvidersFile string `yaml:"providers_file"`
+	// Rules are response rules added to those of the providers file.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is a response rule: a reply matching Match, Threshold times within
+// its window, puts the provider into Action for Duration.
+type Rule struct {
+	Name string `yaml:"name"`
+	// Providers limits the rule to these provider names (or throttle
+	// keys); empty applies it everywhere.
+	Providers []string `yaml:"providers"`
+	// Match is a case-insensitive regexp on "CODE ENHANCED TEXT".
+	Match string `yaml:"match"`
+	// Action is "suspend" (no delivery until it ends) or "cap" (rate and
+	// concurrency ceilings below).
+	Action   string        `yaml:"action"`
+	Duration time.Duration `yaml:"duration"`
+	// Threshold "N/WINDOW" fires on the Nth match within WINDOW, e.g.
+	// "2/10m"; empty fires on every match.
+	Threshold string `yaml:"threshold"`
+	// Cap ceilings: absolute, or a fraction of the value when the rule
+	// fires; the lower applies when both are set.
+	Rate              float64 `yaml:"rate"`
+	RateFactor        float64 `yaml:"rate_factor"`
+	Connections       int     `yaml:"connections"`
+	ConnectionsFactor float64 `yaml:"connections_factor"`
 }
 
 // DKIM is one signing key.
@@ -298,6 +331,22 @@ func (c *Config) Validate() error {
 	}
 	if s := c.Lanes.Transactional.Share; s < 0 || s >= 1 {
 		return fmt.Errorf("lanes.transactional.share %v must be in [0,1)", s)
+	}
+	for i, t := range c.HTTP.APITokens {
+		if t.Name == "" {
+			return fmt.Errorf("http.api_tokens[%d]: name is required", i)
+		}
+		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("http.api_tokens[%d] (%s): sha256 must be the 64 hex digits of the token's SHA-256 (printf %%s TOKEN | sha256sum)", i, t.Name)
+		}
+	}
+	for i, u := range c.Submission.Users {
+		if u.Name == "" || len(u.Domains) == 0 {
+			return fmt.Errorf("submission.users[%d]: name and domains are required", i)
+		}
+		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$2y$") {
+			return fmt.Errorf("submission.users[%d] (%s): password_hash must be a bcrypt hash ($2a$/$2b$/$2y$...)", i, u.Name)
+		}
 	}
 	for i, d := range c.DKIM {
 		if d.Domain == "" || d.Selector == "" || d.KeyFile == "" {

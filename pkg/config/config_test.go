@@ -20,7 +20,7 @@ throttle:
   providers:
     google: {max_connections: 5}
 dkim: [{domain: sluice.test, selector: s1, key_file: k.pem}]
-submission: {listen: "127.0.0.1:587", users: [{name: app, password_hash: x, domains: [sluice.test]}]}
+submission: {listen: "127.0.0.1:587", users: [{name: app, password_hash: "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", domains: [sluice.test]}]}
 unsubscribe: {base_url: "https://u.sluice.test", secret: s}
 lanes:
   transactional: {retry: [10s, 1m], max_age: 1h, share: 0.3}
@@ -71,6 +71,18 @@ func TestShippedConfigsParse(t *testing.T) {
 	for _, p := range []string{"../../configs/engine.example.yaml", "../../configs/demo.yaml"} {
 		if _, err := Load(p); err != nil {
 			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+func TestBadSecretsRejectedAtLoad(t *testing.T) {
+	for name, doc := range map[string]string{
+		"token hash":    "http: {api_tokens: [{name: app, sha256: nothex}]}\n",
+		"password hash": "submission: {users: [{name: app, password_hash: plaintext, domains: [sluice.test]}]}\n",
+		"no domains":    "submission: {users: [{name: app, password_hash: $2a$10$abcdefghijklmnopqrstuu}]}\n",
+	} {
+		if _, err := Parse("e.yaml", []byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

@@ -13,33 +13,71 @@ import (
 // jobs are rendered from their campaign instead).
 func (q *Queue) MessageKey(jobID string) string { return q.ks.Key("msg", jobID) }
 
-var addMessageScript = redis.NewScript(`
-if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('SET', KEYS[4], ARGV[4])
-redis.call('XADD', KEYS[1], '*', 'j', ARGV[3])
-redis.call('HINCRBY', KEYS[2], 'total', 1)
-redis.call('HINCRBY', KEYS[2], 'queued', 1)
-return 1
+// addMessagesScript stores every message and queues every job, or none:
+// it checks all job ids are unused before it writes anything.
+// KEYS: stream, counters, records, then one message key per job.
+// ARGV per job: record field, queued record, encoded job, message.
+var addMessagesScript = redis.NewScript(`
+local n = #ARGV / 4
+for i = 0, n - 1 do
+  if redis.call('HEXISTS', KEYS[3], ARGV[1 + 4*i]) == 1 then return -1 - i end
+end
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[3], ARGV[1 + 4*i], ARGV[2 + 4*i])
+  redis.call('SET', KEYS[4 + i], ARGV[4 + 4*i])
+  redis.call('XADD', KEYS[1], '*', 'j', ARGV[3 + 4*i])
+end
+redis.call('HINCRBY', KEYS[2], 'total', n)
+redis.call('HINCRBY', KEYS[2], 'queued', n)
+return n
 `)
+
+// Item is one job with its ready-made message.
+type Item struct {
+	Job *Job
+	Msg []byte
+}
+
+// AddMessages stores each item's message and queues its job — all of
+// them in one atomic step, or none: a client told "accepted" has every
+// recipient queued, and one told to retry has none, so a retry never
+// duplicates. Every job must be on one lane with a unique ID; HasMessage
+// is set on each.
+func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	lane := items[0].Job.Lane
+	keys := []string{q.Stream(lane), t.Counters, t.Records}
+	args := make([]any, 0, 4*len(items))
+	for _, it := range items {
+		j := it.Job
+		if j.Lane != lane {
+			return fmt.Errorf("enqueue messages: jobs on two lanes (%s, %s)", lane, j.Lane)
+		}
+		j.HasMessage = true
+		raw, err := j.encode()
+		if err != nil {
+			return err
+		}
+		keys = append(keys, q.MessageKey(j.ID))
+		args = append(args, j.RecordField(), Record{Status: "queued", JobID: j.ID}.Encode(), raw, it.Msg)
+	}
+	n, err := addMessagesScript.Run(ctx, q.rdb, keys, args...).Int()
+	if err != nil {
+		return fmt.Errorf("enqueue %d messages: %w", len(items), err)
+	}
+	if n < 0 {
+		return fmt.Errorf("enqueue messages: job id %s already used", items[-n-1].Job.ID)
+	}
+	return nil
+}
 
 // AddMessage stores msg and queues j to send it, in one atomic step: when
 // it returns nil the job is durable (a submission server may then answer
-// 250). j.ID must be unique; j.HasMessage is set.
+// 250).
 func (q *Queue) AddMessage(ctx context.Context, j *Job, t Tally, msg []byte) error {
-	j.HasMessage = true
-	raw, err := j.encode()
-	if err != nil {
-		return err
-	}
-	n, err := addMessageScript.Run(ctx, q.rdb, []string{q.Stream(j.Lane), t.Counters, t.Records, q.MessageKey(j.ID)},
-		j.RecordField(), Record{Status: "queued", JobID: j.ID}.Encode(), raw, msg).Int()
-	if err != nil {
-		return fmt.Errorf("enqueue message %s: %w", j.ID, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("enqueue message %s: job id already used", j.ID)
-	}
-	return nil
+	return q.AddMessages(ctx, t, []Item{{Job: j, Msg: msg}})
 }
 
 // ErrNoMessage means a job's stored message is gone.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,5 +259,36 @@ func TestParkUnparkAndCancelParked(t *testing.T) {
 	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.Records, ds[3].To).Val())
 	if rec.Status != "cancelled" {
 		t.Fatalf("record of a cancelled job: %+v", rec)
+	}
+}
+
+func TestAddMessagesIsAllOrNothing(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	item := func(id, to string) Item {
+		return Item{Job: &Job{ID: id, To: to, Lane: Transactional, From: "a@sluice.test"}, Msg: []byte("m-" + id)}
+	}
+	if err := q.AddMessages(ctx, tl, []Item{item("j1", "a@example.test")}); err != nil {
+		t.Fatal(err)
+	}
+	// j1 is taken: the whole batch must be refused, j2 and j3 included.
+	err := q.AddMessages(ctx, tl, []Item{item("j2", "b@example.test"), item("j1", "c@example.test"), item("j3", "d@example.test")})
+	if err == nil || !strings.Contains(err.Error(), "j1") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := rdb.XLen(ctx, q.Stream(Transactional)).Val(); n != 1 {
+		t.Fatalf("%d jobs queued, want only j1", n)
+	}
+	if _, err := q.Message(ctx, "j2"); !errors.Is(err, ErrNoMessage) {
+		t.Fatal("a refused batch stored a message")
+	}
+	if err := q.AddMessages(ctx, tl, []Item{item("j2", "b@example.test"), item("j3", "d@example.test")}); err != nil {
+		t.Fatal(err)
+	}
+	if c := counters(t, rdb, tl); c["total"] != "3" || c["queued"] != "3" {
+		t.Fatalf("counters %v", c)
+	}
+	if m, _ := q.Message(ctx, "j3"); string(m) != "m-j3" {
+		t.Fatalf("message j3 = %q", m)
 	}
 }

@@ -1,0 +1,71 @@
+// Package intake queues ready-made transactional messages for the engine.
+// It is the back end shared by SMTP submission, the HTTP API and
+// `campaignctl send`: one job per recipient on the transactional lane,
+// each stored with its message in one atomic step, so a caller that has
+// Enqueue's answer may tell its client the message is accepted.
+package intake
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/streams"
+)
+
+// Tally is where transactional jobs are counted and their outcomes kept,
+// one record per job ID; the engine settles API and submission jobs into
+// exactly this tally.
+func Tally(ks keyspace.Space) streams.Tally {
+	return streams.Tally{Counters: ks.Key("tx", "counters"), Records: ks.Key("tx", "rec")}
+}
+
+// NewID returns a job ID. IDs are exposed (SMTP replies, GET
+// /v1/messages/{id}) and act as the only capability needed to read a
+// job's outcome, so they carry 130 random bits rather than a counter.
+func NewID() string { return rand.Text() }
+
+// Queue enqueues transactional messages.
+type Queue struct {
+	q     *streams.Queue
+	tally streams.Tally
+	now   func() time.Time
+}
+
+// NewQueue returns a Queue writing through q into ks's transactional tally.
+func NewQueue(q *streams.Queue, ks keyspace.Space) *Queue {
+	return &Queue{q: q, tally: Tally(ks), now: time.Now}
+}
+
+// Queued is one job Enqueue created.
+type Queued struct {
+	ID string `json:"id"`
+	To string `json:"to"`
+}
+
+// Enqueue queues one job per recipient, sent from the envelope sender
+// from. build returns the message for one recipient; it may return the
+// same slice for every recipient (nothing keeps or changes it). All jobs
+// are queued in one atomic step: when Enqueue returns nil every one is
+// durable in Redis, and when it fails none is, so a client told to retry
+// never causes a duplicate.
+func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build func(to string) ([]byte, error)) ([]Queued, error) {
+	first := q.now().UnixMilli()
+	items := make([]streams.Item, 0, len(to))
+	out := make([]Queued, 0, len(to))
+	for _, rcpt := range to {
+		msg, err := build(rcpt)
+		if err != nil {
+			return nil, fmt.Errorf("build message for %s: %w", rcpt, err)
+		}
+		j := &streams.Job{ID: NewID(), To: rcpt, Lane: streams.Transactional, From: from, First: first}
+		items = append(items, streams.Item{Job: j, Msg: msg})
+		out = append(out, Queued{ID: j.ID, To: rcpt})
+	}
+	if err := q.q.AddMessages(ctx, q.tally, items); err != nil {
+		return nil, fmt.Errorf("queue messages: %w", err)
+	}
+	return out, nil
+}
