@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
 	"net/mail"
-	"os"
 	"testing"
 	"time"
 
@@ -17,18 +15,8 @@ import (
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
-
-// ctl runs campaignctl in-process against the test's Redis.
-func ctl(t *testing.T, prefix string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	all := append([]string{"-redis", redistest.URL(), "-prefix", prefix}, args...)
-	code := run(context.Background(), all, &out, &errb)
-	return out.String(), errb.String(), code
-}
-
 func TestCampaignDeliveredExactlyOncePerRecipient(t *testing.T) {
+	t.Parallel()
 	const n = 1000
 	prefix := redistest.Prefix(t)
 	srv := smtptest.Start(t, smtptest.Options{})

@@ -1,8 +1,11 @@
-// Command campaignctl is the marketing and ops tool for sluice: launch
-// campaigns, watch their status, manage the suppression list.
+// Command campaignctl is the marketing and ops tool for sluice: check,
+// preview and launch campaigns, pause, resume or cancel them, follow their
+// progress, export per-recipient reports, and manage the suppression list.
 //
-//	campaignctl launch campaigns/welcome.yaml
-//	campaignctl status welcome --json
+//	campaignctl lint campaigns/welcome.yaml
+//	campaignctl launch campaigns/welcome.yaml --at +10m
+//	campaignctl status welcome-2025 --watch
+//	campaignctl report welcome-2025 -o welcome.csv
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 package main
@@ -15,7 +18,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -32,6 +34,21 @@ type env struct {
 	configPath     string
 	prefix         string
 	rdb            *redis.Client
+	cfg            *config.Config
+}
+
+// config returns the engine configuration given with -config, or nil
+// when there is none: lint and preview then say what they cannot know.
+func (e *env) config() (*config.Config, error) {
+	if e.configPath == "" || e.cfg != nil {
+		return e.cfg, nil
+	}
+	cfg, err := config.Load(e.configPath)
+	if err != nil {
+		return nil, err
+	}
+	e.cfg = cfg
+	return cfg, nil
 }
 
 // redis connects on first use: -redis, then REDIS_URL, then the engine
@@ -41,11 +58,11 @@ func (e *env) redis(ctx context.Context) (*redis.Client, keyspace.Space, error) 
 	if r.URL == "" {
 		r.URL = os.Getenv("REDIS_URL")
 	}
-	if e.configPath != "" {
-		cfg, err := config.Load(e.configPath)
-		if err != nil {
-			return nil, "", err
-		}
+	cfg, err := e.config()
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg != nil {
 		if r.URL == "" {
 			r.URL = cfg.Redis.URL
 		}
@@ -78,11 +95,25 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 }
 
-var commands = map[string]command{
-	"launch":      {"validate a campaign file and enqueue its recipients", cmdLaunch},
-	"status":      {"show campaign progress", cmdStatus},
-	"suppression": {"manage the suppression list: add, remove, check, list, import, export", cmdSuppression},
-}
+// commands, and the order usage lists them in: a campaign's life.
+var (
+	commands = map[string]command{
+		"lint":        {"check a campaign file, its recipients and the From domain's DNS, without enqueuing", cmdLint},
+		"preview":     {"print the exact message one recipient would get", cmdPreview},
+		"launch":      {"validate a campaign file and enqueue its recipients, now or --at a time", cmdLaunch},
+		"list":        {"list campaigns with their state and progress", cmdList},
+		"status":      {"show campaign progress: counts, rate, providers, ETA (--watch to follow)", cmdStatus},
+		"pause":       {"stop sending a campaign (its jobs are kept)", cmdPause},
+		"resume":      {"send a paused campaign again", cmdResume},
+		"cancel":      {"stop a campaign for good: the rest is recorded as cancelled", cmdCancel},
+		"report":      {"write every recipient's outcome as CSV", cmdReport},
+		"delete":      {"remove a finished or cancelled campaign's data (not the suppression list)", cmdDelete},
+		"suppression": {"manage the suppression list: add, remove, check, list, import, export", cmdSuppression},
+		"send":        {"queue one transactional message (test a route end to end)", cmdSend},
+		"limits":      {"show the throttle's per-provider limits; pin or reset them", cmdLimits},
+	}
+	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits"}
+)
 
 // errUsage marks bad invocations (exit 2).
 var errUsage = errors.New("usage")
@@ -99,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("campaignctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&e.redisURL, "redis", "", "Redis URL (default: $REDIS_URL, the -config file's redis.url, or the demo engine's embedded Redis)")
-	fs.StringVar(&e.configPath, "config", "", "engine configuration file to take Redis settings from")
+	fs.StringVar(&e.configPath, "config", "", "engine configuration file: Redis settings, and the DKIM keys and unsubscribe settings lint and preview check")
 	fs.StringVar(&e.prefix, "prefix", "", "Redis key prefix (default: from -config, else sluice)")
 	fs.Usage = func() { usage(stderr, fs) }
 	if err := fs.Parse(args); err != nil {
@@ -113,6 +144,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	name := fs.Arg(0)
+	if name == "help" {
+		usage(stderr, fs)
+		return 0
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(stderr, "campaignctl: unknown command %q (try campaignctl -h)\n", name)
@@ -131,54 +166,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "campaignctl "+name+":", strings.TrimSuffix(err.Error(), ": usage"))
 			return 2
 		}
+		if errors.Is(err, errSilent) {
+			return 1 // the command has said why
+		}
 		fmt.Fprintln(stderr, "campaignctl "+name+":", err)
 		return 1
 	}
 	return 0
 }
 
+// errSilent fails a command that has already explained itself (lint's
+// findings), so run adds nothing.
+var errSilent = errors.New("failed")
+
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "usage: campaignctl [global flags] COMMAND [flags] [args]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range order {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nglobal flags:")
 	fs.PrintDefaults()
-	fmt.Fprintln(w, "\nRun campaignctl COMMAND -h for a command's flags and an example.")
-}
-
-// newFlags makes a subcommand's flag set with a usage text and example.
-func newFlags(e *env, name, args, about, example string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: campaignctl %s %s\n\n%s\n\nflags:\n", name, args, about)
-		fs.PrintDefaults()
-		fmt.Fprintf(e.stderr, "\nexample:\n  %s\n", example)
-	}
-	return fs
-}
-
-// parse parses flags that may appear before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %w", err, errUsage)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
+	fmt.Fprintln(w, "\nRun campaignctl COMMAND -h for a command's flags and an example.\nExit status: 0 success, 1 failure, 2 usage error.")
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -13,71 +13,124 @@ import (
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "status", "[flags] [ID]",
-		"Shows each campaign's state and counts: total, queued (not yet final, includes deferred),\n"+
-			"delivered, deferred (waiting for a retry), bounced, suppressed, failed.",
-		"campaignctl status welcome --json")
+		"Without ID, a table of every campaign. With ID, one campaign: counts, progress bar, rate over the\n"+
+			"last minute, ETA, and a per-provider breakdown read from its recipient records.\n\n"+
+			"Counts: total, queued (not yet final, includes deferred), delivered, deferred (waiting for a\n"+
+			"retry), bounced, suppressed, failed, and cancelled. --json prints exactly the keys id, state,\n"+
+			"total, queued, delivered, deferred, bounced, suppressed, failed (and cancelled when not zero);\n"+
+			"add --detail for lane, send time, rate, ETA and providers.",
+		"campaignctl status welcome-2025 --watch")
 	asJSON := fs.Bool("json", false, "print JSON (an object for one ID, an array otherwise)")
-	watch := fs.Bool("watch", false, "refresh every second until every shown campaign is finished")
+	watch := fs.Bool("watch", false, "refresh until every shown campaign is finished (or cancelled and drained)")
+	detail := fs.Bool("detail", false, "with ID and --json: add lane, send_at, rate, eta_seconds and providers")
+	by := fs.String("by", "domain", "group providers by recipient \"domain\" or by the \"mx\" host that answered")
+	top := fs.Int("top", 10, "show this many providers; the rest are summed up as (other)")
+	every := fs.Duration("interval", time.Second, "with --watch: time between refreshes (longer for big campaigns, whose records take a while to read)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 1 {
+	switch {
+	case len(pos) > 1:
 		return fmt.Errorf("at most one campaign ID: %w", errUsage)
+	case *detail && len(pos) == 0:
+		return fmt.Errorf("--detail needs a campaign ID: %w", errUsage)
+	case *by != "domain" && *by != "mx":
+		return fmt.Errorf("--by %q: want domain or mx: %w", *by, errUsage)
 	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
 		return err
 	}
 	st := store.New(rdb, ks)
-	for {
+	tty := isTerminal(e.stdout)
+	for round := 0; ; round++ {
+		began := time.Now()
 		var list []store.Status
+		var d *campaignDetail
 		if len(pos) == 1 {
 			s, err := st.Status(ctx, pos[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no campaign %q", pos[0])
-			}
 			if err != nil {
-				return err
+				return noCampaign(err, pos[0])
 			}
 			list = []store.Status{s}
+			// The breakdown reads every record: only for those who see it.
+			if !*asJSON || *detail {
+				if d, err = loadDetail(ctx, rdb, st, s, *by == "mx", *top); err != nil {
+					return err
+				}
+			}
 		} else if list, err = st.List(ctx); err != nil {
 			return err
 		}
-		done := true
-		for _, s := range list {
-			done = done && s.State == store.StateFinished
+		last := !*watch || allDone(list) || ctx.Err() != nil
+		// JSON is printed once, at the end, so it stays one document.
+		if !*asJSON || last {
+			if *watch && tty && !*asJSON {
+				fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // redraw in place
+			} else if round > 0 {
+				fmt.Fprintln(e.stdout)
+			}
+			if err := printStatus(e.stdout, list, d, len(pos) == 1, *asJSON, *detail); err != nil {
+				return err
+			}
 		}
-		if !*watch || done || ctx.Err() != nil {
-			return printStatus(e, list, len(pos) == 1, *asJSON)
+		if last {
+			return nil
 		}
-		if !*asJSON {
-			_ = printStatus(e, list, false, false)
-		}
+		// Never spend more than a third of the time reading records.
+		wait := max(*every, 2*time.Since(began))
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
+			return nil // ^C ends a watch normally
+		case <-time.After(wait):
 		}
 	}
 }
 
-func printStatus(e *env, list []store.Status, one, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if one {
-			return enc.Encode(list[0])
+// done reports whether a campaign has nothing more to do.
+func done(s store.Status) bool {
+	return s.State == store.StateFinished || s.State == store.StateCancelled && s.Queued == 0
+}
+
+func allDone(list []store.Status) bool {
+	for _, s := range list {
+		if !done(s) {
+			return false
 		}
-		if list == nil {
-			list = []store.Status{}
+	}
+	return true
+}
+
+func printStatus(w io.Writer, list []store.Status, d *campaignDetail, one, asJSON, detail bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		switch {
+		case one && detail:
+			return enc.Encode(d)
+		case one:
+			return enc.Encode(list[0]) // the public contract: store.Status's keys only
+		case list == nil:
+			return enc.Encode([]store.Status{})
 		}
 		return enc.Encode(list)
 	}
-	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "ID\tSTATE\tTOTAL\tQUEUED\tDELIVERED\tDEFERRED\tBOUNCED\tSUPPRESSED\tFAILED\t")
-	for _, s := range list {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", s.ID, s.State, s.Total, s.Queued, s.Delivered, s.Deferred, s.Bounced, s.Suppressed, s.Failed)
+	if one && d != nil {
+		return printDetail(w, d)
 	}
-	return w.Flush()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ID\tSTATE\tTOTAL\tQUEUED\tDELIVERED\tDEFERRED\tBOUNCED\tSUPPRESSED\tFAILED\tCANCELLED\tDONE\t")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.ID, s.State, s.Total, s.Queued,
+			s.Delivered, s.Deferred, s.Bounced, s.Suppressed, s.Failed, s.Cancelled, percent(s.Total-s.Queued, s.Total))
+	}
+	return tw.Flush()
+}
+
+func percent(part, whole int64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(part)/float64(whole))
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,33 +24,47 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/api"
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/submission"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/throttle"
 	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "engine:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	cfgPath := flag.String("config", "", "engine configuration file (YAML); empty uses defaults")
-	verbose := flag.Bool("v", false, "log every delivery (debug level)")
-	flag.Parse()
+// run is the engine until ctx ends (SIGINT/SIGTERM) or a listener fails.
+func run(ctx context.Context, args []string, logOut io.Writer) error {
+	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
+	fs.SetOutput(logOut)
+	cfgPath := fs.String("config", "", "engine configuration file (YAML); empty uses defaults")
+	verbose := fs.Bool("v", false, "log every delivery (debug level)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log)
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	cfg := config.Default()
 	if *cfgPath != "" {
@@ -60,7 +75,7 @@ func run() error {
 	} else if v := os.Getenv("REDIS_URL"); v != "" {
 		cfg.Redis.URL = v
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 
 	if cfg.Redis.Embedded() {
@@ -100,8 +115,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Providers (shipped, or throttle.providers_file) and response rules;
+	// the adaptive state is shared with the other engines through Redis.
+	thr, err := throttle.FromConfig(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	defer thr.Close()
 	deps := engine.Deps{
-		Config: cfg, Redis: rdb, Log: log, Sender: sender,
+		Config: cfg, Redis: rdb, Log: log, Sender: sender, Throttle: thr,
 		Router: &deliver.Router{Routes: cfg.Routes, Resolver: resolver, Port: cfg.Delivery.Port},
 	}
 	if len(cfg.DKIM) > 0 {
@@ -111,19 +133,12 @@ func run() error {
 	deps.Suppression = supp
 	eng := engine.New(deps)
 
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
-	if cfg.Unsubscribe.BaseURL != "" && cfg.Unsubscribe.Secret != "" {
-		us, err := unsubscribe.NewSigner([]byte(cfg.Unsubscribe.Secret))
-		if err != nil {
-			return fmt.Errorf("unsubscribe.secret: %w", err)
-		}
-		eng.Unsubscribe = us
-		mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
-	} else {
-		log.Warn("unsubscribe.base_url/secret not set: marketing mail goes out without RFC 8058 one-click List-Unsubscribe; Gmail and Yahoo require it from bulk senders")
+	ks := keyspace.Space(cfg.Redis.Prefix)
+	q := streams.New(rdb, ks, cfg.Delivery.Consumer)
+	mux, err := routes(cfg, eng, q, rdb, supp, log)
+	if err != nil {
+		return err
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv := &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -136,10 +151,43 @@ func run() error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	if cfg.Submission.Listen != "" || cfg.Submission.ListenTLS != "" {
+		sub, err := submission.New(cfg.Submission, cfg.Hostname, q, ks, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := sub.ListenAndServe(ctx); err != nil {
+				log.Error("submission listener", "err", err)
+				stop()
+			}
+		}()
+	}
 
 	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", cfg.HTTP.Listen,
 		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes))
 	err = eng.Run(ctx)
 	log.Info("engine stopped")
 	return err
+}
+
+// routes builds the HTTP listener's handlers: metrics, health, the
+// transactional API and one-click unsubscribe.
+func routes(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redis.UniversalClient, supp *suppression.List, log *slog.Logger) (*http.ServeMux, error) {
+	ks := keyspace.Space(cfg.Redis.Prefix)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("/v1/", api.Handler(cfg.HTTP, q, rdb, ks, log))
+	if cfg.Unsubscribe.BaseURL == "" || cfg.Unsubscribe.Secret == "" {
+		log.Warn("unsubscribe.base_url/secret not set: marketing mail goes out without RFC 8058 one-click List-Unsubscribe; Gmail and Yahoo require it from bulk senders")
+		return mux, nil
+	}
+	us, err := unsubscribe.NewSigner([]byte(cfg.Unsubscribe.Secret))
+	if err != nil {
+		return nil, fmt.Errorf("unsubscribe.secret: %w", err)
+	}
+	eng.Unsubscribe = us
+	mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
+	return mux, nil
 }

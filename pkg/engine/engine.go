@@ -80,7 +80,16 @@ func New(d Deps) *Engine {
 		d.Now = time.Now
 	}
 	if d.Throttle == nil {
-		d.Throttle = throttle.New(d.Config.Throttle)
+		// Commands build the throttle themselves to report a bad
+		// providers file; here a broken one falls back to the shipped.
+		t, err := throttle.FromConfig(d.Config, d.Redis, d.Log)
+		if err != nil {
+			d.Log.Error("throttle config; using the shipped providers", "err", err)
+			c := *d.Config
+			c.Throttle.ProvidersFile, c.Throttle.Rules = "", nil
+			t, _ = throttle.FromConfig(&c, d.Redis, d.Log)
+		}
+		d.Throttle = t
 	}
 	ks := keyspace.Space(d.Config.Redis.Prefix)
 	e := &Engine{

@@ -1,123 +1,349 @@
-// Package throttle paces delivery per destination: every key (a provider,
-// or a destination's MX host set) has a token bucket for its message rate
-// and a limit on concurrent sessions.
+// Package throttle paces delivery per provider, adaptively and across
+// engines. Destinations roll up into keys: a mailbox provider recognised by
+// its MX hosts or domains (providers.yaml), else the destination's own MX
+// host set. Every key has a message rate, a burst, a connection limit and
+// messages per connection, with start/min/max values.
+//
+// The state of a key lives in Redis, shared by every engine: the current
+// rate and concurrency, a GCRA for the rate, suspensions, caps and
+// operator overrides (see step.lua). An engine leases send slots in
+// batches covering 100 ms of the rate, and reports outcomes every 250 ms,
+// so a message costs a fraction of a Redis call; only deferrals that
+// change the state are sent at once.
 //
 // Admit never blocks: it grants a Permit or says when to try again, so the
-// engine can put a job for a throttled provider back in line instead of
-// holding a worker (no head-of-line blocking). Every Permit is completed
-// with the attempt's Outcome, which is what adaptation feeds on.
-//
-// This is the local, static form: limits come from config and hold per
-// engine process.
+// engine can put a job for a throttled or suspended provider back in line
+// instead of holding a worker. Every Permit is completed with the
+// attempt's Outcome, which is what adaptation (adapt.go), response rules
+// (rules.go) and the metrics feed on.
 package throttle
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
-// Permit allows one delivery attempt to a key.
-type Permit struct {
-	Key string
-	// MaxPerConn is how many messages one SMTP session may carry.
-	MaxPerConn int
-	done       func(deliver.Outcome)
-	once       sync.Once
+// Options configure a Limiter.
+type Options struct {
+	Redis redis.UniversalClient
+	Space keyspace.Space
+	// Engine names this engine in the shared state (the stream consumer
+	// name); engines sharing a key split its connections.
+	Engine string
+	Config config.Throttle
+	// TransactionalShare is the fraction of every key's rate and
+	// connections kept for the transactional lane while it is active
+	// (config lanes.transactional.share).
+	TransactionalShare float64
+	Log                *slog.Logger
+	// Clock, when set, replaces both this engine's clock and Redis's
+	// (tests). Nil uses time.Now here and Redis TIME for shared state, so
+	// engines with skewed clocks still agree.
+	Clock func() time.Time
 }
 
-// Done reports the attempt's outcome and frees the permit's session slot.
-func (p *Permit) Done(out deliver.Outcome) { p.once.Do(func() { p.done(out) }) }
-
-// Bucket is one key's limits.
-type Bucket struct {
-	rate       *rate.Limiter
-	conc       chan struct{}
-	maxPerConn int
-}
-
-// Limiter holds a bucket per key.
+// Limiter is the throttle of one engine. It is safe for concurrent use.
 type Limiter struct {
+	rdb   redis.UniversalClient
+	ks    keyspace.Space
+	id    string
+	share float64
+	log   *slog.Logger
+	clock func() time.Time
+	now   func() time.Time
+
 	def       config.Limits
-	providers map[string]config.Limits
-	mu        sync.Mutex
-	buckets   map[string]*Bucket
-	now       func() time.Time
+	overrides map[string]config.Limits // config throttle.providers
+	providers map[string]config.Limits // providers file
+	match     *matcher
+	rules     []*rule
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	loop    bool          // the sync loop runs
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
 }
 
-// New returns a limiter with the configured default and provider limits.
-func New(t config.Throttle) *Limiter {
-	return &Limiter{def: t.Default, providers: t.Providers, buckets: map[string]*Bucket{}, now: time.Now}
-}
-
-// Key names the bucket a destination is paced by.
-func (l *Limiter) Key(d deliver.Destination) string { return d.Key }
-
-func (l *Limiter) bucket(key string) *Bucket {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		lim := l.def
-		if p, ok := l.providers[key]; ok {
-			lim = merge(lim, p)
-		}
-		b = &Bucket{
-			rate:       rate.NewLimiter(rate.Limit(lim.StartRate), max(lim.Burst, 1)),
-			conc:       make(chan struct{}, max(lim.MaxConnections, 1)),
-			maxPerConn: lim.MaxMessagesPerConnection,
-		}
-		l.buckets[key] = b
+// New returns a limiter. It reads the providers file (the shipped one
+// unless config throttle.providers_file names another) and compiles the
+// response rules.
+func New(o Options) (*Limiter, error) {
+	if o.Redis == nil {
+		return nil, fmt.Errorf("throttle: no Redis client")
 	}
-	return b
+	f, err := LoadFile(o.Config.ProvidersFile)
+	if err != nil {
+		return nil, fmt.Errorf("throttle: %w", err)
+	}
+	rules, err := compileRules(append(append([]config.Rule(nil), f.Rules...), o.Config.Rules...))
+	if err != nil {
+		return nil, fmt.Errorf("throttle: %w", err)
+	}
+	l := &Limiter{
+		rdb: o.Redis, ks: o.Space, id: o.Engine, share: o.TransactionalShare, log: o.Log,
+		clock: o.Clock, now: o.Clock,
+		def: o.Config.Default, overrides: o.Config.Providers, providers: map[string]config.Limits{},
+		match: newMatcher(f.Providers), rules: rules,
+		buckets: map[string]*bucket{}, stop: make(chan struct{}),
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if l.id == "" {
+		l.id = "engine"
+	}
+	for _, p := range f.Providers {
+		l.providers[p.Name] = p.Limits
+	}
+	return l, nil
+}
+
+// FromConfig builds the limiter an engine configured by cfg uses.
+func FromConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) (*Limiter, error) {
+	return New(Options{
+		Redis: rdb, Space: keyspace.Space(cfg.Redis.Prefix), Engine: cfg.Delivery.Consumer,
+		Config: cfg.Throttle, TransactionalShare: cfg.Lanes.Transactional.Share, Log: log,
+	})
+}
+
+// Close stops the background sync. Permits still held may be Done after.
+func (l *Limiter) Close() {
+	l.mu.Lock()
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// Key names the bucket a destination is paced by: its provider, or the
+// destination's own key (its MX host set, or route).
+func (l *Limiter) Key(d deliver.Destination) string {
+	if p := l.match.provider(d); p != "" {
+		return p
+	}
+	return d.Key
+}
+
+// Limits returns the limits key is paced with.
+func (l *Limiter) Limits(key string) config.Limits {
+	lim := l.def
+	if p, ok := l.providers[key]; ok {
+		lim = merge(lim, p)
+	}
+	if p, ok := l.overrides[key]; ok {
+		lim = merge(lim, p)
+	}
+	return normalize(lim)
+}
+
+// normalize fills what is unset and orders min <= start <= max.
+func normalize(l config.Limits) config.Limits {
+	if l.StartRate <= 0 {
+		l.StartRate = 100
+	}
+	if l.MinRate <= 0 {
+		l.MinRate = min(1, l.StartRate)
+	}
+	l.MinRate = min(l.MinRate, l.StartRate)
+	l.MaxRate = max(l.MaxRate, l.StartRate)
+	l.Burst = max(l.Burst, 1)
+	l.MaxConnections = max(l.MaxConnections, 1)
+	if l.MinConnections <= 0 {
+		l.MinConnections = 1
+	}
+	l.MinConnections = min(l.MinConnections, l.MaxConnections)
+	if l.StartConnections <= 0 {
+		l.StartConnections = l.MaxConnections
+	}
+	l.StartConnections = min(max(l.StartConnections, l.MinConnections), l.MaxConnections)
+	return l
 }
 
 // merge overlays the non-zero fields of p on d.
 func merge(d, p config.Limits) config.Limits {
-	if p.StartRate > 0 {
-		d.StartRate = p.StartRate
+	set := func(dst *float64, v float64) {
+		if v > 0 {
+			*dst = v
+		}
 	}
-	if p.MinRate > 0 {
-		d.MinRate = p.MinRate
+	seti := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
 	}
-	if p.MaxRate > 0 {
-		d.MaxRate = p.MaxRate
-	}
-	if p.Burst > 0 {
-		d.Burst = p.Burst
-	}
-	if p.MaxConnections > 0 {
-		d.MaxConnections = p.MaxConnections
-	}
-	if p.MaxMessagesPerConnection > 0 {
-		d.MaxMessagesPerConnection = p.MaxMessagesPerConnection
-	}
+	set(&d.StartRate, p.StartRate)
+	set(&d.MinRate, p.MinRate)
+	set(&d.MaxRate, p.MaxRate)
+	seti(&d.Burst, p.Burst)
+	seti(&d.MaxConnections, p.MaxConnections)
+	seti(&d.MaxMessagesPerConnection, p.MaxMessagesPerConnection)
+	seti(&d.StartConnections, p.StartConnections)
+	seti(&d.MinConnections, p.MinConnections)
 	return d
 }
 
-// busyRetry is when to ask again while every session slot is taken.
-const busyRetry = 20 * time.Millisecond
+// bucket returns key's bucket, creating it, and makes sure the sync loop
+// runs.
+func (l *Limiter) bucket(key string) *bucket {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		b = &bucket{key: key, label: "other", lim: l.Limits(key)}
+		if _, named := l.providers[key]; named {
+			b.label = key
+		} else if _, named := l.overrides[key]; named {
+			b.label = key
+		}
+		for _, r := range l.rules {
+			if r.applies(key) {
+				b.rules = append(b.rules, r)
+			}
+		}
+		l.buckets[key] = b
+	}
+	if !l.loop {
+		select {
+		case <-l.stop:
+		default:
+			l.loop = true
+			l.wg.Add(1)
+			go l.syncLoop()
+		}
+	}
+	return b
+}
 
 // Admit grants a permit for one attempt to key on lane ("transactional"
-// or "marketing") now, or returns the earliest time worth asking again.
-func (l *Limiter) Admit(_ context.Context, key, _ string) (*Permit, time.Time, error) {
+// or "marketing") now, or returns the earliest time worth asking again:
+// the end of a suspension, the next send slot, or a connection freeing.
+func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Time, error) {
 	b := l.bucket(key)
-	now := l.now()
-	select {
-	case b.conc <- struct{}{}:
-	default:
-		return nil, now.Add(busyRetry), nil
+	tx := lane == "transactional"
+	leased := false
+	for {
+		now := l.now()
+		b.mu.Lock()
+		b.lastUse = now
+		if tx {
+			b.txSeen = now
+		}
+		// A suspension known only from a while ago is checked again:
+		// an operator may have lifted it.
+		stale := !b.ready || (now.Before(b.susp) && now.Sub(b.synced) > syncEvery)
+		if !stale || leased {
+			if now.Before(b.susp) {
+				at := b.susp
+				b.mu.Unlock()
+				return nil, at, nil
+			}
+			next, ok := b.slot(tx, now, false)
+			if ok && next.IsZero() {
+				if b.inUse >= b.connLimit(tx, l.share, now) {
+					b.starved = true
+					b.mu.Unlock()
+					return nil, now.Add(busyRetry), nil
+				}
+				b.slot(tx, now, true)
+				p := l.grant(b, tx, now)
+				b.mu.Unlock()
+				return p, time.Time{}, nil
+			}
+			if ok {
+				b.mu.Unlock()
+				return nil, next, nil
+			}
+			if leased || now.Before(b.nextLease) {
+				at := b.nextLease
+				b.mu.Unlock()
+				if at.Before(now.Add(leaseWait)) {
+					at = now.Add(leaseWait)
+				}
+				return nil, at, nil
+			}
+		}
+		if b.leasing {
+			b.mu.Unlock()
+			return nil, now.Add(leaseWait), nil
+		}
+		b.leasing = true
+		q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
+		if tx {
+			q.lane = "t"
+		}
+		b.mu.Unlock()
+
+		res, err := l.step(ctx, b, q)
+		now = l.now()
+		b.mu.Lock()
+		b.leasing = false
+		if err != nil {
+			b.counts.add(q.report) // report again next time
+			b.nextLease = now.Add(time.Second)
+			b.mu.Unlock()
+			return nil, now.Add(time.Second), err
+		}
+		l.applyStep(b, res, now, q.lane)
+		b.mu.Unlock()
+		leased = true
 	}
-	r := b.rate.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		<-b.conc
-		return nil, now.Add(d), nil
+}
+
+// applyStep takes in a step's result; leased slots go to lane's queue.
+// Caller holds b.mu.
+func (l *Limiter) applyStep(b *bucket, r stepRes, now time.Time, lane string) {
+	wasSuspended := !b.susp.IsZero()
+	b.apply(r, now)
+	for _, off := range r.slots {
+		if lane == "t" {
+			b.txSlots = append(b.txSlots, now.Add(off))
+		} else {
+			b.mkSlots = append(b.mkSlots, now.Add(off))
+		}
 	}
-	return &Permit{Key: key, MaxPerConn: b.maxPerConn, done: func(deliver.Outcome) { <-b.conc }}, time.Time{}, nil
+	switch {
+	case r.suspended > 0:
+		b.nextLease = b.susp
+	case wasSuspended:
+		b.nextLease = time.Time{} // lifted early
+	case len(r.slots) == 0 && r.next >= 0:
+		b.nextLease = now.Add(r.next)
+	case lane != "":
+		b.nextLease = time.Time{}
+	}
+	setGauges(b)
+}
+
+// grant hands out a permit. Caller holds b.mu.
+func (l *Limiter) grant(b *bucket, tx bool, now time.Time) *Permit {
+	b.inUse++
+	b.acc.start(now)
+	inUse.WithLabelValues(b.label).Inc()
+	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection}
+	p.done = func(out deliver.Outcome) { l.done(b, tx, now, out) }
+	return p
+}
+
+func (r *report) add(o report) {
+	r.ok += o.ok
+	r.def += o.def
+	r.bounce += o.bounce
+	r.fail += o.fail
+	r.starved = r.starved || o.starved
 }

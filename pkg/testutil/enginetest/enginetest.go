@@ -19,14 +19,17 @@ import (
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/mx"
 	"github.com/sluice-mta/sluice/pkg/route"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/throttle"
 	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 )
 
 // Config returns an engine config for tests: keys under prefix, every
-// domain routed to addr, fast throttle defaults.
+// domain routed to addr, fast throttle defaults. To route by MX instead,
+// clear Routes and set DNS.Resolver (a dnstest server) and Delivery.Port.
 func Config(prefix, addr string) *config.Config {
 	cfg := config.Default()
 	cfg.Hostname = "mta.sluice.test"
@@ -35,6 +38,7 @@ func Config(prefix, addr string) *config.Config {
 	cfg.Delivery.Workers = 16
 	cfg.Delivery.Consumer = "test"
 	cfg.Throttle.Default.StartRate = 1e6
+	cfg.Throttle.Default.MaxRate = 1e6
 	cfg.Throttle.Default.Burst = 1000
 	cfg.Throttle.Default.MaxConnections = 32
 	return cfg
@@ -44,12 +48,26 @@ func Config(prefix, addr string) *config.Config {
 func Start(tb testing.TB, cfg *config.Config) {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
-	sender := deliver.NewSMTP(deliver.SMTPConfig{Hostname: cfg.Hostname,
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var resolver mx.Resolver
+	if cfg.DNS.Resolver != "" {
+		r, err := mx.NewDNS(mx.DNSConfig{Server: cfg.DNS.Resolver, Timeout: cfg.DNS.Timeout})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		resolver = r
+	}
+	sender := deliver.NewSMTP(deliver.SMTPConfig{Hostname: cfg.Hostname, Resolver: resolver,
 		MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection, MaxIdlePerHost: cfg.Throttle.MaxConnections()})
+	// Each engine has its own throttle; engines share only Redis.
+	thr, err := throttle.FromConfig(cfg, rdb, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	deps := engine.Deps{
-		Config: cfg, Redis: rdb, Sender: sender,
-		Router: &deliver.Router{Routes: cfg.Routes},
-		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Config: cfg, Redis: rdb, Sender: sender, Throttle: thr,
+		Router: &deliver.Router{Routes: cfg.Routes, Resolver: resolver, Port: cfg.Delivery.Port},
+		Log:    log,
 	}
 	deps.Suppression = suppression.New(rdb, keyspace.Space(cfg.Redis.Prefix))
 	if cfg.Unsubscribe.Secret != "" {
@@ -70,7 +88,7 @@ func Start(tb testing.TB, cfg *config.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done; sender.Close(); _ = rdb.Close() })
+	tb.Cleanup(func() { cancel(); <-done; sender.Close(); thr.Close(); _ = rdb.Close() })
 }
 
 // Campaign writes a campaign file with n recipients user%05d@<domain>

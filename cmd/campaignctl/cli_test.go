@@ -1,0 +1,106 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	t.Parallel()
+	for _, name := range order {
+		// An unreachable Redis: help must not need one.
+		out, stderr, code := ctl(t, "x", "-redis", "redis://127.0.0.1:1", name, "-h")
+		stderr += out // suppression's and limits' help goes to stdout
+		if code != 0 || !strings.Contains(stderr, "usage: campaignctl "+name) {
+			t.Errorf("%s -h: exit %d\n%s", name, code, stderr)
+		}
+		if name != "suppression" && !strings.Contains(strings.ToLower(stderr), "example") {
+			t.Errorf("%s -h has no example:\n%s", name, stderr)
+		}
+	}
+	if _, stderr, code := ctl(t, "x", "-h"); code != 0 || !strings.Contains(stderr, "report") || !strings.Contains(stderr, "Exit status") {
+		t.Errorf("campaignctl -h: exit %d\n%s", code, stderr)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	prefix := "exitcodes"
+	for _, c := range []struct {
+		args []string
+		code int
+		say  string
+	}{
+		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+		{[]string{"status", "a", "b"}, 2, "at most one campaign ID"},
+		{[]string{"status", "--detail"}, 2, "--detail needs a campaign ID"},
+		{[]string{"launch"}, 2, "want exactly one campaign FILE"},
+		{[]string{"launch", "x.yaml", "--at", "yesterday"}, 2, "--at"},
+		{[]string{"launch", "x.yaml", "--at", "2001-01-01T00:00:00Z"}, 2, "in the past"},
+		{[]string{"pause", "--nope", "x"}, 2, "flag provided but not defined"},
+		{[]string{"pause", "nosuch"}, 1, `no campaign "nosuch"`},
+		{[]string{"status", "nosuch"}, 1, `no campaign "nosuch"`},
+		{[]string{"report", "nosuch"}, 1, `no campaign "nosuch"`},
+		{[]string{"delete", "nosuch"}, 1, `no campaign "nosuch"`},
+		{[]string{"launch", "/nonexistent/c.yaml"}, 1, "no such file"},
+		{[]string{"send", "--to", "a@example.test"}, 2, "give --from"},
+		{[]string{"limits", "frobnicate"}, 2, "unknown command"},
+	} {
+		out, stderr, code := ctl(t, prefix, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.say) {
+			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", c.args, code, c.code, stderr, c.say)
+		}
+		if c.code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 && c.code == 1 {
+			t.Errorf("%v: error is not one line: %q", c.args, stderr)
+		}
+		if out != "" {
+			t.Errorf("%v: wrote %q to stdout", c.args, out)
+		}
+	}
+}
+
+func TestParseAt(t *testing.T) {
+	now := time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want time.Time
+		rel  bool
+		ok   bool
+	}{
+		{"+10m", now.Add(10 * time.Minute), true, true},
+		{"90s", now.Add(90 * time.Second), true, true},
+		{"2025-06-01T10:00:00+02:00", time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC), false, false}, // in the past
+		{"2025-06-02T10:00:00Z", time.Date(2025, 6, 2, 10, 0, 0, 0, time.UTC), false, true},
+		{"-5m", time.Time{}, false, false},
+		{"tomorrow", time.Time{}, false, false},
+	} {
+		got, rel, err := parseAt(c.in, now)
+		if (err == nil) != c.ok || c.ok && (!got.Equal(c.want) || rel != c.rel) {
+			t.Errorf("parseAt(%q) = %v, %v, %v", c.in, got, rel, err)
+		}
+	}
+}
+
+func TestProgressRendering(t *testing.T) {
+	if got := bar(0.5, 10); got != "[#####-----]" {
+		t.Errorf("bar(0.5) = %q", got)
+	}
+	if got := bar(1.7, 4); got != "[####]" {
+		t.Errorf("bar(1.7) = %q", got)
+	}
+	if got := eta(300, 100); got != "3s" {
+		t.Errorf("eta = %q", got)
+	}
+	if got := eta(10, 0); got != "" {
+		t.Errorf("eta without rate = %q", got)
+	}
+	var b strings.Builder
+	m := newMeter(&b) // not a terminal: plain lines, at most every few seconds
+	m.show("one")
+	m.show("two")
+	m.done("three")
+	if b.String() != "one\nthree\n" {
+		t.Errorf("plain meter wrote %q", b.String())
+	}
+}

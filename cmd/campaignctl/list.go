@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/store"
+)
+
+// listed is one campaign in campaignctl list: its status and when it was
+// created, launched and is to be sent.
+type listed struct {
+	store.Status
+	Lane     string     `json:"lane"`
+	Created  *time.Time `json:"created,omitempty"`
+	Launched *time.Time `json:"launched,omitempty"`
+	SendAt   *time.Time `json:"send_at,omitempty"`
+}
+
+func cmdList(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "list", "[flags]",
+		"Lists every campaign, oldest first: state, lane, when it was created and is to be sent, and how\n"+
+			"far it is (share of recipients with a final outcome).",
+		"campaignctl list --json")
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("list takes no arguments: %w", errUsage)
+	}
+	rdb, ks, err := e.redis(ctx)
+	if err != nil {
+		return err
+	}
+	st := store.New(rdb, ks)
+	all, err := st.List(ctx)
+	if err != nil {
+		return err
+	}
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(all))
+	for i, s := range all {
+		cmds[i] = pipe.HMGet(ctx, st.Key(s.ID), "lane", "created", "launched", "send_at")
+	}
+	if len(all) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("list campaigns: %w", err)
+		}
+	}
+	out := make([]listed, len(all))
+	for i, s := range all {
+		v := cmds[i].Val()
+		out[i] = listed{Status: s, Created: msTime(v[1]), Launched: msTime(v[2]), SendAt: msTime(v[3])}
+		out[i].Lane, _ = v[0].(string)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tLANE\tCREATED\tSEND AT\tTOTAL\tDONE")
+	for _, c := range out {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.ID, c.State, c.Lane, when(c.Created), when(c.SendAt),
+			c.Total, percent(c.Total-c.Queued, c.Total))
+	}
+	return tw.Flush()
+}
+
+// msTime reads a stored unix-ms field; nil when absent or zero.
+func msTime(v any) *time.Time {
+	s, _ := v.(string)
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms == 0 {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &t
+}
+
+func when(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}

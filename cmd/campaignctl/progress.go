@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// meter shows the progress of long work on stderr: on a terminal one
+// line redrawn in place a few times a second, elsewhere (pipes, CI logs)
+// a plain line every few seconds so logs stay readable.
+type meter struct {
+	w      io.Writer
+	tty    bool
+	every  time.Duration
+	last   time.Time
+	drawn  bool // a terminal line is showing and needs a newline at the end
+	maxLen int
+}
+
+func newMeter(w io.Writer) *meter {
+	m := &meter{w: w, tty: isTerminal(w), every: 5 * time.Second}
+	if m.tty {
+		m.every = 200 * time.Millisecond
+	}
+	return m
+}
+
+// show draws line unless one was drawn too recently.
+func (m *meter) show(line string) {
+	if now := time.Now(); now.Sub(m.last) >= m.every {
+		m.last = now
+		m.draw(line)
+	}
+}
+
+func (m *meter) draw(line string) {
+	if !m.tty {
+		fmt.Fprintln(m.w, line)
+		return
+	}
+	// Pad over the remains of a longer previous line.
+	pad := max(0, m.maxLen-len(line))
+	m.maxLen = len(line)
+	fmt.Fprintf(m.w, "\r%s%s", line, strings.Repeat(" ", pad))
+	m.drawn = true
+}
+
+// done draws line (if any) regardless of timing and ends the display.
+func (m *meter) done(line string) {
+	if line != "" && (m.tty || !m.last.IsZero()) {
+		m.draw(line)
+	}
+	if m.drawn {
+		fmt.Fprintln(m.w)
+		m.drawn = false
+	}
+}
+
+// bar renders fraction (0..1) as a bar of width cells.
+func bar(fraction float64, width int) string {
+	fraction = min(max(fraction, 0), 1)
+	n := int(fraction*float64(width) + 0.5)
+	return "[" + strings.Repeat("#", n) + strings.Repeat("-", width-n) + "]"
+}
+
+// eta formats the time left at rate per second for left units; "" when
+// unknown.
+func eta(left int64, rate float64) string {
+	if left <= 0 {
+		return "0s"
+	}
+	if rate <= 0 {
+		return ""
+	}
+	d := time.Duration(float64(left) / rate * float64(time.Second))
+	if d < time.Second {
+		return "<1s"
+	}
+	if d < time.Hour {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}

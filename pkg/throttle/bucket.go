@@ -1,0 +1,219 @@
+package throttle
+
+import (
+	"sync"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/config"
+)
+
+// bucket is this engine's side of one key: send slots leased from the
+// shared GCRA, its share of the connections, and what it has seen since
+// its last step (in-use count, accepted rate, outcome counts).
+type bucket struct {
+	key   string
+	label string // metrics label
+	lim   config.Limits
+	rules []*rule
+
+	mu      sync.Mutex
+	ready   bool      // state received from Redis at least once
+	synced  time.Time // when it was last received
+	rate    float64
+	conc    int // all engines
+	share   int // this engine's connections
+	susp    time.Time
+	state   string
+	txSlots []time.Time // leased for the transactional lane
+	mkSlots []time.Time // leased for marketing; transactional may use them too
+	// nextLease is when asking Redis for slots is worth it again.
+	nextLease time.Time
+	leasing   bool
+	inUse     int
+	starved   bool
+	txSeen    time.Time
+	lastUse   time.Time
+	acc       window
+	latency   float64 // EWMA of attempt duration, seconds
+	counts    report  // outcome counts not yet reported
+}
+
+// Timing of the local side.
+const (
+	// leaseHorizon is how far ahead slots are leased: a batch covers
+	// 100 ms of the rate, so the per-message Redis cost is one step per
+	// batch, and a rate cut takes effect within that.
+	leaseHorizon = 100 * time.Millisecond
+	// slotGrace is how late a leased slot may still be used; older ones
+	// are dropped so a stalled engine does not burst.
+	slotGrace = 100 * time.Millisecond
+	// busyRetry is when to ask again while every connection is taken.
+	busyRetry = 20 * time.Millisecond
+	// leaseWait is when to ask again while another worker leases.
+	leaseWait = 5 * time.Millisecond
+	// txActiveFor: after a transactional Admit, marketing leaves the
+	// transactional share free this long.
+	txActiveFor = 2 * time.Second
+	// minWindow is the least reaction window (see reactionWindow).
+	minWindow = 500 * time.Millisecond
+	maxBatch  = 500
+)
+
+// reactionWindow is how long after a decrease further deferrals are taken
+// as the same burst: attempts admitted before the cut are still coming
+// back. It covers a few attempt durations, at least minWindow.
+func (b *bucket) reactionWindow() time.Duration {
+	w := time.Duration(3 * b.latency * float64(time.Second))
+	return min(max(w, minWindow), 10*time.Second)
+}
+
+// batch is how many slots to lease: leaseHorizon's worth of the rate,
+// or of the transactional share for that lane (a small lane leasing a
+// whole batch would let most of it expire unused).
+func (b *bucket) batch(tx bool, share float64) int {
+	r := b.rate
+	if !b.ready {
+		r = b.lim.StartRate
+	}
+	if tx && share > 0 {
+		r *= share
+	}
+	n := int(r*leaseHorizon.Seconds() + 0.999)
+	return min(max(n, 1), maxBatch)
+}
+
+// connLimit is how many permits lane may hold: marketing leaves the
+// transactional reserve free while that lane is active.
+func (b *bucket) connLimit(tx bool, share float64, now time.Time) int {
+	if tx || share <= 0 || now.Sub(b.txSeen) > txActiveFor || b.share < 2 {
+		return b.share
+	}
+	reserve := max(1, int(share*float64(b.share)+0.5))
+	return b.share - reserve
+}
+
+// slot finds a usable leased slot for the lane: transactional takes its
+// own first, then marketing's. It drops stale slots. take removes the
+// slot found. It returns the zero time when a slot is usable now, else
+// the time of the next one (zero with ok false when there is none).
+func (b *bucket) slot(tx bool, now time.Time, take bool) (next time.Time, ok bool) {
+	b.txSlots = fresh(b.txSlots, now)
+	b.mkSlots = fresh(b.mkSlots, now)
+	queues := []*[]time.Time{&b.mkSlots}
+	if tx {
+		queues = []*[]time.Time{&b.txSlots, &b.mkSlots}
+	}
+	for _, q := range queues {
+		if len(*q) > 0 && !(*q)[0].After(now) {
+			if take {
+				*q = (*q)[1:]
+			}
+			return time.Time{}, true
+		}
+	}
+	for _, q := range queues {
+		if len(*q) > 0 && (next.IsZero() || (*q)[0].Before(next)) {
+			next = (*q)[0]
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// fresh drops slots too old to use.
+func fresh(s []time.Time, now time.Time) []time.Time {
+	i := 0
+	for i < len(s) && now.Sub(s[i]) > slotGrace {
+		i++
+	}
+	return s[i:]
+}
+
+// snapshot takes the report for a step and starts a new one.
+func (b *bucket) snapshot(now time.Time) report {
+	r := b.counts
+	r.acc = b.acc.rate(now)
+	r.inUse = b.inUse
+	r.starved = b.starved
+	r.txAct = now.Sub(b.txSeen) < txActiveFor
+	r.window = b.reactionWindow()
+	r.latency = b.latency
+	b.counts = report{}
+	b.starved = false
+	return r
+}
+
+// apply takes in the shared state a step returned at now.
+func (b *bucket) apply(r stepRes, now time.Time) {
+	b.ready, b.synced = true, now
+	b.rate, b.conc, b.share, b.state = r.rate, r.conc, r.share, r.state
+	b.susp = time.Time{}
+	if r.suspended > 0 {
+		b.susp = now.Add(r.suspended)
+		b.txSlots, b.mkSlots = nil, nil
+	}
+}
+
+// window measures the accepted rate over the last two seconds in
+// 100 ms bins: the rate the provider really took, which a decrease aims
+// just under.
+type window struct {
+	first   time.Time // start of the current stretch of activity
+	lastAct time.Time
+	last    int64 // bin index of the newest bin
+	bins    [winBins]int
+}
+
+const (
+	winBin  = 100 * time.Millisecond
+	winBins = 20
+	// minMeasure: a shorter stretch says too little about a rate.
+	minMeasure = 400 * time.Millisecond
+)
+
+func (w *window) advance(idx int64) {
+	if idx <= w.last {
+		return
+	}
+	if idx-w.last >= winBins {
+		w.bins = [winBins]int{}
+	} else {
+		for i := w.last + 1; i <= idx; i++ {
+			w.bins[i%winBins] = 0
+		}
+	}
+	w.last = idx
+}
+
+// start marks activity at now; after two idle seconds a new stretch
+// begins, so idle time does not dilute the measure.
+func (w *window) start(now time.Time) {
+	if w.first.IsZero() || now.Sub(w.lastAct) > winBins*winBin {
+		w.first = now
+	}
+	w.lastAct = now
+}
+
+func (w *window) add(now time.Time) {
+	idx := now.UnixNano() / int64(winBin)
+	w.advance(idx)
+	w.bins[idx%winBins]++
+}
+
+// rate is accepted messages per second, -1 when the stretch is too short
+// to tell.
+func (w *window) rate(now time.Time) float64 {
+	if w.first.IsZero() {
+		return -1
+	}
+	idx := now.UnixNano() / int64(winBin)
+	w.advance(idx)
+	span := min(now.Sub(w.first), (winBins-1)*winBin+time.Duration(now.UnixNano()%int64(winBin)))
+	if span < minMeasure {
+		return -1
+	}
+	sum := 0
+	for _, n := range w.bins {
+		sum += n
+	}
+	return float64(sum) / span.Seconds()
+}

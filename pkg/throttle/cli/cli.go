@@ -1,0 +1,234 @@
+// Package cli is `campaignctl limits`: it shows the throttle's shared state
+// per provider and lets an operator pin or reset a provider's limits.
+// Changes are written to Redis and running engines apply them at their
+// next sync (a quarter of a second), without a restart.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/throttle"
+)
+
+const usage = `usage: campaignctl limits COMMAND [flags]
+
+Commands:
+  show [--json]          every provider's current rate and limits, connections
+                         in use, state, and its last deferral reply
+  set PROVIDER [--rate R] [--concurrency C] [--for DURATION]
+                         pin the rate (messages/s, all engines together) and/or
+                         the connections; adaptation pauses while pinned; without
+                         --for until "reset"
+  reset PROVIDER         forget what was learnt and decided: rate and connections
+                         back to their start values; suspensions, caps and pins end
+
+Examples:
+  campaignctl limits show
+  campaignctl limits set google --rate 20 --concurrency 3 --for 1h
+  campaignctl limits reset yahoo
+
+PROVIDER is a name from "limits show": a provider (google, yahoo...) or a
+destination's own key (mx:mx1.example.com,mx2.example.com). Running engines
+apply changes within a second. A suspension holds jobs until it ends; jobs
+already postponed to its end keep that time after a reset.
+`
+
+// ErrUsage reports a command line that could not be understood.
+var ErrUsage = errors.New("limits: bad usage")
+
+// Run runs `limits` with args (the words after "limits").
+func Run(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ErrUsage
+	}
+	switch args[0] {
+	case "show":
+		return show(ctx, rdb, ks, args[1:], stdout, stderr)
+	case "set":
+		return set(ctx, rdb, ks, args[1:], stdout, stderr)
+	case "reset":
+		return reset(ctx, rdb, ks, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "limits: unknown command %q\n\n%s", args[0], usage)
+	return ErrUsage
+}
+
+func flags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("limits "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	return fs
+}
+
+// parse parses flags placed before or after one positional PROVIDER.
+func parse(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
+	var name string
+	if wantName && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", err
+		}
+		return "", ErrUsage
+	}
+	rest := fs.Args()
+	if wantName && name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
+		if err := fs.Parse(rest); err != nil {
+			return "", ErrUsage
+		}
+		rest = fs.Args()
+	}
+	if len(rest) > 0 || (wantName && name == "") {
+		fs.Usage()
+		return "", ErrUsage
+	}
+	return name, nil
+}
+
+func show(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
+	fs := flags("show", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args, false); err != nil {
+		return helpOK(err)
+	}
+	st, err := throttle.Inspect(ctx, rdb, ks)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if st == nil {
+			st = []throttle.Status{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	now := time.Now()
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PROVIDER\tSTATE\tRATE/s\tMIN-MAX\tCONNS\tLAST DEFERRAL")
+	for _, s := range st {
+		last := "-"
+		if s.LastDeferral != "" {
+			last = fmt.Sprintf("%s ago: %s", ago(now, s.LastDeferralAt), clip(s.LastDeferral, 70))
+		}
+		span := "-"
+		if s.MaxRate > 0 {
+			span = fmt.Sprintf("%g-%g", s.MinRate, s.MaxRate)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%.1f\t%s\t%d/%d\t%s\n", s.Provider, state(s, now), s.Rate, span,
+			s.InUse, s.Connections, last)
+	}
+	return w.Flush()
+}
+
+// state renders the state with how long it lasts and why.
+func state(s throttle.Status, now time.Time) string {
+	switch s.State {
+	case "suspended":
+		return fmt.Sprintf("suspended %s (%s)", left(now, s.SuspendedUntil), s.SuspendedBy)
+	case "capped":
+		return fmt.Sprintf("capped %s (%s)", left(now, s.CappedUntil), s.CappedBy)
+	case "pinned":
+		if s.PinnedUntil.IsZero() {
+			return "pinned"
+		}
+		return "pinned " + left(now, s.PinnedUntil)
+	}
+	return s.State
+}
+
+func left(now, until time.Time) string { return until.Sub(now).Round(time.Second).String() }
+
+func ago(now, t time.Time) string { return max(now.Sub(t), 0).Round(time.Second).String() }
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
+	fs := flags("set", stderr)
+	rate := fs.Float64("rate", 0, "messages per second, all engines together")
+	conc := fs.Int("concurrency", 0, "simultaneous connections, all engines together")
+	dur := fs.Duration("for", 0, "how long the pin lasts (default: until reset)")
+	name, err := parse(fs, args, true)
+	if err != nil {
+		return helpOK(err)
+	}
+	if *rate < 0 || *conc < 0 || *dur < 0 || (*rate == 0 && *conc == 0) {
+		fmt.Fprintln(stderr, "limits set: give --rate and/or --concurrency, positive")
+		return ErrUsage
+	}
+	warnUnknown(ctx, rdb, ks, name, stderr)
+	if err := throttle.Set(ctx, rdb, ks, name, *rate, *conc, *dur); err != nil {
+		return err
+	}
+	var what []string
+	if *rate > 0 {
+		what = append(what, fmt.Sprintf("rate %g/s", *rate))
+	}
+	if *conc > 0 {
+		what = append(what, fmt.Sprintf("%d connections", *conc))
+	}
+	until := "until reset"
+	if *dur > 0 {
+		until = "for " + dur.String()
+	}
+	fmt.Fprintf(stdout, "%s: pinned to %s %s\n", name, strings.Join(what, ", "), until)
+	return nil
+}
+
+func reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
+	name, err := parse(flags("reset", stderr), args, true)
+	if err != nil {
+		return helpOK(err)
+	}
+	warnUnknown(ctx, rdb, ks, name, stderr)
+	if err := throttle.Reset(ctx, rdb, ks, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: reset to its start limits\n", name)
+	return nil
+}
+
+// warnUnknown flags a likely typo; setting a provider no engine has used
+// yet is allowed (it applies when one does).
+func warnUnknown(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name string, stderr io.Writer) {
+	known, err := throttle.Known(ctx, rdb, ks)
+	if err != nil {
+		return
+	}
+	for _, k := range known {
+		if k == name {
+			return
+		}
+	}
+	fmt.Fprintf(stderr, "limits: note: no engine has used %q in the last day (known: %s)\n", name, strings.Join(known, ", "))
+}
+
+func helpOK(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}

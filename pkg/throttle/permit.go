@@ -1,0 +1,124 @@
+package throttle
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/deliver"
+)
+
+// Permit allows one delivery attempt to a key.
+type Permit struct {
+	Key string
+	// MaxPerConn is how many messages one SMTP session may carry.
+	MaxPerConn int
+	done       func(deliver.Outcome)
+	once       sync.Once
+}
+
+// Done reports the attempt's outcome and frees the permit's connection.
+// Only the first call counts.
+func (p *Permit) Done(out deliver.Outcome) { p.once.Do(func() { p.done(out) }) }
+
+// eventOf says what an outcome tells the throttle, from its Scope (the
+// reply was classified once, at the edge; it is not re-parsed here):
+// a provider-scoped deferral is a pacing signal for the rate; a refused
+// session ("421 Too many sessions" at greeting, a refused TCP connection)
+// is one for the connections. Recipient-scoped deferrals (4.2.1 receiving
+// too fast, 4.2.2 mailbox full) say nothing about the provider's pace and
+// change nothing, and neither does an attempt sluice cut short itself.
+func eventOf(o deliver.Outcome) string {
+	if o.Status != deliver.Deferred || o.Reason == "canceled" {
+		return ""
+	}
+	switch {
+	case o.Scope == deliver.ScopeProvider && o.Code != 0:
+		return evRate
+	case o.Scope == deliver.ScopeConnection && (o.Stage == deliver.StageGreeting || o.Stage == deliver.StageHello):
+		return evConn
+	case o.Scope == deliver.ScopeHost && o.Stage == deliver.StageConnect && strings.Contains(o.Text, "connection refused"):
+		return evConn
+	}
+	return ""
+}
+
+// eventTimeout bounds the step that reports an event from Done.
+const eventTimeout = 2 * time.Second
+
+func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out deliver.Outcome) {
+	now := l.now()
+	ev := eventOf(out)
+	text := replyText(out)
+	var matched []*rule
+	if text != "" {
+		for _, r := range b.rules {
+			if r.re.MatchString(text) {
+				matched = append(matched, r)
+			}
+		}
+	}
+	took := now.Sub(granted)
+
+	b.mu.Lock()
+	b.inUse--
+	if out.Reason != "canceled" {
+		switch out.Status {
+		case deliver.Delivered:
+			b.counts.ok++
+			b.acc.add(now)
+		case deliver.Deferred:
+			b.counts.def++
+		case deliver.Bounced:
+			b.counts.bounce++
+		case deliver.Failed:
+			b.counts.fail++
+		}
+		if out.Stage != deliver.StageBuild {
+			b.latency = 0.8*b.latency + 0.2*took.Seconds()
+		}
+	}
+	if ev == evRate {
+		// Slots leased at the rate that was just refused would keep
+		// overshooting for another lease horizon.
+		b.txSlots, b.mkSlots, b.nextLease = nil, nil, time.Time{}
+	}
+	send := ev != "" || len(matched) > 0
+	var q stepReq
+	if send {
+		if text == "" {
+			text = out.Text
+		}
+		q = stepReq{report: b.snapshot(now), event: ev, text: text, rules: matched}
+	}
+	b.mu.Unlock()
+
+	observe(b, out, took, matched)
+	if !send {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
+	defer cancel()
+	res, err := l.step(ctx, b, q)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		l.log.Error("throttle event", "key", b.key, "event", ev, "err", err)
+		b.counts.add(q.report)
+		return
+	}
+	l.applyStep(b, res, l.now(), "")
+	if len(matched) > 0 || res.suspended > 0 {
+		l.log.Warn("throttle rule", "key", b.key, "rules", ruleNames(matched), "state", res.state,
+			"suspended_for", res.suspended.Round(time.Second), "rate", res.rate, "reply", text)
+	}
+}
+
+func ruleNames(rs []*rule) []string {
+	var s []string
+	for _, r := range rs {
+		s = append(s, r.Name)
+	}
+	return s
+}

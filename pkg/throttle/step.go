@@ -1,0 +1,154 @@
+package throttle
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed step.lua
+var stepLua string
+
+var stepScript = redis.NewScript(stepLua)
+
+// stepReq is what an engine tells the shared state of one key.
+type stepReq struct {
+	report
+	event string // "", evRate or evConn
+	text  string // the reply behind the event, for `limits show`
+	lane  string // "", "t" or "m": lease slots for this lane
+	want  int    // slots wanted
+	rules []*rule
+}
+
+// report is the engine's view of a key since its last step.
+type report struct {
+	acc     float64 // accepted messages per second, -1 when not measured
+	inUse   int
+	starved bool // a permit was refused for want of a connection
+	txAct   bool // the transactional lane asked lately
+	ok, def int
+	bounce  int
+	fail    int
+	window  time.Duration // reaction window (bucket.reactionWindow)
+	latency float64       // seconds per attempt (EWMA)
+}
+
+// Event kinds.
+const (
+	evRate = "rate" // provider-scoped deferral: slow the rate down
+	evConn = "conn" // too many sessions, connection refused: fewer connections
+)
+
+// stepRes is the shared state as the step left it.
+type stepRes struct {
+	rate      float64       // effective rate, msg/s
+	conc      int           // effective concurrency, all engines
+	share     int           // this engine's share of conc
+	suspended time.Duration // remaining suspension
+	state     string
+	next      time.Duration // when the next slot would be, when none was leased (-1: n/a)
+	engines   int
+	slots     []time.Duration // leased slots, offsets from now
+}
+
+func (l *Limiter) stepKeys(key string) []string {
+	return []string{l.ks.Key("thr", key), l.ks.Key("thr", key, "eng"), l.ks.Key("thr", "keys")}
+}
+
+func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
+	now := int64(-1)
+	if l.clock != nil {
+		now = l.clock().UnixMilli()
+	}
+	lim := b.lim
+	args := []any{
+		now, l.id, b.key,
+		lim.StartRate, lim.MinRate, lim.MaxRate, lim.Burst,
+		lim.StartConnections, lim.MinConnections, lim.MaxConnections,
+		q.window.Milliseconds(), l.share,
+		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency,
+		q.ok, q.def, q.bounce, q.fail,
+		q.event, clip(q.text, 300),
+		q.lane, q.want, leaseHorizon.Milliseconds(),
+		cutTo, blindCut, cubic, usedFraction,
+		connUp.Milliseconds(), engineLive.Milliseconds(), txActiveFor.Milliseconds(), stateTTL.Milliseconds(),
+		len(q.rules),
+	}
+	for _, r := range q.rules {
+		args = append(args, r.Name, r.Action, r.Duration.Milliseconds(), r.count, r.within.Milliseconds(),
+			r.Rate, r.RateFactor, r.Connections, r.ConnectionsFactor)
+	}
+	return args
+}
+
+// step runs one step for b.
+func (l *Limiter) step(ctx context.Context, b *bucket, q stepReq) (stepRes, error) {
+	v, err := stepScript.Run(ctx, l.rdb, l.stepKeys(b.key), l.stepArgs(b, q)...).Slice()
+	if err != nil {
+		return stepRes{}, fmt.Errorf("throttle step %s: %w", b.key, err)
+	}
+	return parseStep(v)
+}
+
+func parseStep(v []any) (stepRes, error) {
+	if len(v) < 7 {
+		return stepRes{}, fmt.Errorf("throttle step: short reply %v", v)
+	}
+	var r stepRes
+	var err error
+	if r.rate, err = strconv.ParseFloat(str(v[0]), 64); err != nil {
+		return r, fmt.Errorf("throttle step: rate %v: %w", v[0], err)
+	}
+	r.conc, r.share, r.engines = int(i64(v[1])), int(i64(v[2])), int(i64(v[6]))
+	susp, _ := strconv.ParseInt(str(v[3]), 10, 64)
+	r.suspended = time.Duration(susp) * time.Millisecond
+	r.state = str(v[4])
+	r.next = -1
+	if s := str(v[5]); s != "" {
+		r.next = msDur(s)
+	}
+	for _, s := range v[7:] {
+		r.slots = append(r.slots, msDur(str(s)))
+	}
+	return r, nil
+}
+
+func msDur(s string) time.Duration {
+	f, _ := strconv.ParseFloat(s, 64)
+	return time.Duration(f * float64(time.Millisecond))
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func i64(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case string:
+		n, _ := strconv.ParseInt(x, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,259 @@
+-- One throttle step for one key, shared by every engine (see step.go for
+-- the argument list and adapt.go for the law). It records the calling
+-- engine's report, applies an event (a provider deferral or a connection
+-- refusal) and matched response rules, moves the adaptive rate, and leases
+-- up to `want` send slots from the key's GCRA.
+--
+-- Times are milliseconds. Numbers that must keep their fractions are
+-- returned as strings (Redis truncates Lua numbers to integers).
+local st, eng, reg = KEYS[1], KEYS[2], KEYS[3]
+local i = 0
+local function arg() i = i + 1; return ARGV[i] end
+local function num() return tonumber(arg()) end
+
+local now = num()
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local id, name = arg(), arg()
+local start, minr, maxr, burst = num(), num(), num(), num()
+local startc, minc, maxc = num(), num(), num()
+local window, share = num(), num()
+local acc, inuse, starved, txact, lat = num(), num(), num(), num(), num()
+local dok, ddef, dbnc, dfail = num(), num(), num(), num()
+local ev, evtext = arg(), arg()
+local lane, want, horizon = arg(), num(), num()
+-- Tuning (documented in adapt.go).
+local BETA, BLIND, CUBE, USED = num(), num(), num(), num()
+local CONC_UP, LIVE, TXIDLE, TTL = num(), num(), num(), num()
+local nrules = num()
+
+local f = redis.call('HMGET', st, 'r', 'r0', 'w', 'tau', 'tupd', 'tdec', 'conc', 'tc',
+  'tat', 'tatm', 'txseen', 'susp', 'capr', 'capc', 'capu', 'ovr', 'ovc', 'ovu', 'tcd', 'tatt')
+local r = tonumber(f[1]) or start
+local r0 = tonumber(f[2]) or r
+local w = tonumber(f[3]) or r
+local tau = tonumber(f[4]) or 0
+local tupd = tonumber(f[5]) or now
+local tdec = tonumber(f[6]) or 0
+local conc = tonumber(f[7]) or startc
+local tc = tonumber(f[8]) or now
+local tat = tonumber(f[9]) or 0
+local tatm = tonumber(f[10]) or 0
+local txseen = tonumber(f[11]) or 0
+local susp = tonumber(f[12]) or 0
+local capr, capc, capu = tonumber(f[13]), tonumber(f[14]), tonumber(f[15]) or 0
+local ovr, ovc, ovu = tonumber(f[16]), tonumber(f[17]), tonumber(f[18]) or 0
+local tcd = tonumber(f[19]) or 0 -- last cut for a refused session
+local tatt = tonumber(f[20]) or 0
+
+-- Expired overrides and caps.
+if (ovr or ovc) and ovu > 0 and ovu <= now then
+  redis.call('HDEL', st, 'ovr', 'ovc', 'ovu')
+  ovr, ovc = nil, nil
+end
+if capu <= now and (capr or capc) then
+  redis.call('HDEL', st, 'capr', 'capc', 'capu', 'cwhy')
+  capr, capc, capu = nil, nil, 0
+end
+local pinned = (ovr ~= nil) or (ovc ~= nil)
+local capped = capu > now
+
+-- The engines working this key: their reports add up.
+if id ~= '' then
+  redis.call('HSET', eng, id, string.format('%d %d %s %d', now, inuse, tostring(acc), starved))
+  redis.call('PEXPIRE', eng, 60000)
+end
+local asum, nvalid, usum, anystarved, ids = 0, 0, 0, false, {}
+local all = redis.call('HGETALL', eng)
+for k = 1, #all, 2 do
+  local seen, u, a, s = string.match(all[k + 1], '^(%S+) (%S+) (%S+) (%S+)$')
+  if seen == nil or tonumber(seen) < now - LIVE then
+    redis.call('HDEL', eng, all[k])
+  else
+    ids[#ids + 1] = all[k]
+    usum = usum + tonumber(u)
+    if tonumber(a) >= 0 then asum, nvalid = asum + tonumber(a), nvalid + 1 end
+    if s == '1' then anystarved = true end
+  end
+end
+-- An engine that joined too recently to measure is assumed to take
+-- what the others do (they read one queue).
+local avalid = nvalid > 0
+if avalid and nvalid < #ids then asum = asum * #ids / nvalid end
+
+-- Decrease: a provider deferral, at most once per reaction window.
+local decreased = false
+if ev == 'rate' and not pinned and now - tdec >= window then
+  if avalid and asum > 0 then
+    w = math.min(asum, r)
+    r0 = w * BETA
+  else
+    w = r
+    r0 = r * BLIND
+  end
+  r0 = math.max(minr, r0)
+  r, tau, tdec, decreased = r0, 0, now, true
+  -- One connection fewer, but not below what the new rate needs with
+  -- headroom (Little's law: rate x time per attempt).
+  local need = math.ceil(1.5 * r0 * lat) + 1
+  conc = math.max(minc, conc - 1, math.min(conc, need))
+  tc = now
+end
+if ev == 'conn' and not pinned and now - tcd >= window then
+  conc = math.max(minc, math.min(conc - 1, usum))
+  tc, tcd = now, now
+end
+
+local effr = r
+if capped and capr then effr = math.min(effr, capr) end
+if ovr then effr = ovr end
+local effc = conc
+if capped and capc then effc = math.min(effc, capc) end
+if ovc then effc = ovc end
+
+-- Response rules matched by this reply.
+for _ = 1, nrules do
+  local rname, action, dur, count, within = arg(), arg(), num(), num(), num()
+  local crate, cfac, cconn, ccfac = num(), num(), num(), num()
+  local fld = 'rule:' .. rname
+  local keep = {}
+  for ts in string.gmatch(redis.call('HGET', st, fld) or '', '%d+') do
+    if tonumber(ts) > now - within then keep[#keep + 1] = ts end
+  end
+  keep[#keep + 1] = string.format('%d', now)
+  while #keep > count do table.remove(keep, 1) end
+  redis.call('HSET', st, fld, table.concat(keep, ' '))
+  if #keep >= count then
+    redis.call('HINCRBY', st, 'fired:' .. rname, 1)
+    if action == 'suspend' then
+      if now + dur > susp then susp = now + dur end
+      redis.call('HSET', st, 'swhy', rname)
+    elseif action == 'cap' then
+      if not capped then
+        local cr, cc
+        if crate > 0 then cr = crate end
+        if cfac > 0 and (cr == nil or cfac * effr < cr) then cr = cfac * effr end
+        if cconn > 0 then cc = cconn end
+        if ccfac > 0 and (cc == nil or ccfac * effc < cc) then cc = ccfac * effc end
+        if cr then capr = math.max(minr, cr) end
+        if cc then capc = math.max(minc, math.floor(cc)) end
+        if capr and not pinned and r > capr then
+          -- Resume from the cap, not from the old rate, when it ends.
+          r, r0, tau = capr, capr, 0
+          if w < r then w = r end
+        end
+        capped = true
+      end
+      capu = math.max(capu, now + dur)
+      redis.call('HSET', st, 'cwhy', rname)
+      if capr then effr = math.min(effr, capr) end
+      if capc then effc = math.min(effc, capc) end
+      if ovr then effr = ovr end
+      if ovc then effc = ovc end
+    end
+  end
+end
+
+-- Increase: the probe clock runs only while the rate is really used and
+-- nothing pins or caps it; the rate follows a cubic of it (adapt.go).
+local dt = math.min(math.max(now - tupd, 0), 1000)
+tupd = now
+if not decreased and not pinned and not capped and avalid and asum >= USED * r then
+  tau = tau + dt / 1000
+end
+if not decreased and not pinned then
+  if w < r0 then w = r0 end
+  local c = CUBE * w
+  local x = tau - ((w - r0) / c) ^ (1 / 3)
+  r = w + c * x * x * x
+end
+r = math.min(math.max(r, minr), maxr)
+if not pinned and anystarved and conc < maxc and now - tc >= CONC_UP then
+  conc, tc = conc + 1, now
+end
+conc = math.min(math.max(conc, minc), maxc)
+if not pinned then
+  effr = r
+  if capped and capr then effr = math.min(effr, capr) end
+  effc = conc
+  if capped and capc then effc = math.min(effc, capc) end
+end
+
+-- This engine's share of the connections: an even split among the live
+-- engines, the remainder rotating every 10 s.
+table.sort(ids)
+local n, pos = #ids, 0
+for k = 1, n do if ids[k] == id then pos = k - 1 end end
+local mine = effc
+if n > 1 then
+  local rot = math.floor(now / 10000) % n
+  mine = math.floor(effc / n)
+  if (pos - rot) % n < effc % n then mine = mine + 1 end
+end
+
+-- Lease send slots from the GCRA (KumoMTA's throttles are GCRA too).
+-- While the transactional lane is active, a marketing slot also passes a
+-- GCRA at (1-share) of the rate, and a transactional slot within the
+-- lane's own share (a GCRA at share of the rate) is granted at once, ahead
+-- of marketing slots already leased: that share is never behind
+-- marketing. Beyond its share the lane queues with marketing.
+if lane == 't' or txact == 1 then txseen = now end
+local slots, nextat = {}, ''
+if want > 0 then
+  if susp > now then
+    nextat = string.format('%d', susp - now)
+  else
+    local T = 1000 / effr
+    local tol = (burst - 1) * T
+    local mk = lane == 'm' and share > 0 and now - txseen < TXIDLE
+    local tx = lane == 't' and share > 0
+    local Tm, Tt = T / (1 - share), T / math.max(share, 1e-9)
+    local tolm, tolt = (burst - 1) * Tm, (burst - 1) * Tt
+    for _ = 1, want do
+      local s = math.max(now, tat - tol)
+      if mk then s = math.max(s, tatm - tolm) end
+      if tx and tatt - tolt <= now then s = now end
+      if s > now + horizon then
+        nextat = string.format('%.3f', s - now)
+        break
+      end
+      tat = math.max(tat, s) + T
+      if mk then tatm = math.max(tatm, s) + Tm end
+      if tx then tatt = math.max(tatt, s) + Tt end
+      slots[#slots + 1] = string.format('%.3f', s - now)
+    end
+  end
+end
+
+redis.call('HSET', st, 'r', r, 'r0', r0, 'w', w, 'tau', tau, 'tupd', tupd, 'tdec', tdec,
+  'conc', conc, 'tc', tc, 'tcd', tcd, 'tat', tat, 'tatm', tatm, 'tatt', tatt, 'txseen', txseen, 'susp', susp,
+  'cfg', string.format('%s %s %d %d', tostring(minr), tostring(maxr), minc, maxc))
+if capped then
+  redis.call('HSET', st, 'capu', capu)
+  if capr then redis.call('HSET', st, 'capr', capr) end
+  if capc then redis.call('HSET', st, 'capc', capc) end
+end
+if dok > 0 then redis.call('HINCRBY', st, 'n_ok', dok) end
+if ddef > 0 then redis.call('HINCRBY', st, 'n_def', ddef) end
+if dbnc > 0 then redis.call('HINCRBY', st, 'n_bounce', dbnc) end
+if dfail > 0 then redis.call('HINCRBY', st, 'n_fail', dfail) end
+if evtext ~= '' then
+  redis.call('HSET', st, 'lt', evtext, 'la', string.format('%d', now))
+end
+if decreased then redis.call('HINCRBY', st, 'n_dec', 1) end
+redis.call('PEXPIRE', st, TTL)
+redis.call('ZADD', reg, now, name)
+redis.call('ZREMRANGEBYSCORE', reg, '-inf', now - TTL)
+
+local state = 'normal'
+if susp > now then state = 'suspended'
+elseif pinned then state = 'pinned'
+elseif capped then state = 'capped'
+elseif tdec > 0 and now - tdec < 30000 then state = 'backoff' end
+
+local out = {string.format('%.4f', effr), effc, mine,
+  string.format('%d', math.max(susp - now, 0)), state, nextat, n}
+for k = 1, #slots do out[#out + 1] = slots[k] end
+return out
