@@ -113,7 +113,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 func launchLine(p launch.Progress, lines int, took time.Duration) string {
 	secs := max(took.Seconds(), 0.001)
 	rows := p.Enqueued + p.Suppressed + p.Duplicates
-	counts := fmt.Sprintf("%d enqueued, %d suppressed, %d duplicates, %.0f rows/s", p.Enqueued, p.Suppressed, p.Duplicates, float64(rows)/secs)
+	counts := fmt.Sprintf("%d enqueued, %d suppressed, %d duplicates, %d invalid skipped, %.0f rows/s", p.Enqueued, p.Suppressed, p.Duplicates, p.Invalid, float64(rows)/secs)
 	if lines <= 0 {
 		return fmt.Sprintf("line %d: %s", p.Line, counts)
 	}

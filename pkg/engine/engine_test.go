@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
 	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/testutil/dnstest"
 	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
@@ -161,5 +162,32 @@ func TestVERPEnvelopeSenderNamesTheJob(t *testing.T) {
 	id, err := verp.Decode(from)
 	if err != nil || id != "v/2" || !strings.HasSuffix(from, "@mail.sluice.test") {
 		t.Fatalf("MAIL FROM %q decodes to %q, %v; want job v/2", from, id, err)
+	}
+}
+
+func TestJobsOfADeletedCampaignAreDroppedNotResurrected(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "del", 3, "example.test")
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(rdb, ks)
+	if err := rdb.Del(context.Background(), st.Key("del"), st.Tally("del").Records).Err(); err != nil {
+		t.Fatal(err)
+	}
+	enginetest.Start(t, enginetest.Config(prefix, srv.Addr))
+	q := streams.New(rdb, ks, "x")
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.XLen(context.Background(), q.Stream(streams.Marketing)).Val() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := rdb.XLen(context.Background(), q.Stream(streams.Marketing)).Val(); n != 0 {
+		t.Fatalf("%d jobs of the deleted campaign still queued", n)
+	}
+	if n := rdb.Exists(context.Background(), st.Key("del"), st.Tally("del").Records).Val(); n != 0 || srv.Count() != 0 {
+		t.Fatalf("deleted campaign resurrected (%d keys) or sent (%d messages)", n, srv.Count())
 	}
 }

@@ -29,6 +29,13 @@ const paceRetry = 5 * time.Second
 // process makes one delivery attempt and settles its outcome.
 func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	src, out := e.source(ctx, d)
+	if out.Status == gone {
+		e.Log.Warn("dropping a job of a deleted campaign", "job", d.ID, "campaign", d.Campaign)
+		if _, err := e.q.Drop(context.WithoutCancel(ctx), d); err != nil {
+			e.Log.Error("drop failed; job stays pending", "job", d.ID, "err", err)
+		}
+		return
+	}
 	if out.Status != "" {
 		e.finish(ctx, d, out)
 		return

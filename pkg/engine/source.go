@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,6 +16,10 @@ import (
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/verp"
 )
+
+// gone marks a job whose campaign was deleted: it is dropped, not settled
+// (settling would recreate the deleted campaign's counters).
+const gone deliver.Status = "gone"
 
 // source is where a job's message comes from: a campaign's templates, or a
 // message stored ready-made with the job.
@@ -72,6 +77,9 @@ func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, deliv
 		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, deliver.Outcome{}
 	case d.Campaign != "":
 		p, err := e.cache.get(ctx, d.Campaign)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, deliver.Outcome{Status: gone}
+		}
 		if err != nil {
 			return fail("campaign", err)
 		}

@@ -47,7 +47,7 @@ type Options struct {
 
 // Progress is reported while enqueuing.
 type Progress struct {
-	Line, Enqueued, Suppressed, Duplicates int
+	Line, Enqueued, Suppressed, Duplicates, Invalid int
 }
 
 // Result says what a launch did.
@@ -254,7 +254,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		pending = pending[:0]
 		batches++
 		if opt.Progress != nil {
-			opt.Progress(Progress{Line: line, Enqueued: res.Enqueued, Suppressed: res.Suppressed, Duplicates: res.Duplicates})
+			opt.Progress(Progress{Line: line, Enqueued: res.Enqueued, Suppressed: res.Suppressed, Duplicates: res.Duplicates, Invalid: res.InvalidN})
 		}
 		if afterBatch != nil {
 			return afterBatch(batches)

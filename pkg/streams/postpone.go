@@ -31,3 +31,23 @@ func (q *Queue) Postpone(ctx context.Context, d Delivery, at time.Time) (bool, e
 	}
 	return n == 1, nil
 }
+
+var dropScript = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) == 0 then
+  return 0
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+`)
+
+// Drop acknowledges a held job without recording anything: for a job
+// whose campaign no longer exists (deleted by an operator), where there is
+// nothing left to record into.
+func (q *Queue) Drop(ctx context.Context, d Delivery) (bool, error) {
+	n, err := dropScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane)}, Group, d.StreamID, q.consumer).Int()
+	if err != nil {
+		return false, fmt.Errorf("drop %s: %w", d.ID, err)
+	}
+	return n == 1, nil
+}
