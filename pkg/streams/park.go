@@ -9,19 +9,14 @@ import (
 
 // parkScript moves a held job into a parking list (a paused campaign's):
 // no attempt is counted, and nothing cycles through Redis while it waits.
-var parkScript = redis.NewScript(`
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[4]) == 0 then
-  return 0
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[3])
+var parkScript = redis.NewScript(releaseHeld + `
+redis.call('RPUSH', KEYS[2], ARGV[4])
 return 1
 `)
 
 // Park moves a held job to the list at key until Unpark or CancelParked.
 func (q *Queue) Park(ctx context.Context, d Delivery, key string) (bool, error) {
-	n, err := parkScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane), key}, Group, d.StreamID, d.Raw, q.consumer).Int()
+	n, err := parkScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane), key}, Group, d.StreamID, q.consumer, d.Raw).Int()
 	if err != nil {
 		return false, fmt.Errorf("park %s: %w", d.ID, err)
 	}

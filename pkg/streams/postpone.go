@@ -8,15 +8,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// postponeScript moves a held job to the delayed set without counting an
-// attempt: the throttle said "not now" (rate, concurrency, suspension).
-var postponeScript = redis.NewScript(`
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[5]) == 0 then
+// releaseHeld starts every script that lets go of a held job (KEYS[1] the
+// lane stream; ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer). XACK
+// acknowledges for the whole group whoever holds the entry, so it first
+// checks this consumer still holds it (XPENDING with a consumer filter):
+// a presumed-dead engine that wakes up after its job was reclaimed must
+// not settle it a second time. Returns 0 when not held.
+const releaseHeld = `
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) == 0 then
   return 0
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+`
+
+// postponeScript moves a held job to the delayed set without counting an
+// attempt: the throttle said "not now" (rate, concurrency, suspension).
+var postponeScript = redis.NewScript(releaseHeld + `
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return 1
 `)
 
@@ -25,19 +34,14 @@ return 1
 // durably, instead of holding a worker (no head-of-line blocking).
 func (q *Queue) Postpone(ctx context.Context, d Delivery, at time.Time) (bool, error) {
 	n, err := postponeScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane), q.Delayed(d.Lane)},
-		Group, d.StreamID, at.UnixMilli(), d.Raw, q.consumer).Int()
+		Group, d.StreamID, q.consumer, at.UnixMilli(), d.Raw).Int()
 	if err != nil {
 		return false, fmt.Errorf("postpone %s: %w", d.ID, err)
 	}
 	return n == 1, nil
 }
 
-var dropScript = redis.NewScript(`
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) == 0 then
-  return 0
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
+var dropScript = redis.NewScript(releaseHeld + `
 return 1
 `)
 

@@ -53,29 +53,20 @@ var finalStatus = map[string]bool{"delivered": true, "bounced": true, "failed": 
 // IsFinal reports whether status ends a job.
 func IsFinal(status string) bool { return finalStatus[status] }
 
-// XACK acknowledges for the whole group whoever holds the entry, so the
-// script first checks that this consumer still holds it (XPENDING with a
-// consumer filter): a presumed-dead engine that wakes up after its job was
-// reclaimed must not settle it a second time.
-var settleScript = redis.NewScript(`
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[8]) == 0 then
-  return 0
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-local prev = redis.call('HGET', KEYS[4], ARGV[3])
+var settleScript = redis.NewScript(releaseHeld + `
+local prev = redis.call('HGET', KEYS[4], ARGV[4])
 local ps = ''
 if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
 if ps == 'delivered' or ps == 'bounced' or ps == 'failed' or ps == 'suppressed' or ps == 'cancelled' then
   return 2
 end
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
-if ARGV[5] == 'deferred' then
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
+if ARGV[6] == 'deferred' then
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[8])
   if ps ~= 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', 1) end
 else
   if ARGV[9] == '1' then redis.call('DEL', KEYS[5]) end
-  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
   redis.call('HINCRBY', KEYS[3], 'queued', -1)
   if ps == 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', -1) end
 end
@@ -118,7 +109,7 @@ func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, nex
 	}
 	n, err := settleScript.Run(ctx, q.rdb,
 		[]string{q.Stream(d.Lane), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID)},
-		Group, d.StreamID, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, q.consumer, hasMsg).Int()
+		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg).Int()
 	if err != nil {
 		return 0, fmt.Errorf("settle %s: %w", d.ID, err)
 	}
