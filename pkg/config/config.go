@@ -107,6 +107,9 @@ type Limits struct {
 	// never goes below (default 1).
 	StartConnections int `yaml:"start_connections"`
 	MinConnections   int `yaml:"min_connections"`
+	// RequireTLS never sends to this provider without STARTTLS (as
+	// routes[].require_tls does for a route).
+	RequireTLS bool `yaml:"require_tls"`
 }
 
 // Throttle holds the default limits and per-provider overrides.

@@ -191,3 +191,38 @@ func TestJobsOfADeletedCampaignAreDroppedNotResurrected(t *testing.T) {
 		t.Fatalf("deleted campaign resurrected (%d keys) or sent (%d messages)", n, srv.Count())
 	}
 }
+
+func TestProviderRequiringTLSIsNotSentInPlaintext(t *testing.T) {
+	plain := smtptest.Start(t, smtptest.Options{}) // offers no STARTTLS
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "tls", 1, "example.test")
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, plain.Addr)
+	// Routed destinations are keyed "route:HOST"; pin TLS for that key.
+	cfg.Throttle.Providers = map[string]config.Limits{"route:" + plain.Addr: {RequireTLS: true}}
+	cfg.Lanes.Marketing.Retry = []time.Duration{time.Hour}
+	enginetest.Start(t, cfg)
+	st := store.New(rdb, ks)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, _ := st.Status(context.Background(), "tls")
+		if s.Deferred == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v; want the job deferred", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if plain.Count() != 0 {
+		t.Fatal("message sent in plaintext to a provider that requires TLS")
+	}
+	rec, _ := st.Record(context.Background(), "tls", "user00000@example.test")
+	if !strings.Contains(strings.ToLower(rec.Reply), "tls") {
+		t.Fatalf("record %+v does not say TLS was missing", rec)
+	}
+}

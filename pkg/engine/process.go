@@ -55,7 +55,11 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 		e.finish(ctx, d, out)
 		return
 	}
-	permit, ok := e.admit(ctx, d, e.Throttle.Key(dest))
+	key := e.Throttle.Key(dest)
+	if p, ok := e.Config.Throttle.Providers[key]; ok && p.RequireTLS {
+		dest.RequireTLS = true
+	}
+	permit, ok := e.admit(ctx, d, key)
 	if !ok {
 		return
 	}
