@@ -195,15 +195,15 @@ func (s *Server) Events() []Event {
 type Stats struct {
 	Accepted, Deferred, Refused, Scripted int
 	// Sessions is how many sessions were admitted, PeakConns the most
-	// open at once.
-	Sessions, PeakConns int
+	// open at once, Open how many are open now.
+	Sessions, PeakConns, Open int
 }
 
 // Stats counts what happened so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Sessions: s.sessions, PeakConns: s.peak}
+	st := Stats{Sessions: s.sessions, PeakConns: s.peak, Open: s.open}
 	for _, e := range s.events {
 		switch e.Kind {
 		case Accepted:

@@ -12,8 +12,9 @@ import "time"
 // averaging ~0.75 of the real limit; instead the cut goes to cutTo times
 // the accepted rate measured over the last two seconds, summed over the
 // engines: while sluice sends faster than the provider takes, the accepted
-// rate *is* the provider's limit. Only with no measure yet (the first
-// half second) does it halve (blindCut). An engine too new to have a
+// rate *is* the provider's limit. No cut goes below half the rate
+// (blindCut, TCP's bound), and with no measure yet (the first half
+// second) it is exactly that. An engine too new to have a
 // measure is assumed to take what the others take. Each cut also takes
 // one connection away, but not below what the new rate needs with
 // headroom (1.5 × rate × time per attempt, plus one: Little's law).
@@ -33,9 +34,10 @@ import "time"
 // every connUp while some engine waited for one.
 //
 // Connections. A session refused for the count ("421 Too many sessions"
-// at greeting, TCP connection refused) lowers the limit by at least one,
-// to no more than the sessions still in use, once per reaction window;
-// the rate stays.
+// at greeting, TCP connection refused) takes one connection away, at most
+// once per connUp (pooled sessions close only as they idle out, so faster
+// cuts would chase their own echo), never below one per live engine; the
+// rate stays.
 const (
 	cutTo        = 0.95
 	blindCut     = 0.5

@@ -26,16 +26,26 @@ type bucket struct {
 	state   string
 	txSlots []time.Time // leased for the transactional lane
 	mkSlots []time.Time // leased for marketing; transactional may use them too
-	// nextLease is when asking Redis for slots is worth it again.
-	nextLease time.Time
-	leasing   bool
-	inUse     int
-	starved   bool
-	txSeen    time.Time
-	lastUse   time.Time
-	acc       window
-	latency   float64 // EWMA of attempt duration, seconds
-	counts    report  // outcome counts not yet reported
+	// lease is per lane (0 marketing, 1 transactional): when asking
+	// Redis for slots is worth it again, and whether a worker is asking.
+	lease [2]struct {
+		next time.Time
+		busy bool
+	}
+	inUse int
+	// sessCap, until sessCapUntil, is how many sessions the provider
+	// let this engine have when it refused one more (see capSessions).
+	sessCap      int
+	sessCapUntil time.Time
+	// peak is the most permits held at once lately (see notePeak).
+	peak, peakPrev int
+	peakSince      time.Time
+	starved        bool
+	txSeen         time.Time
+	lastUse        time.Time
+	acc            window
+	latency        float64 // EWMA of attempt duration, seconds
+	counts         report  // outcome counts not yet reported
 }
 
 // Timing of the local side.
@@ -82,14 +92,43 @@ func (b *bucket) batch(tx bool, share float64) int {
 	return min(max(n, 1), maxBatch)
 }
 
-// connLimit is how many permits lane may hold: marketing leaves the
-// transactional reserve free while that lane is active.
-func (b *bucket) connLimit(tx bool, share float64, now time.Time) int {
-	if tx || share <= 0 || now.Sub(b.txSeen) > txActiveFor || b.share < 2 {
-		return b.share
+// connLimit is how many permits lane may hold, and whether the limit is
+// this engine's share of the key's connections (rather than a session
+// cap): marketing leaves the transactional reserve free while that lane
+// is active.
+func (b *bucket) connLimit(tx bool, share float64, now time.Time) (int, bool) {
+	n := b.share
+	if !tx && share > 0 && now.Sub(b.txSeen) <= txActiveFor && b.share >= 2 {
+		n -= max(1, int(share*float64(b.share)+0.5))
 	}
-	reserve := max(1, int(share*float64(b.share)+0.5))
-	return b.share - reserve
+	if now.Before(b.sessCapUntil) && b.sessCap < n {
+		return b.sessCap, false
+	}
+	return n, true
+}
+
+// capSessions holds this engine to the sessions it has after the
+// provider refused one more: the count the provider sees includes
+// sessions pooled here and by other engines, which the shared limit
+// cannot see, so the engine that was refused steps back at once and
+// probes again after connUp. A session is dialled only when none of the
+// engine's pooled ones is free, so the refused one was one past what the
+// engine holds: about the most permits it held at once lately, less one
+// (its pool keeps that many), or what it holds now if more. Caller holds
+// b.mu.
+func (b *bucket) capSessions(now time.Time) {
+	b.notePeak(now)
+	b.sessCap = max(b.inUse, max(b.peak, b.peakPrev)-1)
+	b.sessCapUntil = now.Add(connUp)
+}
+
+// notePeak tracks the most permits held at once over the last one to two
+// connUp periods. Caller holds b.mu.
+func (b *bucket) notePeak(now time.Time) {
+	if now.Sub(b.peakSince) > connUp {
+		b.peakPrev, b.peak, b.peakSince = b.peak, 0, now
+	}
+	b.peak = max(b.peak, b.inUse)
 }
 
 // slot finds a usable leased slot for the lane: transactional takes its

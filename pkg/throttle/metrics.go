@@ -37,6 +37,10 @@ var (
 		Help:    "Time from permit to accepted delivery.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 	}, []string{"provider"})
+	steps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_throttle_redis_steps_total",
+		Help: "Throttle steps run in Redis: lease (send slots for a batch), event (a deferral or rule match), sync (periodic report).",
+	}, []string{"kind"})
 	ruleMatches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_throttle_rule_matches_total",
 		Help: "Replies that matched a response rule.",
@@ -44,7 +48,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(rateGauge, connLimit, inUse, suspended, outcomes, latency, ruleMatches)
+	prometheus.MustRegister(rateGauge, connLimit, inUse, suspended, outcomes, latency, steps, ruleMatches)
 }
 
 // setGauges publishes b's shared state. Caller holds b.mu.

@@ -79,10 +79,14 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out deliver.Outcom
 			b.latency = 0.8*b.latency + 0.2*took.Seconds()
 		}
 	}
+	if ev == evConn {
+		b.capSessions(now)
+	}
 	if ev == evRate {
 		// Slots leased at the rate that was just refused would keep
 		// overshooting for another lease horizon.
-		b.txSlots, b.mkSlots, b.nextLease = nil, nil, time.Time{}
+		b.txSlots, b.mkSlots = nil, nil
+		b.lease[0].next, b.lease[1].next = time.Time{}, time.Time{}
 	}
 	send := ev != "" || len(matched) > 0
 	var q stepReq

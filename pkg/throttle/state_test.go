@@ -46,7 +46,7 @@ func TestSetPinsAndResetForgets(t *testing.T) {
 	if err := Reset(ctx, rdb, e.ks, "k"); err != nil {
 		t.Fatal(err)
 	}
-	e.clk.add(time.Second)
+	e.clk.add(100 * time.Millisecond)
 	l.syncOnce()
 	if s := e.status("k"); s.State != "normal" || s.Rate != 100 || s.Connections != 10 || s.Decreases != 0 {
 		t.Fatalf("after reset: %+v", s)

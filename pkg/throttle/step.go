@@ -88,6 +88,11 @@ func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
 
 // step runs one step for b.
 func (l *Limiter) step(ctx context.Context, b *bucket, q stepReq) (stepRes, error) {
+	kind := "event"
+	if q.want > 0 {
+		kind = "lease"
+	}
+	steps.WithLabelValues(kind).Inc()
 	v, err := stepScript.Run(ctx, l.rdb, l.stepKeys(b.key), l.stepArgs(b, q)...).Slice()
 	if err != nil {
 		return stepRes{}, fmt.Errorf("throttle step %s: %w", b.key, err)

@@ -87,8 +87,10 @@ if avalid and nvalid < #ids then asum = asum * #ids / nvalid end
 local decreased = false
 if ev == 'rate' and not pinned and now - tdec >= window then
   if avalid and asum > 0 then
+    -- Never more than halve at once (TCP's bound): what was accepted
+    -- may have been held down by something else, e.g. sessions.
     w = math.min(asum, r)
-    r0 = w * BETA
+    r0 = math.max(w * BETA, r * BLIND)
   else
     w = r
     r0 = r * BLIND
@@ -97,12 +99,17 @@ if ev == 'rate' and not pinned and now - tdec >= window then
   r, tau, tdec, decreased = r0, 0, now, true
   -- One connection fewer, but not below what the new rate needs with
   -- headroom (Little's law: rate x time per attempt).
-  local need = math.ceil(1.5 * r0 * lat) + 1
+  local need = math.max(math.ceil(1.5 * r0 * lat) + 1, #ids)
   conc = math.max(minc, conc - 1, math.min(conc, need))
   tc = now
 end
-if ev == 'conn' and not pinned and now - tcd >= window then
-  conc = math.max(minc, math.min(conc - 1, usum))
+-- A refused session takes one connection away, at most once per
+-- CONC_UP: the sessions pooled by the engines close only as they idle
+-- out, so a faster cut would only chase its own echo. It never goes
+-- below one per live engine, or an engine left with none could hold
+-- idle sessions that keep the others out.
+if ev == 'conn' and not pinned and now - tcd >= math.max(window, CONC_UP) then
+  conc = math.max(minc, math.min(#ids, maxc), conc - 1)
   tc, tcd = now, now
 end
 

@@ -13,8 +13,9 @@ const (
 	// takes in the shared state: operator changes and other engines'
 	// decisions reach it within this.
 	syncEvery = 250 * time.Millisecond
-	// activeFor: a key asked for within this is kept in sync.
-	activeFor = 5 * time.Second
+	// activeFor: a key asked for within this is kept in sync (as is one
+	// with attempts in progress or outcomes to report).
+	activeFor = time.Second
 	// evictAfter: a key unused this long is forgotten locally (its shared
 	// state stays in Redis).
 	evictAfter = 5 * time.Minute
@@ -76,6 +77,7 @@ func (l *Limiter) syncOnce() int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	steps.WithLabelValues("sync").Add(float64(len(active)))
 	cmds, err := l.pipeSteps(ctx, active, qs)
 	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		if err = stepScript.Load(ctx, l.rdb).Err(); err == nil {

@@ -19,7 +19,6 @@
 package throttle
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -195,6 +194,7 @@ func merge(d, p config.Limits) config.Limits {
 	seti(&d.MaxMessagesPerConnection, p.MaxMessagesPerConnection)
 	seti(&d.StartConnections, p.StartConnections)
 	seti(&d.MinConnections, p.MinConnections)
+	d.RequireTLS = d.RequireTLS || p.RequireTLS
 	return d
 }
 
@@ -228,116 +228,6 @@ func (l *Limiter) bucket(key string) *bucket {
 		}
 	}
 	return b
-}
-
-// Admit grants a permit for one attempt to key on lane ("transactional"
-// or "marketing") now, or returns the earliest time worth asking again:
-// the end of a suspension, the next send slot, or a connection freeing.
-func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Time, error) {
-	b := l.bucket(key)
-	tx := lane == "transactional"
-	leased := false
-	for {
-		now := l.now()
-		b.mu.Lock()
-		b.lastUse = now
-		if tx {
-			b.txSeen = now
-		}
-		// A suspension known only from a while ago is checked again:
-		// an operator may have lifted it.
-		stale := !b.ready || (now.Before(b.susp) && now.Sub(b.synced) > syncEvery)
-		if !stale || leased {
-			if now.Before(b.susp) {
-				at := b.susp
-				b.mu.Unlock()
-				return nil, at, nil
-			}
-			next, ok := b.slot(tx, now, false)
-			if ok && next.IsZero() {
-				if b.inUse >= b.connLimit(tx, l.share, now) {
-					b.starved = true
-					b.mu.Unlock()
-					return nil, now.Add(busyRetry), nil
-				}
-				b.slot(tx, now, true)
-				p := l.grant(b, tx, now)
-				b.mu.Unlock()
-				return p, time.Time{}, nil
-			}
-			if ok {
-				b.mu.Unlock()
-				return nil, next, nil
-			}
-			if leased || now.Before(b.nextLease) {
-				at := b.nextLease
-				b.mu.Unlock()
-				if at.Before(now.Add(leaseWait)) {
-					at = now.Add(leaseWait)
-				}
-				return nil, at, nil
-			}
-		}
-		if b.leasing {
-			b.mu.Unlock()
-			return nil, now.Add(leaseWait), nil
-		}
-		b.leasing = true
-		q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
-		if tx {
-			q.lane = "t"
-		}
-		b.mu.Unlock()
-
-		res, err := l.step(ctx, b, q)
-		now = l.now()
-		b.mu.Lock()
-		b.leasing = false
-		if err != nil {
-			b.counts.add(q.report) // report again next time
-			b.nextLease = now.Add(time.Second)
-			b.mu.Unlock()
-			return nil, now.Add(time.Second), err
-		}
-		l.applyStep(b, res, now, q.lane)
-		b.mu.Unlock()
-		leased = true
-	}
-}
-
-// applyStep takes in a step's result; leased slots go to lane's queue.
-// Caller holds b.mu.
-func (l *Limiter) applyStep(b *bucket, r stepRes, now time.Time, lane string) {
-	wasSuspended := !b.susp.IsZero()
-	b.apply(r, now)
-	for _, off := range r.slots {
-		if lane == "t" {
-			b.txSlots = append(b.txSlots, now.Add(off))
-		} else {
-			b.mkSlots = append(b.mkSlots, now.Add(off))
-		}
-	}
-	switch {
-	case r.suspended > 0:
-		b.nextLease = b.susp
-	case wasSuspended:
-		b.nextLease = time.Time{} // lifted early
-	case len(r.slots) == 0 && r.next >= 0:
-		b.nextLease = now.Add(r.next)
-	case lane != "":
-		b.nextLease = time.Time{}
-	}
-	setGauges(b)
-}
-
-// grant hands out a permit. Caller holds b.mu.
-func (l *Limiter) grant(b *bucket, tx bool, now time.Time) *Permit {
-	b.inUse++
-	b.acc.start(now)
-	inUse.WithLabelValues(b.label).Inc()
-	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection}
-	p.done = func(out deliver.Outcome) { l.done(b, tx, now, out) }
-	return p
 }
 
 func (r *report) add(o report) {

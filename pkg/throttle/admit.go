@@ -1,0 +1,132 @@
+package throttle
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/deliver"
+)
+
+// Admit grants a permit for one attempt to key on lane ("transactional"
+// or "marketing") now, or returns the earliest time worth asking again:
+// the end of a suspension, the next send slot, or a connection freeing.
+func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Time, error) {
+	b := l.bucket(key)
+	tx := lane == "transactional"
+	ln := &b.lease[b2i(tx)]
+	leased := false
+	for {
+		now := l.now()
+		b.mu.Lock()
+		b.lastUse = now
+		if tx {
+			b.txSeen = now
+		}
+		// A suspension known only from a while ago is checked again:
+		// an operator may have lifted it.
+		stale := !b.ready || (now.Before(b.susp) && now.Sub(b.synced) > syncEvery)
+		if !stale || leased {
+			if now.Before(b.susp) {
+				at := b.susp
+				b.mu.Unlock()
+				return nil, at, nil
+			}
+			next, ok := b.slot(tx, now, false)
+			// No connection free: ask again soon, without leasing slots
+			// that could not be used.
+			if limit, shared := b.connLimit(tx, l.share, now); b.inUse >= limit {
+				b.starved = b.starved || (shared && ok && next.IsZero())
+				// Even with no session of its own (capped at 0), the engine
+				// holds the job briefly rather than postpone it for long:
+				// another engine may have a session for it.
+				at := now.Add(busyRetry)
+				b.mu.Unlock()
+				return nil, at, nil
+			}
+			if ok && next.IsZero() {
+				b.slot(tx, now, true)
+				p := l.grant(b, tx, now)
+				b.mu.Unlock()
+				return p, time.Time{}, nil
+			}
+			// The transactional lane leases its own slots rather than
+			// queue for marketing's.
+			if ok && (!tx || len(b.txSlots) > 0 || leased) {
+				b.mu.Unlock()
+				return nil, next, nil
+			}
+			if leased || now.Before(ln.next) {
+				at := ln.next
+				if ok && next.Before(at) {
+					at = next
+				}
+				b.mu.Unlock()
+				if at.Before(now.Add(leaseWait)) {
+					at = now.Add(leaseWait)
+				}
+				return nil, at, nil
+			}
+		}
+		if ln.busy {
+			b.mu.Unlock()
+			return nil, now.Add(leaseWait), nil
+		}
+		ln.busy = true
+		q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
+		if tx {
+			q.lane = "t"
+		}
+		b.mu.Unlock()
+
+		res, err := l.step(ctx, b, q)
+		now = l.now()
+		b.mu.Lock()
+		ln.busy = false
+		if err != nil {
+			b.counts.add(q.report) // report again next time
+			ln.next = now.Add(time.Second)
+			b.mu.Unlock()
+			return nil, now.Add(time.Second), err
+		}
+		l.applyStep(b, res, now, q.lane)
+		b.mu.Unlock()
+		leased = true
+	}
+}
+
+// applyStep takes in a step's result; leased slots go to lane's queue.
+// Caller holds b.mu.
+func (l *Limiter) applyStep(b *bucket, r stepRes, now time.Time, lane string) {
+	wasSuspended := !b.susp.IsZero()
+	b.apply(r, now)
+	q, ln := &b.mkSlots, &b.lease[0]
+	if lane == "t" {
+		q, ln = &b.txSlots, &b.lease[1]
+	}
+	for _, off := range r.slots {
+		*q = append(*q, now.Add(off))
+	}
+	switch {
+	case r.suspended > 0:
+		b.lease[0].next, b.lease[1].next = b.susp, b.susp
+	case wasSuspended:
+		b.lease[0].next, b.lease[1].next = time.Time{}, time.Time{} // lifted early
+	case lane == "":
+	case len(r.slots) == 0 && r.next >= 0:
+		ln.next = now.Add(r.next)
+	default:
+		ln.next = time.Time{}
+	}
+	setGauges(b)
+}
+
+// grant hands out a permit. Caller holds b.mu.
+func (l *Limiter) grant(b *bucket, tx bool, now time.Time) *Permit {
+	b.inUse++
+	b.notePeak(now)
+	b.acc.start(now)
+	inUse.WithLabelValues(b.label).Inc()
+	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection}
+	p.done = func(out deliver.Outcome) { l.done(b, tx, now, out) }
+	return p
+}
