@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 PKGS    := ./...
-CMDS    := engine campaignctl mxsink
+CMDS    := engine campaignctl mxsink mxsim
 
 .PHONY: all build test test-short bench demo lint fmt clean redis-server
 

@@ -56,7 +56,7 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 		return
 	}
 	key := e.Throttle.Key(dest)
-	if p, ok := e.Config.Throttle.Providers[key]; ok && p.RequireTLS {
+	if e.requireTLS(key) {
 		dest.RequireTLS = true
 	}
 	permit, ok := e.admit(ctx, d, key)
@@ -113,6 +113,16 @@ func (e *Engine) operatorAllows(ctx context.Context, d streams.Delivery) bool {
 		return false
 	}
 	return true
+}
+
+// requireTLS reports whether the provider behind key must not be sent to
+// in plaintext: from the throttle's merged limits (shipped providers file,
+// config, overrides) when it has them, else from the config.
+func (e *Engine) requireTLS(key string) bool {
+	if l, ok := e.Throttle.(interface{ Limits(string) config.Limits }); ok {
+		return l.Limits(key).RequireTLS
+	}
+	return e.Config.Throttle.Providers[key].RequireTLS
 }
 
 // admit waits briefly for the throttle; when the wait would be long it
