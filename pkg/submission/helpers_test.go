@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -27,7 +28,10 @@ import (
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	authDelay = time.Millisecond // the tarpit has its own test
+	os.Exit(redistest.Main(m))
+}
 
 const password = "correct horse battery staple"
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -37,7 +38,14 @@ type session struct {
 	user       *user
 	from       string
 	to         []string
+	authFails  int // failed AUTH attempts in this session
 }
+
+// authDelay is the wait before answering a failed AUTH; it doubles with
+// every further failure in the session (capped at 16×), so guessing
+// passwords over one connection gets slow fast while a user who mistypes
+// once barely notices. A test seam.
+var authDelay = time.Second
 
 // AuthMechanisms implements smtp.AuthSession: nothing is advertised
 // before TLS (RFC 4954 §4: PLAIN and LOGIN send the password as is).
@@ -79,7 +87,9 @@ func (s *session) login(username, password string) error {
 }
 
 func (s *session) authFailed(username, why string) error {
-	s.srv.log.Warn("submission login failed", "user", username, "remote", s.remote.String(), "why", why)
+	s.authFails++
+	s.srv.log.Warn("submission login failed", "user", username, "remote", s.remote.String(), "why", why, "failures", s.authFails)
+	time.Sleep(authDelay << min(s.authFails-1, 4))
 	return smtp.ErrAuthFailed // 535 5.7.8
 }
 

@@ -345,3 +345,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Failed AUTH attempts in one session wait longer each time (tarpit).
+func TestFailedAuthIsSlowedDown(t *testing.T) {
+	old := authDelay
+	authDelay = 40 * time.Millisecond
+	t.Cleanup(func() { authDelay = old })
+	e := start(t, nil)
+	c := e.dial(t, "")
+	start := time.Now()
+	for i := 0; i < 3; i++ {
+		wantCode(t, "AUTH", c.Auth(sasl.NewPlainClient("", "app", "guess")), 535, smtp.EnhancedCode{5, 7, 8})
+	}
+	// 40 + 80 + 160 ms
+	if el := time.Since(start); el < 280*time.Millisecond {
+		t.Fatalf("three failed AUTHs answered in %v; want ≥ 280ms", el)
+	}
+	if err := e.dial(t, "").Auth(sasl.NewPlainClient("", "app", password)); err != nil {
+		t.Fatalf("a fresh session with the right password: %v", err)
+	}
+}
