@@ -112,6 +112,9 @@ func qLen(c byte) int {
 // per line after the first, each holding whole characters (RFC 2047 §5).
 // Q keeps mostly-Latin text readable in raw form; B is used when Q would be
 // over 1.5 times longer, as for scripts where every character is 8-bit.
+// (mime.WordEncoder splits words too, but not knowing the column the
+// header name leaves, its first word can push the line past the 76
+// characters RFC 2047 §2 allows a line with encoded-words.)
 func appendEncodedWords(dst []byte, col int, s string) []byte {
 	q := 0
 	for i := 0; i < len(s); i++ {
