@@ -145,7 +145,7 @@ func TestMessagesAreDeliveredAndReported(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 			st = e.get(t, j.ID)
 		}
-		rec, _ := streams.DecodeRecord(e.rdb.HGet(context.Background(), intake.Tally(e.ks).Records, j.ID).Val())
+		rec, _ := streams.DecodeRecord(e.rdb.HGet(context.Background(), intake.Tally(e.ks, j.ID).Records, j.ID).Val())
 		if st.State != "delivered" || st.Attempts != 1 || st.Last == nil || st.Last.Code != 250 ||
 			st.Last.Text == "" || st.Last.Text != rec.Reply || time.Since(st.Last.At) > time.Minute {
 			t.Fatalf("GET %s after delivery: %+v %+v", j.ID, st, st.Last)
@@ -227,7 +227,7 @@ func TestBadRequests(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	tl := intake.Tally(e.ks)
+	tl := intake.Tally(e.ks, intake.NewID(time.Now())) // today's records
 	if n := e.rdb.XLen(ctx, e.q.Stream(streams.Transactional)).Val(); n != 0 {
 		t.Errorf("stream holds %d jobs after bad requests", n)
 	}

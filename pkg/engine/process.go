@@ -196,7 +196,7 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 		return
 	}
 	for try := 0; ; try++ {
-		res, err := e.q.Settle(ctx, d, e.tally(d.Campaign), rec, next, retryAt)
+		res, err := e.q.Settle(ctx, d, e.tally(d.Job), rec, next, retryAt)
 		if err == nil {
 			if res == streams.NotHeld {
 				e.Log.Warn("job was reclaimed by another engine before it settled", "job", d.ID)
@@ -245,11 +245,11 @@ func (e *Engine) lane(l streams.Lane) config.Lane {
 	return e.Config.Lanes.Marketing
 }
 
-func (e *Engine) tally(campaignID string) streams.Tally {
-	if campaignID != "" {
-		return e.store.Tally(campaignID)
+func (e *Engine) tally(j streams.Job) streams.Tally {
+	if j.Campaign != "" {
+		return e.store.Tally(j.Campaign)
 	}
-	return streams.Tally{Counters: e.ks.Key("tx", "counters"), Records: e.ks.Key("tx", "rec")}
+	return streams.TransactionalTally(e.ks, time.UnixMilli(j.First))
 }
 
 func domainOf(addr string) string {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -132,7 +133,7 @@ func TestUsage(t *testing.T) {
 	if _, _, err := e.run("--from", "a@sluice.test", "--to", "not-an-address", "--subject", "s", "--text", "t"); err == nil {
 		t.Error("invalid --to accepted")
 	}
-	if n := e.rdb.Exists(context.Background(), intake.Tally(e.ks).Records).Val(); n != 0 {
+	if n := e.rdb.Exists(context.Background(), intake.Tally(e.ks, intake.NewID(time.Now())).Records).Val(); n != 0 {
 		t.Error("a refused invocation queued something")
 	}
 }

@@ -16,17 +16,19 @@ func (q *Queue) MessageKey(jobID string) string { return q.ks.Key("msg", jobID) 
 // addMessagesScript stores every message and queues every job, or none:
 // it checks all job ids are unused before it writes anything.
 // KEYS: stream, counters, records, then one message key per job.
-// ARGV per job: record field, queued record, encoded job, message.
+// ARGV: records expiry (unix ms, 0 for none), then per job: record field,
+// queued record, encoded job, message.
 var addMessagesScript = redis.NewScript(`
-local n = #ARGV / 4
+local n = (#ARGV - 1) / 4
 for i = 0, n - 1 do
-  if redis.call('HEXISTS', KEYS[3], ARGV[1 + 4*i]) == 1 then return -1 - i end
+  if redis.call('HEXISTS', KEYS[3], ARGV[2 + 4*i]) == 1 then return -1 - i end
 end
 for i = 0, n - 1 do
-  redis.call('HSET', KEYS[3], ARGV[1 + 4*i], ARGV[2 + 4*i])
-  redis.call('SET', KEYS[4 + i], ARGV[4 + 4*i])
-  redis.call('XADD', KEYS[1], '*', 'j', ARGV[3 + 4*i])
+  redis.call('HSET', KEYS[3], ARGV[2 + 4*i], ARGV[3 + 4*i])
+  redis.call('SET', KEYS[4 + i], ARGV[5 + 4*i])
+  redis.call('XADD', KEYS[1], '*', 'j', ARGV[4 + 4*i])
 end
+if ARGV[1] ~= '0' then redis.call('PEXPIREAT', KEYS[3], ARGV[1]) end
 redis.call('HINCRBY', KEYS[2], 'total', n)
 redis.call('HINCRBY', KEYS[2], 'queued', n)
 return n
@@ -49,7 +51,12 @@ func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 	}
 	lane := items[0].Job.Lane
 	keys := []string{q.Stream(lane), t.Counters, t.Records}
-	args := make([]any, 0, 4*len(items))
+	expire := int64(0)
+	if !t.RecordsExpireAt.IsZero() {
+		expire = t.RecordsExpireAt.UnixMilli()
+	}
+	args := make([]any, 0, 1+4*len(items))
+	args = append(args, expire)
 	for _, it := range items {
 		j := it.Job
 		if j.Lane != lane {

@@ -16,6 +16,9 @@ import (
 type Tally struct {
 	Counters string
 	Records  string
+	// RecordsExpireAt, when set, makes the records hash expire then (see
+	// TransactionalTally); enqueueing a message sets it.
+	RecordsExpireAt time.Time
 }
 
 // Record is what is kept per recipient: its latest state and last reply.

@@ -201,7 +201,7 @@ func (e *env) nothingQueued(t *testing.T) {
 	if n := e.rdb.XLen(ctx, e.q.Stream(streams.Transactional)).Val(); n != 0 {
 		t.Errorf("transactional stream holds %d jobs, want 0", n)
 	}
-	tl := intake.Tally(e.ks)
+	tl := intake.Tally(e.ks, intake.NewID(time.Now())) // today's records
 	if n := e.rdb.Exists(ctx, tl.Records, tl.Counters).Val(); n != 0 {
 		t.Errorf("transactional tally exists (%d keys), want none", n)
 	}
@@ -213,7 +213,7 @@ func (e *env) nothingQueued(t *testing.T) {
 // record returns a job's record, or fails.
 func (e *env) record(t *testing.T, id string) streams.Record {
 	t.Helper()
-	raw, err := e.rdb.HGet(context.Background(), intake.Tally(e.ks).Records, id).Result()
+	raw, err := e.rdb.HGet(context.Background(), intake.Tally(e.ks, id).Records, id).Result()
 	if err != nil {
 		t.Fatalf("record of %s: %v", id, err)
 	}

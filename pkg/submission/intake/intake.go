@@ -15,28 +15,39 @@ import (
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
-// Tally is where transactional jobs are counted and their outcomes kept,
-// one record per job ID; the engine settles API and submission jobs into
-// exactly this tally.
-func Tally(ks keyspace.Space) streams.Tally {
-	return streams.Tally{Counters: ks.Key("tx", "counters"), Records: ks.Key("tx", "rec")}
+// Tally is where the transactional job id is counted and its outcome
+// kept: the records hash of the job's day of enqueue, which the id carries
+// (see NewID), so a lookup by id needs nothing else. The engine settles API
+// and submission jobs into exactly this tally.
+func Tally(ks keyspace.Space, id string) streams.Tally {
+	day, _ := idDay(id) // an id that names no day finds no records
+	return streams.TransactionalTally(ks, day)
 }
 
-// NewID returns a job ID. IDs are exposed (SMTP replies, GET
-// /v1/messages/{id}) and act as the only capability needed to read a
-// job's outcome, so they carry 130 random bits rather than a counter.
-func NewID() string { return rand.Text() }
+// NewID returns a job ID for a job enqueued at t: the UTC day, then 130
+// random bits. IDs are exposed (SMTP replies, GET /v1/messages/{id}) and
+// act as the only capability needed to read a job's outcome, so they are
+// unguessable rather than a counter.
+func NewID(t time.Time) string { return t.UTC().Format(streams.DayFormat) + "-" + rand.Text() }
+
+func idDay(id string) (time.Time, bool) {
+	if len(id) < len(streams.DayFormat)+1 || id[len(streams.DayFormat)] != '-' {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(streams.DayFormat, id[:len(streams.DayFormat)])
+	return t, err == nil
+}
 
 // Queue enqueues transactional messages.
 type Queue struct {
-	q     *streams.Queue
-	tally streams.Tally
-	now   func() time.Time
+	q   *streams.Queue
+	ks  keyspace.Space
+	now func() time.Time
 }
 
 // NewQueue returns a Queue writing through q into ks's transactional tally.
 func NewQueue(q *streams.Queue, ks keyspace.Space) *Queue {
-	return &Queue{q: q, tally: Tally(ks), now: time.Now}
+	return &Queue{q: q, ks: ks, now: time.Now}
 }
 
 // Queued is one job Enqueue created.
@@ -52,7 +63,8 @@ type Queued struct {
 // durable in Redis, and when it fails none is, so a client told to retry
 // never causes a duplicate.
 func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build func(to string) ([]byte, error)) ([]Queued, error) {
-	first := q.now().UnixMilli()
+	now := q.now()
+	first := now.UnixMilli()
 	items := make([]streams.Item, 0, len(to))
 	out := make([]Queued, 0, len(to))
 	for _, rcpt := range to {
@@ -60,11 +72,11 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build fun
 		if err != nil {
 			return nil, fmt.Errorf("build message for %s: %w", rcpt, err)
 		}
-		j := &streams.Job{ID: NewID(), To: rcpt, Lane: streams.Transactional, From: from, First: first}
+		j := &streams.Job{ID: NewID(now), To: rcpt, Lane: streams.Transactional, From: from, First: first}
 		items = append(items, streams.Item{Job: j, Msg: msg})
 		out = append(out, Queued{ID: j.ID, To: rcpt})
 	}
-	if err := q.q.AddMessages(ctx, q.tally, items); err != nil {
+	if err := q.q.AddMessages(ctx, streams.TransactionalTally(q.ks, now), items); err != nil {
 		return nil, fmt.Errorf("queue messages: %w", err)
 	}
 	return out, nil

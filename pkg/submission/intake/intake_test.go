@@ -103,7 +103,7 @@ func TestEnqueueAndLookup(t *testing.T) {
 	q := NewQueue(sq, ks)
 	queued, err := q.Enqueue(ctx, "app@sluice.test", []string{"a@example.test", "b@example.test"},
 		func(to string) ([]byte, error) { return []byte("To: " + to + "\r\n\r\nhi\r\n"), nil })
-	if err != nil || len(queued) != 2 || queued[0].ID == queued[1].ID || len(queued[0].ID) != 26 {
+	if err != nil || len(queued) != 2 || queued[0].ID == queued[1].ID || len(queued[0].ID) != len("20060102-")+26 {
 		t.Fatalf("queued %+v, %v", queued, err)
 	}
 	ds, err := sq.Read(ctx, streams.Transactional, 10, -1, false)
@@ -125,7 +125,7 @@ func TestEnqueueAndLookup(t *testing.T) {
 	}
 	at := time.Now().Truncate(time.Millisecond)
 	rec := streams.Record{Status: "bounced", Code: 550, Enhanced: "5.1.1", Reply: "no such user", Host: "mx.example.test", Attempts: 1, At: at.UnixMilli()}
-	if _, err := sq.Settle(ctx, ds[0], Tally(ks), rec, nil, time.Time{}); err != nil {
+	if _, err := sq.Settle(ctx, ds[0], Tally(ks, queued[0].ID), rec, nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err = Lookup(ctx, rdb, ks, queued[0].ID)
@@ -152,5 +152,38 @@ func TestDomains(t *testing.T) {
 		if d.Allows(addr) != want {
 			t.Errorf("Allows(%q) = %v", addr, !want)
 		}
+	}
+}
+
+// Records of transactional mail live in a hash per day of enqueue that
+// expires RecordRetention after the day; the id says which day.
+func TestRecordsAreKeptPerDayAndExpire(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	q := NewQueue(streams.New(rdb, ks, "t"), ks)
+	day := time.Date(2026, 11, 22, 23, 59, 0, 0, time.UTC)
+	q.now = func() time.Time { return day }
+	queued, err := q.Enqueue(context.Background(), "app@sluice.test", []string{"a@example.test"},
+		func(string) ([]byte, error) { return []byte("Subject: x\r\n\r\nx\r\n"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queued[0].ID
+	if !strings.HasPrefix(id, "20261122-") {
+		t.Fatalf("id %q does not start with its day", id)
+	}
+	key := ks.Key("tx", "rec", "20261122")
+	if n := rdb.HLen(context.Background(), key).Val(); n != 1 {
+		t.Fatalf("day hash %s holds %d records", key, n)
+	}
+	want := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC).Add(streams.RecordRetention)
+	if at := time.UnixMilli(rdb.PExpireTime(context.Background(), key).Val().Milliseconds()); !at.Equal(want) {
+		t.Fatalf("day hash expires at %v, want %v", at.UTC(), want)
+	}
+	if st, err := Lookup(context.Background(), rdb, ks, id); err != nil || st.State != "queued" {
+		t.Fatalf("lookup %+v %v", st, err)
+	}
+	if _, err := Lookup(context.Background(), rdb, ks, "no-day-"+id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup of an id without a day: %v", err)
 	}
 }

@@ -37,7 +37,10 @@ var ErrNotFound = errors.New("no such message")
 
 // Lookup reads a job's status from ks's transactional tally.
 func Lookup(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id string) (Status, error) {
-	raw, err := rdb.HGet(ctx, Tally(ks).Records, id).Result()
+	if _, ok := idDay(id); !ok {
+		return Status{}, fmt.Errorf("message %s: %w", id, ErrNotFound)
+	}
+	raw, err := rdb.HGet(ctx, Tally(ks, id).Records, id).Result()
 	if errors.Is(err, redis.Nil) {
 		return Status{}, fmt.Errorf("message %s: %w", id, ErrNotFound)
 	}
