@@ -42,20 +42,7 @@ func run(t *testing.T, srv *smtptest.Server, n int, tune func(*config.Config)) (
 	}
 	enginetest.Start(t, cfg)
 	st := store.New(rdb, ks)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s, err := st.Status(context.Background(), "c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.State == store.StateFinished {
-			return st, s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign not finished: %+v", s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return st, enginetest.WaitFinished(t, st, "c", 20*time.Second)
 }
 
 func TestDeferredJobIsRetriedAfterBackoffAndDelivered(t *testing.T) {

@@ -69,20 +69,7 @@ func launchAndWait(t *testing.T, ks keyspace.Space, id string, n int) store.Stat
 
 func waitFinished(t *testing.T, st *store.Store, id string) store.Status {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s, err := st.Status(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.State == store.StateFinished {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s not finished: %+v", id, s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return enginetest.WaitFinished(t, st, id, 20*time.Second)
 }
 
 func TestHardBouncesAreSuppressedAndNeverAttemptedAgain(t *testing.T) {

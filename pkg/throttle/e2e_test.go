@@ -57,21 +57,7 @@ func state(t *testing.T, ks keyspace.Space, key string) throttle.Status {
 
 func waitFinished(t *testing.T, ks keyspace.Space, id string, within time.Duration) store.Status {
 	t.Helper()
-	st := store.New(redistest.Client(t), ks)
-	deadline := time.Now().Add(within)
-	for {
-		s, err := st.Status(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.State == store.StateFinished {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s not finished after %v: %+v", id, within, s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return enginetest.WaitFinished(t, store.New(redistest.Client(t), ks), id, within)
 }
 
 // TestRecipientDeferralsDoNotSlowTheProvider: Gmail's 450 4.2.1 ("the

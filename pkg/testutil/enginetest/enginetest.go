@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/mx"
 	"github.com/sluice-mta/sluice/pkg/route"
+	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 	"github.com/sluice-mta/sluice/pkg/throttle"
@@ -134,4 +136,24 @@ func DKIMKey(tb testing.TB, dir, domain string) (config.DKIM, string) {
 		tb.Fatal(err)
 	}
 	return config.DKIM{Domain: domain, Selector: "s1", KeyFile: path}, txt
+}
+
+// WaitFinished polls the campaign's status until it is finished and
+// returns it, failing the test after within.
+func WaitFinished(tb testing.TB, st *store.Store, id string, within time.Duration) store.Status {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s, err := st.Status(context.Background(), id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if s.State == store.StateFinished {
+			return s
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("campaign %s not finished after %v: %+v", id, within, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
