@@ -53,7 +53,7 @@ unsubscribe: {base_url: "http://%s", secret: "0123456789abcdef0123456789abcdef"}
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-config", cfgPath}, &logs) }()
+	go func() { done <- run(ctx, []string{"-config", cfgPath}, &logs, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

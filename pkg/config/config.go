@@ -88,6 +88,9 @@ type Delivery struct {
 	// before another engine takes it over (the first may have died). It
 	// must exceed the longest delivery attempt.
 	ReclaimIdle time.Duration `yaml:"reclaim_idle"`
+	// DrainTimeout bounds a graceful stop: attempts in flight at SIGTERM
+	// may finish and settle for this long; the rest stays pending.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Consumer names this engine in the streams' consumer groups; it must
 	// be stable across restarts so an engine takes back its own pending
 	// jobs. Default: the hostname.
@@ -274,6 +277,9 @@ func (c *Config) applyDefaults() {
 	}
 	if d.IdleTimeout == 0 {
 		d.IdleTimeout = 30 * time.Second
+	}
+	if d.DrainTimeout == 0 {
+		d.DrainTimeout = 30 * time.Second
 	}
 	if d.ReclaimIdle == 0 {
 		d.ReclaimIdle = 15 * time.Minute
