@@ -48,4 +48,3 @@ func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out 
 	}
 	return nil
 }
-
