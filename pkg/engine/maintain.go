@@ -14,10 +14,14 @@ const takeoverEvery = 2 * time.Second
 // their streams and takes over the jobs of engines that have shown no
 // sign of life for delivery.reclaim_idle. It runs until hard ends; from
 // the drain on (ctx ended) it only beats, so no new work is taken.
+//
+// An engine takes over only once its own heartbeat has gone through for
+// longer than that silence: after a Redis outage every heartbeat looks
+// stale, and a live engine must first have had the time to beat again.
 func (e *Engine) maintain(ctx, hard context.Context) {
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
-	var lastTakeover time.Time
+	var lastTakeover, beating time.Time
 	for {
 		select {
 		case <-hard.Done():
@@ -29,7 +33,11 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 				e.health.failed(err)
 				e.Log.Warn("heartbeat", "err", err)
 			}
+			beating = time.Time{}
 			continue
+		}
+		if beating.IsZero() {
+			beating = time.Now()
 		}
 		if ctx.Err() != nil {
 			continue // draining
@@ -37,7 +45,7 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 		if _, err := e.q.MoveDue(ctx, e.Now(), 1000); err != nil && ctx.Err() == nil {
 			e.Log.Error("move due retries", "err", err)
 		}
-		if time.Since(lastTakeover) >= takeoverEvery {
+		if time.Since(lastTakeover) >= takeoverEvery && time.Since(beating) >= e.Config.Delivery.ReclaimIdle {
 			lastTakeover = time.Now()
 			e.takeOver(ctx)
 		}
