@@ -163,6 +163,44 @@ type Submission struct {
 	TLSKey            string `yaml:"tls_key"`
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
 	Users             []User `yaml:"users"`
+	// MaxConnectionsPerIP caps one client address's open sessions (an
+	// IPv6 client's /64); more are answered 421 at the greeting and
+	// closed. Default 20.
+	MaxConnectionsPerIP int          `yaml:"max_connections_per_ip"`
+	AuthFailures        AuthFailures `yaml:"auth_failures"`
+}
+
+// AuthFailures limits password guessing across connections. Counts are
+// kept in memory by each engine process.
+type AuthFailures struct {
+	// PerIP failed AUTHs from one address (an IPv6 /64) within Window
+	// refuse its further attempts, right password or not, until Window
+	// has passed since its first failure. Default 5.
+	PerIP int `yaml:"per_ip"`
+	// PerUser failed AUTHs for one user name, from any addresses, within
+	// Window refuse further attempts as that user from addresses it has
+	// not logged in from before (so its own application keeps working)
+	// until Window has passed since the first failure. Default 20.
+	PerUser int           `yaml:"per_user"`
+	Window  time.Duration `yaml:"window"` // default 15m
+}
+
+// WithDefaults fills the limits left at zero.
+func (s Submission) WithDefaults() Submission {
+	if s.MaxConnectionsPerIP == 0 {
+		s.MaxConnectionsPerIP = 20
+	}
+	a := &s.AuthFailures
+	if a.PerIP == 0 {
+		a.PerIP = 5
+	}
+	if a.PerUser == 0 {
+		a.PerUser = 20
+	}
+	if a.Window == 0 {
+		a.Window = 15 * time.Minute
+	}
+	return s
 }
 
 // User may submit mail for Domains.
@@ -310,6 +348,7 @@ func (c *Config) applyDefaults() {
 	if t.MaxMessagesPerConnection == 0 {
 		t.MaxMessagesPerConnection = 100
 	}
+	c.Submission = c.Submission.WithDefaults()
 	if c.Suppression.SoftBounceCount == 0 {
 		c.Suppression.SoftBounceCount = 5
 	}
@@ -420,6 +459,12 @@ func (c *Config) Validate() error {
 }
 
 func (s Submission) validate() error {
+	if s.MaxConnectionsPerIP < 0 {
+		return invalid("submission.max_connections_per_ip", "%d must not be negative", s.MaxConnectionsPerIP)
+	}
+	if a := s.AuthFailures; a.PerIP < 0 || a.PerUser < 0 || a.Window < 0 {
+		return invalid("submission.auth_failures", "per_ip, per_user and window must not be negative")
+	}
 	for i, u := range s.Users {
 		p := fmt.Sprintf("submission.users[%d]", i)
 		if u.Name == "" || len(u.Domains) == 0 {

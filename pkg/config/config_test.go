@@ -226,3 +226,31 @@ func TestBadSecretsRejectedAtLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestSubmissionAbuseLimits(t *testing.T) {
+	c, err := Parse("e.yaml", []byte(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AuthFailures{PerIP: 5, PerUser: 20, Window: 15 * time.Minute}
+	if c.Submission.MaxConnectionsPerIP != 20 || c.Submission.AuthFailures != want {
+		t.Fatalf("defaults: %d %+v", c.Submission.MaxConnectionsPerIP, c.Submission.AuthFailures)
+	}
+	c, err = Parse("e.yaml", []byte("submission:\n  max_connections_per_ip: 3\n  auth_failures: {per_ip: 2, per_user: 9, window: 1m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = AuthFailures{PerIP: 2, PerUser: 9, Window: time.Minute}
+	if c.Submission.MaxConnectionsPerIP != 3 || c.Submission.AuthFailures != want {
+		t.Fatalf("set: %d %+v", c.Submission.MaxConnectionsPerIP, c.Submission.AuthFailures)
+	}
+	for doc, msg := range map[string]string{
+		"submission:\n  auth_failures: {per_ip: 2, windw: 1m}\n": `e.yaml:2: unknown key "windw" in submission.auth_failures (did you mean "window"?)`,
+		"submission:\n  max_connections_per_ip: -1\n":            `e.yaml:2: submission.max_connections_per_ip: -1 must not be negative`,
+		"submission:\n  auth_failures: {window: -1m}\n":          `e.yaml:2: submission.auth_failures: per_ip, per_user and window must not be negative`,
+	} {
+		if _, err := Parse("e.yaml", []byte(doc)); err == nil || err.Error() != msg {
+			t.Errorf("%q:\n got: %v\nwant: %s", doc, err, msg)
+		}
+	}
+}
