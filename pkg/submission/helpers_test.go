@@ -227,3 +227,17 @@ func (e *env) record(t *testing.T, id string) streams.Record {
 	}
 	return rec
 }
+
+// waitReturn waits for what (a serving call whose context was cancelled)
+// to return on done, without error.
+func waitReturn(t *testing.T, what string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return", what)
+	}
+}

@@ -340,12 +340,5 @@ func TestListenThenRun(t *testing.T) {
 	}
 	_ = c.Quit()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	waitReturn(t, "Run", done)
 }

@@ -50,8 +50,8 @@ type Server struct {
 	smtp     *smtp.Server
 	now      func() time.Time
 
-	conns *connCounter  // open sessions per client address
-	auth  *authLimiter  // failed AUTHs per client address and user name
+	conns *connCounter // open sessions per client address
+	auth  *authLimiter // failed AUTHs per client address and user name
 
 	mu        sync.Mutex
 	closed    bool
