@@ -175,8 +175,11 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		if err != nil {
 			return err
 		}
+		if err := sub.Listen(); err != nil {
+			return err
+		}
 		go func() {
-			if err := sub.ListenAndServe(ctx); err != nil {
+			if err := sub.Run(ctx); err != nil {
 				log.Error("submission listener", "err", err)
 				stop()
 			}
