@@ -24,7 +24,7 @@ func Classify(status string, code int, text string) (Kind, Reason) {
 	if sr := statusReason(status); reason == "" || overrides(sr, reason) {
 		reason = sr
 	}
-	if reason == UserUnknown && (strings.Contains(status, ".7.") || afterData.MatchString(text) && !strings.Contains(status, ".1.")) {
+	if reason == UserUnknown && (strings.Contains(status, ".7.") || afterData.MatchString(text) && !strings.Contains(status, ".1.") && !noAccount.MatchString(text)) {
 		// A policy status (x.7.x) is no verdict on the address; nor is
 		// a bare "user unknown" given to the message's content after
 		// the receiver took the recipient at RCPT TO: a filter speaking
@@ -78,6 +78,10 @@ func overrides(statusR, textR Reason) bool {
 // afterData finds a reply given to the message's content (after DATA),
 // as MTAs report the SMTP stage of a failure.
 var afterData = regexp.MustCompile(`(?i)(in reply to|after) (end of )?data\b|smtp command:? data\b|>>> data\b|-+smtp command data`)
+
+// noAccount is a receiver saying outright that the account does not
+// exist, which stays a verdict on the address whenever it is given.
+var noAccount = regexp.MustCompile(`(?i)(doesn't|does not) have an? \S+ account`)
 
 var (
 	enhancedRe = regexp.MustCompile(`(?:^|[^\d.])([245]\.\d{1,3}\.\d{1,3})(?:[^\d.]|\.(?:\D|$)|$)`)

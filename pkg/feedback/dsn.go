@@ -183,6 +183,17 @@ func (m *msg) judge(r *Recipient, expl string) {
 	if r.Reason == UserUnknown && afterData.MatchString(seg) {
 		r.Kind, r.Reason = Classify(r.Status, r.Code, r.Text+" (after end of DATA)")
 	}
+	if r.Reason == System && r.Text != "" {
+		// A gateway's vague notice ("unable to deliver") may forward the
+		// MTA's own report as the quoted message: read what it says.
+		if p := m.find("message/rfc822"); p != nil {
+			if more := segment(string(p.body), r.Address); more != "" {
+				if k, why := Classify(r.Status, r.Code, more); why != Other && why != System {
+					r.Kind, r.Reason = k, why
+				}
+			}
+		}
+	}
 	if r.Reason != Other && r.Text != "" {
 		return
 	}
@@ -207,9 +218,33 @@ func (m *msg) judge(r *Recipient, expl string) {
 // settle weighs the DSN Action: a recipient whose delivery is still being
 // tried is never hard.
 func (m *msg) settle(r *Recipient) {
-	if r.Action == "delayed" && r.Kind == Hard {
+	switch {
+	case r.Action == "delayed" && r.Kind == Hard:
 		r.Kind = Soft
+	case r.Action == "failed" && r.Kind == Soft && r.Reason == UserUnknown && strings.HasSuffix(r.Status, ".1.1"):
+		// "4.1.1 user unknown" until the reporting MTA gave up: the
+		// address kept failing as unknown, it is bad.
+		r.Kind = Hard
 	}
+	if m.senderNamed(r.Text) {
+		// The reply names the original's sender, not the recipient:
+		// "550 5.2.0 <sender@...> rejected", "553 sender.example does
+		// not exist". Nothing to hold against the recipient.
+		r.Kind, r.Reason = Soft, SenderRejected
+	}
+}
+
+// senderNamed reports whether a reply in text is about the original's
+// envelope sender: a reply code (and enhanced code) followed by the
+// sender's address or domain.
+func (m *msg) senderNamed(text string) bool {
+	from := m.rep.Original.EnvelopeFrom
+	_, domain, ok := strings.Cut(from, "@")
+	if !ok || domain == "" {
+		return false
+	}
+	re, err := regexp.Compile(`(?i)\b[245]\d\d[ -]+(?:[245]\.\d{1,3}\.\d{1,3}\s+)?<?(?:` + regexp.QuoteMeta(from) + `|` + regexp.QuoteMeta(domain) + `\b)`)
+	return err == nil && re.MatchString(text)
 }
 
 // oneLine unfolds a text onto one line and bounds it.

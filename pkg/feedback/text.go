@@ -92,6 +92,9 @@ func findRecipients(text string, excl map[string]bool) []hit {
 	seg := map[string]*strings.Builder{}
 	cur := ""
 	for i, l := range lines {
+		if at[i] == "" && hostLineRe.MatchString(l) {
+			cur = "" // sendmail's per-host line: no recipient's
+		}
 		if at[i] != "" {
 			cur = strings.ToLower(at[i])
 			if seg[cur] == nil {
@@ -110,6 +113,10 @@ func findRecipients(text string, excl map[string]bool) []hit {
 	}
 	return out
 }
+
+// hostLineRe is sendmail's "550 example.org (smtp)... 550 Host unknown":
+// about a host, and the start of the next recipient's story.
+var hostLineRe = regexp.MustCompile(`^\d{3} [\w.-]+ \(\w+\)\.\.\. `)
 
 func trimAddr(a string) string { return strings.Trim(a, ".'\"") }
 
