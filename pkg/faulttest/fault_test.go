@@ -54,7 +54,7 @@ func TestKill9(t *testing.T) {
 		waitFor(10*time.Second, func() bool { return e.rx.total() > before })
 		recover = append(recover, time.Since(restarted).Round(10*time.Millisecond))
 	}
-	finished := e.waitFinished(40 * time.Second)
+	finished := e.waitFinished(30 * time.Second)
 	e.settle(300*time.Millisecond, 3*time.Second)
 	got := e.check(func(a string) int { return 1 + extra[a] })
 	sum := 0
@@ -64,7 +64,7 @@ func TestKill9(t *testing.T) {
 	t.Logf("kill9: lost=%d duplicates=%d inflight_at_kills=%v max_copies=%d recover=%v took=%v seed=%d",
 		got.lost, got.duplicates, inflight, got.maxCopies, recover, time.Since(began).Round(100*time.Millisecond), seed)
 	if !finished {
-		t.Errorf("campaign not finished 40s after the last restart: %+v", e.status())
+		t.Errorf("campaign not finished 30s after the last restart: %+v", e.status())
 	}
 	if got.lost != 0 {
 		t.Errorf("%d recipients lost", got.lost)
@@ -89,11 +89,12 @@ func TestSIGTERMRestart(t *testing.T) {
 	e.launch()
 	cfg := e.config(conf{consumer: "fault", workers: 64})
 	eng := e.startEngine(cfg, "fault")
-	if !waitFor(20*time.Second, func() bool { return e.rx.total() >= n/4 }) {
-		t.Fatalf("receiver got only %d messages in 20s", e.rx.total())
+	if !waitFor(10*time.Second, func() bool { return e.rx.total() >= n/4 }) {
+		t.Fatalf("receiver got only %d messages in 10s", e.rx.total())
 	}
 	atTerm := e.rx.total()
-	code, drain := eng.term(45 * time.Second)
+	// delivery.drain_timeout is 30s by default.
+	code, drain := eng.term(35 * time.Second)
 	held, err := e.pendingCount("fault")
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func TestSIGTERMRestart(t *testing.T) {
 	e.settle(300*time.Millisecond, 2*time.Second)
 	afterExit := e.rx.total()
 	eng = e.startEngine(cfg, "fault")
-	finished := e.waitFinished(30 * time.Second)
+	finished := e.waitFinished(15 * time.Second)
 	e.settle(500*time.Millisecond, 3*time.Second)
 	got := e.check(one)
 	t.Logf("sigterm: lost=%d duplicates=%d exit=%d drain=%v received_at_term=%d after_exit=%d pending_after_exit=%d messages=%d recipients=%d",
@@ -110,7 +111,7 @@ func TestSIGTERMRestart(t *testing.T) {
 		t.Errorf("engine exited with %d after SIGTERM, want 0", code)
 	}
 	if !finished {
-		t.Errorf("campaign not finished 30s after the restart: %+v", e.status())
+		t.Errorf("campaign not finished 15s after the restart: %+v", e.status())
 	}
 	if got.lost != 0 || got.duplicates != 0 {
 		t.Errorf("lost %d, duplicates %d (max %d copies, e.g. %v); want none", got.lost, got.duplicates, got.maxCopies, got.over)
@@ -174,12 +175,12 @@ func TestTakeover(t *testing.T) {
 	const idle = 10 * time.Second
 	e := newEnv(t, n)
 	e.launch()
-	// reclaim_idle must cover the longest attempt: 1s + 2s + 7s.
+	// reclaim_idle must cover the longest attempt: 1s + 2s + 6s.
 	c := conf{consumer: "a", workers: 400, conns: 1000, reclaimIdle: idle,
-		connect: time.Second, command: 2 * time.Second, data: 7 * time.Second}
+		connect: time.Second, command: 2 * time.Second, data: 6 * time.Second}
 	e.rx.holdAll()
 	a := e.startEngine(e.config(c), "a")
-	// Kill a once it holds every job, well before its 7 s DATA timeout.
+	// Kill a once it holds every job, well before its 6 s DATA timeout.
 	waitFor(4*time.Second, func() bool { p, err := e.pendingCount("a"); return err == nil && p >= n })
 	a.kill()
 	killed := time.Now()
