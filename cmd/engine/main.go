@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -39,9 +40,19 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
-	stop()
+	// The first SIGTERM (or SIGINT) drains: no new jobs, attempts in
+	// flight finish and settle. A second one abandons the drain.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, drain := context.WithCancel(context.Background())
+	abandon := make(chan struct{})
+	go func() {
+		<-sigs
+		drain()
+		<-sigs
+		close(abandon)
+	}()
+	err := run(ctx, os.Args[1:], os.Stderr, abandon)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
@@ -51,8 +62,9 @@ func main() {
 	}
 }
 
-// run is the engine until ctx ends (SIGINT/SIGTERM) or a listener fails.
-func run(ctx context.Context, args []string, logOut io.Writer) error {
+// run is the engine until ctx ends (SIGINT/SIGTERM) or a listener fails;
+// then it drains until done, delivery.drain_timeout or abandon.
+func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan struct{}) error {
 	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
 	fs.SetOutput(logOut)
 	cfgPath := fs.String("config", "", "engine configuration file (YAML); empty uses defaults")
@@ -77,6 +89,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	done := make(chan struct{})
 
 	if cfg.Redis.Embedded() {
 		mr := miniredis.NewMiniRedis()
@@ -135,13 +148,19 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 
 	ks := keyspace.Space(cfg.Redis.Prefix)
 	q := streams.New(rdb, ks, cfg.Delivery.Consumer)
-	mux, err := routes(cfg, eng, q, rdb, supp, log)
+	mux, err := handlers(cfg, eng, q, rdb, supp, log)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every listener is bound before the engine says it started: a port
+	// in use is an error at start, not a log line later.
+	hl, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http listener", "addr", cfg.HTTP.Listen, "err", err)
 			stop()
 		}
@@ -156,28 +175,45 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if err := sub.Listen(); err != nil {
+			return err
+		}
 		go func() {
-			if err := sub.ListenAndServe(ctx); err != nil {
+			if err := sub.Run(ctx); err != nil {
 				log.Error("submission listener", "err", err)
 				stop()
 			}
 		}()
 	}
 
-	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", cfg.HTTP.Listen,
+	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", hl.Addr().String(),
 		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes))
+	go func() {
+		select {
+		case <-abandon:
+			eng.Abandon()
+		case <-done:
+		}
+	}()
 	err = eng.Run(ctx)
+	close(done)
 	log.Info("engine stopped")
 	return err
 }
 
-// routes builds the HTTP listener's handlers: metrics, health, the
+// handlers builds the HTTP listener's handlers: metrics, health, the
 // transactional API and one-click unsubscribe.
-func routes(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redis.UniversalClient, supp *suppression.List, log *slog.Logger) (*http.ServeMux, error) {
+func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redis.UniversalClient, supp *suppression.List, log *slog.Logger) (*http.ServeMux, error) {
 	ks := keyspace.Space(cfg.Redis.Prefix)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := eng.Healthy(r.Context()); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.Handle("/v1/", api.Handler(cfg.HTTP, q, rdb, ks, log))
 	if cfg.Unsubscribe.BaseURL == "" || cfg.Unsubscribe.Secret == "" {
 		log.Warn("unsubscribe.base_url/secret not set: marketing mail goes out without RFC 8058 one-click List-Unsubscribe; Gmail and Yahoo require it from bulk senders")

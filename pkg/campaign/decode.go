@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-mta/sluice/pkg/suggest"
 )
 
 // The file is decoded from a yaml.Node tree rather than straight into
@@ -28,9 +30,8 @@ func (l *loader) decode(root *yaml.Node) {
 			continue
 		}
 		if !slices.Contains(keys, key) {
-			hint, near := suggest(key, keys)
-			l.suggested[near] = true
-			l.errorf(k.Line, "unknown key %q%s", key, hint)
+			l.suggested[suggest.Closest(key, keys)] = true
+			l.errorf(k.Line, "unknown key %q%s", key, suggest.Hint(key, keys))
 			continue
 		}
 		l.line[key] = k.Line
@@ -107,8 +108,7 @@ func (l *loader) unsubscribe(v *yaml.Node) {
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, uv := v.Content[i], deref(v.Content[i+1])
 		if k.Value != "mailto" {
-			hint, _ := suggest(k.Value, []string{"mailto"})
-			l.errorf(k.Line, "unknown key %q in unsubscribe%s", k.Value, hint)
+			l.errorf(k.Line, "unknown key %q in unsubscribe%s", k.Value, suggest.Hint(k.Value, []string{"mailto"}))
 			continue
 		}
 		l.line["unsubscribe.mailto"] = k.Line
@@ -158,38 +158,4 @@ func yamlError(path string, err error) error {
 		return fmt.Errorf("%s:%d: %s", path, n, m[2])
 	}
 	return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// suggest names the known key closest to a misspelt one.
-func suggest(key string, known []string) (hint, near string) {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(key), k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best == "" {
-		return "", ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best), best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -4,17 +4,13 @@
 package config
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-mta/sluice/pkg/route"
 )
@@ -84,10 +80,17 @@ type Delivery struct {
 	CommandTimeout time.Duration `yaml:"command_timeout"`
 	DataTimeout    time.Duration `yaml:"data_timeout"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
-	// ReclaimIdle is how long a job may sit unacknowledged with a consumer
-	// before another engine takes it over (the first may have died). It
-	// must exceed the longest delivery attempt.
+	// ReclaimIdle is how long an engine must have shown no sign of life
+	// (its heartbeat in Redis) before another engine takes over its jobs.
+	// It must be at least the longest legal delivery attempt
+	// (LongestAttempt), so an attempt of a frozen engine is over before
+	// its job is tried again; Validate refuses less. Default 20m.
 	ReclaimIdle time.Duration `yaml:"reclaim_idle"`
+	// DrainTimeout is how long an engine told to stop (SIGTERM) lets
+	// attempts in flight finish; what is still running then is abandoned
+	// to its pending list and taken up again at the next start (or by
+	// another engine after ReclaimIdle). Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Consumer names this engine in the streams' consumer groups; it must
 	// be stable across restarts so an engine takes back its own pending
 	// jobs. Default: the hostname.
@@ -161,6 +164,44 @@ type Submission struct {
 	TLSKey            string `yaml:"tls_key"`
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
 	Users             []User `yaml:"users"`
+	// MaxConnectionsPerIP caps one client address's open sessions (an
+	// IPv6 client's /64); more are answered 421 at the greeting and
+	// closed. Default 20.
+	MaxConnectionsPerIP int          `yaml:"max_connections_per_ip"`
+	AuthFailures        AuthFailures `yaml:"auth_failures"`
+}
+
+// AuthFailures limits password guessing across connections. Counts are
+// kept in memory by each engine process.
+type AuthFailures struct {
+	// PerIP failed AUTHs from one address (an IPv6 /64) within Window
+	// refuse its further attempts, right password or not, until Window
+	// has passed since its first failure. Default 5.
+	PerIP int `yaml:"per_ip"`
+	// PerUser failed AUTHs for one user name, from any addresses, within
+	// Window refuse further attempts as that user from addresses it has
+	// not logged in from before (so its own application keeps working)
+	// until Window has passed since the first failure. Default 20.
+	PerUser int           `yaml:"per_user"`
+	Window  time.Duration `yaml:"window"` // default 15m
+}
+
+// WithDefaults fills the limits left at zero.
+func (s Submission) WithDefaults() Submission {
+	if s.MaxConnectionsPerIP == 0 {
+		s.MaxConnectionsPerIP = 20
+	}
+	a := &s.AuthFailures
+	if a.PerIP == 0 {
+		a.PerIP = 5
+	}
+	if a.PerUser == 0 {
+		a.PerUser = 20
+	}
+	if a.Window == 0 {
+		a.Window = 15 * time.Minute
+	}
+	return s
 }
 
 // User may submit mail for Domains.
@@ -215,18 +256,23 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes data (named name in errors), strictly.
+// Parse decodes data (named name in errors), strictly: unknown keys and
+// values of the wrong type are errors naming the file, the line and the
+// key, and so are values Validate refuses.
 func Parse(name string, data []byte) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	chk, err := decodeStrict(name, data, c)
+	if err != nil {
+		return nil, err
 	}
 	c.applyEnv()
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, chk.at(chk.lineOf(fe.Path), err)
+		}
+		return nil, chk.at(0, err)
 	}
 	return c, nil
 }
@@ -276,7 +322,10 @@ func (c *Config) applyDefaults() {
 		d.IdleTimeout = 30 * time.Second
 	}
 	if d.ReclaimIdle == 0 {
-		d.ReclaimIdle = 15 * time.Minute
+		d.ReclaimIdle = 20 * time.Minute // ≥ 30s + 5m + 10m, see Validate
+	}
+	if d.DrainTimeout == 0 {
+		d.DrainTimeout = 30 * time.Second
 	}
 	if d.Consumer == "" {
 		d.Consumer = c.Hostname
@@ -300,6 +349,7 @@ func (c *Config) applyDefaults() {
 	if t.MaxMessagesPerConnection == 0 {
 		t.MaxMessagesPerConnection = 100
 	}
+	c.Submission = c.Submission.WithDefaults()
 	if c.Suppression.SoftBounceCount == 0 {
 		c.Suppression.SoftBounceCount = 5
 	}
@@ -324,36 +374,105 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// FieldError is a value Validate refuses; Path names its key
+// ("delivery.reclaim_idle", "submission.users[0]") and the message starts
+// with it. Parse adds the key's line.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+func invalid(path, format string, a ...any) *FieldError {
+	return &FieldError{Path: path, Msg: fmt.Sprintf(format, a...)}
+}
+
+// LongestAttempt is the longest a delivery attempt may legally take:
+// connect_timeout + command_timeout + data_timeout.
+func (d Delivery) LongestAttempt() time.Duration {
+	return d.ConnectTimeout + d.CommandTimeout + d.DataTimeout
+}
+
+// short writes d as the file would: 5m rather than 5m0s.
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
 	if err := c.Routes.Validate(); err != nil {
-		return err
+		path, msg, ok := strings.Cut(err.Error(), ": ") // "routes[N]: ..."
+		if !ok {
+			path, msg = "routes", err.Error()
+		}
+		return &FieldError{Path: path, Msg: msg}
 	}
-	if c.Delivery.Port < 1 || c.Delivery.Port > 65535 {
-		return fmt.Errorf("delivery.port %d out of range", c.Delivery.Port)
+	d := c.Delivery
+	if d.Port < 1 || d.Port > 65535 {
+		return invalid("delivery.port", "%d out of range", d.Port)
+	}
+	for _, v := range []struct {
+		key string
+		d   time.Duration
+	}{{"connect_timeout", d.ConnectTimeout}, {"command_timeout", d.CommandTimeout}, {"data_timeout", d.DataTimeout},
+		{"idle_timeout", d.IdleTimeout}, {"reclaim_idle", d.ReclaimIdle}, {"drain_timeout", d.DrainTimeout}} {
+		if v.d < 0 {
+			return invalid("delivery."+v.key, "%s must not be negative", short(v.d))
+		}
+	}
+	// A job held longer than reclaim_idle is taken over by another engine;
+	// if an attempt may legally last longer, a slow but live attempt is
+	// sent a second time.
+	if min := d.LongestAttempt(); d.ReclaimIdle < min {
+		return invalid("delivery.reclaim_idle", "%s is shorter than the longest legal delivery attempt "+
+			"(connect_timeout %s + command_timeout %s + data_timeout %s = %s): set it to at least %s or shorten the timeouts",
+			short(d.ReclaimIdle), short(d.ConnectTimeout), short(d.CommandTimeout), short(d.DataTimeout), short(min), short(min))
 	}
 	if s := c.Lanes.Transactional.Share; s < 0 || s >= 1 {
-		return fmt.Errorf("lanes.transactional.share %v must be in [0,1)", s)
+		return invalid("lanes.transactional.share", "%v must be in [0,1)", s)
 	}
 	for i, t := range c.HTTP.APITokens {
+		p := fmt.Sprintf("http.api_tokens[%d]", i)
 		if t.Name == "" {
-			return fmt.Errorf("http.api_tokens[%d]: name is required", i)
+			return invalid(p, "name is required")
 		}
 		if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("http.api_tokens[%d] (%s): sha256 must be the 64 hex digits of the token's SHA-256 (printf %%s TOKEN | sha256sum)", i, t.Name)
+			return invalid(p+".sha256", "(%s) must be the 64 hex digits of the token's SHA-256 (printf %%s TOKEN | sha256sum)", t.Name)
 		}
 	}
-	for i, u := range c.Submission.Users {
-		if u.Name == "" || len(u.Domains) == 0 {
-			return fmt.Errorf("submission.users[%d]: name and domains are required", i)
-		}
-		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$2y$") {
-			return fmt.Errorf("submission.users[%d] (%s): password_hash must be a bcrypt hash ($2a$/$2b$/$2y$...)", i, u.Name)
-		}
+	if err := c.Submission.validate(); err != nil {
+		return err
 	}
 	for i, d := range c.DKIM {
 		if d.Domain == "" || d.Selector == "" || d.KeyFile == "" {
-			return fmt.Errorf("dkim[%d]: domain, selector and key_file are required", i)
+			return invalid(fmt.Sprintf("dkim[%d]", i), "domain, selector and key_file are required")
+		}
+	}
+	return nil
+}
+
+func (s Submission) validate() error {
+	if s.MaxConnectionsPerIP < 0 {
+		return invalid("submission.max_connections_per_ip", "%d must not be negative", s.MaxConnectionsPerIP)
+	}
+	if a := s.AuthFailures; a.PerIP < 0 || a.PerUser < 0 || a.Window < 0 {
+		return invalid("submission.auth_failures", "per_ip, per_user and window must not be negative")
+	}
+	for i, u := range s.Users {
+		p := fmt.Sprintf("submission.users[%d]", i)
+		if u.Name == "" || len(u.Domains) == 0 {
+			return invalid(p, "name and domains are required")
+		}
+		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") && !strings.HasPrefix(u.PasswordHash, "$2y$") {
+			return invalid(p+".password_hash", "(%s) must be a bcrypt hash ($2a$/$2b$/$2y$...)", u.Name)
 		}
 	}
 	return nil

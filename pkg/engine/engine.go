@@ -63,11 +63,19 @@ type Deps struct {
 // Engine is one delivery process. Several may share one Redis.
 type Engine struct {
 	Deps
-	ks    keyspace.Space
-	q     *streams.Queue
-	store *store.Store
-	cache campaignCache
-	// tick paces the retry mover and reclaimer.
+	ks       keyspace.Space
+	q        *streams.Queue
+	store    *store.Store
+	cache    campaignCache
+	inflight inflight
+	health   health
+	// rescan asks a lane's reader to read this engine's pending list again
+	// (jobs taken over from a dead engine land there).
+	rescan map[streams.Lane]chan struct{}
+	// abandon ends a drain early (a second SIGTERM).
+	abandon     chan struct{}
+	abandonOnce sync.Once
+	// tick paces the retry mover, the heartbeat and takeovers.
 	tick time.Duration
 }
 
@@ -93,136 +101,141 @@ func New(d Deps) *Engine {
 	}
 	ks := keyspace.Space(d.Config.Redis.Prefix)
 	e := &Engine{
-		Deps:  d,
-		ks:    ks,
-		q:     streams.New(d.Redis, ks, d.Config.Delivery.Consumer),
-		store: store.New(d.Redis, ks),
-		tick:  500 * time.Millisecond,
+		Deps:    d,
+		ks:      ks,
+		q:       streams.New(d.Redis, ks, d.Config.Delivery.Consumer),
+		store:   store.New(d.Redis, ks),
+		rescan:  map[streams.Lane]chan struct{}{},
+		abandon: make(chan struct{}),
+		tick:    500 * time.Millisecond,
+	}
+	for _, l := range streams.Lanes {
+		e.rescan[l] = make(chan struct{}, 1)
 	}
 	e.cache.store = e.store
 	return e
 }
 
-// Run delivers until ctx ends. Jobs in flight when it ends stay in this
-// consumer's pending list and are taken up again at the next start.
+// Run delivers until ctx ends, then drains: it stops reading, hands jobs
+// not yet started back to the queue, and lets attempts in flight finish
+// and settle for up to delivery.drain_timeout (or until Abandon). What is
+// still unsettled then stays in this consumer's pending list and is taken
+// up again at its next start, or by another engine (at-least-once).
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.q.Init(ctx); err != nil {
 		return err
 	}
+	if err := e.q.Beat(ctx); err != nil {
+		return err
+	}
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	go func() {
+		<-ctx.Done()
+		e.Log.Info("draining: no new jobs; attempts in flight may finish",
+			"in_flight", e.inflight.len(), "drain_timeout", e.Config.Delivery.DrainTimeout)
+		select {
+		case <-time.After(e.Config.Delivery.DrainTimeout):
+			e.Log.Warn("drain timed out; unsettled jobs stay pending", "in_flight", e.inflight.len())
+		case <-e.abandon:
+			e.Log.Warn("drain abandoned; unsettled jobs stay pending", "in_flight", e.inflight.len())
+		case <-hard.Done():
+		}
+		cancelHard()
+	}()
+
 	workers := e.Config.Delivery.Workers
-	lanes := map[streams.Lane]chan streams.Delivery{
-		streams.Transactional: make(chan streams.Delivery, workers),
-		streams.Marketing:     make(chan streams.Delivery, workers),
-	}
-	var wg sync.WaitGroup
+	lanes := map[streams.Lane]chan streams.Delivery{}
+	var readers sync.WaitGroup
 	for _, l := range streams.Lanes {
-		wg.Add(1)
-		go func(l streams.Lane) {
-			defer wg.Done()
-			e.read(ctx, l, lanes[l], workers)
-		}(l)
+		ch := make(chan streams.Delivery, workers)
+		lanes[l] = ch
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			defer close(ch)
+			e.read(ctx, l, ch, workers)
+		}()
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); e.maintain(ctx, lanes) }()
 	var work sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		work.Add(1)
 		go func() {
 			defer work.Done()
-			e.work(ctx, lanes[streams.Transactional], lanes[streams.Marketing])
+			e.work(ctx, hard, lanes[streams.Transactional], lanes[streams.Marketing])
 		}()
 	}
-	wg.Wait()
+	// Heartbeat and retries go on through the drain: the heartbeat keeps
+	// other engines off the jobs still being attempted.
+	mctx, stopMaintain := context.WithCancel(hard)
+	maintained := make(chan struct{})
+	go func() { defer close(maintained); e.maintain(ctx, mctx) }()
+	readers.Wait()
 	work.Wait()
+	stopMaintain()
+	<-maintained
+	if ctx.Err() != nil && hard.Err() == nil {
+		e.Log.Info("drain finished: every attempt in flight settled")
+	}
 	return nil
 }
 
-// read feeds one lane's channel: first this consumer's own pending jobs
-// (left by a previous run), then new ones. A full channel blocks only this
-// lane's reader.
-func (e *Engine) read(ctx context.Context, l streams.Lane, out chan<- streams.Delivery, batch int) {
-	pending := true
-	for ctx.Err() == nil {
-		ds, err := e.q.Read(ctx, l, batch, time.Second, pending)
-		if err != nil {
-			if ctx.Err() == nil {
-				e.Log.Error("read jobs", "lane", l, "err", err)
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		if pending && len(ds) == 0 {
-			pending = false
-			continue
-		}
-		for _, d := range ds {
-			select {
-			case out <- d:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
+// Abandon ends a drain at once (a second SIGTERM): attempts still in
+// flight are cut off and their jobs stay pending.
+func (e *Engine) Abandon() { e.abandonOnce.Do(func() { close(e.abandon) }) }
 
-// maintain moves due retries back into their streams and takes over jobs
-// held too long by consumers that are presumably dead.
-func (e *Engine) maintain(ctx context.Context, lanes map[streams.Lane]chan streams.Delivery) {
-	t := time.NewTicker(e.tick)
-	defer t.Stop()
-	idle := e.Config.Delivery.ReclaimIdle
-	lastReclaim := e.Now()
+// work delivers jobs, transactional ones first whenever any wait. Jobs
+// taken after ctx ended (the drain) were never started: they go back in
+// line for any engine at once.
+func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan streams.Delivery) {
 	for {
-		select {
-		case <-ctx.Done():
+		d, ok := take(tx, mk)
+		if !ok {
 			return
-		case <-t.C:
 		}
-		if _, err := e.q.MoveDue(ctx, e.Now(), 1000); err != nil && ctx.Err() == nil {
-			e.Log.Error("move due retries", "err", err)
+		if ctx.Err() != nil {
+			e.conclude(hard, d, plan{next: stepPostpone, at: e.Now()})
+		} else {
+			e.process(ctx, hard, d)
 		}
-		if e.Now().Sub(lastReclaim) < idle/4 {
-			continue
-		}
-		lastReclaim = e.Now()
-		for _, l := range streams.Lanes {
-			ds, err := e.q.Reclaim(ctx, l, idle, 100)
-			if err != nil && ctx.Err() == nil {
-				e.Log.Error("reclaim", "lane", l, "err", err)
-			}
-			for _, d := range ds {
-				e.Log.Warn("reclaimed job from an unresponsive engine", "job", d.ID, "lane", l)
-				select {
-				case lanes[l] <- d:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
+		e.inflight.remove(d.ID)
 	}
 }
 
-// work delivers jobs, transactional ones first whenever any wait.
-func (e *Engine) work(ctx context.Context, tx, mk <-chan streams.Delivery) {
-	for {
-		var d streams.Delivery
+// take returns the next job, preferring tx; ok is false once both
+// channels are closed and empty.
+func take(tx, mk <-chan streams.Delivery) (streams.Delivery, bool) {
+	for tx != nil || mk != nil {
 		select {
-		case d = <-tx:
-		default:
-			select {
-			case d = <-tx:
-			case d = <-mk:
-			case <-ctx.Done():
-				return
+		case d, ok := <-tx:
+			if ok {
+				return d, true
 			}
+			tx = nil
+			continue
+		default:
 		}
-		e.process(ctx, d)
+		select {
+		case d, ok := <-tx:
+			if ok {
+				return d, true
+			}
+			tx = nil
+		case d, ok := <-mk:
+			if ok {
+				return d, true
+			}
+			mk = nil
+		}
 	}
+	return streams.Delivery{}, false
 }
 
 func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-time.After(d):
+	case <-t.C:
 	}
 }

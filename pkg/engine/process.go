@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
@@ -24,95 +23,134 @@ const maxAdmitWait = time.Second
 // (421 4.7.28, TSS04, 454 Throttling...): it is a pacing signal for the
 // throttle, not the recipient's failure, so it does not wait out the
 // minutes-long retry schedule. A suspension makes Admit hold it longer.
+// Jobs whose preparation hit a Redis error come back after it too.
 const paceRetry = 5 * time.Second
 
-// process makes one delivery attempt and settles its outcome.
-func (e *Engine) process(ctx context.Context, d streams.Delivery) {
-	src, out := e.source(ctx, d)
-	if out.Status == gone {
-		e.Log.Warn("dropping a job of a deleted campaign", "job", d.ID, "campaign", d.Campaign)
-		if _, err := e.q.Drop(context.WithoutCancel(ctx), d); err != nil {
-			e.Log.Error("drop failed; job stays pending", "job", d.ID, "err", err)
+// step is how a job's turn ends.
+type step int
+
+const (
+	stepAttempt  step = iota // send it, then settle the outcome
+	stepSettle               // an outcome reached without sending
+	stepPostpone             // back in line until plan.at, no attempt counted
+	stepPark                 // its campaign is paused
+	stepDrop                 // its campaign was deleted
+)
+
+// plan is what preparing a job decided.
+type plan struct {
+	next   step
+	out    deliver.Outcome  // stepSettle
+	at     time.Time        // stepPostpone
+	permit *throttle.Permit // stepAttempt, and any step after a grant
+	dest   deliver.Destination
+	env    deliver.Envelope
+	msg    []byte
+}
+
+// process takes one job through one turn: prepare (operator state,
+// suppression, message source, route, throttle, build), then at most one
+// attempt, then one way of letting go of it. ctx ending stops preparing;
+// only hard (the end of a drain) cuts an attempt short.
+func (e *Engine) process(ctx, hard context.Context, d streams.Delivery) {
+	p := e.prepare(ctx, d)
+	if p.permit != nil {
+		if p.next == stepAttempt {
+			p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
+			p.next = stepSettle
 		}
-		return
+		p.permit.Done(p.out)
 	}
-	if out.Status != "" {
-		e.finish(ctx, d, out)
-		return
+	e.conclude(hard, d, p)
+}
+
+// settleWith ends a turn with an outcome that needed no attempt.
+func settleWith(out deliver.Outcome) plan { return plan{next: stepSettle, out: out} }
+
+// prepare decides d's turn; every Redis read in it that fails puts the job
+// back in line (nothing about the recipient is decided on a failed read).
+func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
+	if d.Campaign != "" {
+		st, err := e.cache.stateOf(ctx, d.Campaign, e.Now())
+		if err != nil {
+			return e.later(ctx, d, "campaign state unreadable", err)
+		}
+		switch st {
+		case store.StatePaused:
+			return plan{next: stepPark}
+		case store.StateCancelled:
+			return settleWith(deliver.Outcome{Status: deliver.Cancelled, Stage: deliver.StageQueue, Reason: "cancelled"})
+		}
 	}
-	if d.Campaign != "" && !e.operatorAllows(ctx, d) {
-		return
+	if b, err := e.suppressed(ctx, d); err != nil {
+		return e.later(ctx, d, "suppression check failed", err)
+	} else if b != nil {
+		return settleWith(deliver.Outcome{Status: deliver.Suppressed, Stage: deliver.StageQueue,
+			Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
 	}
-	if blocked, ok := e.suppressed(ctx, d); !ok {
-		return
-	} else if blocked != nil {
-		e.finish(ctx, d, deliver.Outcome{Status: deliver.Suppressed, Stage: deliver.StageQueue,
-			Reason: string(blocked.Reason), Text: "suppressed: " + string(blocked.Reason) + " " + blocked.Detail})
-		return
+	src, err := e.source(ctx, d)
+	var unbuildable *buildError
+	switch {
+	case errors.Is(err, errCampaignGone):
+		return plan{next: stepDrop}
+	case errors.As(err, &unbuildable):
+		return settleWith(unbuildable.out)
+	case err != nil:
+		return e.later(ctx, d, "message source unreadable", err)
 	}
 	dest, out, ok := e.Router.Resolve(ctx, domainOf(d.To))
 	if !ok {
-		e.finish(ctx, d, out)
-		return
+		if ctx.Err() != nil {
+			return plan{next: stepPostpone, at: e.Now()}
+		}
+		return settleWith(out)
 	}
 	key := e.Throttle.Key(dest)
 	if e.requireTLS(key) {
 		dest.RequireTLS = true
 	}
-	permit, ok := e.admit(ctx, d, key)
-	if !ok {
-		return
+	permit, at := e.admit(ctx, d, key)
+	if permit == nil {
+		return plan{next: stepPostpone, at: at}
 	}
-	msg, out := src.build(d, e.unsubscribeFor(d))
-	if out.Status != "" {
-		permit.Done(out)
-		e.finish(ctx, d, out)
-		return
+	p := plan{permit: permit, dest: dest}
+	p.msg, p.out = src.build(d, e.unsubscribeFor(d))
+	if p.out.Status == "" {
+		p.msg, p.out = e.sign(src, p.msg)
 	}
-	if e.Signer != nil {
-		var err error
-		if msg, err = e.Signer.Sign(src.domain, msg); err != nil {
-			out = deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
-			permit.Done(out)
-			e.finish(ctx, d, out)
-			return
-		}
+	if p.out.Status == "" {
+		p.env.To = d.To
+		p.env.From, p.out = src.sender(d)
 	}
-	from, out := src.sender(d)
-	if out.Status != "" {
-		permit.Done(out)
-		e.finish(ctx, d, out)
-		return
+	if p.out.Status != "" {
+		p.next = stepSettle
+		return p
 	}
-	dest.MaxMessagesPerConn = permit.MaxPerConn
-	out = e.Sender.Send(ctx, dest, deliver.Envelope{From: from, To: d.To}, msg)
-	permit.Done(out)
-	e.finish(ctx, d, out)
+	p.dest.MaxMessagesPerConn = permit.MaxPerConn
+	return p
 }
 
-// operatorAllows applies a campaign's pause or cancel: a paused campaign's
-// job is parked (kept, not lost, resumed by campaignctl resume), a cancelled
-// one's is settled as cancelled. It reports whether to go on sending.
-func (e *Engine) operatorAllows(ctx context.Context, d streams.Delivery) bool {
-	st, err := e.cache.stateOf(ctx, d.Campaign, e.Now())
+// later puts a job back in line after a failed read: soon, or at once
+// when the engine is stopping (it was never attempted).
+func (e *Engine) later(ctx context.Context, d streams.Delivery, what string, err error) plan {
+	if ctx.Err() != nil {
+		return plan{next: stepPostpone, at: e.Now()}
+	}
+	e.health.failed(err)
+	e.Log.Error(what+"; job put back in line", "job", d.ID, "err", err)
+	return plan{next: stepPostpone, at: e.Now().Add(paceRetry)}
+}
+
+// sign adds the DKIM signature for the message's From domain.
+func (e *Engine) sign(src *source, msg []byte) ([]byte, deliver.Outcome) {
+	if e.Signer == nil {
+		return msg, deliver.Outcome{}
+	}
+	signed, err := e.Signer.Sign(src.domain, msg)
 	if err != nil {
-		if ctx.Err() == nil {
-			e.Log.Error("campaign state unreadable; job postponed", "job", d.ID, "err", err)
-			_, _ = e.q.Postpone(context.WithoutCancel(ctx), d, e.Now().Add(paceRetry))
-		}
-		return false
+		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
 	}
-	switch st {
-	case store.StatePaused:
-		if _, err := e.q.Park(context.WithoutCancel(ctx), d, e.store.ParkKey(d.Campaign)); err != nil {
-			e.Log.Error("park failed; job stays pending", "job", d.ID, "err", err)
-		}
-		return false
-	case store.StateCancelled:
-		e.finish(ctx, d, deliver.Outcome{Status: deliver.Cancelled, Stage: deliver.StageQueue, Reason: "cancelled"})
-		return false
-	}
-	return true
+	return signed, deliver.Outcome{}
 }
 
 // requireTLS reports whether the provider behind key must not be sent to
@@ -125,142 +163,53 @@ func (e *Engine) requireTLS(key string) bool {
 	return e.Config.Throttle.Providers[key].RequireTLS
 }
 
-// admit waits briefly for the throttle; when the wait would be long it
-// postpones the job (durably, no attempt counted) and reports false.
-func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*throttle.Permit, bool) {
+// admit waits briefly for the throttle. When the wait would be long (or
+// the engine is stopping) it returns no permit and when to try again.
+func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*throttle.Permit, time.Time) {
 	deadline := e.Now().Add(maxAdmitWait)
 	for {
 		p, at, err := e.Throttle.Admit(ctx, key, string(d.Lane))
+		if ctx.Err() != nil {
+			if p != nil {
+				p.Done(deliver.Outcome{Status: deliver.Deferred, Reason: "canceled"})
+			}
+			return nil, e.Now() // stopping: never attempted, back in line now
+		}
 		if err != nil {
 			e.Log.Error("throttle", "key", key, "err", err)
 			at = e.Now().Add(time.Second)
 		}
 		if p != nil {
-			return p, true
+			return p, time.Time{}
 		}
 		if at.After(deadline) {
 			// Spread the wake-ups of a crowd postponed together.
-			at = at.Add(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
-			if _, err := e.q.Postpone(context.WithoutCancel(ctx), d, at); err != nil {
-				e.Log.Error("postpone failed; job stays pending", "job", d.ID, "err", err)
-			}
-			return nil, false
+			return nil, at.Add(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
 		}
 		sleep(ctx, at.Sub(e.Now()))
-		if ctx.Err() != nil {
-			return nil, false // stopping: the job stays pending for the next start
-		}
 	}
 }
 
-// finish settles the outcome, unless the attempt was cut short by shutdown.
-func (e *Engine) finish(ctx context.Context, d streams.Delivery, out deliver.Outcome) {
-	if ctx.Err() != nil && out.Status == deliver.Deferred {
-		// Interrupted by shutdown: leave the job pending; the next start
-		// of this engine reads it again.
-		return
-	}
-	// A final answer is recorded even while stopping: it happened.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	e.settle(sctx, d, out)
-}
-
-// settle records the outcome and acknowledges the job; a deferral is
-// rescheduled (or expires) in the same step.
-func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Outcome) {
-	now := e.Now()
-	rec := streams.Record{
-		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: clip(out.Text, 400),
-		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
-	}
-	var next *streams.Job
-	var retryAt time.Time
-	if out.Status == deliver.Deferred {
-		lane := e.lane(d.Lane)
-		retryAt = now.Add(retryDelay(lane, d.Attempts, out))
-		if first := time.UnixMilli(d.First); d.First > 0 && retryAt.Sub(first) > lane.MaxAge {
-			// Past the lane's max age the job ends; the recipient is not
-			// suppressed for it (it says nothing certain about the address).
-			rec.Status, rec.Reason = string(deliver.Bounced), "expired"
-		} else {
-			j := d.Job
-			j.Attempts++
-			next = &j
-		}
-	}
-	// The suppression entry is part of the outcome: it is written before
-	// the job is acknowledged, so a crash in between repeats both.
-	if err := e.recordSuppression(ctx, d, out, rec.Reason == "expired", now); err != nil {
-		e.Log.Error("recording suppression failed; job stays pending", "job", d.ID, "to", d.To, "err", err)
-		return
-	}
-	for try := 0; ; try++ {
-		res, err := e.q.Settle(ctx, d, e.tally(d.Job), rec, next, retryAt)
-		if err == nil {
-			if res == streams.NotHeld {
-				e.Log.Warn("job was reclaimed by another engine before it settled", "job", d.ID)
-			}
-			break
-		}
-		if try == 4 || ctx.Err() != nil {
-			// Not acknowledged: the job stays pending and is delivered again
-			// after a restart or reclaim (at-least-once).
-			e.Log.Error("settle failed; job stays pending", "job", d.ID, "err", err)
-			return
-		}
-		sleep(ctx, time.Duration(100<<try)*time.Millisecond)
-	}
-	attrs := append([]any{"job", d.ID, "to", d.To, "attempt", d.Attempts + 1}, out.LogAttrs()...)
-	switch {
-	case out.Status == deliver.Delivered:
-		e.Log.Debug("delivered", attrs...)
-	case rec.Reason == "expired":
-		e.Log.Info("expired", attrs...)
-	default:
-		e.Log.Info(string(out.Status), append(attrs, "retry_at", retryAt)...)
+// conclude lets go of d as the plan says, waiting out Redis outages.
+func (e *Engine) conclude(hard context.Context, d streams.Delivery, p plan) {
+	switch p.next {
+	case stepSettle:
+		e.finish(hard, d, p.out)
+	case stepPostpone:
+		e.durably(hard, "postpone", d, func(ctx context.Context) error {
+			_, err := e.q.Postpone(ctx, d, p.at)
+			return err
+		})
+	case stepPark:
+		e.durably(hard, "park", d, func(ctx context.Context) error {
+			_, err := e.q.Park(ctx, d, e.store.ParkKey(d.Campaign))
+			return err
+		})
+	case stepDrop:
+		e.Log.Warn("dropping a job of a deleted campaign", "job", d.ID, "campaign", d.Campaign)
+		e.durably(hard, "drop", d, func(ctx context.Context) error {
+			_, err := e.q.Drop(ctx, d)
+			return err
+		})
 	}
 }
-
-// retryDelay is the wait before the next attempt: short for a provider's
-// pacing signal, else the receiver's own hint ("try again in 5 minutes"),
-// else the lane's schedule (the last step repeats); with ±10% jitter so
-// retries of one burst spread out.
-func retryDelay(l config.Lane, attempts int, out deliver.Outcome) time.Duration {
-	d := out.RetryAfter
-	switch {
-	case d > 0:
-	case out.Scope == deliver.ScopeProvider || out.Scope == deliver.ScopeConnection:
-		d = paceRetry
-	default:
-		d = l.Retry[min(attempts, len(l.Retry)-1)]
-	}
-	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
-}
-
-func (e *Engine) lane(l streams.Lane) config.Lane {
-	if l == streams.Transactional {
-		return e.Config.Lanes.Transactional
-	}
-	return e.Config.Lanes.Marketing
-}
-
-func (e *Engine) tally(j streams.Job) streams.Tally {
-	if j.Campaign != "" {
-		return e.store.Tally(j.Campaign)
-	}
-	return streams.TransactionalTally(e.ks, time.UnixMilli(j.First))
-}
-
-func domainOf(addr string) string {
-	return addr[strings.LastIndexByte(addr, '@')+1:]
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
-var errNoSource = errors.New("job has neither a campaign nor a stored message")

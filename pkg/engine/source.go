@@ -14,12 +14,25 @@ import (
 	"github.com/sluice-mta/sluice/pkg/message"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 	"github.com/sluice-mta/sluice/pkg/verp"
 )
 
-// gone marks a job whose campaign was deleted: it is dropped, not settled
-// (settling would recreate the deleted campaign's counters).
-const gone deliver.Status = "gone"
+// errCampaignGone: the job's campaign was deleted. The job is dropped, not
+// settled (settling would recreate the deleted campaign's counters).
+var errCampaignGone = errors.New("campaign deleted")
+
+// buildError is a job whose message can never be built (a stored message
+// that is missing, a campaign definition that does not compile): it
+// carries the failed outcome to settle.
+type buildError struct{ out deliver.Outcome }
+
+func (b *buildError) Error() string { return b.out.Text }
+
+func unbuildable(reason string, err error) error {
+	return &buildError{deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: reason, Text: err.Error()}}
+}
 
 // source is where a job's message comes from: a campaign's templates, or a
 // message stored ready-made with the job.
@@ -59,34 +72,31 @@ func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, deliver.Out
 	return msg, deliver.Outcome{}
 }
 
-// source finds d's message source. A non-empty Outcome status means the
-// job cannot be sent (or, while stopping, should not be settled).
-func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, deliver.Outcome) {
-	fail := func(reason string, err error) (*source, deliver.Outcome) {
-		if ctx.Err() != nil {
-			return nil, deliver.Outcome{Status: deliver.Deferred, Stage: deliver.StageBuild, Text: err.Error()}
-		}
-		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: reason, Text: err.Error()}
-	}
+// source finds d's message source. errCampaignGone and a *buildError say
+// the job cannot be sent; any other error is a failed read, worth another
+// try.
+func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, error) {
 	switch {
 	case d.HasMessage:
 		raw, err := e.q.Message(ctx, d.ID)
-		if err != nil {
-			return fail("message", err)
+		if errors.Is(err, streams.ErrNoMessage) {
+			return nil, unbuildable("message", err)
 		}
-		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, deliver.Outcome{}
+		if err != nil {
+			return nil, err
+		}
+		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, nil
 	case d.Campaign != "":
 		p, err := e.cache.get(ctx, d.Campaign)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, deliver.Outcome{Status: gone}
+			return nil, errCampaignGone
 		}
-		if err != nil {
-			return fail("campaign", err)
-		}
-		return p, deliver.Outcome{}
+		return p, err
 	}
-	return fail("job", errNoSource)
+	return nil, unbuildable("job", errNoSource)
 }
+
+var errNoSource = errors.New("job has neither a campaign nor a stored message")
 
 // campaignCache decodes and compiles each campaign once per engine, and
 // keeps its operator state (paused, cancelled) no older than stateTTL.
@@ -140,18 +150,18 @@ func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
 	}
 	var spec campaign.Spec
 	if err := json.Unmarshal(raw, &spec); err != nil {
-		return nil, fmt.Errorf("campaign %s: decode stored definition: %w", id, err)
+		return nil, unbuildable("campaign", fmt.Errorf("campaign %s: decode stored definition: %w", id, err))
 	}
 	tmpl, err := message.Compile(spec.Parts())
 	if err != nil {
-		return nil, fmt.Errorf("campaign %s: %w", id, err)
+		return nil, unbuildable("campaign", fmt.Errorf("campaign %s: %w", id, err))
 	}
 	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain(), mailto: spec.Unsubscribe.Mailto, verp: spec.VERP}
 	if p.envFrom == "" {
 		p.envFrom = tmpl.FromAddress()
 	}
 	if i := strings.LastIndexByte(p.envFrom, '@'); i < 0 {
-		return nil, fmt.Errorf("campaign %s: envelope sender %q has no domain", id, p.envFrom)
+		return nil, unbuildable("campaign", fmt.Errorf("campaign %s: envelope sender %q has no domain", id, p.envFrom))
 	}
 	c.mu.Lock()
 	if c.m == nil {
@@ -160,4 +170,36 @@ func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
 	c.m[id] = p
 	c.mu.Unlock()
 	return p, nil
+}
+
+// unsubscribeFor returns the one-click link and headers for a marketing
+// job (RFC 8058 §3.1: List-Unsubscribe with an https URI and
+// List-Unsubscribe-Post; both are DKIM-signed with the message).
+func (e *Engine) unsubscribeFor(d streams.Delivery) message.Extra {
+	if e.Unsubscribe == nil || d.Lane != streams.Marketing || d.Campaign == "" {
+		return message.Extra{}
+	}
+	url := unsubscribe.URL(e.Config.Unsubscribe.BaseURL, e.Unsubscribe.Token(d.To, d.Campaign, suppression.Marketing))
+	return message.Extra{
+		UnsubscribeURL: url,
+		Headers: []message.Header{
+			{Name: "List-Unsubscribe", Value: "<" + url + ">"},
+			{Name: "List-Unsubscribe-Post", Value: "List-Unsubscribe=One-Click"},
+		},
+	}
+}
+
+// withMailto adds the campaign's mailto (RFC 2369) to List-Unsubscribe.
+func withMailto(x message.Extra, mailto string) message.Extra {
+	m := "<mailto:" + mailto + "?subject=unsubscribe>"
+	for i, h := range x.Headers {
+		if h.Name == "List-Unsubscribe" {
+			hs := append([]message.Header(nil), x.Headers...)
+			hs[i].Value = h.Value + ", " + m
+			x.Headers = hs
+			return x
+		}
+	}
+	x.Headers = append(append([]message.Header(nil), x.Headers...), message.Header{Name: "List-Unsubscribe", Value: m})
+	return x
 }

@@ -45,16 +45,23 @@ func (q *Queue) Init(ctx context.Context) error {
 	return nil
 }
 
-// Read returns up to count new jobs of one lane, waiting up to block when
-// it is empty (block < 0: don't wait). With pending true it re-reads this
-// consumer's own unacknowledged jobs instead (after a restart). Each lane
-// has its own reader in the engine, so a backlog in one never delays the
-// other.
-func (q *Queue) Read(ctx context.Context, l Lane, count int, block time.Duration, pending bool) ([]Delivery, error) {
-	id := ">"
-	if pending {
-		id, block = "0", -1
-	}
+// Read returns up to count new jobs of one lane (never delivered to any
+// consumer before), waiting up to block when it is empty (block < 0: don't
+// wait). Each lane has its own reader in the engine, so a backlog in one
+// never delays the other.
+func (q *Queue) Read(ctx context.Context, l Lane, count int, block time.Duration) ([]Delivery, error) {
+	return q.read(ctx, l, ">", count, block)
+}
+
+// ReadPending returns up to count of this consumer's own unacknowledged
+// jobs with stream ids after after ("0" for the first page): those left by
+// a previous run, or taken over from a dead engine. Page through with the
+// last id returned until it returns none.
+func (q *Queue) ReadPending(ctx context.Context, l Lane, after string, count int) ([]Delivery, error) {
+	return q.read(ctx, l, after, count, -1)
+}
+
+func (q *Queue) read(ctx context.Context, l Lane, id string, count int, block time.Duration) ([]Delivery, error) {
 	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group:    Group,
 		Consumer: q.consumer,
@@ -81,34 +88,25 @@ func (q *Queue) Read(ctx context.Context, l Lane, count int, block time.Duration
 	return out, nil
 }
 
-// Reclaim takes over jobs that another consumer has held for longer than
-// minIdle: that consumer is presumed dead (XAUTOCLAIM, Redis ≥ 6.2).
-func (q *Queue) Reclaim(ctx context.Context, l Lane, minIdle time.Duration, count int) ([]Delivery, error) {
-	var out []Delivery
-	{
-		start := "0-0"
-		for {
-			msgs, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-				Stream: q.Stream(l), Group: Group, Consumer: q.consumer,
-				MinIdle: minIdle, Start: start, Count: int64(count),
-			}).Result()
-			if err != nil {
-				return out, fmt.Errorf("reclaim %s: %w", l, err)
-			}
-			for _, m := range msgs {
-				d, err := toDelivery(m)
-				if err != nil {
-					return out, err
-				}
-				out = append(out, d)
-			}
-			if next == "0-0" || len(out) >= count {
-				break
-			}
-			start = next
-		}
+// Held returns the stream ids among ds (read from lane l) that this
+// consumer still holds: a job acknowledged after it was read from the
+// pending list (settled by a worker meanwhile) must not be attempted again.
+func (q *Queue) Held(ctx context.Context, l Lane, ds []Delivery) (map[string]bool, error) {
+	held := make(map[string]bool, len(ds))
+	if len(ds) == 0 {
+		return held, nil
 	}
-	return out, nil
+	res, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: q.Stream(l), Group: Group, Consumer: q.consumer,
+		Start: ds[0].StreamID, End: ds[len(ds)-1].StreamID, Count: int64(len(ds)),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("pending %s: %w", l, err)
+	}
+	for _, p := range res {
+		held[p.ID] = true
+	}
+	return held, nil
 }
 
 func toDelivery(m redis.XMessage) (Delivery, error) {

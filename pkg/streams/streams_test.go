@@ -85,7 +85,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := q.Read(ctx, Marketing, 10, -1, false)
+	ds, err := q.Read(ctx, Marketing, 10, -1)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %v %v", ds, err)
 	}
@@ -108,7 +108,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	if n, _ := q.MoveDue(ctx, due, 100); n != 1 {
 		t.Fatalf("moved %d due jobs, want 1", n)
 	}
-	ds, _ = q.Read(ctx, Marketing, 10, -1, false)
+	ds, _ = q.Read(ctx, Marketing, 10, -1)
 	if len(ds) != 1 || ds[0].Attempts != 1 || ds[0].To != d.To {
 		t.Fatalf("retry read %+v", ds)
 	}
@@ -125,7 +125,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	}
 }
 
-func TestReclaimTakesOverADeadConsumersJobs(t *testing.T) {
+func TestTakeOverOnlyFromASilentConsumer(t *testing.T) {
 	dead, rdb, tl := setup(t, "dead")
 	ctx := context.Background()
 	b := &Batch{Lane: Marketing, Tally: tl}
@@ -135,30 +135,76 @@ func TestReclaimTakesOverADeadConsumersJobs(t *testing.T) {
 	if _, err := dead.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	held, _ := dead.Read(ctx, Marketing, 10, -1, false)
+	if err := dead.Beat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held, _ := dead.Read(ctx, Marketing, 10, -1)
 	if len(held) != 5 {
 		t.Fatalf("dead consumer read %d", len(held))
 	}
 	alive := New(rdb, dead.ks, "alive")
-	if got, _ := alive.Reclaim(ctx, Marketing, time.Hour, 100); len(got) != 0 {
-		t.Fatalf("reclaimed %d jobs that were not idle long enough", len(got))
+	if hs, err := alive.Holders(ctx, Marketing); err != nil || len(hs) != 1 || hs[0] != (Holder{Name: "dead", Pending: 5}) {
+		t.Fatalf("holders %+v %v", hs, err)
+	}
+	if n, isAlive, err := alive.TakeOver(ctx, Marketing, "dead", time.Hour); n != 0 || !isAlive || err != nil {
+		t.Fatalf("took %d (alive %v, %v) from a consumer that beat just now", n, isAlive, err)
 	}
 	time.Sleep(30 * time.Millisecond)
-	got, err := alive.Reclaim(ctx, Marketing, 20*time.Millisecond, 100)
+	n, isAlive, err := alive.TakeOver(ctx, Marketing, "dead", 20*time.Millisecond)
+	if err != nil || isAlive || n != 5 {
+		t.Fatalf("took over %d (alive %v), %v; want 5", n, isAlive, err)
+	}
+	// The silent consumer is gone from the group and the heartbeat hash.
+	if hs, _ := alive.Holders(ctx, Marketing); len(hs) != 0 {
+		t.Fatalf("holders after takeover %+v", hs)
+	}
+	if rdb.HExists(ctx, alive.Engines(), "dead").Val() {
+		t.Fatal("heartbeat of the taken-over consumer left behind")
+	}
+	got, err := alive.ReadPending(ctx, Marketing, "0", 10)
 	if err != nil || len(got) != 5 {
-		t.Fatalf("reclaimed %d, %v; want 5", len(got), err)
+		t.Fatalf("pending after takeover %d %v", len(got), err)
 	}
 	// The dead consumer wakes up late: its settle must not count twice.
 	if s, _ := dead.Settle(ctx, held[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != NotHeld {
 		t.Fatalf("stale settle = %v, want NotHeld", s)
 	}
-	for _, d := range got {
+	// Held tells apart what was settled since a pending read.
+	if s, _ := alive.Settle(ctx, got[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
+		t.Fatalf("settle %v", s)
+	}
+	h, err := alive.Held(ctx, Marketing, got)
+	if err != nil || len(h) != 4 || h[got[0].StreamID] {
+		t.Fatalf("held %v %v", h, err)
+	}
+	for _, d := range got[1:] {
 		if s, _ := alive.Settle(ctx, d, tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
 			t.Fatalf("settle %v", s)
 		}
 	}
 	if c := counters(t, rdb, tl); c["delivered"] != "5" || c["queued"] != "0" {
 		t.Fatalf("counters %v", c)
+	}
+}
+
+func TestTakeOverOfAConsumerWithoutHeartbeatWaitsForIdleJobs(t *testing.T) {
+	old, rdb, tl := setup(t, "old")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl}
+	_ = b.Add(campaignJob(0))
+	if _, err := old.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := old.Read(ctx, Marketing, 10, -1); len(ds) != 1 {
+		t.Fatal("no job read")
+	}
+	alive := New(rdb, old.ks, "alive")
+	if n, _, _ := alive.TakeOver(ctx, Marketing, "old", time.Hour); n != 0 {
+		t.Fatalf("took %d jobs held for less than the silence", n)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if n, _, err := alive.TakeOver(ctx, Marketing, "old", 20*time.Millisecond); n != 1 || err != nil {
+		t.Fatalf("took %d, %v", n, err)
 	}
 }
 
@@ -170,11 +216,11 @@ func TestPendingJobsAreReadBackAfterRestart(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := q.Read(ctx, Transactional, 10, -1, false); len(ds) != 1 {
+	if ds, _ := q.Read(ctx, Transactional, 10, -1); len(ds) != 1 {
 		t.Fatal("no job read")
 	}
 	// Same consumer name after a restart: its unacknowledged job comes back.
-	again, err := New(q.rdb, q.ks, "e1").Read(ctx, Transactional, 10, -1, true)
+	again, err := New(q.rdb, q.ks, "e1").ReadPending(ctx, Transactional, "0", 10)
 	if err != nil || len(again) != 1 || again[0].ID != "tx1" {
 		t.Fatalf("pending read %+v %v", again, err)
 	}
@@ -190,7 +236,7 @@ func TestStoredMessageJobLifecycle(t *testing.T) {
 	if err := q.AddMessage(ctx, j, tl, []byte("again")); err == nil {
 		t.Fatal("second AddMessage with the same id succeeded")
 	}
-	ds, _ := q.Read(ctx, Transactional, 10, -1, false)
+	ds, _ := q.Read(ctx, Transactional, 10, -1)
 	if len(ds) != 1 || !ds[0].HasMessage || ds[0].From != "app@sluice.test" {
 		t.Fatalf("read %+v", ds)
 	}
@@ -204,7 +250,7 @@ func TestStoredMessageJobLifecycle(t *testing.T) {
 	if n, _ := q.MoveDue(ctx, time.Now().Add(time.Second), 10); n != 1 {
 		t.Fatalf("moved %d", n)
 	}
-	ds, _ = q.Read(ctx, Transactional, 10, -1, false)
+	ds, _ = q.Read(ctx, Transactional, 10, -1)
 	if len(ds) != 1 || ds[0].Attempts != 0 {
 		t.Fatalf("after postpone %+v", ds)
 	}
@@ -230,7 +276,7 @@ func TestParkUnparkAndCancelParked(t *testing.T) {
 		t.Fatal(err)
 	}
 	park := q.ks.Key("parked", "x")
-	ds, _ := q.Read(ctx, Marketing, 10, -1, false)
+	ds, _ := q.Read(ctx, Marketing, 10, -1)
 	for _, d := range ds {
 		if ok, err := q.Park(ctx, d, park); !ok || err != nil {
 			t.Fatalf("park %v %v", ok, err)
@@ -252,7 +298,7 @@ func TestParkUnparkAndCancelParked(t *testing.T) {
 	if c["queued"] != "2" || c["cancelled"] != "2" {
 		t.Fatalf("counters %v", c)
 	}
-	back, _ := q.Read(ctx, Marketing, 10, -1, false)
+	back, _ := q.Read(ctx, Marketing, 10, -1)
 	if len(back) != 2 || back[0].To != ds[0].To {
 		t.Fatalf("unparked jobs read back: %+v", back)
 	}

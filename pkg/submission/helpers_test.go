@@ -97,8 +97,9 @@ func testConfig(t *testing.T) (config.Submission, *x509.CertPool) {
 	}, roots
 }
 
-// start runs a server with cfg (testConfig when nil) on a loopback port.
-func start(t *testing.T, mutate func(*config.Submission)) *env {
+// start runs a server with cfg (testConfig when nil) on a loopback port;
+// prep, if any, adjusts the server before it serves.
+func start(t *testing.T, mutate func(*config.Submission), prep ...func(*Server)) *env {
 	t.Helper()
 	cfg, roots := testConfig(t)
 	if mutate != nil {
@@ -114,6 +115,9 @@ func start(t *testing.T, mutate func(*config.Submission)) *env {
 	srv, err := New(cfg, "mta.sluice.test", q, ks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range prep {
+		p(srv)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -222,4 +226,18 @@ func (e *env) record(t *testing.T, id string) streams.Record {
 		t.Fatal(err)
 	}
 	return rec
+}
+
+// waitReturn waits for what (a serving call whose context was cancelled)
+// to return on done, without error.
+func waitReturn(t *testing.T, what string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return", what)
+	}
 }

@@ -50,9 +50,20 @@ type Server struct {
 	smtp     *smtp.Server
 	now      func() time.Time
 
+	conns *connCounter // open sessions per client address
+	auth  *authLimiter // failed AUTHs per client address and user name
+
 	mu        sync.Mutex
 	closed    bool
 	listeners []net.Listener
+	bound     []boundListener // by Listen, for Run
+}
+
+// boundListener is a socket Listen bound, and whether it speaks TLS from
+// the first byte.
+type boundListener struct {
+	net.Listener
+	implicit bool
 }
 
 // New checks cfg and returns a server that stores accepted mail through q
@@ -65,11 +76,18 @@ func New(cfg config.Submission, hostname string, q *streams.Queue, ks keyspace.S
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg = cfg.WithDefaults()
+	if a := cfg.AuthFailures; cfg.MaxConnectionsPerIP < 0 || a.PerIP < 0 || a.PerUser < 0 || a.Window < 0 {
+		return nil, errors.New("submission: max_connections_per_ip and auth_failures must not be negative")
+	}
 	us, maxBytes, err := newUsers(cfg.Users)
 	if err != nil {
 		return nil, fmt.Errorf("submission: %w", err)
 	}
-	s := &Server{cfg: cfg, hostname: hostname, users: us, queue: intake.NewQueue(q, ks), log: log, now: time.Now}
+	s := &Server{cfg: cfg, hostname: hostname, users: us, queue: intake.NewQueue(q, ks), log: log, now: time.Now,
+		conns: &connCounter{max: cfg.MaxConnectionsPerIP, n: map[string]int{}}}
+	s.auth = newAuthLimiter(cfg.AuthFailures.PerIP, cfg.AuthFailures.PerUser, cfg.AuthFailures.Window,
+		func() time.Time { return s.now() })
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -110,23 +128,36 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	_, isTLS := c.TLSConnectionState()
 	remote := c.Conn().RemoteAddr()
 	return &session{
-		srv: s, conn: c, remote: remote, tls: isTLS,
+		srv: s, conn: c, remote: remote, client: clientKey(remote), tls: isTLS,
 		insecureOK: s.cfg.AllowInsecureAuth && loopbackAddr(remote),
 	}, nil
 }
 
-// ListenAndServe listens on cfg.Listen (STARTTLS) and cfg.ListenTLS
-// (implicit TLS), whichever are set, and serves until ctx ends or a
-// listener fails; then it lets open sessions finish for a few seconds.
+// ListenAndServe is Listen, then Run.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	type listener struct {
-		net.Listener
-		implicit bool
+	if err := s.Listen(); err != nil {
+		return err
 	}
-	var ls []listener
-	for _, a := range []listener{{nil, false}, {nil, true}} {
+	return s.Run(ctx)
+}
+
+// Listen binds cfg.Listen (STARTTLS) and cfg.ListenTLS (implicit TLS),
+// whichever are set, and returns at once; an address that cannot be
+// bound (a port in use) is an error and nothing stays bound. Run then
+// serves them.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("submission: server closed")
+	}
+	if len(s.bound) > 0 {
+		return errors.New("submission: already listening")
+	}
+	var ls []boundListener
+	for _, implicit := range []bool{false, true} {
 		addr := s.cfg.Listen
-		if a.implicit {
+		if implicit {
 			addr = s.cfg.ListenTLS
 		}
 		if addr == "" {
@@ -139,10 +170,34 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 			}
 			return fmt.Errorf("submission: listen on %s: %w", addr, err)
 		}
-		ls = append(ls, listener{l, a.implicit})
+		ls = append(ls, boundListener{l, implicit})
 	}
 	if len(ls) == 0 {
 		return errors.New("submission: neither listen nor listen_tls is set")
+	}
+	s.bound = ls
+	return nil
+}
+
+// Addrs are the addresses Listen bound: the STARTTLS one first.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.bound))
+	for i, l := range s.bound {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Run serves the listeners Listen bound until ctx ends or one fails;
+// then it lets open sessions finish for a few seconds.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	ls := s.bound
+	s.mu.Unlock()
+	if len(ls) == 0 {
+		return errors.New("submission: Run before Listen")
 	}
 	errs := make(chan error, len(ls))
 	for _, l := range ls {
@@ -164,8 +219,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return err
 }
 
-// Serve accepts submission sessions on l, offering STARTTLS.
-func (s *Server) Serve(l net.Listener) error { return s.serve(l) }
+// Serve accepts submission sessions on l, offering STARTTLS. A client
+// address past max_connections_per_ip is answered 421 and closed.
+func (s *Server) Serve(l net.Listener) error {
+	return s.serve(&capListener{Listener: l, conns: s.conns, refuse: refusePlain})
+}
 
 // ServeTLS accepts sessions on l that start with a TLS handshake
 // (implicit TLS, RFC 8314 §3.3).
@@ -173,7 +231,7 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	if s.tls == nil {
 		return errors.New("submission: implicit TLS needs tls_cert and tls_key")
 	}
-	return s.serve(tls.NewListener(l, s.tls))
+	return s.serve(tls.NewListener(&capListener{Listener: l, conns: s.conns, refuse: refuseTLS(s.tls)}, s.tls))
 }
 
 func (s *Server) serve(l net.Listener) error {
@@ -203,9 +261,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	for _, l := range s.listeners {
-		_ = l.Close()
-	}
+	s.closeListeners()
 	s.mu.Unlock()
 	err := s.smtp.Shutdown(ctx)
 	if errors.Is(err, smtp.ErrServerClosed) {
@@ -223,14 +279,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	for _, l := range s.listeners {
-		_ = l.Close()
-	}
+	s.closeListeners()
 	s.mu.Unlock()
 	if err := s.smtp.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
+}
+
+// closeListeners closes those being served and those bound but not yet
+// served; s.mu is held.
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		_ = l.Close()
+	}
+	for _, l := range s.bound {
+		_ = l.Close()
+	}
 }
 
 // loopbackHost reports whether a listen address binds loopback only.

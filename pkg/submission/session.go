@@ -33,6 +33,7 @@ type session struct {
 	srv        *Server
 	conn       *smtp.Conn
 	remote     net.Addr
+	client     string // the key the abuse limits count by (clientKey)
 	tls        bool
 	insecureOK bool // clear-text AUTH allowed: configured, and the client is on loopback
 	user       *user
@@ -56,10 +57,15 @@ func (s *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, sasl.Login}
 }
 
-// Auth implements smtp.AuthSession.
+// Auth implements smtp.AuthSession. An address locked out for failed
+// attempts is refused before it sends a password.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.tls && !s.insecureOK {
 		return nil, errEncryption
+	}
+	if s.srv.auth.ipLocked(s.client) {
+		s.srv.log.Warn("submission login refused: address locked out", "remote", s.remote.String())
+		return nil, errAuthLocked
 	}
 	switch mech {
 	case sasl.Plain:
@@ -77,10 +83,20 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *session) login(username, password string) error {
+	// Checked again here: sessions from one address run in parallel.
+	if s.srv.auth.ipLocked(s.client) {
+		s.srv.log.Warn("submission login refused: address locked out", "user", username, "remote", s.remote.String())
+		return errAuthLocked
+	}
+	if s.srv.auth.userLocked(username, s.client) {
+		s.srv.log.Warn("submission login refused: user locked out for this address", "user", username, "remote", s.remote.String())
+		return errAuthLocked
+	}
 	u := s.srv.users.check(username, password)
 	if u == nil {
 		return s.authFailed(username, "wrong name or password")
 	}
+	s.srv.auth.succeeded(s.client, u.name)
 	s.user = u
 	s.srv.log.Info("submission login", "user", u.name, "remote", s.remote.String(), "tls", s.tls)
 	return nil
@@ -89,6 +105,15 @@ func (s *session) login(username, password string) error {
 func (s *session) authFailed(username, why string) error {
 	s.authFails++
 	s.srv.log.Warn("submission login failed", "user", username, "remote", s.remote.String(), "why", why, "failures", s.authFails)
+	ipLocked, userLocked := s.srv.auth.failed(s.client, username)
+	if ipLocked {
+		s.srv.log.Warn("submission: address locked out after failed logins", "remote", s.client,
+			"failures", s.srv.cfg.AuthFailures.PerIP, "for", s.srv.cfg.AuthFailures.Window)
+	}
+	if userLocked {
+		s.srv.log.Warn("submission: user locked out for new addresses after failed logins", "user", username,
+			"failures", s.srv.cfg.AuthFailures.PerUser, "for", s.srv.cfg.AuthFailures.Window)
+	}
 	time.Sleep(authDelay << min(s.authFails-1, 4))
 	return smtp.ErrAuthFailed // 535 5.7.8
 }

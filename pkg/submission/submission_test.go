@@ -313,14 +313,7 @@ func TestListenAndServeStopsWithContext(t *testing.T) {
 	}
 	_ = c.Quit()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ListenAndServe did not return")
-	}
+	waitReturn(t, "ListenAndServe", done)
 	if _, err := net.DialTimeout("tcp", e.cfg.Listen, time.Second); err == nil {
 		t.Fatal("still listening after shutdown")
 	}

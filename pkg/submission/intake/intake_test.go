@@ -106,7 +106,7 @@ func TestEnqueueAndLookup(t *testing.T) {
 	if err != nil || len(queued) != 2 || queued[0].ID == queued[1].ID || len(queued[0].ID) != len("20060102-")+26 {
 		t.Fatalf("queued %+v, %v", queued, err)
 	}
-	ds, err := sq.Read(ctx, streams.Transactional, 10, -1, false)
+	ds, err := sq.Read(ctx, streams.Transactional, 10, -1)
 	if err != nil || len(ds) != 2 {
 		t.Fatalf("read %d jobs, %v", len(ds), err)
 	}

@@ -90,7 +90,14 @@ func Start(tb testing.TB, cfg *config.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done; sender.Close(); thr.Close(); _ = rdb.Close() })
+	tb.Cleanup(func() {
+		cancel()
+		eng.Abandon()
+		<-done
+		sender.Close()
+		thr.Close()
+		_ = rdb.Close()
+	})
 }
 
 // Campaign writes a campaign file with n recipients user%05d@<domain>
