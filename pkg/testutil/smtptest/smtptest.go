@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"strconv"
@@ -62,6 +63,9 @@ type Options struct {
 	Wire bool
 	// Discard counts accepted messages without keeping them (benchmarks).
 	Discard bool
+	// Quiet drops go-smtp's log of broken sessions (tests that kill
+	// clients on purpose).
+	Quiet bool
 }
 
 // Server is a running receiver.
@@ -114,6 +118,9 @@ func Listen(addr string, o Options) (*Server, error) {
 		s.srv.ReadTimeout = o.IdleTimeout
 	}
 	s.srv.WriteTimeout = time.Minute
+	if o.Quiet {
+		s.srv.ErrorLog = log.New(io.Discard, "", 0)
+	}
 	if o.Greeting != "" {
 		go s.refuse()
 	} else {
