@@ -46,6 +46,9 @@ func (e *Engine) read(ctx context.Context, l streams.Lane, out chan<- streams.De
 				e.Log.Error("read jobs", "lane", l, "err", err)
 				sleep(ctx, time.Second)
 			}
+			// A read whose reply was lost (Redis went away mid-call) may
+			// still have given jobs to this consumer: look there first.
+			cursor = "0"
 			continue
 		}
 		for i, d := range ds {
