@@ -110,6 +110,9 @@ func TestSIGTERMRestart(t *testing.T) {
 	if code != 0 {
 		t.Errorf("engine exited with %d after SIGTERM, want 0", code)
 	}
+	if held != 0 {
+		t.Errorf("%d jobs left pending by a drained engine: it should settle what it attempted and give back the rest", held)
+	}
 	if !finished {
 		t.Errorf("campaign not finished 15s after the restart: %+v", e.status())
 	}
