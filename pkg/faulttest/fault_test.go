@@ -2,6 +2,7 @@ package faulttest
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -137,10 +138,17 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("receiver got only %d messages in 20s", e.rx.total())
 	}
 	atStop := e.rx.total()
+	if code := e.healthz("fault"); code != http.StatusOK {
+		t.Errorf("/healthz before the outage: %d, want 200", code)
+	}
 	if err := e.redis.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(outage)
+	time.Sleep(outage / 2)
+	if code := e.healthz("fault"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with Redis down: %d, want 503", code)
+	}
+	time.Sleep(outage / 2)
 	duringOutage := e.rx.total() - atStop
 	if err := e.redis.Start(); err != nil {
 		t.Fatal(err)
@@ -163,6 +171,9 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if !finished {
 		t.Errorf("campaign not finished 30s after Redis came back: %+v", e.status())
+	}
+	if code := e.healthz("fault"); code != http.StatusOK {
+		t.Errorf("/healthz after the outage: %d, want 200", code)
 	}
 	if got.lost != 0 || got.duplicates != 0 {
 		t.Errorf("lost %d, duplicates %d (max %d copies, e.g. %v); want none", got.lost, got.duplicates, got.maxCopies, got.over)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,8 +70,9 @@ type env struct {
 	q     *streams.Queue // only to name the lane streams
 	st    *store.Store
 	dir   string
-	id    string // the campaign
-	n     int    // its recipients
+	http  map[string]string // consumer → its engine's HTTP listener
+	id    string            // the campaign
+	n     int               // its recipients
 }
 
 func newEnv(t *testing.T, n int) *env {
@@ -139,10 +141,32 @@ throttle:
   default: {start_rate: 100000, max_rate: 100000, burst: 1000, max_connections: %d, max_messages_per_connection: 1000}
 lanes:
   marketing: {retry: [2s]}
-`, e.redis.URL(), string(e.ks), freeAddr(e.t), e.rx.Addr, c.workers, c.consumer,
+`, e.redis.URL(), string(e.ks), e.httpAddr(c.consumer), e.rx.Addr, c.workers, c.consumer,
 		c.reclaimIdle, c.connect, c.command, c.data, c.conns)
 	path := filepath.Join(e.dir, c.consumer+".yaml")
 	return enginetest.Write(e.t, path, yaml)
+}
+
+// httpAddr is the HTTP listener of consumer's engine.
+func (e *env) httpAddr(consumer string) string {
+	if e.http == nil {
+		e.http = map[string]string{}
+	}
+	if e.http[consumer] == "" {
+		e.http[consumer] = freeAddr(e.t)
+	}
+	return e.http[consumer]
+}
+
+// healthz returns the status code of consumer's engine's /healthz.
+func (e *env) healthz(consumer string) int {
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + e.httpAddr(consumer) + "/healthz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func freeAddr(t *testing.T) string {
