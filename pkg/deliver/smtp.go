@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // SMTPConfig configures outbound SMTP sessions. Zero fields take the
@@ -171,17 +172,17 @@ func (s *SMTP) sendHost(ctx context.Context, h Host, p *prepared, needTLS bool, 
 func prepare(env Envelope, msg []byte) (*prepared, Outcome, bool) {
 	if !validAddr(env.To) || env.To == "" {
 		return nil, Outcome{Status: Bounced, Scope: ScopeRecipient, Stage: StageBuild, Enhanced: "5.1.3",
-			Text: fmt.Sprintf("invalid recipient address %q", clip(env.To))}, false
+			Text: fmt.Sprintf("invalid recipient address %q", text.Clip(env.To, 80))}, false
 	}
 	if !validAddr(env.From) {
 		return nil, Outcome{Status: Failed, Scope: ScopeSender, Stage: StageBuild, Enhanced: "5.1.7",
-			Text: fmt.Sprintf("invalid sender address %q", clip(env.From))}, false
+			Text: fmt.Sprintf("invalid sender address %q", text.Clip(env.From, 80))}, false
 	}
 	if len(msg) == 0 {
 		return nil, Outcome{Status: Failed, Scope: ScopeMessage, Stage: StageBuild, Enhanced: "5.6.0",
 			Text: "empty message"}, false
 	}
-	data := canonical(msg)
+	data := text.CRLF(msg)
 	return &prepared{
 		env:        env,
 		data:       data,

@@ -115,25 +115,6 @@ func TestBadEnvelopeNeverSent(t *testing.T) {
 	}
 }
 
-func TestCanonical(t *testing.T) {
-	for in, want := range map[string]string{
-		"a\r\nb\r\n": "a\r\nb\r\n",
-		"a\nb":       "a\r\nb\r\n",
-		"a\rb\r\n":   "a\r\nb\r\n",
-		"a\r\r\nb":   "a\r\n\r\nb\r\n",
-		"":           "\r\n",
-		"\n.":        "\r\n.\r\n",
-	} {
-		if got := canonical([]byte(in)); string(got) != want {
-			t.Errorf("canonical(%q) = %q, want %q", in, got, want)
-		}
-	}
-	clean := []byte("a\r\nb\r\n")
-	if got := canonical(clean); &got[0] != &clean[0] {
-		t.Error("a canonical message was copied")
-	}
-}
-
 // BenchmarkSend measures messages per second over reused sessions to a
 // local receiver, 2 KB each: one sender on one session, and eight senders
 // sharing the pool.

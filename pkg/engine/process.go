@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/text"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
 
@@ -171,7 +172,7 @@ func (e *Engine) finish(ctx context.Context, d streams.Delivery, out deliver.Out
 func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Outcome) {
 	now := e.Now()
 	rec := streams.Record{
-		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: clip(out.Text, 400),
+		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
 		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
 	}
 	var next *streams.Job
@@ -254,13 +255,6 @@ func (e *Engine) tally(j streams.Job) streams.Tally {
 
 func domainOf(addr string) string {
 	return addr[strings.LastIndexByte(addr, '@')+1:]
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 var errNoSource = errors.New("job has neither a campaign nor a stored message")
