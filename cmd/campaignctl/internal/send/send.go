@@ -1,7 +1,7 @@
-// Package sendcli is `campaignctl send`: it queues one transactional
+// Package send is `campaignctl send`: it queues one transactional
 // message straight into Redis, as the API would, so ops can test a route
 // end to end; with --wait it follows the jobs to their outcome.
-package sendcli
+package send
 
 import (
 	"context"

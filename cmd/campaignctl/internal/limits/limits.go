@@ -1,8 +1,8 @@
-// Package cli is `campaignctl limits`: it shows the throttle's shared state
+// Package limits is `campaignctl limits`: it shows the throttle's shared state
 // per provider and lets an operator pin or reset a provider's limits.
 // Changes are written to Redis and running engines apply them at their
 // next sync (a quarter of a second), without a restart.
-package cli
+package limits
 
 import (
 	"context"
