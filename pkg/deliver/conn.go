@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/text"
 )
 
@@ -130,7 +131,7 @@ func (r reply) String() string {
 }
 
 // outcome classifies r as the answer at stage.
-func (r reply) outcome(stage Stage, host string) Outcome {
+func (r reply) outcome(stage outcome.Stage, host string) outcome.Outcome {
 	o := stageOutcome(Classify(r.code, r.enh, r.text), stage)
 	o.Host = host
 	return o

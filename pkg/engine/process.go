@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/text"
@@ -29,8 +30,8 @@ const paceRetry = 5 * time.Second
 
 // process makes one delivery attempt and settles its outcome.
 func (e *Engine) process(ctx context.Context, d streams.Delivery) {
-	src, out := e.source(ctx, d)
-	if out.Status == gone {
+	src, out, err := e.source(ctx, d)
+	if errors.Is(err, errGone) {
 		e.Log.Warn("dropping a job of a deleted campaign", "job", d.ID, "campaign", d.Campaign)
 		if _, err := e.q.Drop(context.WithoutCancel(ctx), d); err != nil {
 			e.Log.Error("drop failed; job stays pending", "job", d.ID, "err", err)
@@ -47,7 +48,7 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	if blocked, ok := e.suppressed(ctx, d); !ok {
 		return
 	} else if blocked != nil {
-		e.finish(ctx, d, deliver.Outcome{Status: deliver.Suppressed, Stage: deliver.StageQueue,
+		e.finish(ctx, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
 			Reason: string(blocked.Reason), Text: "suppressed: " + string(blocked.Reason) + " " + blocked.Detail})
 		return
 	}
@@ -56,7 +57,7 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 		e.finish(ctx, d, out)
 		return
 	}
-	key := e.Throttle.Key(dest)
+	key := e.Throttle.Key(dest.Domain, dest.Key, dest.HostNames())
 	if e.requireTLS(key) {
 		dest.RequireTLS = true
 	}
@@ -73,7 +74,7 @@ func (e *Engine) process(ctx context.Context, d streams.Delivery) {
 	if e.Signer != nil {
 		var err error
 		if msg, err = e.Signer.Sign(src.domain, msg); err != nil {
-			out = deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
+			out = outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Reason: "dkim", Text: err.Error()}
 			permit.Done(out)
 			e.finish(ctx, d, out)
 			return
@@ -110,7 +111,7 @@ func (e *Engine) operatorAllows(ctx context.Context, d streams.Delivery) bool {
 		}
 		return false
 	case store.StateCancelled:
-		e.finish(ctx, d, deliver.Outcome{Status: deliver.Cancelled, Stage: deliver.StageQueue, Reason: "cancelled"})
+		e.finish(ctx, d, outcome.Outcome{Status: outcome.Cancelled, Stage: outcome.StageQueue, Reason: "cancelled"})
 		return false
 	}
 	return true
@@ -155,8 +156,8 @@ func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*th
 }
 
 // finish settles the outcome, unless the attempt was cut short by shutdown.
-func (e *Engine) finish(ctx context.Context, d streams.Delivery, out deliver.Outcome) {
-	if ctx.Err() != nil && out.Status == deliver.Deferred {
+func (e *Engine) finish(ctx context.Context, d streams.Delivery, out outcome.Outcome) {
+	if ctx.Err() != nil && out.Status == outcome.Deferred {
 		// Interrupted by shutdown: leave the job pending; the next start
 		// of this engine reads it again.
 		return
@@ -169,7 +170,7 @@ func (e *Engine) finish(ctx context.Context, d streams.Delivery, out deliver.Out
 
 // settle records the outcome and acknowledges the job; a deferral is
 // rescheduled (or expires) in the same step.
-func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Outcome) {
+func (e *Engine) settle(ctx context.Context, d streams.Delivery, out outcome.Outcome) {
 	now := e.Now()
 	rec := streams.Record{
 		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
@@ -177,13 +178,13 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 	}
 	var next *streams.Job
 	var retryAt time.Time
-	if out.Status == deliver.Deferred {
+	if out.Status == outcome.Deferred {
 		lane := e.lane(d.Lane)
 		retryAt = now.Add(retryDelay(lane, d.Attempts, out))
 		if first := time.UnixMilli(d.First); d.First > 0 && retryAt.Sub(first) > lane.MaxAge {
 			// Past the lane's max age the job ends; the recipient is not
 			// suppressed for it (it says nothing certain about the address).
-			rec.Status, rec.Reason = string(deliver.Bounced), "expired"
+			rec.Status, rec.Reason = string(outcome.Bounced), "expired"
 		} else {
 			j := d.Job
 			j.Attempts++
@@ -214,7 +215,7 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 	}
 	attrs := append([]any{"job", d.ID, "to", d.To, "attempt", d.Attempts + 1}, out.LogAttrs()...)
 	switch {
-	case out.Status == deliver.Delivered:
+	case out.Status == outcome.Delivered:
 		e.Log.Debug("delivered", attrs...)
 	case rec.Reason == "expired":
 		e.Log.Info("expired", attrs...)
@@ -227,11 +228,11 @@ func (e *Engine) settle(ctx context.Context, d streams.Delivery, out deliver.Out
 // pacing signal, else the receiver's own hint ("try again in 5 minutes"),
 // else the lane's schedule (the last step repeats); with ±10% jitter so
 // retries of one burst spread out.
-func retryDelay(l config.Lane, attempts int, out deliver.Outcome) time.Duration {
+func retryDelay(l config.Lane, attempts int, out outcome.Outcome) time.Duration {
 	d := out.RetryAfter
 	switch {
 	case d > 0:
-	case out.Scope == deliver.ScopeProvider || out.Scope == deliver.ScopeConnection:
+	case out.Scope == outcome.ScopeProvider || out.Scope == outcome.ScopeConnection:
 		d = paceRetry
 	default:
 		d = l.Retry[min(attempts, len(l.Retry)-1)]

@@ -10,16 +10,16 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/campaign"
-	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/message"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/verp"
 )
 
-// gone marks a job whose campaign was deleted: it is dropped, not settled
-// (settling would recreate the deleted campaign's counters).
-const gone deliver.Status = "gone"
+// errGone marks a job whose campaign was deleted: it is dropped, not
+// settled (settling would recreate the deleted campaign's counters).
+var errGone = errors.New("campaign deleted")
 
 // source is where a job's message comes from: a campaign's templates, or a
 // message stored ready-made with the job.
@@ -33,40 +33,41 @@ type source struct {
 }
 
 // sender is the envelope sender for d.
-func (s *source) sender(d streams.Delivery) (string, deliver.Outcome) {
+func (s *source) sender(d streams.Delivery) (string, outcome.Outcome) {
 	if !s.verp {
-		return s.envFrom, deliver.Outcome{}
+		return s.envFrom, outcome.Outcome{}
 	}
 	from, err := verp.Encode(s.envFrom, d.ID)
 	if err != nil {
-		return "", deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "verp", Text: err.Error()}
+		return "", outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Reason: "verp", Text: err.Error()}
 	}
-	return from, deliver.Outcome{}
+	return from, outcome.Outcome{}
 }
 
 // build returns the job's message bytes.
-func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, deliver.Outcome) {
+func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, outcome.Outcome) {
 	if s.raw != nil {
-		return s.raw, deliver.Outcome{}
+		return s.raw, outcome.Outcome{}
 	}
 	if s.mailto != "" && d.Lane == streams.Marketing {
 		x = withMailto(x, s.mailto)
 	}
 	msg, err := s.tmpl.Render(d.To, d.Fields, x)
 	if err != nil {
-		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "render", Text: err.Error()}
+		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: "render", Text: err.Error()}
 	}
-	return msg, deliver.Outcome{}
+	return msg, outcome.Outcome{}
 }
 
 // source finds d's message source. A non-empty Outcome status means the
-// job cannot be sent (or, while stopping, should not be settled).
-func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, deliver.Outcome) {
-	fail := func(reason string, err error) (*source, deliver.Outcome) {
+// job cannot be sent (or, while stopping, should not be settled); errGone
+// that its campaign was deleted.
+func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, outcome.Outcome, error) {
+	fail := func(reason string, err error) (*source, outcome.Outcome, error) {
 		if ctx.Err() != nil {
-			return nil, deliver.Outcome{Status: deliver.Deferred, Stage: deliver.StageBuild, Text: err.Error()}
+			return nil, outcome.Outcome{Status: outcome.Deferred, Stage: outcome.StageBuild, Text: err.Error()}, nil
 		}
-		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: reason, Text: err.Error()}
+		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: reason, Text: err.Error()}, nil
 	}
 	switch {
 	case d.HasMessage:
@@ -74,16 +75,16 @@ func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, deliv
 		if err != nil {
 			return fail("message", err)
 		}
-		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, deliver.Outcome{}
+		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, outcome.Outcome{}, nil
 	case d.Campaign != "":
 		p, err := e.cache.get(ctx, d.Campaign)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, deliver.Outcome{Status: gone}
+			return nil, outcome.Outcome{}, fmt.Errorf("campaign %s: %w", d.Campaign, errGone)
 		}
 		if err != nil {
 			return fail("campaign", err)
 		}
-		return p, deliver.Outcome{}
+		return p, outcome.Outcome{}, nil
 	}
 	return fail("job", errNoSource)
 }
