@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 CMDS    := engine campaignctl mxsink mxsim
 
-.PHONY: all build test test-short bench demo lint fmt clean redis-server
+.PHONY: all build test test-short bench demo lint tidy-check fmt clean redis-server
 
 all: build
 
@@ -31,6 +31,15 @@ demo: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@$(MAKE) --no-print-directory tidy-check
+
+# Fails when `go mod tidy` would change go.mod or go.sum; leaves them as found.
+tidy-check:
+	@tmp=$$(mktemp -d); cp go.mod go.sum $$tmp/; \
+	$(GO) mod tidy; \
+	diff -u $$tmp/go.mod go.mod && diff -u $$tmp/go.sum go.sum; rc=$$?; \
+	cp $$tmp/go.mod $$tmp/go.sum .; rm -rf $$tmp; \
+	if [ $$rc -ne 0 ]; then echo "go mod tidy needed"; exit 1; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
