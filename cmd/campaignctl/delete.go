@@ -2,28 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/sluice-mta/sluice/pkg/control"
 	"github.com/sluice-mta/sluice/pkg/store"
 )
-
-// deleteScript removes a campaign whose every recipient is final: its
-// hash, records and parked list, and its index entry. It checks that in
-// the same step, so a resume racing the delete cannot leave jobs behind
-// with no campaign. UNLINK frees a big records hash off the main thread.
-var deleteScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st then return -1 end
-local q = tonumber(redis.call('HGET', KEYS[1], 'queued') or '0')
-if q ~= 0 or (st ~= 'sending' and st ~= 'cancelled') then return -2 end
-local n = redis.call('HLEN', KEYS[2])
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[1])
-return n
-`)
 
 func cmdDelete(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "delete", "[flags] ID",
@@ -52,23 +37,21 @@ func cmdDelete(ctx context.Context, e *env, args []string) error {
 		if !*force {
 			return fmt.Errorf("campaign %s is %s with %d recipients not final: cancel it first (campaignctl cancel %s), or delete --force", id, s.State, s.Queued, id)
 		}
-		if _, err := cancel(ctx, rdb, ks, id); err != nil {
+		if _, err := control.Cancel(ctx, rdb, ks, id); err != nil {
 			return noCampaign(err, id)
 		}
 		if _, err := drain(ctx, st, id, *wait); err != nil {
 			return err
 		}
 	}
-	// The campaign index key is store's (Store.index); deleting is the one
-	// thing store has no method for.
-	n, err := deleteScript.Run(ctx, rdb, []string{st.Key(id), st.Tally(id).Records, st.ParkKey(id), ks.Key("campaigns")}, id).Int()
+	n, err := st.Delete(ctx, id)
 	switch {
-	case err != nil:
-		return fmt.Errorf("delete %s: %w", id, err)
-	case n == -1:
-		return noCampaign(store.ErrNotFound, id)
-	case n == -2:
+	case errors.Is(err, store.ErrNotFound):
+		return noCampaign(err, id)
+	case errors.Is(err, store.ErrChanged):
 		return fmt.Errorf("campaign %s changed while deleting (resumed?); look at campaignctl status %s and retry", id, id)
+	case err != nil:
+		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted campaign %s and its %d recipient records; the suppression list is unchanged\n", id, n)
 	return nil

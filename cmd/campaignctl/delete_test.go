@@ -52,7 +52,7 @@ func TestListAndDelete(t *testing.T) {
 		t.Fatalf("delete said %q", out)
 	}
 	ctx := context.Background()
-	if n := rdb.Exists(ctx, st.Key("old"), st.Tally("old").Records, st.ParkKey("old")).Val(); n != 0 {
+	if n := rdb.Exists(ctx, keyspace.Space(prefix).Key("campaign", "old"), st.Tally("old").Records, st.ParkKey("old")).Val(); n != 0 {
 		t.Fatalf("%d of old's keys remain", n)
 	}
 	if _, stderr, code := ctl(t, prefix, "status", "old"); code != 1 || !strings.Contains(stderr, "no campaign") {

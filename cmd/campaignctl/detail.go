@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -31,17 +30,11 @@ type campaignDetail struct {
 // for the per-provider breakdown and the rate.
 func loadDetail(ctx context.Context, rdb redis.UniversalClient, st *store.Store, s store.Status, byMX bool, top int) (*campaignDetail, error) {
 	d := &campaignDetail{Status: s, By: "domain"}
-	vals, err := rdb.HMGet(ctx, st.Key(s.ID), "lane", "send_at").Result()
+	m, err := st.Metas(ctx, s.ID)
 	if err != nil {
-		return nil, fmt.Errorf("campaign %s: %w", s.ID, err)
+		return nil, err
 	}
-	d.Lane, _ = vals[0].(string)
-	if v, _ := vals[1].(string); v != "" && v != "0" {
-		if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
-			t := time.UnixMilli(ms).UTC()
-			d.SendAt = &t
-		}
-	}
+	d.Lane, d.SendAt = m[0].Lane, timePtr(m[0].SendAt)
 	sum := &report.Summary{Now: time.Now()}
 	if byMX {
 		d.By = "mx"

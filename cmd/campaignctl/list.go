@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"text/tabwriter"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/store"
 )
@@ -45,21 +42,18 @@ func cmdList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(all))
+	ids := make([]string, len(all))
 	for i, s := range all {
-		cmds[i] = pipe.HMGet(ctx, st.Key(s.ID), "lane", "created", "launched", "send_at")
+		ids[i] = s.ID
 	}
-	if len(all) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("list campaigns: %w", err)
-		}
+	metas, err := st.Metas(ctx, ids...)
+	if err != nil {
+		return err
 	}
 	out := make([]listed, len(all))
 	for i, s := range all {
-		v := cmds[i].Val()
-		out[i] = listed{Status: s, Created: msTime(v[1]), Launched: msTime(v[2]), SendAt: msTime(v[3])}
-		out[i].Lane, _ = v[0].(string)
+		m := metas[i]
+		out[i] = listed{Status: s, Lane: m.Lane, Created: timePtr(m.Created), Launched: timePtr(m.Launched), SendAt: timePtr(m.SendAt)}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -75,14 +69,11 @@ func cmdList(ctx context.Context, e *env, args []string) error {
 	return tw.Flush()
 }
 
-// msTime reads a stored unix-ms field; nil when absent or zero.
-func msTime(v any) *time.Time {
-	s, _ := v.(string)
-	ms, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || ms == 0 {
+// timePtr is t, or nil when zero (omitted from JSON).
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
 		return nil
 	}
-	t := time.UnixMilli(ms).UTC()
 	return &t
 }
 

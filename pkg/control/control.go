@@ -34,7 +34,7 @@ func Resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 	if err := st.Resume(ctx, id); err != nil {
 		return 0, err
 	}
-	lane, err := laneOf(ctx, rdb, st, id)
+	lane, err := st.Lane(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -42,17 +42,33 @@ func Resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 	return sweep(ctx, func() (int, error) { return q.Unpark(ctx, lane, st.ParkKey(id), batch) })
 }
 
-// Cancel ends the campaign: parked jobs are settled as cancelled now, the
-// rest as engines reach them (within seconds for queued jobs; retries
-// waiting in the delayed set when they fall due). It returns how many
-// parked jobs it cancelled.
+// Cancel ends the campaign (if it is not cancelled already): parked jobs
+// are settled as cancelled now, the rest as engines reach them. Its jobs
+// in the delayed set (retries, a scheduled launch) are brought forward,
+// so they are recorded as cancelled within seconds rather than when they
+// fall due. It returns how many parked jobs it cancelled.
 func Cancel(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id string) (int, error) {
 	st := store.New(rdb, ks)
-	if err := st.Cancel(ctx, id); err != nil {
+	state, err := st.State(ctx, id)
+	if err != nil {
 		return 0, err
 	}
 	q := streams.New(rdb, ks, "campaignctl")
-	return sweep(ctx, func() (int, error) { return q.CancelParked(ctx, st.ParkKey(id), st.Tally(id), batch) })
+	n := 0
+	if state != store.StateCancelled {
+		if err := st.Cancel(ctx, id); err != nil {
+			return 0, err
+		}
+		n, err = sweep(ctx, func() (int, error) { return q.CancelParked(ctx, st.ParkKey(id), st.Tally(id), batch) })
+		if err != nil {
+			return n, err
+		}
+	}
+	lane, err := st.Lane(ctx, id)
+	if err != nil {
+		return n, err
+	}
+	return n, q.Expedite(ctx, lane, id, time.Now())
 }
 
 // sweep runs step until it finds nothing, twice, settle apart.
@@ -78,12 +94,4 @@ func sweep(ctx context.Context, step func() (int, error)) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-func laneOf(ctx context.Context, rdb redis.UniversalClient, st *store.Store, id string) (streams.Lane, error) {
-	l, err := rdb.HGet(ctx, st.Key(id), "lane").Result()
-	if err != nil {
-		return "", err
-	}
-	return streams.ParseLane(l)
 }

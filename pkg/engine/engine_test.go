@@ -162,7 +162,7 @@ func TestJobsOfADeletedCampaignAreDroppedNotResurrected(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := store.New(rdb, ks)
-	if err := rdb.Del(context.Background(), st.Key("del"), st.Tally("del").Records).Err(); err != nil {
+	if err := rdb.Del(context.Background(), ks.Key("campaign", "del"), st.Tally("del").Records).Err(); err != nil {
 		t.Fatal(err)
 	}
 	enginetest.Start(t, enginetest.Config(prefix, srv.Addr))
@@ -174,7 +174,7 @@ func TestJobsOfADeletedCampaignAreDroppedNotResurrected(t *testing.T) {
 	if n := rdb.XLen(context.Background(), q.Stream(streams.Marketing)).Val(); n != 0 {
 		t.Fatalf("%d jobs of the deleted campaign still queued", n)
 	}
-	if n := rdb.Exists(context.Background(), st.Key("del"), st.Tally("del").Records).Val(); n != 0 || srv.Count() != 0 {
+	if n := rdb.Exists(context.Background(), ks.Key("campaign", "del"), st.Tally("del").Records).Val(); n != 0 || srv.Count() != 0 {
 		t.Fatalf("deleted campaign resurrected (%d keys) or sent (%d messages)", n, srv.Count())
 	}
 }

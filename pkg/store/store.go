@@ -42,12 +42,13 @@ type Store struct {
 // New returns a store in space.
 func New(rdb redis.UniversalClient, ks keyspace.Space) *Store { return &Store{rdb: rdb, ks: ks} }
 
-// Key of a campaign's hash (definition, state, counters).
-func (s *Store) Key(id string) string { return s.ks.Key("campaign", id) }
+// hash is the key of a campaign's hash (definition, state, counters):
+// store is the only package that reads or writes it.
+func (s *Store) hash(id string) string { return s.ks.Key("campaign", id) }
 
 // Tally is where the queue counts a campaign's outcomes.
 func (s *Store) Tally(id string) streams.Tally {
-	return streams.Tally{Counters: s.Key(id), Records: s.ks.Key("rcpt", id)}
+	return streams.Tally{Counters: s.hash(id), Records: s.ks.Key("rcpt", id), CheckpointField: "checkpoint"}
 }
 
 func (s *Store) index() string { return s.ks.Key("campaigns") }
@@ -86,7 +87,7 @@ return {2, cp}
 // content resumes from the stored checkpoint (the last recipients-file
 // line enqueued); different content under a used id is an error.
 func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec []byte) (Created, int, error) {
-	res, err := createScript.Run(ctx, s.rdb, []string{s.Key(id), s.index()},
+	res, err := createScript.Run(ctx, s.rdb, []string{s.hash(id), s.index()},
 		id, fingerprint, spec, lane, time.Now().UnixMilli()).Int64Slice()
 	if err != nil {
 		return 0, 0, fmt.Errorf("store campaign %s: %w", id, err)
@@ -114,7 +115,7 @@ func (s *Store) MarkLaunched(ctx context.Context, id string, sendAt time.Time) e
 	if !sendAt.IsZero() {
 		at = sendAt.UnixMilli()
 	}
-	if err := markLaunched.Run(ctx, s.rdb, []string{s.Key(id)}, time.Now().UnixMilli(), at).Err(); err != nil {
+	if err := markLaunched.Run(ctx, s.rdb, []string{s.hash(id)}, time.Now().UnixMilli(), at).Err(); err != nil {
 		return fmt.Errorf("mark %s launched: %w", id, err)
 	}
 	return nil
@@ -154,7 +155,7 @@ func (s *Store) Cancel(ctx context.Context, id string) error {
 }
 
 func (s *Store) change(ctx context.Context, id, to string) error {
-	err := setState.Run(ctx, s.rdb, []string{s.Key(id)}, to).Err()
+	err := setState.Run(ctx, s.rdb, []string{s.hash(id)}, to).Err()
 	if err != nil && strings.Contains(err.Error(), "not found") {
 		return fmt.Errorf("campaign %s: %w", id, ErrNotFound)
 	}
@@ -167,7 +168,7 @@ func (s *Store) change(ctx context.Context, id, to string) error {
 // State returns a campaign's stored state (launching, sending, paused,
 // cancelled).
 func (s *Store) State(ctx context.Context, id string) (string, error) {
-	st, err := s.rdb.HGet(ctx, s.Key(id), "state").Result()
+	st, err := s.rdb.HGet(ctx, s.hash(id), "state").Result()
 	if errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("campaign %s: %w", id, ErrNotFound)
 	}
@@ -179,7 +180,7 @@ func (s *Store) State(ctx context.Context, id string) (string, error) {
 
 // Spec returns the stored campaign definition (as the launcher encoded it).
 func (s *Store) Spec(ctx context.Context, id string) ([]byte, error) {
-	b, err := s.rdb.HGet(ctx, s.Key(id), "spec").Bytes()
+	b, err := s.rdb.HGet(ctx, s.hash(id), "spec").Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
 	}
@@ -221,7 +222,7 @@ var statusFields = append([]string{"id", "state", "send_at"}, outcome.Counters..
 
 // Status reads one campaign's progress.
 func (s *Store) Status(ctx context.Context, id string) (Status, error) {
-	vals, err := s.rdb.HMGet(ctx, s.Key(id), statusFields...).Result()
+	vals, err := s.rdb.HMGet(ctx, s.hash(id), statusFields...).Result()
 	if err != nil {
 		return Status{}, fmt.Errorf("status of %s: %w", id, err)
 	}
@@ -262,7 +263,7 @@ func (s *Store) List(ctx context.Context) ([]Status, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, s.Key(id), statusFields...)
+		cmds[i] = pipe.HMGet(ctx, s.hash(id), statusFields...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("list campaigns: %w", err)

@@ -13,10 +13,11 @@ import (
 // enqueueScript adds a batch of a campaign atomically: each recipient is
 // claimed in the records hash first (HSETNX), so an address already present
 // (a duplicate row, or a batch re-sent after an interrupted launch) is
-// never queued twice; then the launch checkpoint moves past the batch.
+// never queued twice; then the launch checkpoint (in the counters hash,
+// at the field the tally names) moves past the batch.
 var enqueueScript = redis.NewScript(`
 local added, supp, dup = 0, 0, 0
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local kind, field, payload = ARGV[i], ARGV[i+1], ARGV[i+2]
   if kind == 'j' then
     if redis.call('HSETNX', KEYS[3], field, ARGV[2]) == 1 then
@@ -41,7 +42,7 @@ if added + supp > 0 then redis.call('HINCRBY', KEYS[2], 'total', added + supp) e
 if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup) end
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], 'checkpoint', ARGV[1]) end
+if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
 return {added, supp, dup}
 `)
 
@@ -49,7 +50,7 @@ return {added, supp, dup}
 type Batch struct {
 	Lane       Lane
 	Tally      Tally
-	Checkpoint string // recorded in the counters hash with the batch; "" for none
+	Checkpoint string // recorded at Tally.CheckpointField with the batch; "" for none
 	// Due, when set, holds the jobs in the lane's delayed set until then
 	// (a scheduled campaign) instead of streaming them now.
 	Due   time.Time
@@ -84,7 +85,7 @@ func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 	if !b.Due.IsZero() {
 		due = b.Due.UnixMilli()
 	}
-	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due}, b.items...)
+	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField}, b.items...)
 	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane)}, args...).Int64Slice()
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)

@@ -21,6 +21,9 @@ type Tally struct {
 	// RecordsExpireAt, when set, makes the records hash expire then (see
 	// TransactionalTally); enqueueing a message sets it.
 	RecordsExpireAt time.Time
+	// CheckpointField, when set, is the field of Counters where a
+	// Batch's Checkpoint is recorded (the counters hash's owner names it).
+	CheckpointField string
 }
 
 // Record is what is kept per recipient: its latest state and last reply.

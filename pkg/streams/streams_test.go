@@ -25,7 +25,7 @@ func setup(t *testing.T, consumer string) (*Queue, *redis.Client, Tally) {
 	if err := q.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return q, rdb, Tally{Counters: ks.Key("c", "x"), Records: ks.Key("r", "x")}
+	return q, rdb, Tally{Counters: ks.Key("c", "x"), Records: ks.Key("r", "x"), CheckpointField: "checkpoint"}
 }
 
 func counters(t *testing.T, rdb *redis.Client, tl Tally) map[string]string {
