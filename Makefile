@@ -13,7 +13,7 @@ TAGS := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && echo 'int main(void){retu
 endif
 GOTAGS  := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build test test-short bench demo lint fmt clean redis-server dkim-deps
+.PHONY: all build test test-short bench demo lint tidy-check fmt clean redis-server dkim-deps
 
 all: build
 
@@ -43,6 +43,15 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(GOTAGS) $(PKGS)
 	$(if $(TAGS),$(GO) vet ./pkg/dkim/...)
+	@$(MAKE) --no-print-directory tidy-check
+
+# Fails when `go mod tidy` would change go.mod or go.sum; leaves them as found.
+tidy-check:
+	@tmp=$$(mktemp -d); cp go.mod go.sum $$tmp/; \
+	$(GO) mod tidy; \
+	diff -u $$tmp/go.mod go.mod && diff -u $$tmp/go.sum go.sum; rc=$$?; \
+	cp $$tmp/go.mod $$tmp/go.sum .; rm -rf $$tmp; \
+	if [ $$rc -ne 0 ]; then echo "go mod tidy needed"; exit 1; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -111,8 +111,9 @@ var (
 		"suppression": {"manage the suppression list: add, remove, check, list, import, export", cmdSuppression},
 		"send":        {"queue one transactional message (test a route end to end)", cmdSend},
 		"limits":      {"show the throttle's per-provider limits; pin or reset them", cmdLimits},
+		"feedback":    {"classify bounce, complaint and auto-reply message files (feedback classify)", cmdFeedback},
 	}
-	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits"}
+	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits", "feedback"}
 )
 
 // errUsage marks bad invocations (exit 2).

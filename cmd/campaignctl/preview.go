@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/dkim"
@@ -80,7 +81,7 @@ func pickRecipient(path string, nth int, email string) (campaign.Recipient, erro
 	defer r.Close()
 	want := ""
 	if email != "" {
-		if want, err = campaign.NormalizeAddress(email); err != nil {
+		if want, err = address.Normalize(email); err != nil {
 			return campaign.Recipient{}, fmt.Errorf("--email: %w: %w", err, errUsage)
 		}
 	}

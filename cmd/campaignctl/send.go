@@ -6,20 +6,20 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sluice-mta/sluice/pkg/sendcli"
+	"github.com/sluice-mta/sluice/cmd/campaignctl/internal/send"
 )
 
-// cmdSend is `campaignctl send`, implemented by package sendcli.
+// cmdSend is `campaignctl send`, implemented by package internal/send.
 func cmdSend(ctx context.Context, e *env, args []string) error {
 	if wantsHelp(args) {
-		return sendcli.Run(ctx, nil, "", args, e.stdout, e.stderr)
+		return send.Run(ctx, nil, "", args, e.stdout, e.stderr)
 	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
 		return err
 	}
-	err = sendcli.Run(ctx, rdb, ks, args, e.stdout, e.stderr)
-	if errors.Is(err, sendcli.ErrUsage) {
+	err = send.Run(ctx, rdb, ks, args, e.stdout, e.stderr)
+	if errors.Is(err, send.ErrUsage) {
 		return fmt.Errorf("%s: %w", strings.TrimSuffix(err.Error(), ": usage"), errUsage)
 	}
 	return err

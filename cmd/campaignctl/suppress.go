@@ -5,9 +5,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/cmd/campaignctl/internal/suppress"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/suppression"
-	"github.com/sluice-mta/sluice/pkg/suppression/cli"
 )
 
 // suppressedFunc checks a launch's recipients against the suppression
@@ -29,12 +29,12 @@ func suppressedFunc(rdb redis.UniversalClient, ks keyspace.Space) func(ctx conte
 
 func cmdSuppression(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		return cli.Run(ctx, nil, []string{"--help"}, e.stdout, e.stderr)
+		return suppress.Run(ctx, nil, []string{"--help"}, e.stdout, e.stderr)
 	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
 		return err
 	}
-	// cli.ErrNotSuppressed (check, remove of an absent address) exits 1.
-	return cli.Run(ctx, suppression.New(rdb, ks), args, e.stdout, e.stderr)
+	// suppress.ErrNotSuppressed (check, remove of an absent address) exits 1.
+	return suppress.Run(ctx, suppression.New(rdb, ks), args, e.stdout, e.stderr)
 }

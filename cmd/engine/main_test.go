@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
@@ -123,4 +125,48 @@ unsubscribe: {base_url: "http://%s", secret: "0123456789abcdef0123456789abcdef"}
 		t.Fatalf("/metrics: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestStartFailsWhenAListenerCannotBind: a port in use is an error at
+// start, returned (main prints it last and exits 1), and "engine started"
+// is never logged.
+func TestStartFailsWhenAListenerCannotBind(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for name, section := range map[string]string{
+		"http": fmt.Sprintf("http: {listen: %q}", taken.Addr()),
+		"submission": fmt.Sprintf("http: {listen: %q}\nsubmission: {listen: %q, allow_insecure_auth: true, users: [{name: app, domains: [sluice.test], password_hash: %q}]}",
+			freeAddr(t), taken.Addr(), bcryptHash(t, "pw")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfgPath := filepath.Join(t.TempDir(), "engine.yaml")
+			cfg := fmt.Sprintf("hostname: mta.sluice.test\nredis: {url: %q, prefix: %q}\ndelivery: {consumer: bind}\n%s\n",
+				redistest.URL(), redistest.Prefix(t), section)
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, []string{"-config", cfgPath}, &logs, nil)
+			if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), taken.Addr().String()) {
+				t.Fatalf("run = %v, want an address-in-use error naming %s", err, taken.Addr())
+			}
+			if strings.Contains(logs.String(), "engine started") {
+				t.Fatalf("logged 'engine started' although a listener failed:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+func bcryptHash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
 }

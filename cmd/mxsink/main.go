@@ -1,6 +1,7 @@
 // Command mxsink is a local capture receiver for demos and benchmarks: an
-// SMTP server on loopback that accepts (or, by pattern, refuses) every
-// message and reports how many arrived. It never relays anything.
+// SMTP server on loopback (pkg/mxsim without rate or session limits) that
+// accepts (or, by pattern, refuses) every message and reports how many
+// arrived. It keeps and relays nothing.
 //
 //	mxsink -listen 127.0.0.1:2525 -bounce 'nobody|invalid'
 package main
@@ -16,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+	"github.com/sluice-mta/sluice/pkg/mxsim"
 )
 
 func main() {
@@ -27,46 +28,47 @@ func main() {
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	opts := smtptest.Options{}
+	cfg := mxsim.Config{Domain: "mx.sink.test"} // no rate or session limit
 	if *bounce != "" || *deferRe != "" {
 		b, d := compile(*bounce), compile(*deferRe)
-		opts.Rcpt = func(to string) error {
+		cfg.Rcpt = func(to string) *mxsim.Reply {
 			switch {
 			case b != nil && b.MatchString(to):
-				return smtptest.Reply(550, "5.1.1", "The email account that you tried to reach does not exist")
+				return &mxsim.Reply{Code: 550, Enhanced: "5.1.1", Text: "The email account that you tried to reach does not exist"}
 			case d != nil && d.MatchString(to):
-				return smtptest.Reply(450, "4.2.1", "The user you are trying to contact is receiving mail at a rate that prevents additional messages")
+				return &mxsim.Reply{Code: 450, Enhanced: "4.2.1", Text: "The user you are trying to contact is receiving mail at a rate that prevents additional messages"}
 			}
 			return nil
 		}
 	}
 	if *useTLS {
-		cfg, err := smtptest.NewSelfSigned()
+		tlsCfg, err := mxsim.SelfSigned()
 		if err != nil {
 			fatal(err)
 		}
-		opts.TLS = cfg
+		cfg.TLS = tlsCfg
 	}
-	srv, err := smtptest.Listen(*listen, opts)
+	srv, err := mxsim.Listen(*listen, cfg)
 	if err != nil {
 		fatal(err)
 	}
-	log.Info("mxsink listening", "addr", srv.Addr)
+	log.Info("mxsink listening", "addr", srv.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	last := 0
+	var last mxsim.Stats
 	for {
 		select {
 		case <-ctx.Done():
 			srv.Close()
-			log.Info("mxsink stopped", "accepted", srv.Count(), "sessions", srv.Conns())
+			s := srv.Stats()
+			log.Info("mxsink stopped", "accepted", s.Accepted, "refused", s.Scripted, "sessions", s.Sessions)
 			return
 		case <-t.C:
-			if n := srv.Count(); n != last {
-				log.Info("mxsink", "accepted", n, "sessions", srv.Conns())
-				last = n
+			if s := srv.Stats(); s != last {
+				log.Info("mxsink", "accepted", s.Accepted, "refused", s.Scripted, "sessions", s.Sessions)
+				last = s
 			}
 		}
 	}

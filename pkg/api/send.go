@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/campaign"
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/message"
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
 )
@@ -123,7 +123,7 @@ func recipients(list []string) ([]string, *inputError) {
 	seen := make(map[string]bool, len(list))
 	out := make([]string, 0, len(list))
 	for i, s := range list {
-		addr, err := campaign.NormalizeAddress(s)
+		addr, err := address.Normalize(s)
 		if err != nil {
 			return nil, bad(fmt.Sprintf("to[%d]", i), "%v", err)
 		}
@@ -185,7 +185,7 @@ func prepareRaw(req *sendRequest, t *token) (string, func(string) ([]byte, error
 		}
 		from = raw.From[0].Address
 	}
-	if from, err = campaign.NormalizeAddress(from); err != nil {
+	if from, err = address.Normalize(from); err != nil {
 		return "", nil, bad("from", "envelope sender: %v", err)
 	}
 	checks := []string{from}

@@ -21,6 +21,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/message"
 )
 
@@ -165,20 +166,20 @@ func (l *loader) validate() {
 		// reported above
 	} else if a, err := mail.ParseAddress(s.From); err != nil {
 		l.errorf(l.line["from"], "from: invalid address %q: %s", s.From, strings.TrimPrefix(err.Error(), "mail: "))
-	} else if _, err := NormalizeAddress(a.Address); err != nil {
+	} else if _, err := address.Normalize(a.Address); err != nil {
 		l.errorf(l.line["from"], "from: %v", err)
 	} else if s.ReturnPath == "" {
 		s.ReturnPath = a.Address
 	}
 	if s.ReturnPath != "" {
-		if rp, err := NormalizeAddress(s.ReturnPath); err != nil {
+		if rp, err := address.Normalize(s.ReturnPath); err != nil {
 			l.errorf(l.line["return_path"], "return_path: %v", err)
 		} else {
 			s.ReturnPath = rp
 		}
 	}
 	if s.Unsubscribe.Mailto != "" {
-		if m, err := NormalizeAddress(s.Unsubscribe.Mailto); err != nil {
+		if m, err := address.Normalize(s.Unsubscribe.Mailto); err != nil {
 			l.errorf(l.line["unsubscribe.mailto"], "unsubscribe.mailto: %v", err)
 		} else {
 			s.Unsubscribe.Mailto = m

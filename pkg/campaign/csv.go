@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/sluice-mta/sluice/pkg/address"
 )
 
 func (r *Reader) openCSV(br *bufio.Reader) error {
@@ -88,7 +90,7 @@ func (r *Reader) nextCSV(cr *csv.Reader, cols []string, emailCol int) (Recipient
 	if len(rec) != len(cols) {
 		return bad(raw, fmt.Sprintf("has %d fields, the header has %d", len(rec), len(cols)))
 	}
-	email, err := NormalizeAddress(raw)
+	email, err := address.Normalize(raw)
 	if err != nil {
 		return bad(raw, err.Error())
 	}

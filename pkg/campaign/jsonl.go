@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluice-mta/sluice/pkg/address"
 )
 
 // maxLine bounds one JSONL record; a longer line is reported and skipped
@@ -98,7 +100,7 @@ func (r *Reader) jsonlRecord(obj map[string]json.RawMessage, line int) (Recipien
 	if err := json.Unmarshal(obj[emailKey], &raw); err != nil {
 		return bad("", fmt.Sprintf("%q is not a string", emailKey))
 	}
-	email, err := NormalizeAddress(raw)
+	email, err := address.Normalize(raw)
 	if err != nil {
 		return bad(raw, err.Error())
 	}

@@ -14,7 +14,7 @@ import (
 // Recipient is one valid row of a recipients file.
 type Recipient struct {
 	Line   int               // physical line where the record starts
-	Email  string            // normalised (NormalizeAddress)
+	Email  string            // normalised (address.Normalize)
 	Fields map[string]string // merge fields: every other column or key
 }
 

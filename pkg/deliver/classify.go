@@ -2,6 +2,8 @@ package deliver
 
 import (
 	"strings"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Classify turns an SMTP reply into an Outcome: Status, Scope and
@@ -14,19 +16,19 @@ import (
 // as 5xx (Microsoft 5.2.122). A 5xx that says nothing about the recipient
 // is Failed, never Bounced. enhanced may be empty, in which case a leading
 // "d.d.d" in text is used.
-func Classify(code int, enhanced, text string) Outcome {
+func Classify(code int, enhanced, text string) outcome.Outcome {
 	if !validEnhanced(enhanced) {
 		enhanced = leadingEnhanced(text)
 	}
-	o := Outcome{Code: code, Enhanced: enhanced, Text: text, RetryAfter: retryAfter(text)}
+	o := outcome.Outcome{Code: code, Enhanced: enhanced, Text: text, RetryAfter: retryAfter(text)}
 	switch {
 	case code >= 200 && code < 300:
-		o.Status = Delivered
+		o.Status = outcome.Delivered
 		return o
 	case code < 400 || code >= 600:
 		// 1xx/3xx where a final answer was due, or garbage: the host is
 		// not speaking SMTP properly; nothing is known about the message.
-		o.Status, o.Scope = Deferred, ScopeHost
+		o.Status, o.Scope = outcome.Deferred, outcome.ScopeHost
 		return o
 	}
 	o.Status, o.Scope = classify(code >= 500, detail(enhanced), strings.ToLower(text))
@@ -35,14 +37,14 @@ func Classify(code int, enhanced, text string) Outcome {
 
 // classify decides status and scope. det is the enhanced code without its
 // class ("1.1", "7.26"), "" when there is none; t is the lower-cased text.
-func classify(perm bool, det, t string) (Status, Scope) {
+func classify(perm bool, det, t string) (outcome.Status, outcome.Scope) {
 	sub, _, _ := strings.Cut(det, ".")
-	soft := func(s Scope) (Status, Scope) { return Deferred, s }
-	hard := func(s Scope) (Status, Scope) {
+	soft := func(s outcome.Scope) (outcome.Status, outcome.Scope) { return outcome.Deferred, s }
+	hard := func(s outcome.Scope) (outcome.Status, outcome.Scope) {
 		if perm {
-			return Failed, s
+			return outcome.Failed, s
 		}
-		return Deferred, s
+		return outcome.Deferred, s
 	}
 	switch {
 	// Shape of the session or transaction, whatever the class: a fresh
@@ -51,25 +53,25 @@ func classify(perm bool, det, t string) (Status, Scope) {
 	// §4.5.3.1.10 says to treat even a 552 "too many recipients" as
 	// temporary).
 	case reConnLimit.MatchString(t):
-		return soft(ScopeConnection)
+		return soft(outcome.ScopeConnection)
 	case det == "5.3" || strings.Contains(t, "too many recipients"):
-		return soft(ScopeTransaction)
+		return soft(outcome.ScopeTransaction)
 	// Microsoft 554 5.2.122: the recipient receives too much this hour.
 	case det == "2.122":
-		return soft(ScopeRecipient)
+		return soft(outcome.ScopeRecipient)
 	// Mailbox full is a soft bounce whatever the class (RFC 3463 X.2.2 is
 	// "persistent transient"); suppression after repeats is the queue's call.
 	case det == "2.2" || ((sub == "" || sub == "0" || sub == "2") && reQuota.MatchString(t)):
-		return soft(ScopeRecipient)
+		return soft(outcome.ScopeRecipient)
 	case det == "3.4" || det == "2.3" || (reTooBig.MatchString(t) && sub != "7"):
-		return hard(ScopeMessage)
+		return hard(outcome.ScopeMessage)
 	// X.1.7/X.1.8: our MAIL FROM address or its domain.
 	case det == "1.7" || det == "1.8":
-		return hard(ScopeSender)
+		return hard(outcome.ScopeSender)
 	// Gmail's authentication and sender-configuration codes (4.7.32
 	// unaligned From, 4.7.40 no DMARC, 4.7.23–27/30 SPF, PTR, DKIM).
 	case !perm && senderConfig[det]:
-		return Deferred, ScopeSender
+		return outcome.Deferred, outcome.ScopeSender
 	}
 	if !perm {
 		return classifyTransient(sub, det, t)
@@ -77,49 +79,49 @@ func classify(perm bool, det, t string) (Status, Scope) {
 	return classifyPermanent(sub, det, t)
 }
 
-func classifyTransient(sub, det, t string) (Status, Scope) {
+func classifyTransient(sub, det, t string) (outcome.Status, outcome.Scope) {
 	switch {
 	// iCloud's "421 4.7.1 Messages to someone@icloud.com deferred due to
 	// excessive volume" names one mailbox; greylisting is per recipient.
 	case reRcptDeferred.MatchString(t) || reGreylist.MatchString(t):
-		return Deferred, ScopeRecipient
+		return outcome.Deferred, outcome.ScopeRecipient
 	case det == "1.2" || det == "1.10":
-		return Deferred, ScopeDomain
+		return outcome.Deferred, outcome.ScopeDomain
 	case sub == "1" || sub == "2": // 4.2.1 receiving too fast, 4.2.0 busy
-		return Deferred, ScopeRecipient
+		return outcome.Deferred, outcome.ScopeRecipient
 	}
 	// Everything else transient is the provider pacing us: 4.7.28, 4.7.0
 	// reputation, TSS04, 4.7.500, 4.7.650, RP-001, 4.4.5 busy, 454
 	// Throttling, resource constraints.
-	return Deferred, ScopeProvider
+	return outcome.Deferred, outcome.ScopeProvider
 }
 
-func classifyPermanent(sub, det, t string) (Status, Scope) {
+func classifyPermanent(sub, det, t string) (outcome.Status, outcome.Scope) {
 	switch {
 	case reRelay.MatchString(t):
 		// The host does not accept mail for the domain: its MX records
 		// are wrong, which no retry of ours fixes.
-		return Failed, ScopeDomain
+		return outcome.Failed, outcome.ScopeDomain
 	case sub == "7":
-		return Failed, ScopeSender // 5.7.26 DMARC, 5.7.1 S3150/CS01, 5.7.515, 5.7.2 TSS09
+		return outcome.Failed, outcome.ScopeSender // 5.7.26 DMARC, 5.7.1 S3150/CS01, 5.7.515, 5.7.2 TSS09
 	case det == "1.2" || det == "1.10":
-		return Bounced, ScopeDomain
+		return outcome.Bounced, outcome.ScopeDomain
 	case sub == "1" || det == "2.1":
-		return Bounced, ScopeRecipient // 5.1.1 no such user, 5.2.1 disabled
+		return outcome.Bounced, outcome.ScopeRecipient // 5.1.1 no such user, 5.2.1 disabled
 	// Microsoft directory-based edge blocking: the address is not in the
 	// tenant's directory.
 	case det == "4.1" && strings.Contains(t, "recipient address rejected"):
-		return Bounced, ScopeRecipient
+		return outcome.Bounced, outcome.ScopeRecipient
 	case (sub == "" || sub == "0" || sub == "2" || sub == "5") && reNoMailbox.MatchString(t) && !reSenderWord.MatchString(t):
-		return Bounced, ScopeRecipient // 550 5.5.0 mailbox unavailable, Yahoo 554 "doesn't have a … account"
+		return outcome.Bounced, outcome.ScopeRecipient // 550 5.5.0 mailbox unavailable, Yahoo 554 "doesn't have a … account"
 	case (sub == "" || sub == "0") && rePolicy.MatchString(t):
-		return Failed, ScopeSender // Comcast 554 BL000001 Spamhaus, bare blocklist replies
+		return outcome.Failed, outcome.ScopeSender // Comcast 554 BL000001 Spamhaus, bare blocklist replies
 	case sub == "4":
-		return Failed, ScopeDomain // 5.4.4 unable to route, 5.4.6 loop
+		return outcome.Failed, outcome.ScopeDomain // 5.4.4 unable to route, 5.4.6 loop
 	}
 	// A permanent refusal that names nobody: this message will not go, and
 	// nothing is learnt about the recipient.
-	return Failed, ScopeMessage
+	return outcome.Failed, outcome.ScopeMessage
 }
 
 // senderConfig lists transient 4.7.x codes that point at our own setup.
@@ -133,23 +135,23 @@ var senderConfig = map[string]bool{
 // (RFC 5321 §3.3). A refusal at greeting or EHLO is about the session: it
 // is never a verdict on the recipient, and unless it names our sending
 // source (Comcast's Spamhaus 554 at connect) it only defers.
-func stageOutcome(o Outcome, stage Stage) Outcome {
+func stageOutcome(o outcome.Outcome, stage outcome.Stage) outcome.Outcome {
 	o.Stage = stage
 	switch stage {
-	case StageMail:
-		if o.Scope == ScopeRecipient || o.Scope == ScopeDomain {
-			o.Scope = ScopeSender
-			if o.Status == Bounced {
-				o.Status = Failed
+	case outcome.StageMail:
+		if o.Scope == outcome.ScopeRecipient || o.Scope == outcome.ScopeDomain {
+			o.Scope = outcome.ScopeSender
+			if o.Status == outcome.Bounced {
+				o.Status = outcome.Failed
 			}
 		}
-	case StageGreeting, StageHello, StageTLS:
+	case outcome.StageGreeting, outcome.StageHello, outcome.StageTLS:
 		switch {
-		case o.Scope == ScopeSender && o.Status == Failed:
-		case o.Scope == ScopeProvider || o.Scope == ScopeConnection || o.Scope == ScopeSender:
-			o.Status = Deferred
+		case o.Scope == outcome.ScopeSender && o.Status == outcome.Failed:
+		case o.Scope == outcome.ScopeProvider || o.Scope == outcome.ScopeConnection || o.Scope == outcome.ScopeSender:
+			o.Status = outcome.Deferred
 		default:
-			o.Status, o.Scope = Deferred, ScopeHost
+			o.Status, o.Scope = outcome.Deferred, outcome.ScopeHost
 		}
 	}
 	return o

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
@@ -19,38 +20,38 @@ import (
 var providerRows = []struct {
 	row    int
 	reply  string
-	status Status
-	scope  Scope
+	status outcome.Status
+	scope  outcome.Scope
 }{
-	{1, "421 4.7.28 Gmail has detected an unusual rate of unsolicited email originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.", Deferred, ScopeProvider},
-	{2, "421 4.7.0 … suspicious due to the very low reputation of the sending domain …", Deferred, ScopeProvider},
-	{3, "450 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered. Please resend your message at a later point in time.", Deferred, ScopeRecipient},
-	{4, "452 4.2.2 The recipient's inbox is out of storage space. Please direct the recipient to …", Deferred, ScopeRecipient},
-	{5, "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos …", Bounced, ScopeRecipient},
-	{6, "550 5.2.1 The email account that you tried to reach is inactive.", Bounced, ScopeRecipient},
-	{7, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy. …", Failed, ScopeSender},
-	{8, "421 4.7.32 Your email has been rate limited because the From: header (RFC5322) in this message isn't aligned with either the authenticated SPF or DKIM organizational domain.", Deferred, ScopeSender},
-	{9, "421 4.7.40 Your email has been rate limited because DMARC is not implemented for the sending domain.", Deferred, ScopeSender},
-	{10, "421 4.4.5 Server busy, try again later.", Deferred, ScopeProvider},
-	{11, "452 4.5.3 Your message has too many recipients.", Deferred, ScopeTransaction},
-	{12, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes", Deferred, ScopeProvider},
-	{13, "553 5.7.2 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed.", Failed, ScopeSender},
-	{14, "554 delivery error: dd This user doesn't have a yahoo.com account (someone@yahoo.com) [0] - mta1234.mail.gq1.yahoo.com", Bounced, ScopeRecipient},
-	{15, "421 Max message per connection reached, closing transmission channel", Deferred, ScopeConnection},
-	{16, "451 Message temporarily deferred due to resource constraints - [#4.16.1]", Deferred, ScopeProvider},
-	{17, "451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (S77719)", Deferred, ScopeProvider},
-	{18, "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", Deferred, ScopeProvider},
-	{19, "421 RP-001 (…) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again. We have limits for how many messages can be sent per hour and per day.", Deferred, ScopeProvider},
-	{20, "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).", Failed, ScopeSender},
-	{21, "550 5.7.515 Access denied, sending domain example.com does not meet the required authentication level.", Failed, ScopeSender},
-	{22, "554 5.2.122 The recipient has exceeded their limit for the number of messages they can receive per hour.", Deferred, ScopeRecipient},
-	{23, "550 5.5.0 Requested action not taken: mailbox unavailable.", Bounced, ScopeRecipient},
-	{24, "421 4.7.1 Messages to someone@icloud.com deferred due to excessive volume. Try again later.", Deferred, ScopeRecipient},
-	{25, "550 5.7.1 [CS01] Message rejected due to local policy.", Failed, ScopeSender},
-	{26, "550 5.1.1 <someone@icloud.com>: user does not exist", Bounced, ScopeRecipient},
-	{27, "421 … [Too many sessions opened]", Deferred, ScopeConnection}, // at greeting
-	{28, "554 … BL000001 … listed at Spamhaus ZEN", Failed, ScopeSender},
-	{29, "454 Throttling failure: Maximum sending rate exceeded.", Deferred, ScopeProvider},
+	{1, "421 4.7.28 Gmail has detected an unusual rate of unsolicited email originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.", outcome.Deferred, outcome.ScopeProvider},
+	{2, "421 4.7.0 … suspicious due to the very low reputation of the sending domain …", outcome.Deferred, outcome.ScopeProvider},
+	{3, "450 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered. Please resend your message at a later point in time.", outcome.Deferred, outcome.ScopeRecipient},
+	{4, "452 4.2.2 The recipient's inbox is out of storage space. Please direct the recipient to …", outcome.Deferred, outcome.ScopeRecipient},
+	{5, "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos …", outcome.Bounced, outcome.ScopeRecipient},
+	{6, "550 5.2.1 The email account that you tried to reach is inactive.", outcome.Bounced, outcome.ScopeRecipient},
+	{7, "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy. …", outcome.Failed, outcome.ScopeSender},
+	{8, "421 4.7.32 Your email has been rate limited because the From: header (RFC5322) in this message isn't aligned with either the authenticated SPF or DKIM organizational domain.", outcome.Deferred, outcome.ScopeSender},
+	{9, "421 4.7.40 Your email has been rate limited because DMARC is not implemented for the sending domain.", outcome.Deferred, outcome.ScopeSender},
+	{10, "421 4.4.5 Server busy, try again later.", outcome.Deferred, outcome.ScopeProvider},
+	{11, "452 4.5.3 Your message has too many recipients.", outcome.Deferred, outcome.ScopeTransaction},
+	{12, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes", outcome.Deferred, outcome.ScopeProvider},
+	{13, "553 5.7.2 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed.", outcome.Failed, outcome.ScopeSender},
+	{14, "554 delivery error: dd This user doesn't have a yahoo.com account (someone@yahoo.com) [0] - mta1234.mail.gq1.yahoo.com", outcome.Bounced, outcome.ScopeRecipient},
+	{15, "421 Max message per connection reached, closing transmission channel", outcome.Deferred, outcome.ScopeConnection},
+	{16, "451 Message temporarily deferred due to resource constraints - [#4.16.1]", outcome.Deferred, outcome.ScopeProvider},
+	{17, "451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (S77719)", outcome.Deferred, outcome.ScopeProvider},
+	{18, "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", outcome.Deferred, outcome.ScopeProvider},
+	{19, "421 RP-001 (…) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again. We have limits for how many messages can be sent per hour and per day.", outcome.Deferred, outcome.ScopeProvider},
+	{20, "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).", outcome.Failed, outcome.ScopeSender},
+	{21, "550 5.7.515 Access denied, sending domain example.com does not meet the required authentication level.", outcome.Failed, outcome.ScopeSender},
+	{22, "554 5.2.122 The recipient has exceeded their limit for the number of messages they can receive per hour.", outcome.Deferred, outcome.ScopeRecipient},
+	{23, "550 5.5.0 Requested action not taken: mailbox unavailable.", outcome.Bounced, outcome.ScopeRecipient},
+	{24, "421 4.7.1 Messages to someone@icloud.com deferred due to excessive volume. Try again later.", outcome.Deferred, outcome.ScopeRecipient},
+	{25, "550 5.7.1 [CS01] Message rejected due to local policy.", outcome.Failed, outcome.ScopeSender},
+	{26, "550 5.1.1 <someone@icloud.com>: user does not exist", outcome.Bounced, outcome.ScopeRecipient},
+	{27, "421 … [Too many sessions opened]", outcome.Deferred, outcome.ScopeConnection}, // at greeting
+	{28, "554 … BL000001 … listed at Spamhaus ZEN", outcome.Failed, outcome.ScopeSender},
+	{29, "454 Throttling failure: Maximum sending rate exceeded.", outcome.Deferred, outcome.ScopeProvider},
 }
 
 // splitReply parses "550 5.1.1 text" the way a reply line arrives.
@@ -89,16 +90,16 @@ func TestProviderResponses(t *testing.T) {
 			if got.Status != r.status || got.Scope != r.scope || got.Code != code || got.Enhanced != enh {
 				t.Fatalf("Classify(%q) = %s/%s code %d enh %q; want %s/%s", r.reply, got.Status, got.Scope, got.Code, got.Enhanced, r.status, r.scope)
 			}
-			var wire Outcome
+			var wire outcome.Outcome
 			if r.row == 27 {
 				greet := smtptest.Start(t, smtptest.Options{Greeting: r.reply})
 				wire = s.Send(context.Background(), local(greet), Envelope{From: "b@sluice.test", To: "a@example.test"}, testMsg)
-				if wire.Stage != StageGreeting {
+				if wire.Stage != outcome.StageGreeting {
 					t.Fatalf("stage %s, want greeting", wire.Stage)
 				}
 			} else {
 				wire = s.Send(context.Background(), local(srv), Envelope{From: "b@sluice.test", To: "row" + strconv.Itoa(r.row) + "@example.test"}, testMsg)
-				if wire.Stage != StageRcpt {
+				if wire.Stage != outcome.StageRcpt {
 					t.Fatalf("stage %s, want rcpt (%v)", wire.Stage, wire)
 				}
 			}
@@ -112,16 +113,16 @@ func TestProviderResponses(t *testing.T) {
 	}
 
 	t.Run("row30", func(t *testing.T) {
-		for name, probe := range map[string]func(t *testing.T) Outcome{
-			"refused": func(t *testing.T) Outcome {
+		for name, probe := range map[string]func(t *testing.T) outcome.Outcome{
+			"refused": func(t *testing.T) outcome.Outcome {
 				return NewSMTP(SMTPConfig{}).Send(context.Background(), Destination{Hosts: []Host{{Name: "127.0.0.1", Port: closedPort(t)}}}, testEnv, testMsg)
 			},
-			"timeout": func(t *testing.T) Outcome {
+			"timeout": func(t *testing.T) outcome.Outcome {
 				port := silentListener(t)
 				s := NewSMTP(SMTPConfig{CommandTimeout: 150 * time.Millisecond})
 				return s.Send(context.Background(), Destination{Hosts: []Host{{Name: "127.0.0.1", Port: port}}}, testEnv, testMsg)
 			},
-			"tls": func(t *testing.T) Outcome {
+			"tls": func(t *testing.T) outcome.Outcome {
 				srv := smtptest.Start(t, smtptest.Options{TLS: brokenTLS()})
 				d := local(srv)
 				d.RequireTLS = true
@@ -133,7 +134,7 @@ func TestProviderResponses(t *testing.T) {
 			},
 		} {
 			out := probe(t)
-			if out.Status != Deferred || out.Scope != ScopeHost {
+			if out.Status != outcome.Deferred || out.Scope != outcome.ScopeHost {
 				t.Errorf("%s: %v scope %s; want deferred/host", name, out, out.Scope)
 			}
 		}
@@ -143,18 +144,18 @@ func TestProviderResponses(t *testing.T) {
 		row    int
 		name   string
 		err    error
-		status Status
+		status outcome.Status
 		enh    string
 	}{
-		{31, "nxdomain", &mx.Error{Domain: "gone.test", Permanent: true, Enhanced: "5.1.2", Msg: "no such domain"}, Bounced, "5.1.2"},
-		{31, "null MX", &mx.Error{Domain: "gone.test", Permanent: true, Enhanced: "5.1.10", Msg: "null MX (RFC 7505)"}, Bounced, "5.1.10"},
-		{32, "servfail", &mx.Error{Domain: "gone.test", Enhanced: "4.4.3", Msg: "SERVFAIL"}, Deferred, "4.4.3"},
-		{32, "timeout", context.DeadlineExceeded, Deferred, "4.4.3"},
+		{31, "nxdomain", &mx.Error{Domain: "gone.test", Permanent: true, Enhanced: "5.1.2", Msg: "no such domain"}, outcome.Bounced, "5.1.2"},
+		{31, "null MX", &mx.Error{Domain: "gone.test", Permanent: true, Enhanced: "5.1.10", Msg: "null MX (RFC 7505)"}, outcome.Bounced, "5.1.10"},
+		{32, "servfail", &mx.Error{Domain: "gone.test", Enhanced: "4.4.3", Msg: "SERVFAIL"}, outcome.Deferred, "4.4.3"},
+		{32, "timeout", context.DeadlineExceeded, outcome.Deferred, "4.4.3"},
 	} {
 		t.Run("row"+strconv.Itoa(c.row)+"/"+c.name, func(t *testing.T) {
 			r := &Router{Resolver: errResolver{c.err}}
 			_, out, ok := r.Resolve(context.Background(), "gone.test")
-			if ok || out.Status != c.status || out.Scope != ScopeDomain || out.Enhanced != c.enh || out.Stage != StageRoute {
+			if ok || out.Status != c.status || out.Scope != outcome.ScopeDomain || out.Enhanced != c.enh || out.Stage != outcome.StageRoute {
 				t.Fatalf("Resolve = ok %v, %v scope %s stage %s; want %s/domain %s", ok, out, out.Scope, out.Stage, c.status, c.enh)
 			}
 		})
@@ -165,32 +166,32 @@ func TestClassifyEdges(t *testing.T) {
 	for _, c := range []struct {
 		code      int
 		enh, text string
-		status    Status
-		scope     Scope
+		status    outcome.Status
+		scope     outcome.Scope
 		retry     time.Duration
 	}{
-		{550, "", "User unknown", Bounced, ScopeRecipient, 0},
-		{550, "", "No such user here", Bounced, ScopeRecipient, 0},
-		{550, "", "<x@example.test>: Recipient address rejected: User unknown in virtual mailbox table", Bounced, ScopeRecipient, 0},
-		{550, "", "5.1.1 <x@example.test>: mailbox does not exist", Bounced, ScopeRecipient, 0}, // code inside the text
-		{554, "", "Transaction failed", Failed, ScopeMessage, 0},
-		{550, "", "Sender address does not exist", Failed, ScopeMessage, 0},
-		{550, "", "Administrative prohibition", Failed, ScopeMessage, 0},
-		{550, "5.7.1", "Service unavailable; user does not exist in our blocklist policy", Failed, ScopeSender, 0},
-		{554, "5.7.1", "<x@example.test>: Relay access denied", Failed, ScopeDomain, 0},
-		{550, "5.1.2", "Domain not found", Bounced, ScopeDomain, 0},
-		{550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281)", Bounced, ScopeRecipient, 0},
-		{552, "5.2.2", "Mailbox full", Deferred, ScopeRecipient, 0},
-		{552, "5.3.4", "Message size exceeds fixed limit", Failed, ScopeMessage, 0},
-		{552, "", "Too many recipients", Deferred, ScopeTransaction, 0},
-		{421, "5.7.32", "rate limited: From header not aligned", Deferred, ScopeSender, 0}, // 4xx code, 5.x enhanced
-		{451, "4.7.1", "Greylisted, please try again in 5 minutes", Deferred, ScopeRecipient, 5 * time.Minute},
-		{421, "4.7.0", "Too many messages, retry after 30 seconds", Deferred, ScopeProvider, 30 * time.Second},
-		{450, "4.7.1", "Rate limited, try again in 2 hours", Deferred, ScopeProvider, 2 * time.Hour},
-		{451, "4.3.0", "Please try again in 999 hours", Deferred, ScopeProvider, 24 * time.Hour},
-		{421, "4.7.0", "Too many concurrent SMTP connections from this IP", Deferred, ScopeConnection, 0},
-		{250, "2.0.0", "OK queued as 1234", Delivered, ScopeNone, 0},
-		{354, "", "go ahead", Deferred, ScopeHost, 0},
+		{550, "", "User unknown", outcome.Bounced, outcome.ScopeRecipient, 0},
+		{550, "", "No such user here", outcome.Bounced, outcome.ScopeRecipient, 0},
+		{550, "", "<x@example.test>: Recipient address rejected: User unknown in virtual mailbox table", outcome.Bounced, outcome.ScopeRecipient, 0},
+		{550, "", "5.1.1 <x@example.test>: mailbox does not exist", outcome.Bounced, outcome.ScopeRecipient, 0}, // code inside the text
+		{554, "", "Transaction failed", outcome.Failed, outcome.ScopeMessage, 0},
+		{550, "", "Sender address does not exist", outcome.Failed, outcome.ScopeMessage, 0},
+		{550, "", "Administrative prohibition", outcome.Failed, outcome.ScopeMessage, 0},
+		{550, "5.7.1", "Service unavailable; user does not exist in our blocklist policy", outcome.Failed, outcome.ScopeSender, 0},
+		{554, "5.7.1", "<x@example.test>: Relay access denied", outcome.Failed, outcome.ScopeDomain, 0},
+		{550, "5.1.2", "Domain not found", outcome.Bounced, outcome.ScopeDomain, 0},
+		{550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281)", outcome.Bounced, outcome.ScopeRecipient, 0},
+		{552, "5.2.2", "Mailbox full", outcome.Deferred, outcome.ScopeRecipient, 0},
+		{552, "5.3.4", "Message size exceeds fixed limit", outcome.Failed, outcome.ScopeMessage, 0},
+		{552, "", "Too many recipients", outcome.Deferred, outcome.ScopeTransaction, 0},
+		{421, "5.7.32", "rate limited: From header not aligned", outcome.Deferred, outcome.ScopeSender, 0}, // 4xx code, 5.x enhanced
+		{451, "4.7.1", "Greylisted, please try again in 5 minutes", outcome.Deferred, outcome.ScopeRecipient, 5 * time.Minute},
+		{421, "4.7.0", "Too many messages, retry after 30 seconds", outcome.Deferred, outcome.ScopeProvider, 30 * time.Second},
+		{450, "4.7.1", "Rate limited, try again in 2 hours", outcome.Deferred, outcome.ScopeProvider, 2 * time.Hour},
+		{451, "4.3.0", "Please try again in 999 hours", outcome.Deferred, outcome.ScopeProvider, 24 * time.Hour},
+		{421, "4.7.0", "Too many concurrent SMTP connections from this IP", outcome.Deferred, outcome.ScopeConnection, 0},
+		{250, "2.0.0", "OK queued as 1234", outcome.Delivered, outcome.ScopeNone, 0},
+		{354, "", "go ahead", outcome.Deferred, outcome.ScopeHost, 0},
 	} {
 		got := Classify(c.code, c.enh, c.text)
 		if got.Status != c.status || got.Scope != c.scope || got.RetryAfter != c.retry {
@@ -206,7 +207,7 @@ func TestMailStageRefusalIsNotABounce(t *testing.T) {
 	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test"})
 	defer s.Close()
 	out := s.Send(context.Background(), local(srv), testEnv, testMsg)
-	if out.Status != Failed || out.Scope != ScopeSender || out.Stage != StageMail || out.Code != 550 {
+	if out.Status != outcome.Failed || out.Scope != outcome.ScopeSender || out.Stage != outcome.StageMail || out.Code != 550 {
 		t.Fatalf("%v scope %s stage %s; want failed/sender at mail", out, out.Scope, out.Stage)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // conn is one SMTP client session. sluice speaks the client side itself
@@ -128,7 +131,7 @@ func (r reply) String() string {
 }
 
 // outcome classifies r as the answer at stage.
-func (r reply) outcome(stage Stage, host string) Outcome {
+func (r reply) outcome(stage outcome.Stage, host string) outcome.Outcome {
 	o := stageOutcome(Classify(r.code, r.enh, r.text), stage)
 	o.Host = host
 	return o
@@ -153,7 +156,7 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		}
 		line := strings.TrimRight(string(b), "\r\n")
 		if len(line) < 3 || !digits(line[:3], 3) || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
-			return r, fmt.Errorf("malformed reply line %q", clip(line))
+			return r, fmt.Errorf("malformed reply line %q", text.Clip(line, 80))
 		}
 		code, _ := strconv.Atoi(line[:3])
 		if n == 0 {
@@ -235,11 +238,4 @@ func (c *conn) quit() {
 		_, _ = c.readReply(t)
 	}
 	c.close()
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }

@@ -8,22 +8,9 @@ import (
 	"strings"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/route"
 )
-
-// Sender delivers one message to one recipient and classifies what
-// happened. *SMTP implements it; a test target can be a SenderFunc.
-type Sender interface {
-	Send(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome
-}
-
-// SenderFunc adapts a function to Sender.
-type SenderFunc func(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome
-
-// Send implements Sender.
-func (f SenderFunc) Send(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome {
-	return f(ctx, d, env, msg)
-}
 
 // Envelope is the SMTP envelope of one delivery: one sender, one recipient.
 type Envelope struct {
@@ -59,6 +46,15 @@ type Destination struct {
 	MaxMessagesPerConn int
 }
 
+// HostNames lists the names of d's hosts, in order.
+func (d Destination) HostNames() []string {
+	names := make([]string, len(d.Hosts))
+	for i, h := range d.Hosts {
+		names[i] = h.Name
+	}
+	return names
+}
+
 // Router decides where a domain's mail goes: the transport map first, then
 // the domain's MX records.
 type Router struct {
@@ -70,7 +66,7 @@ type Router struct {
 // Resolve returns the destination for domain. A failed resolution comes
 // back as a classified Outcome (bounce for NXDOMAIN/null MX, deferral for
 // SERVFAIL and timeouts) with ok false.
-func (r *Router) Resolve(ctx context.Context, domain string) (Destination, Outcome, bool) {
+func (r *Router) Resolve(ctx context.Context, domain string) (Destination, outcome.Outcome, bool) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	if rt, ok := r.Routes.Lookup(domain); ok {
 		name, portStr, _ := splitHostPort(rt.Host)
@@ -80,10 +76,10 @@ func (r *Router) Resolve(ctx context.Context, domain string) (Destination, Outco
 			Hosts:      []Host{{Name: name, Port: port, Routed: true}},
 			RequireTLS: rt.RequireTLS,
 			Key:        "route:" + rt.Host,
-		}, Outcome{}, true
+		}, outcome.Outcome{}, true
 	}
 	if r.Resolver == nil {
-		return Destination{}, Outcome{Status: Deferred, Scope: ScopeDomain, Stage: StageRoute,
+		return Destination{}, outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeDomain, Stage: outcome.StageRoute,
 			Enhanced: "4.4.3", Text: "no route and no DNS resolver configured"}, false
 	}
 	names, err := r.Resolver.LookupMX(ctx, domain)
@@ -91,7 +87,7 @@ func (r *Router) Resolve(ctx context.Context, domain string) (Destination, Outco
 		return Destination{}, resolveOutcome(mx.AsError(domain, err)), false
 	}
 	if len(names) == 0 { // a resolver returns the implicit MX at least
-		return Destination{}, Outcome{Status: Deferred, Scope: ScopeDomain, Stage: StageRoute, Enhanced: "4.4.3",
+		return Destination{}, outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeDomain, Stage: outcome.StageRoute, Enhanced: "4.4.3",
 			Text: fmt.Sprintf("mx %s: no mail hosts returned", domain)}, false
 	}
 	port := r.Port
@@ -105,17 +101,17 @@ func (r *Router) Resolve(ctx context.Context, domain string) (Destination, Outco
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
 	d.Key = "mx:" + strings.Join(sorted, ",")
-	return d, Outcome{}, true
+	return d, outcome.Outcome{}, true
 }
 
 // resolveOutcome turns a DNS failure into an Outcome (RFC 7505 null MX is
 // 5.1.10, a nonexistent domain 5.1.2; anything else is transient).
-func resolveOutcome(e *mx.Error) Outcome {
-	o := Outcome{Stage: StageRoute, Enhanced: e.Enhanced, Text: e.Error()}
+func resolveOutcome(e *mx.Error) outcome.Outcome {
+	o := outcome.Outcome{Stage: outcome.StageRoute, Enhanced: e.Enhanced, Text: e.Error()}
 	if e.Permanent {
-		o.Status, o.Scope = Bounced, ScopeDomain
+		o.Status, o.Scope = outcome.Bounced, outcome.ScopeDomain
 	} else {
-		o.Status, o.Scope = Deferred, ScopeDomain
+		o.Status, o.Scope = outcome.Deferred, outcome.ScopeDomain
 	}
 	return o
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/dnstest"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
@@ -89,7 +90,7 @@ func TestDNSRouting(t *testing.T) {
 	t.Cleanup(sender.Close)
 
 	ctx := context.Background()
-	send := func(domain string) deliver.Outcome {
+	send := func(domain string) outcome.Outcome {
 		t.Helper()
 		dest, out, ok := router.Resolve(ctx, domain)
 		if !ok {
@@ -107,7 +108,7 @@ func TestDNSRouting(t *testing.T) {
 			t.Fatalf("destination %+v", dest)
 		}
 		for i := range 3 {
-			if out := send("pref.test"); out.Status != deliver.Delivered || out.Host != "mx1.pref.test" {
+			if out := send("pref.test"); out.Status != outcome.Delivered || out.Host != "mx1.pref.test" {
 				t.Fatalf("send %d: %v (host %s)", i, out, out.Host)
 			}
 		}
@@ -126,7 +127,7 @@ func TestDNSRouting(t *testing.T) {
 	t.Run("failover to second MX", func(t *testing.T) {
 		before := mx2.Count()
 		out := send("failover.test")
-		if out.Status != deliver.Delivered || out.Host != "mx2.pref.test" {
+		if out.Status != outcome.Delivered || out.Host != "mx2.pref.test" {
 			t.Fatalf("outcome %v (host %s)", out, out.Host)
 		}
 		if mx2.Count() != before+1 || mx2.Messages()[before].To[0] != "user@failover.test" {
@@ -136,24 +137,24 @@ func TestDNSRouting(t *testing.T) {
 
 	t.Run("implicit MX", func(t *testing.T) {
 		out := send("implicit.test")
-		if out.Status != deliver.Delivered || out.Host != "implicit.test" || implicit.Count() != 1 {
+		if out.Status != outcome.Delivered || out.Host != "implicit.test" || implicit.Count() != 1 {
 			t.Fatalf("outcome %v (host %s), implicit receiver got %d", out, out.Host, implicit.Count())
 		}
 	})
 
 	for _, c := range []struct {
 		domain   string
-		status   deliver.Status
+		status   outcome.Status
 		enhanced string
 	}{
-		{"null.test", deliver.Bounced, "5.1.10"},
-		{"nxdomain.test", deliver.Bounced, "5.1.2"},
-		{"servfail.test", deliver.Deferred, "4.4.3"},
+		{"null.test", outcome.Bounced, "5.1.10"},
+		{"nxdomain.test", outcome.Bounced, "5.1.2"},
+		{"servfail.test", outcome.Deferred, "4.4.3"},
 	} {
 		t.Run(c.domain, func(t *testing.T) {
 			total := mx1.Count() + mx2.Count() + implicit.Count()
 			out := send(c.domain)
-			if out.Status != c.status || out.Enhanced != c.enhanced || out.Scope != deliver.ScopeDomain || out.Stage != deliver.StageRoute {
+			if out.Status != c.status || out.Enhanced != c.enhanced || out.Scope != outcome.ScopeDomain || out.Stage != outcome.StageRoute {
 				t.Fatalf("outcome %v scope %s stage %s; want %s %s domain/route", out, out.Scope, out.Stage, c.status, c.enhanced)
 			}
 			if now := mx1.Count() + mx2.Count() + implicit.Count(); now != total {

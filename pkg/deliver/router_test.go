@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/route"
 )
 
@@ -22,7 +23,7 @@ func TestRouterResolve(t *testing.T) {
 	if !ok || len(d.Hosts) != 2 || d.Hosts[0].Name != "mx2.example.test" || d.Hosts[0].Port != 2526 || d.Key != "mx:mx1.example.test,mx2.example.test" {
 		t.Fatalf("mx: %+v (want resolver order kept, key sorted)", d)
 	}
-	if _, out, ok := r.Resolve(context.Background(), "empty.test"); ok || out.Status != Deferred || out.Scope != ScopeDomain {
+	if _, out, ok := r.Resolve(context.Background(), "empty.test"); ok || out.Status != outcome.Deferred || out.Scope != outcome.ScopeDomain {
 		t.Fatalf("no hosts: ok %v %v", ok, out)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // tlsMode is how a new session treats STARTTLS.
@@ -20,10 +22,10 @@ const (
 
 // dial opens a ready session to h: connected, greeted, EHLO said and,
 // where possible, under TLS. On failure it returns the outcome to report.
-func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, Outcome) {
+func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, outcome.Outcome) {
 	addrs, err := s.addrs(ctx, h)
 	if err != nil {
-		return nil, Outcome{Status: Deferred, Scope: ScopeHost, Stage: StageConnect, Host: h.Name,
+		return nil, outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeHost, Stage: outcome.StageConnect, Host: h.Name,
 			Enhanced: "4.4.3", Text: err.Error()}
 	}
 	mode := tlsTry
@@ -33,7 +35,7 @@ func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, Outcome) 
 	case s.tlsBroken(h.Addr()):
 		mode = tlsSkip
 	}
-	var out Outcome
+	var out outcome.Outcome
 	for _, addr := range addrs {
 		var c *conn
 		var tlsFailed bool
@@ -48,7 +50,7 @@ func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, Outcome) 
 				slog.Duration("for", s.cfg.TLSFallbackTTL))
 			c, out, _ = s.open(ctx, h, addr, tlsSkip)
 		}
-		if c != nil || out.Stage != StageConnect || ctx.Err() != nil {
+		if c != nil || out.Stage != outcome.StageConnect || ctx.Err() != nil {
 			return c, out
 		}
 	}
@@ -78,9 +80,9 @@ func (s *SMTP) addrs(ctx context.Context, h Host) ([]string, error) {
 
 // open connects to addr and runs the session up to the first MAIL.
 // tlsFailed reports a failed STARTTLS, after which the connection is gone.
-func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *conn, out Outcome, tlsFailed bool) {
-	fail := func(stage Stage, enh, format string, args ...any) Outcome {
-		return Outcome{Status: Deferred, Scope: ScopeHost, Stage: stage, Host: h.Name, Enhanced: enh,
+func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *conn, out outcome.Outcome, tlsFailed bool) {
+	fail := func(stage outcome.Stage, enh, format string, args ...any) outcome.Outcome {
+		return outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeHost, Stage: stage, Host: h.Name, Enhanced: enh,
 			Text: fmt.Sprintf(format, args...)}
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
@@ -88,69 +90,69 @@ func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, canceled(StageConnect, h.Name, ctx.Err()), false
+			return nil, canceled(outcome.StageConnect, h.Name, ctx.Err()), false
 		}
-		return nil, fail(StageConnect, "4.4.1", "connect to %s (%s): %v", h.Name, addr, err), false
+		return nil, fail(outcome.StageConnect, "4.4.1", "connect to %s (%s): %v", h.Name, addr, err), false
 	}
 	key := h.Addr()
 	s.track(key, 1)
 	c = newConn(raw, &s.cfg, h, func() { s.track(key, -1) })
 	stop := c.bind(ctx)
 	defer stop()
-	ioFail := func(stage Stage, what string, err error) Outcome {
+	ioFail := func(stage outcome.Stage, what string, err error) outcome.Outcome {
 		c.close()
 		return c.ioOutcome(stage, what, s.cfg.CommandTimeout, err)
 	}
 
 	r, err := c.readReply(s.cfg.CommandTimeout) // RFC 5321 §4.5.3.2.1: 5 min for the 220
 	if err != nil {
-		return nil, ioFail(StageGreeting, "the greeting", err), false
+		return nil, ioFail(outcome.StageGreeting, "the greeting", err), false
 	}
 	if r.code != 220 {
 		c.close() // 421 closes the channel; after 554 there is nothing to say
-		return nil, r.outcome(StageGreeting, h.Name), false
+		return nil, r.outcome(outcome.StageGreeting, h.Name), false
 	}
 	if r, err = c.hello(s.cfg.Hostname); err != nil {
-		return nil, ioFail(StageHello, "EHLO", err), false
+		return nil, ioFail(outcome.StageHello, "EHLO", err), false
 	}
 	if r.code != 250 {
 		c.close()
-		return nil, r.outcome(StageHello, h.Name), false
+		return nil, r.outcome(outcome.StageHello, h.Name), false
 	}
 	if mode == tlsSkip {
-		return c, Outcome{}, false
+		return c, outcome.Outcome{}, false
 	}
 	if !c.has("STARTTLS") {
 		if mode == tlsMust {
 			c.quit()
-			return nil, fail(StageTLS, "4.7.4", "TLS is required, but %s (%s) does not offer STARTTLS", h.Name, addr), false
+			return nil, fail(outcome.StageTLS, "4.7.4", "TLS is required, but %s (%s) does not offer STARTTLS", h.Name, addr), false
 		}
-		return c, Outcome{}, false
+		return c, outcome.Outcome{}, false
 	}
 	if err := c.startTLS(s.cfg.TLSConfig, s.cfg.Hostname); err != nil {
 		if errors.Is(err, errTLSRefused) && mode == tlsTry {
-			return c, Outcome{}, false // still plaintext and healthy
+			return c, outcome.Outcome{}, false // still plaintext and healthy
 		}
 		c.close()
 		if ctx.Err() != nil {
-			return nil, canceled(StageTLS, h.Name, ctx.Err()), false
+			return nil, canceled(outcome.StageTLS, h.Name, ctx.Err()), false
 		}
-		return nil, fail(StageTLS, "4.7.5", "TLS with %s (%s) failed: %v", h.Name, addr, err), true
+		return nil, fail(outcome.StageTLS, "4.7.5", "TLS with %s (%s) failed: %v", h.Name, addr, err), true
 	}
 	s.cfg.Logger.Debug("smtp session open", slog.String("host", h.Name), slog.String("addr", addr), slog.Bool("tls", c.tls))
-	return c, Outcome{}, false
+	return c, outcome.Outcome{}, false
 }
 
 // ioOutcome reports an I/O failure: a cancelled context, a timeout or a
 // dropped connection. None of them says anything about the message.
-func (c *conn) ioOutcome(stage Stage, what string, timeout time.Duration, err error) Outcome {
+func (c *conn) ioOutcome(stage outcome.Stage, what string, timeout time.Duration, err error) outcome.Outcome {
 	c.mu.Lock()
 	cancelled := c.ctx != nil && c.ctx.Err() != nil
 	c.mu.Unlock()
 	if cancelled {
 		return canceled(stage, c.host, err)
 	}
-	o := Outcome{Status: Deferred, Scope: ScopeHost, Stage: stage, Host: c.host, Enhanced: "4.4.2"}
+	o := outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeHost, Stage: stage, Host: c.host, Enhanced: "4.4.2"}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		o.Text = fmt.Sprintf("timeout: no reply from %s to %s within %s", c.host, what, timeout)
@@ -162,7 +164,7 @@ func (c *conn) ioOutcome(stage Stage, what string, timeout time.Duration, err er
 
 // canceled is the outcome of an attempt cut short by its context: sluice
 // stopped it, so it says nothing about host or message.
-func canceled(stage Stage, host string, err error) Outcome {
-	return Outcome{Status: Deferred, Stage: stage, Host: host, Reason: "canceled",
+func canceled(stage outcome.Stage, host string, err error) outcome.Outcome {
+	return outcome.Outcome{Status: outcome.Deferred, Stage: stage, Host: host, Reason: outcome.Interrupted,
 		Text: fmt.Sprintf("attempt interrupted: %v", err)}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // SMTPConfig configures outbound SMTP sessions. Zero fields take the
@@ -96,8 +98,6 @@ type SMTP struct {
 	wg     sync.WaitGroup
 }
 
-var _ Sender = (*SMTP)(nil)
-
 // NewSMTP returns a sender with cfg (zero fields take defaults).
 func NewSMTP(cfg SMTPConfig) *SMTP {
 	cfg.defaults()
@@ -108,14 +108,14 @@ func NewSMTP(cfg SMTPConfig) *SMTP {
 // §5.1) until one gives an answer about the message: a host that cannot be
 // reached, greets with 4xx/5xx or fails a required TLS is skipped. msg is
 // sent with CRLF line ends and dot-stuffing whatever it holds. Cancelling
-// ctx interrupts the attempt at once (Outcome.Reason "canceled").
-func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte) Outcome {
+// ctx interrupts the attempt at once (Outcome.Reason outcome.Interrupted).
+func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte) outcome.Outcome {
 	p, out, ok := prepare(env, msg)
 	if !ok {
 		return out
 	}
 	if len(d.Hosts) == 0 {
-		return Outcome{Status: Deferred, Scope: ScopeDomain, Stage: StageRoute, Enhanced: "4.4.4",
+		return outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeDomain, Stage: outcome.StageRoute, Enhanced: "4.4.4",
 			Text: fmt.Sprintf("no hosts to deliver to for %q", d.Domain)}
 	}
 	needTLS := d.RequireTLS || s.cfg.RequireTLS
@@ -123,10 +123,10 @@ func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte
 	if limit <= 0 {
 		limit = s.cfg.MaxMessagesPerConn
 	}
-	var last Outcome
+	var last outcome.Outcome
 	for _, h := range d.Hosts {
 		if err := ctx.Err(); err != nil {
-			return canceled(StageConnect, h.Name, err)
+			return canceled(outcome.StageConnect, h.Name, err)
 		}
 		out, next := s.sendHost(ctx, h, p, needTLS, limit)
 		if !next {
@@ -142,13 +142,13 @@ func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte
 
 // sendHost runs one transaction on h. next reports that h never reached
 // the transaction, so the next MX should be tried.
-func (s *SMTP) sendHost(ctx context.Context, h Host, p *prepared, needTLS bool, limit int) (out Outcome, next bool) {
+func (s *SMTP) sendHost(ctx context.Context, h Host, p *prepared, needTLS bool, limit int) (out outcome.Outcome, next bool) {
 	for {
 		c := s.take(h.Addr(), needTLS, limit)
 		reused := c != nil
 		if c == nil {
 			if c, out = s.dial(ctx, h, needTLS); c == nil {
-				return out, out.Reason != "canceled"
+				return out, out.Reason != outcome.Interrupted
 			}
 		}
 		stop := c.bind(ctx)
@@ -168,27 +168,27 @@ func (s *SMTP) sendHost(ctx context.Context, h Host, p *prepared, needTLS bool, 
 }
 
 // prepare validates the envelope and canonicalises the message once.
-func prepare(env Envelope, msg []byte) (*prepared, Outcome, bool) {
+func prepare(env Envelope, msg []byte) (*prepared, outcome.Outcome, bool) {
 	if !validAddr(env.To) || env.To == "" {
-		return nil, Outcome{Status: Bounced, Scope: ScopeRecipient, Stage: StageBuild, Enhanced: "5.1.3",
-			Text: fmt.Sprintf("invalid recipient address %q", clip(env.To))}, false
+		return nil, outcome.Outcome{Status: outcome.Bounced, Scope: outcome.ScopeRecipient, Stage: outcome.StageBuild, Enhanced: "5.1.3",
+			Text: fmt.Sprintf("invalid recipient address %q", text.Clip(env.To, 80))}, false
 	}
 	if !validAddr(env.From) {
-		return nil, Outcome{Status: Failed, Scope: ScopeSender, Stage: StageBuild, Enhanced: "5.1.7",
-			Text: fmt.Sprintf("invalid sender address %q", clip(env.From))}, false
+		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Enhanced: "5.1.7",
+			Text: fmt.Sprintf("invalid sender address %q", text.Clip(env.From, 80))}, false
 	}
 	if len(msg) == 0 {
-		return nil, Outcome{Status: Failed, Scope: ScopeMessage, Stage: StageBuild, Enhanced: "5.6.0",
+		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Enhanced: "5.6.0",
 			Text: "empty message"}, false
 	}
-	data := canonical(msg)
+	data := text.CRLF(msg)
 	return &prepared{
 		env:        env,
 		data:       data,
 		eightBit:   has8bit(data),
 		utf8Addr:   has8bit([]byte(env.From)) || has8bit([]byte(env.To)),
 		utf8Header: has8bit(header(data)),
-	}, Outcome{}, true
+	}, outcome.Outcome{}, true
 }
 
 // validAddr rejects what would break the command line: controls (CR, LF

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/mx"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
@@ -19,7 +20,7 @@ func TestSendReusesSessionAndUsesSTARTTLS(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		out := s.Send(context.Background(), d, Envelope{From: "b@sluice.test", To: "a@example.test"},
 			[]byte("Subject: hi\r\n\r\nbody\r\n"))
-		if out.Status != Delivered {
+		if out.Status != outcome.Delivered {
 			t.Fatalf("message %d: %v", i, out)
 		}
 	}
@@ -49,7 +50,7 @@ func TestReuseCapPerDestinationAndOpen(t *testing.T) {
 	d.MaxMessagesPerConn = 4
 	send := func(n int) {
 		for i := 0; i < n; i++ {
-			if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Delivered {
+			if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Delivered {
 				t.Fatalf("message %d: %v", i, out)
 			}
 		}
@@ -79,7 +80,7 @@ func TestSTARTTLSFailureFallsBackToPlaintextOnce(t *testing.T) {
 	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test", MaxMessagesPerConn: 1})
 	defer s.Close()
 	for i := 0; i < 2; i++ {
-		if out := s.Send(context.Background(), local(srv), testEnv, testMsg); out.Status != Delivered {
+		if out := s.Send(context.Background(), local(srv), testEnv, testMsg); out.Status != outcome.Delivered {
 			t.Fatalf("message %d: %v", i, out)
 		}
 	}
@@ -111,7 +112,7 @@ func TestRequireTLSNeverSendsPlaintext(t *testing.T) {
 			d := local(srv)
 			d.RequireTLS = tc.dest
 			out := s.Send(context.Background(), d, testEnv, testMsg)
-			if out.Status != Deferred || out.Scope != ScopeHost || out.Stage != StageTLS || out.Enhanced != tc.enh || !strings.Contains(out.Text, "TLS") {
+			if out.Status != outcome.Deferred || out.Scope != outcome.ScopeHost || out.Stage != outcome.StageTLS || out.Enhanced != tc.enh || !strings.Contains(out.Text, "TLS") {
 				t.Fatalf("%v scope %s stage %s; want deferred/host at starttls, %s", out, out.Scope, out.Stage, tc.enh)
 			}
 			if strings.Contains(string(srv.Wire()), "MAIL FROM") || srv.Count() != 0 {
@@ -128,11 +129,11 @@ func TestRequireTLSSkipsPooledPlaintextSession(t *testing.T) {
 	s := NewSMTP(SMTPConfig{})
 	defer s.Close()
 	d := local(srv)
-	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Delivered {
+	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Delivered {
 		t.Fatal(out)
 	}
 	d.RequireTLS = true
-	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Deferred || out.Stage != StageTLS {
+	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Deferred || out.Stage != outcome.StageTLS {
 		t.Fatalf("%v stage %s; want deferred at starttls", out, out.Stage)
 	}
 	if n := srv.Count(); n != 1 {
@@ -151,7 +152,7 @@ func TestGreeting421TriesNextMX(t *testing.T) {
 		{Name: "mx2.example.test", Port: good.Port()},
 	}}
 	out := s.Send(context.Background(), d, testEnv, testMsg)
-	if out.Status != Delivered || out.Host != "mx2.example.test" {
+	if out.Status != outcome.Delivered || out.Host != "mx2.example.test" {
 		t.Fatalf("%v via %q; want delivered via mx2", out, out.Host)
 	}
 	if busy.Conns() != 1 || good.Count() != 1 {
@@ -162,7 +163,7 @@ func TestGreeting421TriesNextMX(t *testing.T) {
 	// not the silent host's.
 	d.Hosts[1].Port = closedPort(t)
 	out = s.Send(context.Background(), d, testEnv, testMsg)
-	if out.Status != Deferred || out.Scope != ScopeConnection || out.Stage != StageGreeting || out.Code != 421 {
+	if out.Status != outcome.Deferred || out.Scope != outcome.ScopeConnection || out.Stage != outcome.StageGreeting || out.Code != 421 {
 		t.Fatalf("%v scope %s stage %s; want deferred/connection 421 at greeting", out, out.Scope, out.Stage)
 	}
 }
@@ -172,7 +173,7 @@ func TestConnectionRefusedTriesNextMX(t *testing.T) {
 	s := NewSMTP(SMTPConfig{})
 	defer s.Close()
 	d := Destination{Hosts: []Host{{Name: "127.0.0.1", Port: closedPort(t)}, {Name: "127.0.0.1", Port: good.Port()}}}
-	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Delivered || good.Count() != 1 {
+	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Delivered || good.Count() != 1 {
 		t.Fatalf("%v, %d delivered; want delivered once via the second host", out, good.Count())
 	}
 }
@@ -186,7 +187,7 @@ func TestStallTimesOutAndDiscardsSession(t *testing.T) {
 	d := local(srv)
 	for i := 1; i <= 2; i++ {
 		out := s.Send(context.Background(), d, testEnv, testMsg)
-		if out.Status != Deferred || out.Scope != ScopeHost || out.Stage != StageData || !strings.Contains(out.Text, "timeout") {
+		if out.Status != outcome.Deferred || out.Scope != outcome.ScopeHost || out.Stage != outcome.StageData || !strings.Contains(out.Text, "timeout") {
 			t.Fatalf("attempt %d: %v scope %s stage %s; want deferred/host timeout at data", i, out, out.Scope, out.Stage)
 		}
 		if n := s.Open(d.Hosts[0].Addr()); n != 0 {
@@ -204,7 +205,7 @@ func TestRcptStallReportsStage(t *testing.T) {
 	s := NewSMTP(SMTPConfig{CommandTimeout: 200 * time.Millisecond})
 	defer s.Close()
 	out := s.Send(context.Background(), local(srv), testEnv, testMsg)
-	if out.Status != Deferred || out.Stage != StageRcpt || !strings.Contains(out.Text, "RCPT") {
+	if out.Status != outcome.Deferred || out.Stage != outcome.StageRcpt || !strings.Contains(out.Text, "RCPT") {
 		t.Fatalf("%v stage %s; want deferred at rcpt", out, out.Stage)
 	}
 }
@@ -224,20 +225,20 @@ func TestBrokenSessionNotReused(t *testing.T) {
 	s := NewSMTP(SMTPConfig{})
 	defer s.Close()
 	d := local(srv)
-	send := func(to string) Outcome {
+	send := func(to string) outcome.Outcome {
 		return s.Send(context.Background(), d, Envelope{From: "b@sluice.test", To: to}, testMsg)
 	}
 
-	if out := send("nobody@example.test"); out.Status != Bounced {
+	if out := send("nobody@example.test"); out.Status != outcome.Bounced {
 		t.Fatalf("nobody: %v", out)
 	}
-	if out := send("a@example.test"); out.Status != Delivered || srv.Conns() != 1 {
+	if out := send("a@example.test"); out.Status != outcome.Delivered || srv.Conns() != 1 {
 		t.Fatalf("after a 550: %v on %d sessions; want delivered on the same one", out, srv.Conns())
 	}
-	if out := send("closing@example.test"); out.Status != Deferred || out.Code != 421 {
+	if out := send("closing@example.test"); out.Status != outcome.Deferred || out.Code != 421 {
 		t.Fatalf("closing: %v", out)
 	}
-	if out := send("a@example.test"); out.Status != Delivered || srv.Conns() != 2 {
+	if out := send("a@example.test"); out.Status != outcome.Delivered || srv.Conns() != 2 {
 		t.Fatalf("after a 421: %v on %d sessions; want delivered on a new one", out, srv.Conns())
 	}
 	if n := srv.Count(); n != 2 {
@@ -297,11 +298,11 @@ func TestStaleIdleSessionReplaced(t *testing.T) {
 	s := NewSMTP(SMTPConfig{IdleTimeout: time.Minute})
 	defer s.Close()
 	d := local(srv)
-	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Delivered {
+	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Delivered {
 		t.Fatal(out)
 	}
 	time.Sleep(300 * time.Millisecond) // the receiver says 421 4.4.2 and hangs up
-	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Delivered {
+	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Delivered {
 		t.Fatalf("after the receiver dropped the idle session: %v", out)
 	}
 	if srv.Count() != 2 || srv.Conns() != 2 {
@@ -314,7 +315,7 @@ func TestIdleSessionsClosed(t *testing.T) {
 	s := NewSMTP(SMTPConfig{IdleTimeout: 50 * time.Millisecond})
 	defer s.Close()
 	d := local(srv)
-	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != Delivered {
+	if out := s.Send(context.Background(), d, testEnv, testMsg); out.Status != outcome.Delivered {
 		t.Fatal(out)
 	}
 	if s.Open(d.Hosts[0].Addr()) != 1 {
@@ -341,12 +342,12 @@ func TestMaxIdlePerHost(t *testing.T) {
 	s := NewSMTP(SMTPConfig{MaxIdlePerHost: 1})
 	defer s.Close()
 	d := local(srv)
-	done := make(chan Outcome)
+	done := make(chan outcome.Outcome)
 	for i := 0; i < n; i++ {
 		go func() { done <- s.Send(context.Background(), d, testEnv, testMsg) }()
 	}
 	for i := 0; i < n; i++ {
-		if out := <-done; out.Status != Delivered {
+		if out := <-done; out.Status != outcome.Delivered {
 			t.Fatal(out)
 		}
 	}
@@ -376,28 +377,17 @@ func TestSendHonoursContext(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if out := s.Send(ctx, local(srv), testEnv, testMsg); out.Status != Deferred || out.Reason != "canceled" || srv.Conns() != 0 {
+	if out := s.Send(ctx, local(srv), testEnv, testMsg); out.Status != outcome.Deferred || out.Reason != outcome.Interrupted || srv.Conns() != 0 {
 		t.Fatalf("cancelled before: %v reason %q, %d sessions; want canceled and no session", out, out.Reason, srv.Conns())
 	}
 
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	out := s.Send(ctx, local(srv), testEnv, testMsg)
-	if out.Status != Deferred || out.Reason != "canceled" || out.Stage != StageData {
+	if out.Status != outcome.Deferred || out.Reason != outcome.Interrupted || out.Stage != outcome.StageData {
 		t.Fatalf("cancelled during DATA: %v reason %q stage %s; want canceled at data", out, out.Reason, out.Stage)
 	}
 	if n := s.Open(local(srv).Hosts[0].Addr()); n != 0 {
 		t.Fatalf("%d sessions open after cancellation", n)
-	}
-}
-
-func TestSenderFunc(t *testing.T) {
-	var got Envelope
-	var s Sender = SenderFunc(func(_ context.Context, _ Destination, env Envelope, _ []byte) Outcome {
-		got = env
-		return Outcome{Status: Delivered}
-	})
-	if out := s.Send(context.Background(), Destination{}, testEnv, testMsg); out.Status != Delivered || got != testEnv {
-		t.Fatalf("%v %v", out, got)
 	}
 }

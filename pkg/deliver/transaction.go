@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // txState says what a transaction left the session fit for.
@@ -28,15 +30,15 @@ type prepared struct {
 // which clears whatever the last transaction left and proves the session
 // alive; with PIPELINING (RFC 2920 §3.1) RSET, MAIL, RCPT and DATA go out
 // in one write and cost one round trip.
-func (c *conn) transact(p *prepared, reused bool) (Outcome, txState) {
+func (c *conn) transact(p *prepared, reused bool) (outcome.Outcome, txState) {
 	c.wtimeout = c.cfg.CommandTimeout
 	if lim := c.sizeLimit(); lim > 0 && int64(len(p.data)) > lim {
-		return Outcome{Status: Failed, Scope: ScopeMessage, Stage: StageMail, Host: c.host, Enhanced: "5.3.4",
+		return outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageMail, Host: c.host, Enhanced: "5.3.4",
 			Text: fmt.Sprintf("message of %d bytes exceeds the SIZE %d that %s advertises (RFC 1870)", len(p.data), lim, c.host)}, txClean
 	}
 	utf8 := p.utf8Addr || p.utf8Header && c.has("SMTPUTF8")
 	if p.utf8Addr && !c.has("SMTPUTF8") {
-		return Outcome{Status: Failed, Scope: ScopeMessage, Stage: StageMail, Host: c.host, Enhanced: "5.6.7",
+		return outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageMail, Host: c.host, Enhanced: "5.6.7",
 			Text: fmt.Sprintf("non-ASCII address, and %s does not offer SMTPUTF8 (RFC 6531 §3.2)", c.host)}, txClean
 	}
 
@@ -48,11 +50,11 @@ func (c *conn) transact(p *prepared, reused bool) (Outcome, txState) {
 	pipelined := c.has("PIPELINING") && !c.cfg.DisablePipelining
 	if pipelined {
 		if err := c.send(cmds...); err != nil {
-			return c.txIOFail(StageMail, "MAIL", err, reused, true)
+			return c.txIOFail(outcome.StageMail, "MAIL", err, reused, true)
 		}
 	}
 
-	var fail *Outcome
+	var fail *outcome.Outcome
 	broken := false
 	for i, cmd := range cmds {
 		verb, _, _ := strings.Cut(cmd, " ")
@@ -77,7 +79,7 @@ func (c *conn) transact(p *prepared, reused bool) (Outcome, txState) {
 		case verb == "RSET" && r.code != 250:
 			// A pooled session the server timed out answers RSET with 421
 			// 4.4.2: it died while idle, the message is untouched.
-			return Outcome{}, txStale
+			return outcome.Outcome{}, txStale
 		case verb == "RSET":
 		case verb == "MAIL" && r.code/100 == 2:
 			c.sent++
@@ -109,36 +111,36 @@ func (c *conn) transact(p *prepared, reused bool) (Outcome, txState) {
 }
 
 // data sends the message and reads the verdict on it.
-func (c *conn) data(p *prepared) (Outcome, txState) {
+func (c *conn) data(p *prepared) (outcome.Outcome, txState) {
 	c.wtimeout = c.cfg.DataBlockTimeout // RFC 5321 §4.5.3.2.5
 	err := writeData(c.bw, p.data)
 	if err == nil {
 		err = c.bw.Flush()
 	}
 	if err != nil {
-		return c.ioOutcome(StageData, "the message data", c.cfg.DataBlockTimeout, err), txBroken
+		return c.ioOutcome(outcome.StageData, "the message data", c.cfg.DataBlockTimeout, err), txBroken
 	}
 	r, err := c.readReply(c.cfg.DataTimeout) // RFC 5321 §4.5.3.2.6: 10 min
 	if err != nil {
-		out := c.ioOutcome(StageData, "the end of data", c.cfg.DataTimeout, err)
+		out := c.ioOutcome(outcome.StageData, "the end of data", c.cfg.DataTimeout, err)
 		// RFC 1047: the receiver may have taken the message anyway.
 		out.Text += " (the message may have been delivered)"
 		return out, txBroken
 	}
 	if r.code/100 == 2 {
-		return Outcome{Status: Delivered, Code: r.code, Enhanced: r.enh, Text: r.text, Stage: StageData, Host: c.host}, txClean
+		return outcome.Outcome{Status: outcome.Delivered, Code: r.code, Enhanced: r.enh, Text: r.text, Stage: outcome.StageData, Host: c.host}, txClean
 	}
 	if r.code == 421 {
-		return r.outcome(StageData, c.host), txBroken
+		return r.outcome(outcome.StageData, c.host), txBroken
 	}
-	return r.outcome(StageData, c.host), txClean
+	return r.outcome(outcome.StageData, c.host), txClean
 }
 
 // txIOFail reports an I/O failure before DATA. On a pooled session, a
 // failure before any reply means the session had died while idle.
-func (c *conn) txIOFail(stage Stage, what string, err error, reused, first bool) (Outcome, txState) {
+func (c *conn) txIOFail(stage outcome.Stage, what string, err error, reused, first bool) (outcome.Outcome, txState) {
 	out := c.ioOutcome(stage, what, c.cfg.CommandTimeout, err)
-	if reused && first && out.Reason != "canceled" {
+	if reused && first && out.Reason != outcome.Interrupted {
 		return out, txStale
 	}
 	return out, txBroken
@@ -167,12 +169,12 @@ func (c *conn) mailCommand(p *prepared, utf8 bool) string {
 	return b.String()
 }
 
-func stageOf(verb string) Stage {
+func stageOf(verb string) outcome.Stage {
 	switch verb {
 	case "RSET", "MAIL":
-		return StageMail
+		return outcome.StageMail
 	case "RCPT":
-		return StageRcpt
+		return outcome.StageRcpt
 	}
-	return StageData
+	return outcome.StageData
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
@@ -21,7 +22,7 @@ func TestWireDotStuffingAndLineEnds(t *testing.T) {
 	defer s.Close()
 	msg := ".first\nSubject: x\n\n.hidden\n..two\nbare\rcr\r\n.\nend" // bare LF, bare CR, no final newline
 	want := ".first\r\nSubject: x\r\n\r\n.hidden\r\n..two\r\nbare\r\ncr\r\n.\r\nend\r\n"
-	if out := s.Send(context.Background(), local(srv), testEnv, []byte(msg)); out.Status != Delivered {
+	if out := s.Send(context.Background(), local(srv), testEnv, []byte(msg)); out.Status != outcome.Delivered {
 		t.Fatal(out)
 	}
 	msgs := srv.Messages()
@@ -48,14 +49,14 @@ func TestSizeRefusedBeforeMail(t *testing.T) {
 	defer s.Close()
 	big := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef\r\n"), 120)...)
 	out := s.Send(context.Background(), local(srv), testEnv, big)
-	if out.Status != Failed || out.Scope != ScopeMessage || out.Enhanced != "5.3.4" {
+	if out.Status != outcome.Failed || out.Scope != outcome.ScopeMessage || out.Enhanced != "5.3.4" {
 		t.Fatalf("%v scope %s; want failed/message 5.3.4", out, out.Scope)
 	}
 	if mails.Load() != 0 || bytes.Contains(srv.Wire(), []byte("DATA")) {
 		t.Fatalf("a transaction began for an oversized message:\n%s", srv.Wire())
 	}
 	// The session is still good, and SIZE= announces a message that fits.
-	if out := s.Send(context.Background(), local(srv), testEnv, testMsg); out.Status != Delivered {
+	if out := s.Send(context.Background(), local(srv), testEnv, testMsg); out.Status != outcome.Delivered {
 		t.Fatal(out)
 	}
 	m := srv.Messages()
@@ -70,11 +71,11 @@ func TestSMTPUTF8(t *testing.T) {
 	s := NewSMTP(SMTPConfig{})
 	defer s.Close()
 	out := s.Send(context.Background(), local(plain), env, testMsg)
-	if out.Status != Failed || out.Enhanced != "5.6.7" || plain.Count() != 0 || bytes.Contains(plain.Wire(), []byte("MAIL")) {
+	if out.Status != outcome.Failed || out.Enhanced != "5.6.7" || plain.Count() != 0 || bytes.Contains(plain.Wire(), []byte("MAIL")) {
 		t.Fatalf("%v; want failed 5.6.7 and no MAIL", out)
 	}
 	utf8 := smtptest.Start(t, smtptest.Options{SMTPUTF8: true})
-	if out := s.Send(context.Background(), local(utf8), env, testMsg); out.Status != Delivered {
+	if out := s.Send(context.Background(), local(utf8), env, testMsg); out.Status != outcome.Delivered {
 		t.Fatal(out)
 	}
 	if m := utf8.Messages(); len(m) != 1 || !m[0].UTF8 || m[0].To[0] != env.To {
@@ -87,7 +88,7 @@ func TestEightBitMIMEOnlyWhenNeeded(t *testing.T) {
 	s := NewSMTP(SMTPConfig{})
 	defer s.Close()
 	for _, body := range []string{"plain ascii\r\n", "caf\xc3\xa9\r\n"} {
-		if out := s.Send(context.Background(), local(srv), testEnv, []byte("Subject: x\r\n\r\n"+body)); out.Status != Delivered {
+		if out := s.Send(context.Background(), local(srv), testEnv, []byte("Subject: x\r\n\r\n"+body)); out.Status != outcome.Delivered {
 			t.Fatal(out)
 		}
 	}
@@ -106,31 +107,12 @@ func TestBadEnvelopeNeverSent(t *testing.T) {
 		{From: "b@sluice.test\r\nRSET", To: "a@example.test"},
 		{From: "b@sluice.test", To: ""},
 	} {
-		if out := s.Send(context.Background(), local(srv), env, testMsg); out.Status == Delivered || out.Stage != StageBuild {
+		if out := s.Send(context.Background(), local(srv), env, testMsg); out.Status == outcome.Delivered || out.Stage != outcome.StageBuild {
 			t.Fatalf("%q: %v stage %s; want refused before SMTP", env, out, out.Stage)
 		}
 	}
 	if srv.Conns() != 0 {
 		t.Fatalf("%d sessions opened for invalid envelopes", srv.Conns())
-	}
-}
-
-func TestCanonical(t *testing.T) {
-	for in, want := range map[string]string{
-		"a\r\nb\r\n": "a\r\nb\r\n",
-		"a\nb":       "a\r\nb\r\n",
-		"a\rb\r\n":   "a\r\nb\r\n",
-		"a\r\r\nb":   "a\r\n\r\nb\r\n",
-		"":           "\r\n",
-		"\n.":        "\r\n.\r\n",
-	} {
-		if got := canonical([]byte(in)); string(got) != want {
-			t.Errorf("canonical(%q) = %q, want %q", in, got, want)
-		}
-	}
-	clean := []byte("a\r\nb\r\n")
-	if got := canonical(clean); &got[0] != &clean[0] {
-		t.Error("a canonical message was copied")
 	}
 }
 
@@ -155,7 +137,7 @@ func BenchmarkSend(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if out := s.Send(context.Background(), d, testEnv, msg); out.Status != Delivered {
+						if out := s.Send(context.Background(), d, testEnv, msg); out.Status != outcome.Delivered {
 							b.Error(out)
 							return
 						}

@@ -19,6 +19,7 @@ import (
 	msgauth "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // signedHeaders are signed when present, in this order (RFC 6376 §5.4.1
@@ -98,7 +99,7 @@ func NewSigner(keys []config.DKIM) (*Signer, error) {
 func (s *Signer) Domains() []string { return slices.Clone(s.domains) }
 
 // Sign returns msg with a DKIM-Signature header field prepended for each
-// key of domain. Bare LF line endings are turned into CRLF first, so the
+// key of domain. Line endings are made CRLF first (text.CRLF), so the
 // bytes returned are the bytes signed and must be sent as they are. A
 // domain without a key gets msg back unchanged.
 func (s *Signer) Sign(domain string, msg []byte) ([]byte, error) {
@@ -106,7 +107,10 @@ func (s *Signer) Sign(domain string, msg []byte) ([]byte, error) {
 	if len(keys) == 0 {
 		return msg, nil
 	}
-	msg = toCRLF(msg)
+	if len(msg) == 0 {
+		return nil, fmt.Errorf("dkim: %s: empty message", domain)
+	}
+	msg = text.CRLF(msg)
 	fields, msg, err := headerFields(msg)
 	if err != nil {
 		return nil, fmt.Errorf("dkim: %s: %w", domain, err)
@@ -179,28 +183,6 @@ func (k *key) sign(msg []byte, hkeys []string) (string, error) {
 	return signer.Signature(), nil
 }
 
-// toCRLF turns bare LF line endings into CRLF (RFC 5322 §2.1; a message
-// signed one way and sent another does not verify).
-func toCRLF(msg []byte) []byte {
-	bare := 0
-	for i, c := range msg {
-		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
-			bare++
-		}
-	}
-	if bare == 0 {
-		return msg
-	}
-	out := make([]byte, 0, len(msg)+bare)
-	for i, c := range msg {
-		if c == '\n' && (i == 0 || msg[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 // headerFields returns the lower-case names of the header fields in
 // order, and msg, given an empty body if it had none (the signer needs
 // the blank line that ends the header).
@@ -208,8 +190,6 @@ func headerFields(msg []byte) ([]string, []byte, error) {
 	end := bytes.Index(msg, []byte("\r\n\r\n"))
 	var hdr []byte
 	switch {
-	case len(msg) == 0:
-		return nil, nil, errors.New("empty message")
 	case bytes.HasPrefix(msg, []byte("\r\n")):
 		return nil, nil, errors.New("message has no header")
 	case end >= 0:

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/dnstest"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
@@ -215,7 +216,7 @@ func TestVerifiesAfterSMTP(t *testing.T) {
 	t.Cleanup(sender.Close)
 	dest := deliver.Destination{Domain: "rcpt.test", Hosts: []deliver.Host{{Name: "127.0.0.1", Port: rcv.Port()}}}
 	out := sender.Send(context.Background(), dest, deliver.Envelope{From: "bounce@sluice.test", To: "reader@rcpt.test"}, signed)
-	if out.Status != deliver.Delivered {
+	if out.Status != outcome.Delivered {
 		t.Fatalf("send: %v", out)
 	}
 	msgs := rcv.Messages()

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suppression"
@@ -24,13 +25,13 @@ import (
 // Sender is the delivery contract the engine needs; *deliver.SMTP
 // implements it, and a test target does in a few lines.
 type Sender interface {
-	Send(ctx context.Context, d deliver.Destination, env deliver.Envelope, msg []byte) deliver.Outcome
+	Send(ctx context.Context, d deliver.Destination, env deliver.Envelope, msg []byte) outcome.Outcome
 }
 
 // Throttle paces attempts per destination without blocking: Admit grants
 // a permit or names a time to ask again; *throttle.Limiter implements it.
 type Throttle interface {
-	Key(d deliver.Destination) string
+	Key(domain, key string, hosts []string) string
 	Admit(ctx context.Context, key, lane string) (*throttle.Permit, time.Time, error)
 }
 

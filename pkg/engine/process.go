@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/throttle"
@@ -40,7 +41,7 @@ const (
 // plan is what preparing a job decided.
 type plan struct {
 	next   step
-	out    deliver.Outcome  // stepSettle
+	out    outcome.Outcome  // stepSettle
 	at     time.Time        // stepPostpone
 	permit *throttle.Permit // stepAttempt, and any step after a grant
 	dest   deliver.Destination
@@ -65,7 +66,7 @@ func (e *Engine) process(ctx, hard context.Context, d streams.Delivery) {
 }
 
 // settleWith ends a turn with an outcome that needed no attempt.
-func settleWith(out deliver.Outcome) plan { return plan{next: stepSettle, out: out} }
+func settleWith(out outcome.Outcome) plan { return plan{next: stepSettle, out: out} }
 
 // prepare decides d's turn; every Redis read in it that fails puts the job
 // back in line (nothing about the recipient is decided on a failed read).
@@ -79,13 +80,13 @@ func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
 		case store.StatePaused:
 			return plan{next: stepPark}
 		case store.StateCancelled:
-			return settleWith(deliver.Outcome{Status: deliver.Cancelled, Stage: deliver.StageQueue, Reason: "cancelled"})
+			return settleWith(outcome.Outcome{Status: outcome.Cancelled, Stage: outcome.StageQueue, Reason: "cancelled"})
 		}
 	}
 	if b, err := e.suppressed(ctx, d); err != nil {
 		return e.later(ctx, d, "suppression check failed", err)
 	} else if b != nil {
-		return settleWith(deliver.Outcome{Status: deliver.Suppressed, Stage: deliver.StageQueue,
+		return settleWith(outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
 			Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
 	}
 	src, err := e.source(ctx, d)
@@ -105,7 +106,7 @@ func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
 		}
 		return settleWith(out)
 	}
-	key := e.Throttle.Key(dest)
+	key := e.Throttle.Key(dest.Domain, dest.Key, dest.HostNames())
 	if e.requireTLS(key) {
 		dest.RequireTLS = true
 	}
@@ -142,15 +143,15 @@ func (e *Engine) later(ctx context.Context, d streams.Delivery, what string, err
 }
 
 // sign adds the DKIM signature for the message's From domain.
-func (e *Engine) sign(src *source, msg []byte) ([]byte, deliver.Outcome) {
+func (e *Engine) sign(src *source, msg []byte) ([]byte, outcome.Outcome) {
 	if e.Signer == nil {
-		return msg, deliver.Outcome{}
+		return msg, outcome.Outcome{}
 	}
 	signed, err := e.Signer.Sign(src.domain, msg)
 	if err != nil {
-		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "dkim", Text: err.Error()}
+		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Reason: "dkim", Text: err.Error()}
 	}
-	return signed, deliver.Outcome{}
+	return signed, outcome.Outcome{}
 }
 
 // requireTLS reports whether the provider behind key must not be sent to
@@ -171,7 +172,7 @@ func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*th
 		p, at, err := e.Throttle.Admit(ctx, key, string(d.Lane))
 		if ctx.Err() != nil {
 			if p != nil {
-				p.Done(deliver.Outcome{Status: deliver.Deferred, Reason: "canceled"})
+				p.Done(outcome.Outcome{Status: outcome.Deferred, Reason: outcome.Interrupted})
 			}
 			return nil, e.Now() // stopping: never attempted, back in line now
 		}

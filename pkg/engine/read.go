@@ -46,17 +46,15 @@ func (e *Engine) read(ctx context.Context, l streams.Lane, out chan<- streams.De
 				e.Log.Error("read jobs", "lane", l, "err", err)
 				sleep(ctx, time.Second)
 			}
+			// A read whose reply was lost (Redis went away mid-call) may
+			// still have given jobs to this consumer: look there first.
+			cursor = "0"
 			continue
 		}
-		for i, d := range ds {
-			select {
-			case out <- d:
-			case <-ctx.Done():
-				for _, d := range ds[i:] {
-					e.inflight.remove(d.ID) // still pending: the next start takes it
-				}
-				return
-			}
+		// Handed over even when stopping: workers drain the channel and
+		// give jobs not yet started back to the queue at once.
+		for _, d := range ds {
+			out <- d
 		}
 	}
 }

@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
-	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // finish settles the outcome, unless the attempt was cut short by the
 // end of a drain: then the job stays pending for the next start.
-func (e *Engine) finish(hard context.Context, d streams.Delivery, out deliver.Outcome) {
-	if hard.Err() != nil && out.Status == deliver.Deferred {
+func (e *Engine) finish(hard context.Context, d streams.Delivery, out outcome.Outcome) {
+	if hard.Err() != nil && out.Status == outcome.Deferred {
 		return
 	}
 	e.settle(hard, d, out)
@@ -22,21 +23,21 @@ func (e *Engine) finish(hard context.Context, d streams.Delivery, out deliver.Ou
 
 // settle records the outcome and acknowledges the job; a deferral is
 // rescheduled (or expires) in the same step. Redis outages are waited out.
-func (e *Engine) settle(hard context.Context, d streams.Delivery, out deliver.Outcome) {
+func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Outcome) {
 	now := e.Now()
 	rec := streams.Record{
-		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: clip(out.Text, 400),
+		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
 		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
 	}
 	var next *streams.Job
 	var retryAt time.Time
-	if out.Status == deliver.Deferred {
+	if out.Status == outcome.Deferred {
 		lane := e.lane(d.Lane)
 		retryAt = now.Add(retryDelay(lane, d.Attempts, out))
 		if first := time.UnixMilli(d.First); d.First > 0 && retryAt.Sub(first) > lane.MaxAge {
 			// Past the lane's max age the job ends; the recipient is not
 			// suppressed for it (it says nothing certain about the address).
-			rec.Status, rec.Reason = string(deliver.Bounced), "expired"
+			rec.Status, rec.Reason = string(outcome.Bounced), "expired"
 		} else {
 			j := d.Job
 			j.Attempts++
@@ -64,7 +65,7 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out deliver.Ou
 	}
 	attrs := append([]any{"job", d.ID, "to", d.To, "attempt", d.Attempts + 1}, out.LogAttrs()...)
 	switch {
-	case out.Status == deliver.Delivered:
+	case out.Status == outcome.Delivered:
 		e.Log.Debug("delivered", attrs...)
 	case rec.Reason == "expired":
 		e.Log.Info("expired", attrs...)
@@ -79,11 +80,11 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out deliver.Ou
 // pacing signal, else the receiver's own hint ("try again in 5 minutes"),
 // else the lane's schedule (the last step repeats); with ±10% jitter so
 // retries of one burst spread out.
-func retryDelay(l config.Lane, attempts int, out deliver.Outcome) time.Duration {
+func retryDelay(l config.Lane, attempts int, out outcome.Outcome) time.Duration {
 	d := out.RetryAfter
 	switch {
 	case d > 0:
-	case out.Scope == deliver.ScopeProvider || out.Scope == deliver.ScopeConnection:
+	case out.Scope == outcome.ScopeProvider || out.Scope == outcome.ScopeConnection:
 		d = paceRetry
 	default:
 		d = l.Retry[min(attempts, len(l.Retry)-1)]
@@ -107,11 +108,4 @@ func (e *Engine) tally(j streams.Job) streams.Tally {
 
 func domainOf(addr string) string {
 	return addr[strings.LastIndexByte(addr, '@')+1:]
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/campaign"
-	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/message"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suppression"
@@ -26,12 +26,12 @@ var errCampaignGone = errors.New("campaign deleted")
 // buildError is a job whose message can never be built (a stored message
 // that is missing, a campaign definition that does not compile): it
 // carries the failed outcome to settle.
-type buildError struct{ out deliver.Outcome }
+type buildError struct{ out outcome.Outcome }
 
 func (b *buildError) Error() string { return b.out.Text }
 
 func unbuildable(reason string, err error) error {
-	return &buildError{deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: reason, Text: err.Error()}}
+	return &buildError{outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: reason, Text: err.Error()}}
 }
 
 // source is where a job's message comes from: a campaign's templates, or a
@@ -46,30 +46,30 @@ type source struct {
 }
 
 // sender is the envelope sender for d.
-func (s *source) sender(d streams.Delivery) (string, deliver.Outcome) {
+func (s *source) sender(d streams.Delivery) (string, outcome.Outcome) {
 	if !s.verp {
-		return s.envFrom, deliver.Outcome{}
+		return s.envFrom, outcome.Outcome{}
 	}
 	from, err := verp.Encode(s.envFrom, d.ID)
 	if err != nil {
-		return "", deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeSender, Stage: deliver.StageBuild, Reason: "verp", Text: err.Error()}
+		return "", outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Reason: "verp", Text: err.Error()}
 	}
-	return from, deliver.Outcome{}
+	return from, outcome.Outcome{}
 }
 
 // build returns the job's message bytes.
-func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, deliver.Outcome) {
+func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, outcome.Outcome) {
 	if s.raw != nil {
-		return s.raw, deliver.Outcome{}
+		return s.raw, outcome.Outcome{}
 	}
 	if s.mailto != "" && d.Lane == streams.Marketing {
 		x = withMailto(x, s.mailto)
 	}
 	msg, err := s.tmpl.Render(d.To, d.Fields, x)
 	if err != nil {
-		return nil, deliver.Outcome{Status: deliver.Failed, Scope: deliver.ScopeMessage, Stage: deliver.StageBuild, Reason: "render", Text: err.Error()}
+		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: "render", Text: err.Error()}
 	}
-	return msg, deliver.Outcome{}
+	return msg, outcome.Outcome{}
 }
 
 // source finds d's message source. errCampaignGone and a *buildError say

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 )
@@ -27,7 +27,7 @@ func (e *Engine) suppressed(ctx context.Context, d streams.Delivery) (*suppressi
 // scope) suppresses it everywhere; a full mailbox counts toward the soft
 // bounce limit. Sender-side rejections (5.7.x policy) never suppress, and
 // neither does expiry.
-func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out deliver.Outcome, expired bool, now time.Time) error {
+func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out outcome.Outcome, expired bool, now time.Time) error {
 	if e.Suppression == nil || expired {
 		return nil
 	}
@@ -36,10 +36,10 @@ func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out 
 		Campaign: d.Campaign, Lane: string(d.Lane), Source: "engine",
 	}
 	switch {
-	case out.Status == deliver.Bounced && (out.Scope == deliver.ScopeRecipient || out.Scope == deliver.ScopeDomain):
+	case out.Status == outcome.Bounced && (out.Scope == outcome.ScopeRecipient || out.Scope == outcome.ScopeDomain):
 		entry.Reason = suppression.HardBounce
 		return e.Suppression.Add(ctx, entry)
-	case out.Status == deliver.Deferred && out.Scope == deliver.ScopeRecipient && out.Enhanced == "4.2.2":
+	case out.Status == outcome.Deferred && out.Scope == outcome.ScopeRecipient && out.Enhanced == "4.2.2":
 		entry.Reason = suppression.SoftBounceLimit
 		_, err := e.Suppression.NoteSoftBounce(ctx, d.To, entry, now, suppression.SoftLimit{
 			Count: e.Config.Suppression.SoftBounceCount, Span: e.Config.Suppression.SoftBounceSpan,

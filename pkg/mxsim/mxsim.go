@@ -13,6 +13,7 @@
 package mxsim
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,8 @@ type Config struct {
 	Rcpt func(to string) *Reply
 	// Domain is the name in the banner (default "mx.sim.test").
 	Domain string
+	// TLS offers STARTTLS with this config (see SelfSigned).
+	TLS *tls.Config
 }
 
 // Change sets the rate At a time after start.
@@ -122,6 +125,7 @@ func Listen(addr string, cfg Config) (*Server, error) {
 	s.ln = &limitListener{Listener: ln, s: s}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
 	s.srv.Domain = cfg.Domain
+	s.srv.TLSConfig = cfg.TLS
 	s.srv.MaxMessageBytes = 50 << 20
 	s.srv.MaxRecipients = 1000
 	s.srv.ReadTimeout = time.Minute

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 func start(t *testing.T, cfg Config) *Server {
@@ -23,7 +24,7 @@ func start(t *testing.T, cfg Config) *Server {
 }
 
 // send delivers one message over real SMTP with sluice's own client.
-func send(t *testing.T, c *deliver.SMTP, s *Server, to string) deliver.Outcome {
+func send(t *testing.T, c *deliver.SMTP, s *Server, to string) outcome.Outcome {
 	t.Helper()
 	d := deliver.Destination{Domain: "sim.test", Hosts: []deliver.Host{{Name: "127.0.0.1", Port: s.Port()}}}
 	msg := fmt.Sprintf("From: a@sluice.test\r\nTo: %s\r\nSubject: t\r\n\r\nhello\r\n", to)
@@ -45,9 +46,9 @@ func TestOverRateGetsTheScriptedProviderReply(t *testing.T) {
 	for i := range 10 {
 		out := send(t, c, s, fmt.Sprintf("u%d@sim.test", i))
 		switch {
-		case out.Status == deliver.Delivered:
+		case out.Status == outcome.Delivered:
 			ok++
-		case out.Code == 451 && out.Enhanced == "4.7.500" && out.Scope == deliver.ScopeProvider:
+		case out.Code == 451 && out.Enhanced == "4.7.500" && out.Scope == outcome.ScopeProvider:
 			deferred++
 		default:
 			t.Fatalf("attempt %d: %v (scope %s)", i, out, out.Scope)
@@ -105,7 +106,7 @@ func TestSessionsOverTheLimitAreRefusedAtGreeting(t *testing.T) {
 	defer hold.Close()
 	_, _ = bufio.NewReader(hold).ReadString('\n')
 	out := send(t, client(t), s2, "u@sim.test")
-	if out.Status != deliver.Deferred || out.Scope != deliver.ScopeConnection || out.Stage != deliver.StageGreeting {
+	if out.Status != outcome.Deferred || out.Scope != outcome.ScopeConnection || out.Stage != outcome.StageGreeting {
 		t.Fatalf("outcome %v scope %s stage %s", out, out.Scope, out.Stage)
 	}
 	if st := s2.Stats(); st.Refused != 1 || st.PeakConns != 1 {
@@ -116,10 +117,10 @@ func TestSessionsOverTheLimitAreRefusedAtGreeting(t *testing.T) {
 func TestRateChangesOnSchedule(t *testing.T) {
 	s := start(t, Config{Rate: 1, Schedule: []Change{{At: 300 * time.Millisecond, Rate: 1000}}})
 	c := client(t)
-	if out := send(t, c, s, "a@sim.test"); out.Status != deliver.Delivered {
+	if out := send(t, c, s, "a@sim.test"); out.Status != outcome.Delivered {
 		t.Fatalf("first: %v", out)
 	}
-	if out := send(t, c, s, "b@sim.test"); out.Status != deliver.Deferred {
+	if out := send(t, c, s, "b@sim.test"); out.Status != outcome.Deferred {
 		t.Fatalf("second at 1/s: %v", out)
 	}
 	time.Sleep(400 * time.Millisecond)
@@ -127,7 +128,7 @@ func TestRateChangesOnSchedule(t *testing.T) {
 		t.Fatalf("rate %v after the change", s.Rate())
 	}
 	for i := range 5 {
-		if out := send(t, c, s, fmt.Sprintf("c%d@sim.test", i)); out.Status != deliver.Delivered {
+		if out := send(t, c, s, fmt.Sprintf("c%d@sim.test", i)); out.Status != outcome.Delivered {
 			t.Fatalf("after the change: %v", out)
 		}
 	}
@@ -147,14 +148,14 @@ func TestScriptedRecipientReplyAndStages(t *testing.T) {
 		}})
 	c := client(t)
 	out := send(t, c, s, "busy@sim.test")
-	if out.Code != 450 || out.Enhanced != "4.2.1" || out.Scope != deliver.ScopeRecipient {
+	if out.Code != 450 || out.Enhanced != "4.2.1" || out.Scope != outcome.ScopeRecipient {
 		t.Fatalf("scripted: %v scope %s", out, out.Scope)
 	}
-	if out := send(t, c, s, "a@sim.test"); out.Status != deliver.Delivered {
+	if out := send(t, c, s, "a@sim.test"); out.Status != outcome.Delivered {
 		t.Fatalf("first: %v", out)
 	}
 	out = send(t, c, s, "b@sim.test")
-	if out.Code != 421 || out.Enhanced != "4.7.28" || out.Stage != deliver.StageData || out.Scope != deliver.ScopeProvider {
+	if out.Code != 421 || out.Enhanced != "4.7.28" || out.Stage != outcome.StageData || out.Scope != outcome.ScopeProvider {
 		t.Fatalf("over the rate at data: %v stage %s scope %s", out, out.Stage, out.Scope)
 	}
 	if st := s.Stats(); st.Scripted != 1 || st.Accepted != 1 || st.Deferred != 1 {

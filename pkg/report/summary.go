@@ -4,41 +4,14 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
-// Counts are one group's recipients by outcome. Queued includes Deferred
-// (not final yet), as in store.Status.
+// Counts are one group's recipients by outcome.
 type Counts struct {
-	Name       string `json:"name"`
-	Total      int64  `json:"total"`
-	Queued     int64  `json:"queued"`
-	Delivered  int64  `json:"delivered"`
-	Deferred   int64  `json:"deferred"`
-	Bounced    int64  `json:"bounced"`
-	Suppressed int64  `json:"suppressed"`
-	Failed     int64  `json:"failed"`
-	Cancelled  int64  `json:"cancelled"`
-}
-
-func (c *Counts) add(outcome string) {
-	c.Total++
-	switch outcome {
-	case "delivered":
-		c.Delivered++
-	case "bounced":
-		c.Bounced++
-	case "suppressed":
-		c.Suppressed++
-	case "failed":
-		c.Failed++
-	case "cancelled":
-		c.Cancelled++
-	case "deferred":
-		c.Deferred++
-		c.Queued++
-	default: // queued, or a status this version does not know: not final
-		c.Queued++
-	}
+	Name string `json:"name"`
+	outcome.Counts
 }
 
 // MaxGroups bounds the groups a Summary keeps, so a list spread over
@@ -75,7 +48,7 @@ func (s *Summary) Add(r Row) {
 	if s.Window <= 0 {
 		s.Window = time.Minute
 	}
-	s.All.add(r.Outcome)
+	s.All.Add(r.Outcome)
 	name := r.Domain()
 	if s.By != nil {
 		name = s.By(r)
@@ -90,14 +63,15 @@ func (s *Summary) Add(r Row) {
 			s.Groups[name] = g
 		}
 	}
-	g.add(r.Outcome)
+	g.Add(r.Outcome)
 	if r.Last.IsZero() {
 		return
 	}
 	if s.first.IsZero() || r.Last.Before(s.first) {
 		s.first = r.Last
 	}
-	final := r.Outcome == "delivered" || r.Outcome == "bounced" || r.Outcome == "failed"
+	attempted := outcome.Status(r.Outcome)
+	final := attempted == outcome.Delivered || attempted == outcome.Bounced || attempted == outcome.Failed
 	if final && !r.Last.Before(s.Now.Add(-s.Window)) {
 		s.recent++
 	}
@@ -124,7 +98,7 @@ func (s *Summary) Top(n int) []Counts {
 	rest := Counts{Name: Other}
 	for _, g := range s.Groups {
 		if g.Name == Other {
-			rest.merge(*g)
+			rest.Merge(g.Counts)
 			continue
 		}
 		all = append(all, *g)
@@ -134,7 +108,7 @@ func (s *Summary) Top(n int) []Counts {
 	})
 	if n > 0 && len(all) > n {
 		for _, g := range all[n:] {
-			rest.merge(g)
+			rest.Merge(g.Counts)
 		}
 		all = all[:n]
 	}
@@ -142,15 +116,4 @@ func (s *Summary) Top(n int) []Counts {
 		all = append(all, rest)
 	}
 	return all
-}
-
-func (c *Counts) merge(o Counts) {
-	c.Total += o.Total
-	c.Queued += o.Queued
-	c.Delivered += o.Delivered
-	c.Deferred += o.Deferred
-	c.Bounced += o.Bounced
-	c.Suppressed += o.Suppressed
-	c.Failed += o.Failed
-	c.Cancelled += o.Cancelled
 }

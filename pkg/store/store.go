@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
@@ -63,12 +64,13 @@ const (
 	Done                  // the same campaign was launched completely already
 )
 
+// createScript stores a new campaign with every counter of
+// outcome.Counters at 0.
 var createScript = redis.NewScript(`
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if not fp then
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fingerprint', ARGV[2], 'spec', ARGV[3], 'lane', ARGV[4],
-    'state', 'launching', 'created', ARGV[5], 'total', 0, 'queued', 0, 'deferred', 0, 'delivered', 0,
-    'bounced', 0, 'suppressed', 0, 'failed', 0, 'checkpoint', 0)
+    'state', 'launching', 'created', ARGV[5], 'checkpoint', 0` + luaZeroCounters() + `)
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
   return {0, 0}
 end
@@ -204,7 +206,18 @@ type Status struct {
 	Cancelled int64 `json:"cancelled,omitempty"`
 }
 
-var statusFields = []string{"id", "state", "total", "queued", "delivered", "deferred", "bounced", "suppressed", "failed", "send_at", "cancelled"}
+// luaZeroCounters is ", 'total', 0, 'queued', 0, ..." for an HSET.
+func luaZeroCounters() string {
+	var b strings.Builder
+	for _, c := range outcome.Counters {
+		fmt.Fprintf(&b, ", '%s', 0", c)
+	}
+	return b.String()
+}
+
+// statusFields are the hash fields Status reads: these three, then
+// outcome.Counters.
+var statusFields = append([]string{"id", "state", "send_at"}, outcome.Counters...)
 
 // Status reads one campaign's progress.
 func (s *Store) Status(ctx context.Context, id string) (Status, error) {
@@ -224,12 +237,17 @@ func parseStatus(id string, vals []any) (Status, error) {
 		x, _ := strconv.ParseInt(v, 10, 64)
 		return x
 	}
-	st := Status{ID: id, Total: n(2), Queued: n(3), Delivered: n(4), Deferred: n(5), Bounced: n(6), Suppressed: n(7), Failed: n(8), Cancelled: n(10)}
+	var c outcome.Counts
+	for i, name := range outcome.Counters {
+		c.Set(name, n(3+i))
+	}
+	st := Status{ID: id, Total: c.Total, Queued: c.Queued, Delivered: c.Delivered, Deferred: c.Deferred,
+		Bounced: c.Bounced, Suppressed: c.Suppressed, Failed: c.Failed, Cancelled: c.Cancelled}
 	st.State, _ = vals[1].(string)
 	switch {
 	case st.State == StateSending && st.Queued == 0:
 		st.State = StateFinished
-	case st.State == StateSending && n(9) > time.Now().UnixMilli():
+	case st.State == StateSending && n(2) > time.Now().UnixMilli():
 		st.State = StateScheduled
 	}
 	return st, nil

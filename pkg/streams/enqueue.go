@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // enqueueScript adds a batch of a campaign atomically: each recipient is
@@ -82,7 +84,7 @@ func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 	if !b.Due.IsZero() {
 		due = b.Due.UnixMilli()
 	}
-	args := append([]any{b.Checkpoint, Record{Status: "queued"}.Encode(), due}, b.items...)
+	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due}, b.items...)
 	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane)}, args...).Int64Slice()
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)

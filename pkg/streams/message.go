@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // MessageKey is where a job's ready-made message is kept (transactional
@@ -68,7 +70,7 @@ func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 			return err
 		}
 		keys = append(keys, q.MessageKey(j.ID))
-		args = append(args, j.RecordField(), Record{Status: "queued", JobID: j.ID}.Encode(), raw, it.Msg)
+		args = append(args, j.RecordField(), Record{Status: string(outcome.Queued), JobID: j.ID}.Encode(), raw, it.Msg)
 	}
 	n, err := addMessagesScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // parkScript moves a held job into a parking list (a paused campaign's):
@@ -46,7 +48,7 @@ func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, err
 
 // cancelParkedScript settles parked jobs as cancelled: each recipient's
 // record and the counters move as a settle would (queued → cancelled).
-var cancelParkedScript = redis.NewScript(`
+var cancelParkedScript = redis.NewScript(luaFinal + `
 local n = 0
 for i = 1, tonumber(ARGV[1]) do
   local raw = redis.call('LPOP', KEYS[1])
@@ -56,7 +58,7 @@ for i = 1, tonumber(ARGV[1]) do
   local prev = redis.call('HGET', KEYS[3], field)
   local ps = ''
   if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
-  if ps ~= 'delivered' and ps ~= 'bounced' and ps ~= 'failed' and ps ~= 'suppressed' and ps ~= 'cancelled' then
+  if not final[ps] then
     redis.call('HSET', KEYS[3], field, ARGV[2])
     redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
     redis.call('HINCRBY', KEYS[2], 'queued', -1)
@@ -71,7 +73,7 @@ return n
 // in t and returns how many it took; call until it returns 0.
 func (q *Queue) CancelParked(ctx context.Context, key string, t Tally, n int) (int, error) {
 	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records}, n,
-		Record{Status: "cancelled", Reason: "cancelled"}.Encode()).Int()
+		Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("cancel parked jobs in %s: %w", key, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Tally names where jobs' outcomes are counted: a hash of counters (total,
@@ -50,17 +52,26 @@ func DecodeRecord(s string) (Record, error) {
 	return r, err
 }
 
-// Final statuses end a job; "deferred" and "queued" do not.
-var finalStatus = map[string]bool{"delivered": true, "bounced": true, "failed": true, "suppressed": true, "cancelled": true}
+// luaFinal starts every script that asks whether a record is final: a
+// Lua set of outcome.Finals, so Go and Lua share the one list.
+var luaFinal = func() string {
+	var b strings.Builder
+	b.WriteString("local final = {")
+	for i, s := range outcome.Finals {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "[%q] = true", s)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}()
 
-// IsFinal reports whether status ends a job.
-func IsFinal(status string) bool { return finalStatus[status] }
-
-var settleScript = redis.NewScript(releaseHeld + `
+var settleScript = redis.NewScript(luaFinal + releaseHeld + `
 local prev = redis.call('HGET', KEYS[4], ARGV[4])
 local ps = ''
 if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
-if ps == 'delivered' or ps == 'bounced' or ps == 'failed' or ps == 'suppressed' or ps == 'cancelled' then
+if final[ps] then
   return 2
 end
 redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
@@ -96,7 +107,7 @@ const (
 // attempt is durable before the current one is acknowledged.
 func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, next *Job, retryAt time.Time) (Settled, error) {
 	var nextRaw string
-	if rec.Status == "deferred" {
+	if rec.Status == string(outcome.Deferred) {
 		if next == nil {
 			return 0, fmt.Errorf("settle %s: deferred without a next attempt", d.ID)
 		}

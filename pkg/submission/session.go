@@ -12,7 +12,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/sluice-mta/sluice/pkg/campaign"
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
 )
 
@@ -128,7 +128,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if from == "" {
 		return reply(550, smtp.EnhancedCode{5, 7, 1}, "A null sender is not accepted for submission")
 	}
-	addr, err := campaign.NormalizeAddress(from)
+	addr, err := address.Normalize(from)
 	if err != nil {
 		return reply(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address: %v", err)
 	}
@@ -150,7 +150,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.user == nil { // go-smtp refuses RCPT without MAIL; belt and braces
 		return errAuthRequired
 	}
-	addr, err := campaign.NormalizeAddress(to)
+	addr, err := address.Normalize(to)
 	if err != nil {
 		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address: %v", err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Admit grants a permit for one attempt to key on lane ("transactional"
@@ -127,6 +127,6 @@ func (l *Limiter) grant(b *bucket, tx bool, now time.Time) *Permit {
 	b.acc.start(now)
 	inUse.WithLabelValues(b.label).Inc()
 	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection}
-	p.done = func(out deliver.Outcome) { l.done(b, tx, now, out) }
+	p.done = func(out outcome.Outcome) { l.done(b, tx, now, out) }
 	return p
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Metrics, in the default registry, labelled by provider. Keys that are
@@ -65,13 +65,13 @@ func setGauges(b *bucket) {
 	suspended.WithLabelValues(b.label).Set(s)
 }
 
-func observe(b *bucket, out deliver.Outcome, took time.Duration, matched []*rule) {
+func observe(b *bucket, out outcome.Outcome, took time.Duration, matched []*rule) {
 	inUse.WithLabelValues(b.label).Dec()
-	if out.Reason == "canceled" {
+	if out.Reason == outcome.Interrupted {
 		return
 	}
 	outcomes.WithLabelValues(b.label, string(out.Status)).Inc()
-	if out.Status == deliver.Delivered {
+	if out.Status == outcome.Delivered {
 		latency.WithLabelValues(b.label).Observe(took.Seconds())
 	}
 	for _, r := range matched {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Permit allows one delivery attempt to a key.
@@ -14,13 +14,13 @@ type Permit struct {
 	Key string
 	// MaxPerConn is how many messages one SMTP session may carry.
 	MaxPerConn int
-	done       func(deliver.Outcome)
+	done       func(outcome.Outcome)
 	once       sync.Once
 }
 
 // Done reports the attempt's outcome and frees the permit's connection.
 // Only the first call counts.
-func (p *Permit) Done(out deliver.Outcome) { p.once.Do(func() { p.done(out) }) }
+func (p *Permit) Done(out outcome.Outcome) { p.once.Do(func() { p.done(out) }) }
 
 // eventOf says what an outcome tells the throttle, from its Scope (the
 // reply was classified once, at the edge; it is not re-parsed here):
@@ -29,16 +29,16 @@ func (p *Permit) Done(out deliver.Outcome) { p.once.Do(func() { p.done(out) }) }
 // is one for the connections. Recipient-scoped deferrals (4.2.1 receiving
 // too fast, 4.2.2 mailbox full) say nothing about the provider's pace and
 // change nothing, and neither does an attempt sluice cut short itself.
-func eventOf(o deliver.Outcome) string {
-	if o.Status != deliver.Deferred || o.Reason == "canceled" {
+func eventOf(o outcome.Outcome) string {
+	if o.Status != outcome.Deferred || o.Reason == outcome.Interrupted {
 		return ""
 	}
 	switch {
-	case o.Scope == deliver.ScopeProvider && o.Code != 0:
+	case o.Scope == outcome.ScopeProvider && o.Code != 0:
 		return evRate
-	case o.Scope == deliver.ScopeConnection && (o.Stage == deliver.StageGreeting || o.Stage == deliver.StageHello):
+	case o.Scope == outcome.ScopeConnection && (o.Stage == outcome.StageGreeting || o.Stage == outcome.StageHello):
 		return evConn
-	case o.Scope == deliver.ScopeHost && o.Stage == deliver.StageConnect && strings.Contains(o.Text, "connection refused"):
+	case o.Scope == outcome.ScopeHost && o.Stage == outcome.StageConnect && strings.Contains(o.Text, "connection refused"):
 		return evConn
 	}
 	return ""
@@ -47,7 +47,7 @@ func eventOf(o deliver.Outcome) string {
 // eventTimeout bounds the step that reports an event from Done.
 const eventTimeout = 2 * time.Second
 
-func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out deliver.Outcome) {
+func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcome) {
 	now := l.now()
 	ev := eventOf(out)
 	text := replyText(out)
@@ -63,19 +63,19 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out deliver.Outcom
 
 	b.mu.Lock()
 	b.inUse--
-	if out.Reason != "canceled" {
+	if out.Reason != outcome.Interrupted {
 		switch out.Status {
-		case deliver.Delivered:
+		case outcome.Delivered:
 			b.counts.ok++
 			b.acc.add(now)
-		case deliver.Deferred:
+		case outcome.Deferred:
 			b.counts.def++
-		case deliver.Bounced:
+		case outcome.Bounced:
 			b.counts.bounce++
-		case deliver.Failed:
+		case outcome.Failed:
 			b.counts.fail++
 		}
-		if out.Stage != deliver.StageBuild {
+		if out.Stage != outcome.StageBuild {
 			b.latency = 0.8*b.latency + 0.2*took.Seconds()
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-mta/sluice/pkg/config"
-	"github.com/sluice-mta/sluice/pkg/deliver"
 )
 
 // shipped is the default providers file, replaced by
@@ -105,35 +104,37 @@ func normName(s string) string {
 	return strings.Trim(strings.ToLower(strings.TrimSpace(s)), ".")
 }
 
-// provider names the provider of d, or "" when none matches.
-func (m *matcher) provider(d deliver.Destination) string {
-	if p, ok := m.domains[normName(d.Domain)]; ok {
+// provider names the provider of a destination, or "" when none
+// matches: the recipient domain, the destination's own key (its MX host
+// set or route, which caches the answer) and its host names.
+func (m *matcher) provider(domain, key string, hosts []string) string {
+	if p, ok := m.domains[normName(domain)]; ok {
 		return p
 	}
-	if len(d.Hosts) == 0 {
+	if len(hosts) == 0 {
 		return ""
 	}
 	m.mu.RLock()
-	p, ok := m.cache[d.Key]
+	p, ok := m.cache[key]
 	m.mu.RUnlock()
 	if ok {
 		return p
 	}
-	p = m.byHosts(d.Hosts)
+	p = m.byHosts(hosts)
 	m.mu.Lock()
 	if len(m.cache) >= maxCache {
 		clear(m.cache)
 	}
-	m.cache[d.Key] = p
+	m.cache[key] = p
 	m.mu.Unlock()
 	return p
 }
 
 // byHosts returns the provider every host belongs to, or "".
-func (m *matcher) byHosts(hosts []deliver.Host) string {
+func (m *matcher) byHosts(hosts []string) string {
 	found := ""
 	for _, h := range hosts {
-		p := m.hostProvider(normName(h.Name))
+		p := m.hostProvider(normName(h))
 		if p == "" || (found != "" && p != found) {
 			return ""
 		}

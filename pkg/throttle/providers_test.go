@@ -26,7 +26,7 @@ func TestKeyRollsDestinationsUpIntoShippedProviders(t *testing.T) {
 	}
 	m := newMatcher(f.Providers)
 	key := func(d deliver.Destination) string {
-		if p := m.provider(d); p != "" {
+		if p := m.provider(d.Domain, d.Key, d.HostNames()); p != "" {
 			return p
 		}
 		return d.Key
@@ -74,10 +74,10 @@ func TestProvidersFileReplacesShippedAndConfigOverridesLimits(t *testing.T) {
 	e := newEnv(t, config.Limits{StartRate: 10, Burst: 3, MaxConnections: 10, MaxMessagesPerConnection: 100})
 	e.cfg.Providers = map[string]config.Limits{"bigmail": {MaxConnections: 2}, "route:h:25": {MaxMessagesPerConnection: 5}}
 	l := e.limiter("e1", 0)
-	if k := l.Key(mxDest("gmail.com", "gmail-smtp-in.l.google.com")); k != "mx:gmail-smtp-in.l.google.com" {
+	if k := keyOf(l, mxDest("gmail.com", "gmail-smtp-in.l.google.com")); k != "mx:gmail-smtp-in.l.google.com" {
 		t.Errorf("shipped provider still recognised with a providers file: %q", k)
 	}
-	if k := l.Key(mxDest("x.example.test", "mx1.bigmail.test", "mx2.bigmail-cdn.test")); k != "bigmail" {
+	if k := keyOf(l, mxDest("x.example.test", "mx1.bigmail.test", "mx2.bigmail-cdn.test")); k != "bigmail" {
 		t.Errorf("test provider not recognised: %q", k)
 	}
 	lim := l.Limits("bigmail")
@@ -109,3 +109,5 @@ func TestBadProvidersAndRulesAreRejected(t *testing.T) {
 		}
 	}
 }
+
+func keyOf(l *Limiter, d deliver.Destination) string { return l.Key(d.Domain, d.Key, d.HostNames()) }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
-	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // rule is a compiled response rule. Matches are counted in Redis, so a
@@ -97,12 +97,12 @@ func (r *rule) applies(name string) bool { return r.providers == nil || r.provid
 // outcome sluice decided itself (no SMTP reply, or a local stage), which
 // no rule may match: a rule matching our own "suspended" text would extend
 // its own suspension forever (KumoMTA's TSA guards against the same).
-func replyText(o deliver.Outcome) string {
+func replyText(o outcome.Outcome) string {
 	if o.Code == 0 {
 		return ""
 	}
 	switch o.Stage {
-	case deliver.StageBuild, deliver.StageQueue, deliver.StageRoute:
+	case outcome.StageBuild, outcome.StageQueue, outcome.StageRoute:
 		return ""
 	}
 	parts := []string{strconv.Itoa(o.Code)}

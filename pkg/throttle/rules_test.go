@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // TestShippedRulesMatchTheProvidersReplies checks the shipped rules
@@ -20,7 +21,7 @@ func TestShippedRulesMatchTheProvidersReplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	match := func(provider string, o deliver.Outcome) []string {
+	match := func(provider string, o outcome.Outcome) []string {
 		var names []string
 		for _, r := range rules {
 			if r.applies(provider) && r.re.MatchString(replyText(o)) {
@@ -29,14 +30,14 @@ func TestShippedRulesMatchTheProvidersReplies(t *testing.T) {
 		}
 		return names
 	}
-	greeting := func(code int, text string) deliver.Outcome {
+	greeting := func(code int, text string) outcome.Outcome {
 		o := deliver.Classify(code, "", text)
-		o.Stage = deliver.StageGreeting
+		o.Stage = outcome.StageGreeting
 		return o
 	}
 	for _, c := range []struct {
 		provider string
-		out      deliver.Outcome
+		out      outcome.Outcome
 		want     []string
 	}{
 		{"yahoo", deliver.Classify(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes"), []string{"yahoo-tss04"}},
@@ -52,8 +53,8 @@ func TestShippedRulesMatchTheProvidersReplies(t *testing.T) {
 		// A rule is for its provider only.
 		{"google", deliver.Classify(421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred"), nil},
 		// sluice's own outcomes never match, whatever their text.
-		{"yahoo", deliver.Outcome{Status: deliver.Deferred, Scope: deliver.ScopeProvider, Text: "[TSS04] suspended until later"}, nil},
-		{"yahoo", deliver.Outcome{Status: deliver.Deferred, Code: 421, Stage: deliver.StageQueue, Text: "[TSS04]"}, nil},
+		{"yahoo", outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeProvider, Text: "[TSS04] suspended until later"}, nil},
+		{"yahoo", outcome.Outcome{Status: outcome.Deferred, Code: 421, Stage: outcome.StageQueue, Text: "[TSS04]"}, nil},
 	} {
 		got := match(c.provider, c.out)
 		if len(got) != len(c.want) || (len(got) > 0 && got[0] != c.want[0]) {
@@ -70,7 +71,7 @@ func TestSuspendRuleHoldsTheProviderOnly(t *testing.T) {
 	other := e.limiter("e2", 0)
 	p, _ := admit(t, l, "yahoo", "marketing")
 	// sluice's own text never suspends.
-	p.Done(deliver.Outcome{Status: deliver.Deferred, Scope: deliver.ScopeProvider, Stage: deliver.StageQueue, Text: "[TSS04]"})
+	p.Done(outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeProvider, Stage: outcome.StageQueue, Text: "[TSS04]"})
 	if p, _ := admit(t, l, "yahoo", "marketing"); p == nil {
 		t.Fatal("suspended by a reply sluice made up")
 	} else {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 //go:embed step.lua
@@ -73,7 +75,7 @@ func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
 		q.window.Milliseconds(), l.share,
 		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency,
 		q.ok, q.def, q.bounce, q.fail,
-		q.event, clip(q.text, 300),
+		q.event, text.Clip(q.text, 300),
 		q.lane, q.want, leaseHorizon.Milliseconds(),
 		cutTo, blindCut, cubic, usedFraction,
 		connUp.Milliseconds(), engineLive.Milliseconds(), txActiveFor.Milliseconds(), stateTTL.Milliseconds(),
@@ -149,11 +151,4 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

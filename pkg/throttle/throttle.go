@@ -27,7 +27,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/config"
-	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
@@ -130,13 +129,14 @@ func (l *Limiter) Close() {
 	l.wg.Wait()
 }
 
-// Key names the bucket a destination is paced by: its provider, or the
-// destination's own key (its MX host set, or route).
-func (l *Limiter) Key(d deliver.Destination) string {
-	if p := l.match.provider(d); p != "" {
+// Key names the bucket a destination is paced by: its provider (by the
+// recipient domain or the host names), or the destination's own key (its
+// MX host set, or route).
+func (l *Limiter) Key(domain, key string, hosts []string) string {
+	if p := l.match.provider(domain, key, hosts); p != "" {
 		return p
 	}
-	return d.Key
+	return key
 }
 
 // Limits returns the limits key is paced with.

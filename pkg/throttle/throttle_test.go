@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 )
 
@@ -70,7 +71,7 @@ func (e *env) status(key string) Status {
 }
 
 var (
-	ok          = deliver.Outcome{Status: deliver.Delivered, Code: 250, Stage: deliver.StageData}
+	ok          = outcome.Outcome{Status: outcome.Delivered, Code: 250, Stage: outcome.StageData}
 	busy        = deliver.Classify(451, "4.7.500", "Server busy. Please try again later from [192.0.2.1]. (S77719)")
 	tooFastRcpt = deliver.Classify(450, "4.2.1", "The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered.")
 )

@@ -9,6 +9,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // Raw is a client's own RFC 5322 message, checked and completed for
@@ -29,24 +31,20 @@ var ErrMalformed = errors.New("malformed message")
 
 // PrepareRaw checks b's header and completes it as a message submission
 // agent may (RFC 6409 §8): a missing Date (§8.2) or Message-ID (§8.3) is
-// added. Bare LF line endings become CRLF (RFC 5322 §2.3 allows no
-// other). Bcc fields are removed: every recipient receives these same
+// added. Line endings become CRLF (RFC 5322 §2.3 allows no other). Bcc fields are removed: every recipient receives these same
 // bytes, so a Bcc left in would show the blind copies to all of them
 // (RFC 5322 §3.6.3).
 func PrepareRaw(b []byte, now time.Time) (*Raw, error) {
-	b = crlf(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty message", ErrMalformed)
+	}
+	b = text.CRLF(b) // ends in CRLF
 	end := bytes.Index(b, []byte("\r\n\r\n"))
 	switch {
-	case len(b) == 0:
-		return nil, fmt.Errorf("%w: empty message", ErrMalformed)
 	case bytes.HasPrefix(b, []byte("\r\n")):
 		return nil, fmt.Errorf("%w: no header (message starts with an empty line)", ErrMalformed)
 	case end < 0: // a header and no body: end the header properly
-		b = b[:len(b):len(b)] // append must not write into the caller's array
-		if !bytes.HasSuffix(b, []byte("\r\n")) {
-			b = append(b, '\r', '\n')
-		}
-		b = append(b, '\r', '\n')
+		b = append(b[:len(b):len(b)], '\r', '\n') // append must not write into the caller's array
 		end = len(b) - 4
 	}
 	fields, err := splitFields(b[:end+2])
@@ -145,25 +143,4 @@ func fieldName(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// crlf turns bare LF line endings into CRLF, copying only when needed.
-func crlf(b []byte) []byte {
-	bare := 0
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			bare++
-		}
-	}
-	if bare == 0 {
-		return b
-	}
-	out := make([]byte, 0, len(b)+bare)
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
 }

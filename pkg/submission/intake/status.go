@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
@@ -51,7 +52,7 @@ func Lookup(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 	if err != nil {
 		return Status{}, fmt.Errorf("message %s: decode record: %w", id, err)
 	}
-	st := Status{ID: id, State: rec.Status, Final: streams.IsFinal(rec.Status), Attempts: rec.Attempts}
+	st := Status{ID: id, State: rec.Status, Final: outcome.IsFinal(rec.Status), Attempts: rec.Attempts}
 	if rec.At != 0 {
 		st.Last = &Attempt{Code: rec.Code, Enhanced: rec.Enhanced, Text: rec.Reply, Reason: rec.Reason,
 			Host: rec.Host, At: time.UnixMilli(rec.At).UTC()}

@@ -6,6 +6,9 @@
 //
 // Tests share the one server; each takes its own key prefix from Prefix so
 // they never see each other's keys.
+//
+// A test that needs a server of its own, with an append-only file, that
+// it can stop and start again (a Redis outage), uses NewServer.
 package redistest
 
 import (
@@ -68,10 +71,6 @@ func Prefix(t testing.TB) string {
 }
 
 func start() (func(), error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server not found in PATH (apt-get install redis-server): %w", err)
-	}
 	dir, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
 		return nil, err
@@ -80,27 +79,44 @@ func start() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--dir", dir, "--save", "", "--appendonly", "no",
-		"--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start redis-server: %w", err)
-	}
 	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	stop := func() {
+	cmd, err := run(addr, dir, "--save", "", "--appendonly", "no")
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return func() {
 		_ = cmd.Process.Kill()
 		_, _ = cmd.Process.Wait()
 		_ = os.RemoveAll(dir)
+	}, nil
+}
+
+// run starts redis-server on addr with its files in dir and waits until
+// it answers.
+func run(addr, dir string, extra ...string) (*exec.Cmd, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found in PATH (apt-get install redis-server): %w", err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	args := append([]string{"--port", port, "--bind", host, "--dir", dir,
+		"--logfile", filepath.Join(dir, "redis.log")}, extra...)
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := c.Ping(context.Background()).Err(); err == nil {
-			return stop, nil
-		} else if time.Now().After(deadline) {
-			stop()
+		err := c.Ping(context.Background()).Err()
+		if err == nil {
+			return cmd, nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_, _ = cmd.Process.Wait()
 			return nil, fmt.Errorf("redis-server on %s did not answer: %w", addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -5,15 +5,9 @@ package smtptest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"errors"
 	"io"
-	"math/big"
+	"log"
 	"net"
 	"strconv"
 	"sync"
@@ -21,6 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sluice-mta/sluice/pkg/mxsim"
 )
 
 // Message is one accepted message.
@@ -62,6 +58,9 @@ type Options struct {
 	Wire bool
 	// Discard counts accepted messages without keeping them (benchmarks).
 	Discard bool
+	// Quiet drops go-smtp's log of broken sessions (tests that kill
+	// clients on purpose).
+	Quiet bool
 }
 
 // Server is a running receiver.
@@ -90,7 +89,7 @@ func Start(t testing.TB, o Options) *Server {
 	return s
 }
 
-// Listen runs a receiver on addr (for commands such as mxsink).
+// Listen runs a receiver on addr.
 func Listen(addr string, o Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -114,6 +113,9 @@ func Listen(addr string, o Options) (*Server, error) {
 		s.srv.ReadTimeout = o.IdleTimeout
 	}
 	s.srv.WriteTimeout = time.Minute
+	if o.Quiet {
+		s.srv.ErrorLog = log.New(io.Discard, "", 0)
+	}
 	if o.Greeting != "" {
 		go s.refuse()
 	} else {
@@ -316,31 +318,9 @@ func Reply(code int, enhanced string, text string) error {
 // SelfSigned returns a TLS config with a fresh self-signed certificate.
 func SelfSigned(t testing.TB) *tls.Config {
 	t.Helper()
-	cfg, err := selfSigned()
+	cfg, err := mxsim.SelfSigned()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-func selfSigned() (*tls.Config, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.sink.test"},
-		DNSNames:     []string{"mx.sink.test", "localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	if len(der) == 0 {
-		return nil, errors.New("empty certificate")
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, nil
 }

@@ -1,4 +1,6 @@
-package campaign
+// Package address checks and normalises one bare e-mail address, the form
+// recipients, senders and API callers give.
+package address
 
 import (
 	"errors"
@@ -7,7 +9,7 @@ import (
 	"strings"
 )
 
-// NormalizeAddress checks that s is one bare address (local@domain, an
+// Normalize checks that s is one bare address (local@domain, an
 // RFC 5322 §3.4.1 addr-spec) and returns it with surrounding space
 // trimmed and the domain lower-cased. The local part is kept as is: RFC
 // 5321 §2.4 lets the receiving host treat it case-sensitively.
@@ -16,7 +18,7 @@ import (
 // than stripped: a list row holding "Bob <bob@example.com>" is a sign the
 // column is not what the sender thinks, and guessing could mail the wrong
 // person.
-func NormalizeAddress(s string) (string, error) {
+func Normalize(s string) (string, error) {
 	if strings.ContainsAny(s, "\r\n\x00") {
 		return "", fmt.Errorf("invalid address %q: contains a line break or NUL", s)
 	}

@@ -1,15 +1,15 @@
-// Package deliver takes a rendered message for one recipient and returns a
-// final, classified Outcome: it resolves where to send, holds SMTP sessions
-// and reads what the receiving server answered.
-//
-// An SMTP reply is classified once, here at the edge (see Classify); every
-// later stage (retry scheduling, suppression, throttling) reads the Outcome
-// as data and never re-parses reply text.
-package deliver
+// Package outcome is sluice's vocabulary for what happened to one
+// delivery attempt: its Status, the Scope a failure is about, the Stage it
+// came at, and the Outcome that carries them. A reply is classified into an
+// Outcome once (deliver.Classify); the throttle, the engine, the queue and
+// the reports read it as data. It also lists the final statuses and the
+// counters every tally keeps, so Go and Lua share one list.
+package outcome
 
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -32,10 +32,24 @@ const (
 	Suppressed Status = "suppressed"
 	// Cancelled: not attempted; the campaign was cancelled.
 	Cancelled Status = "cancelled"
+	// Queued: not attempted yet. Only records hold it, never an Outcome.
+	Queued Status = "queued"
 )
 
 // Final reports whether no further attempt follows.
-func (s Status) Final() bool { return s != Deferred }
+func (s Status) Final() bool { return s != Deferred && s != Queued }
+
+// Finals are the statuses that end a job: a recipient whose record holds
+// one is never sent to or counted again.
+var Finals = []Status{Delivered, Bounced, Failed, Suppressed, Cancelled}
+
+// IsFinal reports whether a stored status ends a job.
+func IsFinal(status string) bool { return slices.Contains(Finals, Status(status)) }
+
+// Interrupted is the Reason of an attempt cut short because its context
+// was cancelled (the engine is stopping): a deferral that says nothing
+// about the receiver. Not to be confused with the status Cancelled.
+const Interrupted = "canceled"
 
 // Scope says whom a failure is about, which decides what reacts to it:
 // recipient-scoped failures touch only that recipient, provider-scoped ones

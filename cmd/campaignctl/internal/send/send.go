@@ -1,7 +1,7 @@
-// Package sendcli is `campaignctl send`: it queues one transactional
+// Package send is `campaignctl send`: it queues one transactional
 // message straight into Redis, as the API would, so ops can test a route
 // end to end; with --wait it follows the jobs to their outcome.
-package sendcli
+package send
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-mta/sluice/pkg/campaign"
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
@@ -63,7 +63,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args
 	}
 	to := make([]string, len(o.to))
 	for i, s := range o.to {
-		if to[i], err = campaign.NormalizeAddress(s); err != nil {
+		if to[i], err = address.Normalize(s); err != nil {
 			return fmt.Errorf("--to: %w", err)
 		}
 	}
@@ -134,7 +134,7 @@ func (o *options) message() (string, func(string) ([]byte, error), error) {
 		if from == "" {
 			from = raw.From[0].Address
 		}
-		if from, err = campaign.NormalizeAddress(from); err != nil {
+		if from, err = address.Normalize(from); err != nil {
 			return "", nil, fmt.Errorf("envelope sender: %w", err)
 		}
 		return from, func(string) ([]byte, error) { return raw.Msg, nil }, nil

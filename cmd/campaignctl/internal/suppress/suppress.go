@@ -1,6 +1,6 @@
-// Package cli implements `campaignctl suppression`: the operator's commands
+// Package suppress implements `campaignctl suppression`: the operator's commands
 // to add, remove, explain, list, import and export suppression entries.
-package cli
+package suppress
 
 import (
 	"context"

@@ -1,8 +1,8 @@
-// Package cli is `campaignctl limits`: it shows the throttle's shared state
+// Package limits is `campaignctl limits`: it shows the throttle's shared state
 // per provider and lets an operator pin or reset a provider's limits.
 // Changes are written to Redis and running engines apply them at their
 // next sync (a quarter of a second), without a restart.
-package cli
+package limits
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/text"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
 
@@ -126,7 +127,7 @@ func show(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, arg
 	for _, s := range st {
 		last := "-"
 		if s.LastDeferral != "" {
-			last = fmt.Sprintf("%s ago: %s", ago(now, s.LastDeferralAt), clip(s.LastDeferral, 70))
+			last = fmt.Sprintf("%s ago: %s", ago(now, s.LastDeferralAt), text.Clip(strings.Join(strings.Fields(s.LastDeferral), " "), 70))
 		}
 		span := "-"
 		if s.MaxRate > 0 {
@@ -157,14 +158,6 @@ func state(s throttle.Status, now time.Time) string {
 func left(now, until time.Time) string { return until.Sub(now).Round(time.Second).String() }
 
 func ago(now, t time.Time) string { return max(now.Sub(t), 0).Round(time.Second).String() }
-
-func clip(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
-}
 
 func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
 	fs := flags("set", stderr)

@@ -1,4 +1,4 @@
-package sendcli
+package send
 
 import (
 	"bytes"

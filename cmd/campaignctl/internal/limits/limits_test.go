@@ -1,4 +1,4 @@
-package cli
+package limits
 
 import (
 	"bytes"
@@ -105,7 +105,7 @@ func TestSetReachesARunningEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := enginetest.Config(prefix, sim.Addr())
-	cfg.Throttle.ProvidersFile = "../testdata/providers.yaml" // bigmail.test: 100/s
+	cfg.Throttle.ProvidersFile = "../../../../pkg/throttle/testdata/providers.yaml" // bigmail.test: 100/s
 	enginetest.Start(t, cfg)
 
 	for sim.Stats().Accepted < 50 {
