@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 CMDS    := engine campaignctl mxsink mxsim
 
-# DKIM signs RSA with OpenSSL's libcrypto (about 5x faster per core, see
+# DKIM signs RSA with OpenSSL's libcrypto (about 3x the messages per core, see
 # BENCHMARKS.md) when cgo, a C compiler and its headers (Debian:
 # libssl-dev; `make dkim-deps`) are there, else with Go's crypto/rsa.
 # `make TAGS=` forces pure Go; `make TAGS=openssl` insists on libcrypto.

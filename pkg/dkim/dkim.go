@@ -4,7 +4,7 @@
 // catch up with Ed25519).
 //
 // RSA signatures are made by crypto/rsa, or by OpenSSL's libcrypto in a
-// build with -tags openssl (about five times faster per core; see
+// build with -tags openssl (about 3x the messages per core; see
 // Backend and BENCHMARKS.md). Both produce the same bytes.
 package dkim
 

@@ -1,12 +1,13 @@
 // Package libcrypto signs RSA PKCS#1 v1.5 SHA-256 digests with OpenSSL's
-// libcrypto, about five times faster per core than crypto/rsa for
+// libcrypto, about four times faster per core than crypto/rsa for
 // RSA-2048 (see BENCHMARKS.md). It is compiled in only with the build tag
-// "openssl" and cgo; otherwise Available is false and New fails, and
-// callers keep Go's crypto/rsa signer.
+// "openssl" and cgo (OpenSSL 3.0 or later, Debian 12's libssl-dev);
+// otherwise Available is false and New fails, and callers keep Go's
+// crypto/rsa signer.
 //
-// The C part is deliberately small: parse the key once (d2i), then one
-// EVP_PKEY_sign per signature. Everything that is not the hot path (key
-// parsing, validation, hashing) stays in Go.
+// The C part is deliberately small: load the key once from DER, then one
+// EVP_PKEY_sign per signature. The rest (PEM parsing, key checks, hashing,
+// DKIM itself) stays in Go.
 package libcrypto
 
 import "errors"

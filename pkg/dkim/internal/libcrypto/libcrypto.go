@@ -130,10 +130,14 @@ func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 		(*C.uchar)(unsafe.Pointer(&sig[0])), &siglen, &cerr)
 	runtime.KeepAlive(s) // s.pkey must outlive the call
 	if step != 0 {
-		return nil, fmt.Errorf("libcrypto: sign (step %d): %s", int(step), errString(cerr))
+		return nil, fmt.Errorf("libcrypto: %s: %s", signSteps[step-1], errString(cerr))
 	}
 	return sig[:siglen], nil
 }
+
+// signSteps names sluice_sign's steps, from 1.
+var signSteps = [...]string{"EVP_PKEY_CTX_new", "EVP_PKEY_sign_init",
+	"EVP_PKEY_CTX_set_rsa_padding", "EVP_PKEY_CTX_set_signature_md", "EVP_PKEY_sign"}
 
 // errString is OpenSSL's text for an error code.
 func errString(code C.ulong) string {
