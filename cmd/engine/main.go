@@ -187,7 +187,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	}
 
 	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", hl.Addr().String(),
-		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes))
+		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes), "dkim_keys", len(cfg.DKIM), "dkim_rsa", dkim.Backend())
 	go func() {
 		select {
 		case <-abandon:
