@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
@@ -97,7 +100,7 @@ func (e *Engine) durably(hard context.Context, what string, d streams.Delivery, 
 			}
 			return true
 		}
-		if hard.Err() != nil || errors.Is(err, errPermanent) {
+		if hard.Err() != nil || !retryable(err) {
 			e.Log.Error(what+" not done; job stays pending", "job", d.ID, "err", err)
 			return false
 		}
@@ -110,5 +113,21 @@ func (e *Engine) durably(hard context.Context, what string, d streams.Delivery, 
 	}
 }
 
-// errPermanent marks a failure that trying again cannot mend.
-var errPermanent = errors.New("permanent")
+// retryable tells an outage (worth waiting out) from a failure that
+// trying again cannot mend: Redis answering with an error other than a
+// transient state (a script bug, a wrong type).
+func retryable(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		for _, p := range transientReplies {
+			if strings.HasPrefix(rerr.Error(), p) {
+				return true
+			}
+		}
+		return false
+	}
+	return true // connection refused or reset, timeouts, pool exhausted
+}
+
+// transientReplies are Redis error replies that pass by themselves.
+var transientReplies = []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS", "MOVED", "ASK"}

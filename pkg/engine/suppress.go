@@ -31,6 +31,11 @@ func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out 
 	if e.Suppression == nil || expired {
 		return nil
 	}
+	if _, err := suppression.Normalize(d.To); err != nil {
+		// Nothing to suppress by; waiting would not change that.
+		e.Log.Warn("recipient cannot go on the suppression list", "job", d.ID, "to", d.To, "err", err)
+		return nil
+	}
 	entry := suppression.Entry{
 		Address: d.To, Code: out.Code, Enhanced: out.Enhanced, Detail: out.Text,
 		Campaign: d.Campaign, Lane: string(d.Lane), Source: "engine",
