@@ -22,10 +22,13 @@ build:
 	$(GO) build $(GOTAGS) -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # Tests need a real redis-server on PATH (started per package on a free port).
+# The fault-injection suite runs verbose so its figures (lost, duplicates,
+# in flight, time to recover) show in the output.
 # With libcrypto, pkg/dkim is also tested as the pure-Go build (the fallback).
 test: redis-server
 	$(GO) vet $(GOTAGS) $(PKGS)
-	$(GO) test $(GOTAGS) -race -count=1 -timeout 8m $(PKGS)
+	$(GO) test $(GOTAGS) -race -count=1 -timeout 8m $$($(GO) list $(PKGS) | grep -v /pkg/faulttest)
+	$(GO) test $(GOTAGS) -race -count=1 -timeout 8m -v ./pkg/faulttest/
 	$(if $(TAGS),$(GO) test -race -count=1 ./pkg/dkim/...)
 
 # Benchmarks print throughput figures; record them in BENCHMARKS.md.
