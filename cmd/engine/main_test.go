@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,4 +170,103 @@ func bcryptHash(t *testing.T, pw string) string {
 		t.Fatal(err)
 	}
 	return string(h)
+}
+
+// TestSIGTERMDrainsAttemptsInFlight: the first signal (ctx) lets an attempt
+// in flight finish and settle before run returns; a second (abandon) cuts
+// a drain short, leaving the job pending.
+func TestSIGTERMDrainsAttemptsInFlight(t *testing.T) {
+	for _, abandonIt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("abandon=%v", abandonIt), func(t *testing.T) {
+			arrived, release := make(chan struct{}, 1), make(chan struct{})
+			srv := smtptest.Start(t, smtptest.Options{Quiet: true, Data: func(string, []string, []byte) error {
+				arrived <- struct{}{}
+				<-release
+				return nil
+			}})
+			defer close(release)
+			httpAddr := freeAddr(t)
+			sum := sha256.Sum256([]byte("tok"))
+			cfgPath := filepath.Join(t.TempDir(), "engine.yaml")
+			cfg := fmt.Sprintf("hostname: mta.sluice.test\nredis: {url: %q, prefix: %q}\nhttp: {listen: %q, api_tokens: [{name: app, sha256: %s}]}\nroutes: [{match: \"*\", host: %q}]\ndelivery: {consumer: drain}\n",
+				redistest.URL(), redistest.Prefix(t), httpAddr, hex.EncodeToString(sum[:]), srv.Addr)
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			abandon := make(chan struct{})
+			logs := &syncBuffer{}
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, []string{"-config", cfgPath}, logs, abandon) }()
+			var resp *http.Response
+			var err error
+			for i := 0; i < 100; i++ {
+				req, _ := http.NewRequest("POST", "http://"+httpAddr+"/v1/messages", strings.NewReader(
+					`{"from":"app@sluice.test","to":["ann@example.test"],"subject":"Drain","text":"x"}`))
+				req.Header.Set("Authorization", "Bearer tok")
+				req.Header.Set("Content-Type", "application/json")
+				if resp, err = http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("POST: %v %v\n%s", resp, err, logs)
+			}
+			select {
+			case <-arrived:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the message never reached DATA\n%s", logs)
+			}
+			cancel() // the first SIGTERM
+			select {
+			case err := <-done:
+				t.Fatalf("run returned (%v) while an attempt was in flight\n%s", err, logs)
+			case <-time.After(500 * time.Millisecond):
+			}
+			if abandonIt {
+				close(abandon) // the second SIGTERM
+			} else {
+				release <- struct{}{}
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("run did not return after the drain\n%s", logs)
+			}
+			want := "drain finished"
+			if abandonIt {
+				want = "drain abandoned"
+			}
+			if !strings.Contains(logs.String(), "draining") || !strings.Contains(logs.String(), want) {
+				t.Fatalf("logs lack the drain's start or %q:\n%s", want, logs)
+			}
+			if !abandonIt && srv.Count() != 1 {
+				t.Fatalf("receiver has %d messages, want 1", srv.Count())
+			}
+		})
+	}
+}
+
+// syncBuffer is a log sink safe to read while the engine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
