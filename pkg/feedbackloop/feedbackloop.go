@@ -196,16 +196,8 @@ func (l *Loop) apply(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		l.log.Info("feedback: report names no recipient address; nothing applied", attrs...)
 		return nil
 	}
-	entry := suppression.Entry{Address: addr, Code: rc.Code, Detail: rc.Text, Source: Source}
-	if enhancedRE.MatchString(rc.Status) {
-		entry.Enhanced = rc.Status
-	}
-	if entry.Code != 0 && (entry.Code < 200 || entry.Code > 599) {
-		entry.Code = 0
-	}
-	if j != nil {
-		entry.Campaign, entry.Lane = j.campaign, j.lane
-	}
+	entry := entryFor(j, rc)
+	entry.Address = addr
 	hard := rc.Kind == feedback.Hard
 	if hard {
 		entry.Reason = suppression.HardBounce
@@ -318,6 +310,21 @@ func (l *Loop) soft1(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		l.log.Debug("feedback: soft bounce not counted", attrs...)
 		return nil
 	}
+	done, err := l.supp.NoteSoftBounce(ctx, rc.Address, entryFor(j, rc), l.now(), l.soft)
+	if err != nil {
+		if errors.Is(err, suppression.ErrInvalidEntry) {
+			l.log.Warn("feedback: soft bounce not counted", append(attrs, "err", err)...)
+			return nil
+		}
+		return fmt.Errorf("feedback: %w", err)
+	}
+	l.log.Info("feedback: soft bounce counted", append(attrs, "suppressed", done)...)
+	return nil
+}
+
+// entryFor is the suppression entry a report about rc makes: its reply
+// code and status (when well-formed), text, and job's campaign and lane.
+func entryFor(j *job, rc feedback.Recipient) suppression.Entry {
 	e := suppression.Entry{Code: rc.Code, Detail: rc.Text, Source: Source}
 	if enhancedRE.MatchString(rc.Status) {
 		e.Enhanced = rc.Status
@@ -328,14 +335,5 @@ func (l *Loop) soft1(ctx context.Context, r inbound.Report, j *job, rc feedback.
 	if j != nil {
 		e.Campaign, e.Lane = j.campaign, j.lane
 	}
-	done, err := l.supp.NoteSoftBounce(ctx, rc.Address, e, l.now(), l.soft)
-	if err != nil {
-		if errors.Is(err, suppression.ErrInvalidEntry) {
-			l.log.Warn("feedback: soft bounce not counted", append(attrs, "err", err)...)
-			return nil
-		}
-		return fmt.Errorf("feedback: %w", err)
-	}
-	l.log.Info("feedback: soft bounce counted", append(attrs, "suppressed", done)...)
-	return nil
+	return e
 }
