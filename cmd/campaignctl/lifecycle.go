@@ -35,6 +35,7 @@ func cmdResume(ctx context.Context, e *env, args []string) error {
 			"delivered is never sent to again. Takes a couple of seconds: it sweeps the parked jobs twice, so\n"+
 			"one parked by an engine that had not yet seen the change is not left behind.",
 		"campaignctl resume welcome-2025")
+	force := fs.Bool("force", false, "also resume a campaign a guardrail paused (complaint or bounce rate), and turn its guardrails off")
 	id, err := oneArg(fs, args, "campaign ID")
 	if err != nil {
 		return err
@@ -43,9 +44,13 @@ func cmdResume(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := control.Resume(ctx, rdb, ks, id)
+	resume := control.Resume
+	if *force {
+		resume = control.ResumeForce
+	}
+	n, err := resume(ctx, rdb, ks, id)
 	if err != nil {
-		return noCampaign(err, id)
+		return guardrailRefusal(noCampaign(err, id), id)
 	}
 	fmt.Fprintf(e.stdout, "campaign %s resumed: %d parked jobs back in line\n", id, n)
 	return nil

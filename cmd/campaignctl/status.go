@@ -117,7 +117,11 @@ func printStatus(w io.Writer, list []store.Status, d *campaignDetail, one, asJSO
 		return enc.Encode(list)
 	}
 	if one && d != nil {
-		return printDetail(w, d)
+		if err := printDetail(w, d); err != nil {
+			return err
+		}
+		printGuardrail(w, list[0])
+		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ID\tSTATE\tTOTAL\tQUEUED\tDELIVERED\tDEFERRED\tBOUNCED\tSUPPRESSED\tFAILED\tCANCELLED\tDONE\t")

@@ -185,6 +185,11 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 			}
 		}()
 	}
+	closeInbound, err := startInbound(ctx, cfg, rdb, supp, log, stop)
+	if err != nil {
+		return err
+	}
+	defer closeInbound()
 
 	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", hl.Addr().String(),
 		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes), "dkim_keys", len(cfg.DKIM), "dkim_rsa", dkim.Backend())

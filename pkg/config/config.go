@@ -32,6 +32,8 @@ type Config struct {
 	Unsubscribe Unsubscribe `yaml:"unsubscribe"`
 	Lanes       Lanes       `yaml:"lanes"`
 	Suppression Suppression `yaml:"suppression"`
+	Inbound     Inbound     `yaml:"inbound"`    // see feedback.go
+	Guardrails  Guardrails  `yaml:"guardrails"` // see feedback.go
 }
 
 // Suppression configures automatic suppression beyond hard bounces.
@@ -356,6 +358,7 @@ func (c *Config) applyDefaults() {
 	if c.Suppression.SoftBounceSpan == 0 {
 		c.Suppression.SoftBounceSpan = 72 * time.Hour
 	}
+	c.feedbackDefaults()
 	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
 	if len(tx.Retry) == 0 {
 		tx.Retry = []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute}
@@ -449,6 +452,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.Submission.validate(); err != nil {
+		return err
+	}
+	if err := c.feedbackValidate(); err != nil {
 		return err
 	}
 	for i, d := range c.DKIM {

@@ -29,9 +29,15 @@ func Pause(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id
 
 // Resume lets engines send the campaign again and puts its parked jobs
 // back in line. It returns how many jobs were unparked.
+// A campaign a guardrail paused is refused with store.ErrGuardrail: see
+// ResumeForce.
 func Resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id string) (int, error) {
+	return resume(ctx, rdb, ks, id, (*store.Store).Resume)
+}
+
+func resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id string, change func(*store.Store, context.Context, string) error) (int, error) {
 	st := store.New(rdb, ks)
-	if err := st.Resume(ctx, id); err != nil {
+	if err := change(st, ctx, id); err != nil {
 		return 0, err
 	}
 	lane, err := st.Lane(ctx, id)

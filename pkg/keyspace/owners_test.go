@@ -24,6 +24,7 @@ var keyOwners = map[string]string{
 	"tx":        "pkg/streams",
 	"supp":      "pkg/suppression",
 	"thr":       "pkg/throttle",
+	"fb":        "pkg/feedbackloop", // per sending domain complaint and bounce counters
 }
 
 // streamKeyMethods are streams.Queue's methods that name a stream, a

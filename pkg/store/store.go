@@ -129,8 +129,11 @@ if not st then return {err = 'not found'} end
 local want = ARGV[1]
 if want == 'paused' then
   if st ~= 'sending' and st ~= 'launching' then return {err = 'cannot pause a ' .. st .. ' campaign'} end
-elseif want == 'resume' then
+elseif want == 'resume' or want == 'resume_force' then
   if st ~= 'paused' then return {err = 'campaign is ' .. st .. ', not paused'} end
+  local why = redis.call('HGET', KEYS[1], 'pause_reason')
+  if why and want == 'resume' then return {err = 'guardrail: ' .. why} end
+  if want == 'resume_force' then redis.call('HDEL', KEYS[1], 'pause_reason'); redis.call('HSET', KEYS[1], 'guardrail_override', 1) end
   if redis.call('HEXISTS', KEYS[1], 'launched') == 1 then want = 'sending' else want = 'launching' end
 elseif want == 'cancelled' then
   if st == 'cancelled' then return {err = 'campaign is cancelled already'} end
@@ -158,6 +161,10 @@ func (s *Store) change(ctx context.Context, id, to string) error {
 	err := setState.Run(ctx, s.rdb, []string{s.hash(id)}, to).Err()
 	if err != nil && strings.Contains(err.Error(), "not found") {
 		return fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	if err != nil && strings.Contains(err.Error(), "guardrail: ") {
+		_, why, _ := strings.Cut(err.Error(), "guardrail: ")
+		return fmt.Errorf("campaign %s: %w: %s", id, ErrGuardrail, why)
 	}
 	if err != nil {
 		return fmt.Errorf("campaign %s: %w", id, err)
@@ -205,6 +212,11 @@ type Status struct {
 	// Cancelled counts recipients dropped by cancel; it appears in JSON
 	// only for campaigns that were cancelled.
 	Cancelled int64 `json:"cancelled,omitempty"`
+	// Complaints counts feedback-loop complaints, and PauseReason says
+	// why a guardrail paused the campaign; both appear in JSON only when
+	// set (see guardrail.go).
+	Complaints  int64  `json:"complaints,omitempty"`
+	PauseReason string `json:"pause_reason,omitempty"`
 }
 
 // luaZeroCounters is ", 'total', 0, 'queued', 0, ..." for an HSET.
@@ -217,8 +229,8 @@ func luaZeroCounters() string {
 }
 
 // statusFields are the hash fields Status reads: these three, then
-// outcome.Counters.
-var statusFields = append([]string{"id", "state", "send_at"}, outcome.Counters...)
+// outcome.Counters, then the complaints counter and pause reason.
+var statusFields = append(append([]string{"id", "state", "send_at"}, outcome.Counters...), Complaints, "pause_reason")
 
 // Status reads one campaign's progress.
 func (s *Store) Status(ctx context.Context, id string) (Status, error) {
@@ -245,6 +257,8 @@ func parseStatus(id string, vals []any) (Status, error) {
 	st := Status{ID: id, Total: c.Total, Queued: c.Queued, Delivered: c.Delivered, Deferred: c.Deferred,
 		Bounced: c.Bounced, Suppressed: c.Suppressed, Failed: c.Failed, Cancelled: c.Cancelled}
 	st.State, _ = vals[1].(string)
+	st.Complaints = n(3 + len(outcome.Counters))
+	st.PauseReason, _ = vals[4+len(outcome.Counters)].(string)
 	switch {
 	case st.State == StateSending && st.Queued == 0:
 		st.State = StateFinished
