@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -9,18 +10,62 @@ import (
 func TestHelpOnEveryCommand(t *testing.T) {
 	t.Parallel()
 	for _, name := range order {
-		// An unreachable Redis: help must not need one.
+		// An unreachable Redis: help must not need one. Help is what was
+		// asked for, so it goes to stdout (campaignctl status -h | less).
 		out, stderr, code := ctl(t, "x", "-redis", "redis://127.0.0.1:1", name, "-h")
-		stderr += out // suppression's and limits' help goes to stdout
-		if code != 0 || !strings.Contains(stderr, "usage: campaignctl "+name) {
-			t.Errorf("%s -h: exit %d\n%s", name, code, stderr)
+		if code != 0 || !strings.Contains(out, "usage: campaignctl "+name) || stderr != "" {
+			t.Errorf("%s -h: exit %d\nstdout: %s\nstderr: %s", name, code, out, stderr)
 		}
-		if name != "suppression" && !strings.Contains(strings.ToLower(stderr), "example") {
-			t.Errorf("%s -h has no example:\n%s", name, stderr)
+		if name != "suppression" && !strings.Contains(strings.ToLower(out), "example") {
+			t.Errorf("%s -h has no example:\n%s", name, out)
 		}
 	}
-	if _, stderr, code := ctl(t, "x", "-h"); code != 0 || !strings.Contains(stderr, "report") || !strings.Contains(stderr, "Exit status") {
-		t.Errorf("campaignctl -h: exit %d\n%s", code, stderr)
+	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}} {
+		out, stderr, code := ctl(t, "x", args...)
+		if code != 0 || !strings.Contains(out, "report") || !strings.Contains(out, "Exit status") || stderr != "" {
+			t.Errorf("campaignctl %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, stderr)
+		}
+	}
+	// Usage errors still go to stderr, exit 2.
+	if out, stderr, code := ctl(t, "x", "-bogus"); code != 2 || out != "" || !strings.Contains(stderr, "flag provided but not defined: -bogus") || !strings.Contains(stderr, "usage: campaignctl") {
+		t.Errorf("campaignctl -bogus: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+}
+
+// TestGlobalFlagsAfterCommand: -redis, -config and -prefix are accepted
+// after the command name too.
+func TestGlobalFlagsAfterCommand(t *testing.T) {
+	t.Parallel()
+	// ctl puts a good -redis first; the one after the command wins.
+	_, stderr, code := ctl(t, "x", "status", "-redis", "redis://127.0.0.1:1")
+	if code != 1 || !strings.Contains(stderr, "redis 127.0.0.1:1") {
+		t.Errorf("status -redis BAD: exit %d, stderr %q", code, stderr)
+	}
+	out, stderr, code := ctl(t, "x", "list", "--prefix=globalafter", "--json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("list --prefix=P --json: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if _, stderr, code := ctl(t, "x", "status", "-prefix"); code != 2 || !strings.Contains(stderr, "campaignctl status: flag needs an argument: -prefix") {
+		t.Errorf("status -prefix: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	t.Parallel()
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, stderr, code := ctl(t, "x", "completion", sh)
+		if code != 0 || stderr != "" || !strings.Contains(out, "campaignctl") || !strings.Contains(out, "suppression") || !strings.Contains(out, "skip-invalid") {
+			t.Errorf("completion %s: exit %d, stderr %q\n%s", sh, code, stderr, out)
+		}
+	}
+	if _, stderr, code := ctl(t, "x", "completion", "tcsh"); code != 2 || !strings.Contains(stderr, `unknown shell "tcsh"`) {
+		t.Errorf("completion tcsh: exit %d, stderr %q", code, stderr)
+	}
+	if bash, err := exec.LookPath("bash"); err == nil {
+		out := mustCtl(t, "x", "completion", "bash")
+		if b, err := exec.Command(bash, "-n", "-c", out).CombinedOutput(); err != nil {
+			t.Errorf("bash -n: %v\n%s", err, b)
+		}
 	}
 }
 
