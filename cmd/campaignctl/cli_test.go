@@ -91,6 +91,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"launch", "/nonexistent/c.yaml"}, 1, "no such file"},
 		{[]string{"send", "--to", "a@example.test"}, 2, "give --from"},
 		{[]string{"limits", "frobnicate"}, 2, "unknown command"},
+		{[]string{"limits", "set", "gogle", "--rate", "5"}, 2, `limits set: unknown provider "gogle" (did you mean "google"?); give --new`},
+		{[]string{"limits", "reset", "nosuch"}, 1, `campaignctl limits: reset "nosuch": nothing to reset: no engine has throttle state for it`},
+		{[]string{"limits", "reset", "gogle"}, 1, `reset "gogle": nothing to reset`},
+		{[]string{"report", "x", "-outcome", "bouncd"}, 2, `campaignctl report: -outcome "bouncd": not an outcome (did you mean "bounced"?)`},
 	} {
 		out, stderr, code := ctl(t, prefix, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.say) {
@@ -147,5 +151,34 @@ func TestProgressRendering(t *testing.T) {
 	m.done("three")
 	if b.String() != "one\nthree\n" {
 		t.Errorf("plain meter wrote %q", b.String())
+	}
+}
+
+// TestLimitsSetNames: set takes known providers, destination keys and,
+// with --new, any name; a refused typo leaves no trace in show.
+func TestLimitsSetNames(t *testing.T) {
+	t.Parallel()
+	prefix := "limitsnames"
+	if _, _, code := ctl(t, prefix, "limits", "set", "gogle", "--rate", "5"); code != 2 {
+		t.Fatalf("set gogle: exit %d", code)
+	}
+	for _, args := range [][]string{
+		{"limits", "set", "google", "--rate", "5"},
+		{"limits", "set", "mx:mx1.example.test,mx2.example.test", "--rate", "3"},
+		{"limits", "set", "bigmail", "--new", "--rate", "4"},
+	} {
+		mustCtl(t, prefix, args...)
+	}
+	out := mustCtl(t, prefix, "limits", "show")
+	if strings.Contains(out, "gogle") || !strings.Contains(out, "bigmail") || !strings.Contains(out, "mx:mx1.example.test") {
+		t.Errorf("limits show:\n%s", out)
+	}
+	// Known now (it has state): no --new needed, and reset finds it.
+	mustCtl(t, prefix, "limits", "set", "bigmail", "--rate", "6")
+	if out := mustCtl(t, prefix, "limits", "reset", "bigmail"); out != "bigmail: reset to its start limits\n" {
+		t.Errorf("reset: %q", out)
+	}
+	if _, stderr, code := ctl(t, prefix, "limits", "reset", "bigmail"); code != 1 || !strings.Contains(stderr, "nothing to reset") {
+		t.Errorf("second reset: exit %d, %q", code, stderr)
 	}
 }

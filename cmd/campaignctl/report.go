@@ -6,11 +6,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/suggest"
 
 	"github.com/sluice-mta/sluice/pkg/report"
 	"github.com/sluice-mta/sluice/pkg/store"
 )
+
+// outcomes are the values a record's outcome takes.
+var outcomes = []string{string(outcome.Queued), string(outcome.Deferred), string(outcome.Delivered), string(outcome.Bounced),
+	string(outcome.Failed), string(outcome.Suppressed), string(outcome.Cancelled)}
 
 func cmdReport(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "report", "[flags] ID",
@@ -27,6 +35,10 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 	id, err := oneArg(fs, args, "campaign ID")
 	if err != nil {
 		return err
+	}
+	if *only != "" && !slices.Contains(outcomes, *only) {
+		return fmt.Errorf("-outcome %q: not an outcome%s (want one of %s): %w",
+			*only, suggest.Hint(*only, outcomes), strings.Join(outcomes, ", "), errUsage)
 	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
