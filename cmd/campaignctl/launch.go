@@ -103,7 +103,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		when = sendAt
 	}
 	if when.After(time.Now()) {
-		fmt.Fprintf(e.stdout, "scheduled: sending starts at %s (in %s)\n", when.Format(time.RFC3339), time.Until(when).Round(time.Second))
+		fmt.Fprintf(e.stdout, "scheduled: sending starts at %s (in %s)\n", when.Format(time.RFC3339), human(time.Until(when)))
 	}
 	return nil
 }

@@ -74,12 +74,26 @@ func eta(left int64, rate float64) string {
 	if rate <= 0 {
 		return ""
 	}
-	d := time.Duration(float64(left) / rate * float64(time.Second))
-	if d < time.Second {
+	return human(time.Duration(float64(left) / rate * float64(time.Second)))
+}
+
+// human formats a duration for people, to the precision that matters at
+// its size: 42s, 4m5s, 3h20m, 2d4h, 5 months, 3 years.
+func human(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch d = max(d, 0); {
+	case d < time.Second:
 		return "<1s"
-	}
-	if d < time.Hour {
+	case d < time.Hour:
 		return d.Round(time.Second).String()
+	case d < day:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
+	case d < 60*day:
+		d = d.Round(time.Hour)
+		return fmt.Sprintf("%dd%dh", d/day, d%day/time.Hour)
+	case d < 730*day:
+		return fmt.Sprintf("%d months", int(d.Hours()/24/30.44+0.5))
 	}
-	return d.Round(time.Minute).String()
+	return fmt.Sprintf("%d years", int(d.Hours()/24/365.25+0.5))
 }
