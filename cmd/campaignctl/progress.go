@@ -15,7 +15,8 @@ type meter struct {
 	tty    bool
 	every  time.Duration
 	last   time.Time
-	drawn  bool // a terminal line is showing and needs a newline at the end
+	drawn  bool   // a terminal line is showing and needs a newline at the end
+	shown  string // the last line drawn
 	maxLen int
 }
 
@@ -36,6 +37,7 @@ func (m *meter) show(line string) {
 }
 
 func (m *meter) draw(line string) {
+	m.shown = line
 	if !m.tty {
 		fmt.Fprintln(m.w, line)
 		return
@@ -49,7 +51,8 @@ func (m *meter) draw(line string) {
 
 // done draws line (if any) regardless of timing and ends the display.
 func (m *meter) done(line string) {
-	if line != "" && (m.tty || !m.last.IsZero()) {
+	// Off a terminal a line stays printed: never print the same twice.
+	if line != "" && (m.tty || !m.last.IsZero()) && (m.tty || line != m.shown) {
 		m.draw(line)
 	}
 	if m.drawn {
@@ -96,4 +99,13 @@ func human(d time.Duration) string {
 		return fmt.Sprintf("%d months", int(d.Hours()/24/30.44+0.5))
 	}
 	return fmt.Sprintf("%d years", int(d.Hours()/24/365.25+0.5))
+}
+
+// count is n and the noun, in the plural unless n is 1 ("1 duplicate",
+// "2 duplicates"); the plural adds an s.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -26,7 +26,8 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 			"  "+strings.Join(report.Columns, ",")+"\n"+
 			"outcome is queued, deferred, delivered, bounced, failed, suppressed or cancelled; reply is the\n"+
 			"receiver's last reply, or sluice's reason when none answered (suppressed, cancelled, expired);\n"+
-			"provider is the MX host that answered, else the recipient's domain; last_attempt is RFC 3339 UTC.\n"+
+			"provider is the MX host that answered, else the recipient's domain (the same key in --json);\n"+
+			"last_attempt is RFC 3339 UTC.\n"+
 			"Records are read in batches (bounded memory, any size), in no particular order.",
 		"campaignctl report welcome-2025 -o welcome-report.csv")
 	out := fs.String("o", "", "write to FILE (replaced only when the report is complete) instead of stdout")
@@ -89,6 +90,6 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 	if err := os.Rename(tmp.Name(), *out); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "wrote %d recipients to %s\n", n, *out)
+	fmt.Fprintf(e.stderr, "wrote %s to %s\n", count(n, "recipient"), *out)
 	return nil
 }

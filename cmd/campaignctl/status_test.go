@@ -86,3 +86,34 @@ func TestStatusWatchJSONLines(t *testing.T) {
 		t.Fatalf("last line %+v", st)
 	}
 }
+
+func TestHuman(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		300 * time.Millisecond:        "<1s",
+		39 * time.Second:              "39s",
+		4*time.Minute + 5*time.Second: "4m5s",
+		3*time.Hour + 20*time.Minute:  "3h20m",
+		52 * time.Hour:                "2d4h",
+		100 * 24 * time.Hour:          "3 months",
+		27060 * time.Hour:             "3 years",
+	} {
+		if got := human(d); got != want {
+			t.Errorf("human(%s) = %q, want %q", d, got, want)
+		}
+	}
+	if got := count(1, "valid recipient") + ", " + count(2, "duplicate"); got != "1 valid recipient, 2 duplicates" {
+		t.Errorf("count: %q", got)
+	}
+}
+
+// TestMeterPipedPrintsTheLastLineOnce: off a terminal the final progress
+// line is not printed again when it was the last one shown.
+func TestMeterPipedPrintsTheLastLineOnce(t *testing.T) {
+	var b strings.Builder
+	m := newMeter(&b)
+	m.show("line 3: 3 enqueued")
+	m.done("line 3: 3 enqueued")
+	if b.String() != "line 3: 3 enqueued\n" {
+		t.Fatalf("printed %q", b.String())
+	}
+}
