@@ -47,6 +47,12 @@ refuses other names (a typo would pin nothing) unless --new is given; reset
 fails when the name has no state. Running engines
 apply changes within a second. A suspension holds jobs until it ends; jobs
 already postponed to its end keep that time after a reset.
+
+RATE/s is the rate in force, kept within MIN-MAX unless pinned (a pin is
+the operator's and may lie outside). In --json, "ceiling" is not a limit:
+it is the accepted rate measured at the last cut; the rate recovers to just
+under it and then probes above it while no deferral comes, so a rate above
+the ceiling is expected.
 `
 
 // ErrUsage reports a command line that could not be understood.
