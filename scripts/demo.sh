@@ -18,8 +18,9 @@ for addr in 127.0.0.1:2525 127.0.0.1:6390 127.0.0.1:8025; do
   fi
 done
 
-echo "==> mxsink on 127.0.0.1:2525 (a capture receiver; dave@... gets 550 5.1.1 user unknown)"
-$BIN/mxsink -listen 127.0.0.1:2525 -bounce '^dave@' 2>"$logs/mxsink.log" &
+mail="$logs/mail"
+echo "==> mxsink on 127.0.0.1:2525 (a capture receiver; dave@... gets 550 5.1.1 user unknown; messages in $mail)"
+$BIN/mxsink -listen 127.0.0.1:2525 -bounce '^dave@' -dir "$mail" 2>"$logs/mxsink.log" &
 pids+=($!)
 echo "==> engine -config configs/demo.yaml (embedded Redis on 127.0.0.1:6390; log: $logs/engine.log)"
 $BIN/engine -config configs/demo.yaml 2>"$logs/engine.log" &
@@ -42,3 +43,10 @@ echo "==> campaignctl status welcome-2025"
 $BIN/campaignctl status welcome-2025
 echo "==> campaignctl suppression list   (the hard bounce is suppressed from now on)"
 $BIN/campaignctl suppression list
+echo "==> the mail mxsink received: $mail"
+ls "$mail" | sed 's/^/    /'
+first=$(ls "$mail" | head -1)
+if [ -n "$first" ]; then
+  echo "==> $first (headers)"
+  sed -n '1,/^\r\?$/p' "$mail/$first" | sed 's/^/    /'
+fi

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -9,18 +10,62 @@ import (
 func TestHelpOnEveryCommand(t *testing.T) {
 	t.Parallel()
 	for _, name := range order {
-		// An unreachable Redis: help must not need one.
+		// An unreachable Redis: help must not need one. Help is what was
+		// asked for, so it goes to stdout (campaignctl status -h | less).
 		out, stderr, code := ctl(t, "x", "-redis", "redis://127.0.0.1:1", name, "-h")
-		stderr += out // suppression's and limits' help goes to stdout
-		if code != 0 || !strings.Contains(stderr, "usage: campaignctl "+name) {
-			t.Errorf("%s -h: exit %d\n%s", name, code, stderr)
+		if code != 0 || !strings.Contains(out, "usage: campaignctl "+name) || stderr != "" {
+			t.Errorf("%s -h: exit %d\nstdout: %s\nstderr: %s", name, code, out, stderr)
 		}
-		if name != "suppression" && !strings.Contains(strings.ToLower(stderr), "example") {
-			t.Errorf("%s -h has no example:\n%s", name, stderr)
+		if name != "suppression" && !strings.Contains(strings.ToLower(out), "example") {
+			t.Errorf("%s -h has no example:\n%s", name, out)
 		}
 	}
-	if _, stderr, code := ctl(t, "x", "-h"); code != 0 || !strings.Contains(stderr, "report") || !strings.Contains(stderr, "Exit status") {
-		t.Errorf("campaignctl -h: exit %d\n%s", code, stderr)
+	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}} {
+		out, stderr, code := ctl(t, "x", args...)
+		if code != 0 || !strings.Contains(out, "report") || !strings.Contains(out, "Exit status") || stderr != "" {
+			t.Errorf("campaignctl %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, stderr)
+		}
+	}
+	// Usage errors still go to stderr, exit 2.
+	if out, stderr, code := ctl(t, "x", "-bogus"); code != 2 || out != "" || !strings.Contains(stderr, "flag provided but not defined: -bogus") || !strings.Contains(stderr, "usage: campaignctl") {
+		t.Errorf("campaignctl -bogus: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
+	}
+}
+
+// TestGlobalFlagsAfterCommand: -redis, -config and -prefix are accepted
+// after the command name too.
+func TestGlobalFlagsAfterCommand(t *testing.T) {
+	t.Parallel()
+	// ctl puts a good -redis first; the one after the command wins.
+	_, stderr, code := ctl(t, "x", "status", "-redis", "redis://127.0.0.1:1")
+	if code != 1 || !strings.Contains(stderr, "redis 127.0.0.1:1") {
+		t.Errorf("status -redis BAD: exit %d, stderr %q", code, stderr)
+	}
+	out, stderr, code := ctl(t, "x", "list", "--prefix=globalafter", "--json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("list --prefix=P --json: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if _, stderr, code := ctl(t, "x", "status", "-prefix"); code != 2 || !strings.Contains(stderr, "campaignctl status: flag needs an argument: -prefix") {
+		t.Errorf("status -prefix: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	t.Parallel()
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, stderr, code := ctl(t, "x", "completion", sh)
+		if code != 0 || stderr != "" || !strings.Contains(out, "campaignctl") || !strings.Contains(out, "suppression") || !strings.Contains(out, "skip-invalid") {
+			t.Errorf("completion %s: exit %d, stderr %q\n%s", sh, code, stderr, out)
+		}
+	}
+	if _, stderr, code := ctl(t, "x", "completion", "tcsh"); code != 2 || !strings.Contains(stderr, `unknown shell "tcsh"`) {
+		t.Errorf("completion tcsh: exit %d, stderr %q", code, stderr)
+	}
+	if bash, err := exec.LookPath("bash"); err == nil {
+		out := mustCtl(t, "x", "completion", "bash")
+		if b, err := exec.Command(bash, "-n", "-c", out).CombinedOutput(); err != nil {
+			t.Errorf("bash -n: %v\n%s", err, b)
+		}
 	}
 }
 
@@ -46,6 +91,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"launch", "/nonexistent/c.yaml"}, 1, "no such file"},
 		{[]string{"send", "--to", "a@example.test"}, 2, "give --from"},
 		{[]string{"limits", "frobnicate"}, 2, "unknown command"},
+		{[]string{"limits", "set", "gogle", "--rate", "5"}, 2, `limits set: unknown provider "gogle" (did you mean "google"?); give --new`},
+		{[]string{"limits", "reset", "nosuch"}, 1, `campaignctl limits: reset "nosuch": nothing to reset: no engine has throttle state for it`},
+		{[]string{"limits", "reset", "gogle"}, 1, `reset "gogle": nothing to reset`},
+		{[]string{"report", "x", "-outcome", "bouncd"}, 2, `campaignctl report: -outcome "bouncd": not an outcome (did you mean "bounced"?)`},
 	} {
 		out, stderr, code := ctl(t, prefix, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.say) {
@@ -102,5 +151,34 @@ func TestProgressRendering(t *testing.T) {
 	m.done("three")
 	if b.String() != "one\nthree\n" {
 		t.Errorf("plain meter wrote %q", b.String())
+	}
+}
+
+// TestLimitsSetNames: set takes known providers, destination keys and,
+// with --new, any name; a refused typo leaves no trace in show.
+func TestLimitsSetNames(t *testing.T) {
+	t.Parallel()
+	prefix := "limitsnames"
+	if _, _, code := ctl(t, prefix, "limits", "set", "gogle", "--rate", "5"); code != 2 {
+		t.Fatalf("set gogle: exit %d", code)
+	}
+	for _, args := range [][]string{
+		{"limits", "set", "google", "--rate", "5"},
+		{"limits", "set", "mx:mx1.example.test,mx2.example.test", "--rate", "3"},
+		{"limits", "set", "bigmail", "--new", "--rate", "4"},
+	} {
+		mustCtl(t, prefix, args...)
+	}
+	out := mustCtl(t, prefix, "limits", "show")
+	if strings.Contains(out, "gogle") || !strings.Contains(out, "bigmail") || !strings.Contains(out, "mx:mx1.example.test") {
+		t.Errorf("limits show:\n%s", out)
+	}
+	// Known now (it has state): no --new needed, and reset finds it.
+	mustCtl(t, prefix, "limits", "set", "bigmail", "--rate", "6")
+	if out := mustCtl(t, prefix, "limits", "reset", "bigmail"); out != "bigmail: reset to its start limits\n" {
+		t.Errorf("reset: %q", out)
+	}
+	if _, stderr, code := ctl(t, prefix, "limits", "reset", "bigmail"); code != 1 || !strings.Contains(stderr, "nothing to reset") {
+		t.Errorf("second reset: exit %d, %q", code, stderr)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +73,50 @@ func TestListAndDelete(t *testing.T) {
 	time.Sleep(time.Second)
 	if srv.Count() != 10 {
 		t.Fatalf("receiver got %d messages; want only old's 10", srv.Count())
+	}
+}
+
+// ctlOnTerminal runs campaignctl with stdin and stdout on a terminal
+// (util-linux script's pty), answering input.
+func ctlOnTerminal(t *testing.T, prefix, input string, args ...string) (string, int) {
+	t.Helper()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to run campaignctl on a terminal")
+	}
+	line := "GORACE=atexit_sleep_ms=0 " + bin + " -redis " + redistest.URL() + " -prefix " + prefix + " " + strings.Join(args, " ")
+	cmd := exec.Command(script, "-qec", line, "/dev/null")
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
+	return string(out), 0
+}
+
+// TestDeleteAsksOnATerminal: on a terminal delete asks first; anything but
+// y keeps the campaign; --yes does not ask; scripts are never asked
+// (TestListAndDelete).
+func TestDeleteAsksOnATerminal(t *testing.T) {
+	t.Parallel()
+	prefix := redistest.Prefix(t)
+	srv := smtptest.Start(t, smtptest.Options{})
+	startEngine(t, prefix, srv.Addr, 0)
+	mustCtl(t, prefix, "launch", enginetest.Campaign(t, t.TempDir(), "ask", 3, "example.test"))
+	waitStatus(t, prefix, "ask", 10*time.Second, finished)
+	out, code := ctlOnTerminal(t, prefix, "n\n", "delete", "ask")
+	if code != 1 || !strings.Contains(out, "delete campaign ask (finished, 3 recipients) and every recipient's record? [y/N]") ||
+		!strings.Contains(out, "not confirmed; nothing deleted") {
+		t.Fatalf("answer n: exit %d\n%s", code, out)
+	}
+	status(t, prefix, "ask") // still there
+	if out, code := ctlOnTerminal(t, prefix, "", "delete", "ask", "--yes"); code != 0 || strings.Contains(out, "[y/N]") || !strings.Contains(out, "deleted campaign ask") {
+		t.Fatalf("--yes: exit %d\n%s", code, out)
+	}
+	if _, _, code := ctl(t, prefix, "status", "ask"); code != 1 {
+		t.Fatalf("status after delete: exit %d", code)
 	}
 }

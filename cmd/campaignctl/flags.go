@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 
+	"golang.org/x/term"
+
 	"github.com/sluice-mta/sluice/pkg/store"
 )
 
@@ -72,12 +74,9 @@ func noCampaign(err error, id string) error {
 // isTerminal reports whether w is a terminal: progress bars redraw in
 // place there, and pipes and log files get plain periodic lines instead.
 func isTerminal(w any) bool {
+	// A character device is not enough: /dev/null is one too.
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // configFlag lets commands that read the engine config take -config after

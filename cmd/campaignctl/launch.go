@@ -80,7 +80,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stderr, "invalid recipient:", bad)
 	}
 	if more := res.InvalidN - len(res.Invalid); more > 0 {
-		fmt.Fprintf(e.stderr, "... and %d more invalid recipients\n", more)
+		fmt.Fprintf(e.stderr, "... and %s more\n", count(more, "invalid recipient"))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -96,14 +96,14 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	if res.Resumed {
 		verb = "resumed"
 	}
-	fmt.Fprintf(e.stdout, "campaign %s %s on the %s lane: %d valid recipients, %d enqueued, %d suppressed, %d duplicates, %d invalid skipped (%s)\n",
-		res.ID, verb, res.Lane, res.Valid, res.Enqueued, res.Suppressed, res.Duplicates, res.InvalidN, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stdout, "campaign %s %s on the %s lane: %s, %d enqueued, %d suppressed, %s, %d invalid skipped (%s)\n",
+		res.ID, verb, res.Lane, count(res.Valid, "valid recipient"), res.Enqueued, res.Suppressed, count(res.Duplicates, "duplicate"), res.InvalidN, time.Since(start).Round(time.Millisecond))
 	when := spec.SendAt
 	if !sendAt.IsZero() {
 		when = sendAt
 	}
 	if when.After(time.Now()) {
-		fmt.Fprintf(e.stdout, "scheduled: sending starts at %s (in %s)\n", when.Format(time.RFC3339), time.Until(when).Round(time.Second))
+		fmt.Fprintf(e.stdout, "scheduled: sending starts at %s (in %s)\n", when.Format(time.RFC3339), human(time.Until(when)))
 	}
 	return nil
 }
@@ -113,7 +113,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 func launchLine(p launch.Progress, lines int, took time.Duration) string {
 	secs := max(took.Seconds(), 0.001)
 	rows := p.Enqueued + p.Suppressed + p.Duplicates
-	counts := fmt.Sprintf("%d enqueued, %d suppressed, %d duplicates, %d invalid skipped, %.0f rows/s", p.Enqueued, p.Suppressed, p.Duplicates, p.Invalid, float64(rows)/secs)
+	counts := fmt.Sprintf("%d enqueued, %d suppressed, %s, %d invalid skipped, %.0f rows/s", p.Enqueued, p.Suppressed, count(p.Duplicates, "duplicate"), p.Invalid, float64(rows)/secs)
 	if lines <= 0 {
 		return fmt.Sprintf("line %d: %s", p.Line, counts)
 	}

@@ -60,8 +60,8 @@ func cmdLint(ctx context.Context, e *env, args []string) error {
 
 func printLint(e *env, rep *lint.Report, errs, warns int) {
 	if rep.ID != "" {
-		fmt.Fprintf(e.stdout, "%s: campaign %s, %s lane, from %s: %d valid recipients, %d invalid\n",
-			rep.File, rep.ID, rep.Lane, rep.FromDomain, rep.Valid, rep.Invalid)
+		fmt.Fprintf(e.stdout, "%s: campaign %s, %s lane, from %s: %s, %d invalid\n",
+			rep.File, rep.ID, rep.Lane, rep.FromDomain, count(rep.Valid, "valid recipient"), rep.Invalid)
 	}
 	for _, f := range rep.Findings {
 		fmt.Fprintf(e.stdout, "%-8s %-12s %s\n", f.Severity, f.Check, f)

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -113,7 +115,7 @@ var (
 		"limits":      {"show the throttle's per-provider limits; pin or reset them", cmdLimits},
 		"feedback":    {"classify bounce, complaint and auto-reply message files (feedback classify)", cmdFeedback},
 	}
-	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits", "feedback"}
+	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits", "feedback", "completion"}
 )
 
 // errUsage marks bad invocations (exit 2).
@@ -133,20 +135,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.redisURL, "redis", "", "Redis URL (default: $REDIS_URL, the -config file's redis.url, or the demo engine's embedded Redis)")
 	fs.StringVar(&e.configPath, "config", "", "engine configuration file: Redis settings, and the DKIM keys and unsubscribe settings lint and preview check")
 	fs.StringVar(&e.prefix, "prefix", "", "Redis key prefix (default: from -config, else sluice)")
-	fs.Usage = func() { usage(stderr, fs) }
+	// Parse into a buffer: -h prints the usage on stdout (it is what was
+	// asked for), a bad flag prints its error and the usage on stderr.
+	var parseOut bytes.Buffer
+	fs.SetOutput(&parseOut)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		fs.SetOutput(stderr)
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			usage(stdout, fs)
 			return 0
 		}
+		_, _ = io.Copy(stderr, &parseOut)
+		usage(stderr, fs)
 		return 2
 	}
+	fs.SetOutput(stderr)
 	if fs.NArg() == 0 {
 		usage(stderr, fs)
 		return 2
 	}
 	name := fs.Arg(0)
 	if name == "help" {
-		usage(stderr, fs)
+		fs.SetOutput(stdout)
+		usage(stdout, fs)
 		return 0
 	}
 	cmd, ok := commands[name]
@@ -159,7 +172,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			_ = e.rdb.Close()
 		}
 	}()
-	if err := cmd.run(ctx, e, fs.Args()[1:]); err != nil {
+	rest, err := globalsAfter(fs, fs.Args()[1:])
+	if err != nil {
+		fmt.Fprintln(stderr, "campaignctl "+name+":", err)
+		return 2
+	}
+	if wantsHelp(rest) {
+		e.stderr = stdout // COMMAND -h: the help is the output
+	}
+	if err := cmd.run(ctx, e, rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -188,4 +209,37 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "\nglobal flags:")
 	fs.PrintDefaults()
 	fmt.Fprintln(w, "\nRun campaignctl COMMAND -h for a command's flags and an example.\nExit status: 0 success, 1 failure, 2 usage error.")
+}
+
+// globals are the global flags also accepted after the command name
+// (campaignctl status -redis URL ID), as operators tend to write them.
+var globals = []string{"redis", "config", "prefix"}
+
+// globalsAfter takes the global flags out of a command's arguments and
+// sets them on fs, leaving the rest, in order, to the command. Arguments
+// after "--" are left alone.
+func globalsAfter(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), nil
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || !slices.Contains(globals, name) {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("flag needs an argument: -%s", name)
+			}
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(name, value); err != nil {
+			return nil, fmt.Errorf("-%s: %w", name, err)
+		}
+	}
+	return rest, nil
 }

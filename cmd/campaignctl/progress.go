@@ -15,7 +15,8 @@ type meter struct {
 	tty    bool
 	every  time.Duration
 	last   time.Time
-	drawn  bool // a terminal line is showing and needs a newline at the end
+	drawn  bool   // a terminal line is showing and needs a newline at the end
+	shown  string // the last line drawn
 	maxLen int
 }
 
@@ -36,6 +37,7 @@ func (m *meter) show(line string) {
 }
 
 func (m *meter) draw(line string) {
+	m.shown = line
 	if !m.tty {
 		fmt.Fprintln(m.w, line)
 		return
@@ -49,7 +51,8 @@ func (m *meter) draw(line string) {
 
 // done draws line (if any) regardless of timing and ends the display.
 func (m *meter) done(line string) {
-	if line != "" && (m.tty || !m.last.IsZero()) {
+	// Off a terminal a line stays printed: never print the same twice.
+	if line != "" && (m.tty || !m.last.IsZero()) && (m.tty || line != m.shown) {
 		m.draw(line)
 	}
 	if m.drawn {
@@ -74,12 +77,35 @@ func eta(left int64, rate float64) string {
 	if rate <= 0 {
 		return ""
 	}
-	d := time.Duration(float64(left) / rate * float64(time.Second))
-	if d < time.Second {
+	return human(time.Duration(float64(left) / rate * float64(time.Second)))
+}
+
+// human formats a duration for people, to the precision that matters at
+// its size: 42s, 4m5s, 3h20m, 2d4h, 5 months, 3 years.
+func human(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch d = max(d, 0); {
+	case d < time.Second:
 		return "<1s"
-	}
-	if d < time.Hour {
+	case d < time.Hour:
 		return d.Round(time.Second).String()
+	case d < day:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
+	case d < 60*day:
+		d = d.Round(time.Hour)
+		return fmt.Sprintf("%dd%dh", d/day, d%day/time.Hour)
+	case d < 730*day:
+		return fmt.Sprintf("%d months", int(d.Hours()/24/30.44+0.5))
 	}
-	return d.Round(time.Minute).String()
+	return fmt.Sprintf("%d years", int(d.Hours()/24/365.25+0.5))
+}
+
+// count is n and the noun, in the plural unless n is 1 ("1 duplicate",
+// "2 duplicates"); the plural adds an s.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -6,11 +6,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/suggest"
 
 	"github.com/sluice-mta/sluice/pkg/report"
 	"github.com/sluice-mta/sluice/pkg/store"
 )
+
+// outcomes are the values a record's outcome takes.
+var outcomes = []string{string(outcome.Queued), string(outcome.Deferred), string(outcome.Delivered), string(outcome.Bounced),
+	string(outcome.Failed), string(outcome.Suppressed), string(outcome.Cancelled)}
 
 func cmdReport(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "report", "[flags] ID",
@@ -18,7 +26,8 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 			"  "+strings.Join(report.Columns, ",")+"\n"+
 			"outcome is queued, deferred, delivered, bounced, failed, suppressed or cancelled; reply is the\n"+
 			"receiver's last reply, or sluice's reason when none answered (suppressed, cancelled, expired);\n"+
-			"provider is the MX host that answered, else the recipient's domain; last_attempt is RFC 3339 UTC.\n"+
+			"provider is the MX host that answered, else the recipient's domain (the same key in --json);\n"+
+			"last_attempt is RFC 3339 UTC.\n"+
 			"Records are read in batches (bounded memory, any size), in no particular order.",
 		"campaignctl report welcome-2025 -o welcome-report.csv")
 	out := fs.String("o", "", "write to FILE (replaced only when the report is complete) instead of stdout")
@@ -27,6 +36,10 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 	id, err := oneArg(fs, args, "campaign ID")
 	if err != nil {
 		return err
+	}
+	if *only != "" && !slices.Contains(outcomes, *only) {
+		return fmt.Errorf("-outcome %q: not an outcome%s (want one of %s): %w",
+			*only, suggest.Hint(*only, outcomes), strings.Join(outcomes, ", "), errUsage)
 	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
@@ -77,6 +90,6 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 	if err := os.Rename(tmp.Name(), *out); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "wrote %d recipients to %s\n", n, *out)
+	fmt.Fprintf(e.stderr, "wrote %s to %s\n", count(n, "recipient"), *out)
 	return nil
 }

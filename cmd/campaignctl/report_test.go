@@ -120,6 +120,11 @@ func TestReportListsEveryRecipientAndMatchesStatus(t *testing.T) {
 	if len(lines) != 6 || json.Unmarshal([]byte(lines[0]), &first) != nil || first.Outcome != "bounced" || first.Code != 550 {
 		t.Fatalf("report --json --outcome bounced: %q", lines)
 	}
+	// One name for one thing: CSV's provider column is JSON's provider key.
+	var keys map[string]any
+	if json.Unmarshal([]byte(lines[0]), &keys) != nil || keys["provider"] == nil || keys["mx_host"] != nil {
+		t.Fatalf("report --json line %s: want provider, not mx_host", lines[0])
+	}
 
 	// The human status view breaks the campaign down by provider; --json
 	// --detail carries the same.

@@ -76,8 +76,16 @@ func TestCampaignDueWhileNoEngineRanStartsWithTheEngine(t *testing.T) {
 	if took := time.Since(started); took > 5*time.Second {
 		t.Errorf("took %s after the engine started", took)
 	}
-	if !strings.Contains(out, "finished") || !strings.Contains(out, "100.0%") || !strings.Contains(out, "example.test") {
+	// Piped: timestamped lines, the last one saying it is finished.
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	lastLine := lines[len(lines)-1]
+	if !strings.Contains(lastLine, "due finished 20/20 final (100%)") || !strings.Contains(lastLine, "delivered 20") {
 		t.Errorf("status --watch printed:\n%s", out)
+	}
+	for _, l := range lines {
+		if ts, _, _ := strings.Cut(l, " "); !isRFC3339(ts) {
+			t.Errorf("line without a timestamp: %q", l)
+		}
 	}
 	if st := status(t, prefix, "due"); !finished(st) || st.Delivered != n {
 		t.Fatalf("after status --watch: %+v", st)

@@ -18,11 +18,15 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			"Counts: total, queued (not yet final, includes deferred), delivered, deferred (waiting for a\n"+
 			"retry), bounced, suppressed, failed, and cancelled. --json prints exactly the keys id, state,\n"+
 			"total, queued, delivered, deferred, bounced, suppressed, failed (and cancelled when not zero);\n"+
-			"add --detail for lane, send time, rate, ETA and providers.",
+			"add --detail for lane, send time, rate, ETA, delayed jobs and providers.\n\n"+
+			"The ETA counts the queued recipients at the recent rate, but not before the last of the\n"+
+			"campaign's jobs waiting in the delayed set (retries, suspensions) is due.\n\n"+
+			"--watch on a terminal redraws the view; piped, it prints a timestamped line per campaign whenever\n"+
+			"its figures change; with --json, one JSON document per line per refresh (JSON Lines).",
 		"campaignctl status welcome-2025 --watch")
-	asJSON := fs.Bool("json", false, "print JSON (an object for one ID, an array otherwise)")
+	asJSON := fs.Bool("json", false, "print JSON (an object for one ID, an array otherwise; with --watch one per line per refresh)")
 	watch := fs.Bool("watch", false, "refresh until every shown campaign is finished (or cancelled and drained)")
-	detail := fs.Bool("detail", false, "with ID and --json: add lane, send_at, rate, eta_seconds and providers")
+	detail := fs.Bool("detail", false, "with ID and --json: add lane, send_at, rate, eta_seconds, delayed, delayed_until and providers")
 	by := fs.String("by", "domain", "group providers by recipient \"domain\" or by the \"mx\" host that answered")
 	top := fs.Int("top", 10, "show this many providers; the rest are summed up as (other)")
 	every := fs.Duration("interval", time.Second, "with --watch: time between refreshes (longer for big campaigns, whose records take a while to read)")
@@ -44,6 +48,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	}
 	st := store.New(rdb, ks)
 	tty := isTerminal(e.stdout)
+	seen := map[string]string{} // piped --watch: each campaign's last line
 	for round := 0; ; round++ {
 		began := time.Now()
 		var list []store.Status
@@ -56,7 +61,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			list = []store.Status{s}
 			// The breakdown reads every record: only for those who see it.
 			if !*asJSON || *detail {
-				if d, err = loadDetail(ctx, rdb, st, s, *by == "mx", *top); err != nil {
+				if d, err = loadDetail(ctx, rdb, ks, st, s, *by == "mx", *top); err != nil {
 					return err
 				}
 			}
@@ -64,12 +69,18 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		last := !*watch || allDone(list) || ctx.Err() != nil
-		// JSON is printed once, at the end, so it stays one document.
-		if !*asJSON || last {
-			if *watch && tty && !*asJSON {
+		switch {
+		case *watch && *asJSON:
+			// JSON Lines: one compact document per tick.
+			if err := printJSON(e.stdout, list, d, len(pos) == 1, *detail, ""); err != nil {
+				return err
+			}
+		case *watch && !tty:
+			// Pipes and logs: a timestamped line per campaign that changed.
+			printChanges(e.stdout, list, d, seen, time.Now())
+		default:
+			if *watch {
 				fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // redraw in place
-			} else if round > 0 {
-				fmt.Fprintln(e.stdout)
 			}
 			if err := printStatus(e.stdout, list, d, len(pos) == 1, *asJSON, *detail); err != nil {
 				return err
@@ -104,17 +115,7 @@ func allDone(list []store.Status) bool {
 
 func printStatus(w io.Writer, list []store.Status, d *campaignDetail, one, asJSON, detail bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		switch {
-		case one && detail:
-			return enc.Encode(d)
-		case one:
-			return enc.Encode(list[0]) // the public contract: store.Status's keys only
-		case list == nil:
-			return enc.Encode([]store.Status{})
-		}
-		return enc.Encode(list)
+		return printJSON(w, list, d, one, detail, "  ")
 	}
 	if one && d != nil {
 		if err := printDetail(w, d); err != nil {
@@ -123,6 +124,44 @@ func printStatus(w io.Writer, list []store.Status, d *campaignDetail, one, asJSO
 		printGuardrail(w, list[0])
 		return nil
 	}
+	return printTable(w, list)
+}
+
+// printJSON prints one JSON document: indented, or on one line when
+// indent is "" (status --watch --json, one per tick).
+func printJSON(w io.Writer, list []store.Status, d *campaignDetail, one, detail bool, indent string) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", indent)
+	switch {
+	case one && detail:
+		return enc.Encode(d)
+	case one:
+		return enc.Encode(list[0]) // the public contract: store.Status's keys only
+	case list == nil:
+		return enc.Encode([]store.Status{})
+	}
+	return enc.Encode(list)
+}
+
+// printChanges prints, for each campaign whose figures changed since the
+// last call, one line stamped with now; seen keeps the last lines.
+func printChanges(w io.Writer, list []store.Status, d *campaignDetail, seen map[string]string, now time.Time) {
+	for _, s := range list {
+		line := fmt.Sprintf("%s %s %d/%d final (%s): queued %d (deferred %d), delivered %d, bounced %d, suppressed %d, failed %d, cancelled %d",
+			s.ID, s.State, s.Total-s.Queued, s.Total, percent(s.Total-s.Queued, s.Total),
+			s.Queued, s.Deferred, s.Delivered, s.Bounced, s.Suppressed, s.Failed, s.Cancelled)
+		if d != nil && d.ID == s.ID && d.Delayed > 0 && d.DelayedUntil != nil {
+			line += fmt.Sprintf(", %d waiting for retries until %s", d.Delayed, d.DelayedUntil.Local().Format(time.TimeOnly))
+		}
+		if seen[s.ID] == line {
+			continue
+		}
+		seen[s.ID] = line
+		fmt.Fprintf(w, "%s %s\n", now.Format(time.RFC3339), line)
+	}
+}
+
+func printTable(w io.Writer, list []store.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "ID\tSTATE\tTOTAL\tQUEUED\tDELIVERED\tDEFERRED\tBOUNCED\tSUPPRESSED\tFAILED\tCANCELLED\tDONE\t")
 	for _, s := range list {

@@ -57,6 +57,9 @@ type Config struct {
 	Domain string
 	// TLS offers STARTTLS with this config (see SelfSigned).
 	TLS *tls.Config
+	// Message, when set, gets each message accepted, with its envelope
+	// (only the recipients accepted); an error refuses it with 451.
+	Message func(from string, to []string, data []byte) error
 }
 
 // Change sets the rate At a time after start.
@@ -288,17 +291,20 @@ func (c *countedConn) Close() error {
 }
 
 type session struct {
-	s *Server
+	s    *Server
+	from string
+	to   []string
 }
 
-func (x *session) Reset()        {}
+func (x *session) Reset()        { x.from, x.to = "", nil }
 func (x *session) Logout() error { return nil }
 
-func (x *session) Mail(string, *smtp.MailOptions) error {
+func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	if x.s.cfg.Stage == "mail" && !x.s.allow() {
 		x.s.record(Deferred)
 		return x.s.cfg.OverRate.err()
 	}
+	x.from = from
 	return nil
 }
 
@@ -313,11 +319,18 @@ func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		x.s.record(Deferred)
 		return x.s.cfg.OverRate.err()
 	}
+	x.to = append(x.to, to)
 	return nil
 }
 
 func (x *session) Data(r io.Reader) error {
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	var data []byte
+	if x.s.cfg.Message != nil {
+		var err error
+		if data, err = io.ReadAll(r); err != nil {
+			return err
+		}
+	} else if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
 	if x.s.cfg.Latency > 0 {
@@ -326,6 +339,11 @@ func (x *session) Data(r io.Reader) error {
 	if x.s.cfg.Stage == "data" && !x.s.allow() {
 		x.s.record(Deferred)
 		return x.s.cfg.OverRate.err()
+	}
+	if x.s.cfg.Message != nil {
+		if err := x.s.cfg.Message(x.from, x.to, data); err != nil {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Could not store the message"}
+		}
 	}
 	x.s.record(Accepted)
 	return nil

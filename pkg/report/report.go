@@ -25,8 +25,10 @@ type Row struct {
 	Reason   string    `json:"reason,omitempty"` // sluice's own reason: suppressed, cancelled, expired...
 	Attempts int       `json:"attempts"`
 	Last     time.Time `json:"last_attempt,omitzero"`
-	Host     string    `json:"mx_host,omitempty"` // the MX host that answered last
-	Line     int       `json:"line,omitempty"`    // in the recipients file
+	// Host is the MX host that answered last. JSON Lines reports carry
+	// Provider() as "provider" instead, like the CSV's column.
+	Host string `json:"-"`
+	Line int    `json:"line,omitempty"` // in the recipients file
 }
 
 // Domain is the recipient's domain.

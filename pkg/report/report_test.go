@@ -96,11 +96,17 @@ func TestWriters(t *testing.T) {
 	b.Reset()
 	j := NewJSONL(&b)
 	_ = j.Write(rows[1])
+	_ = j.Write(rows[0])
 	if err := j.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b.Bytes(), &m); err != nil || m["outcome"] != "suppressed" || m["last_attempt"] != nil {
+	lines := bytes.Split(bytes.TrimSpace(b.Bytes()), []byte("\n"))
+	var m, m0 map[string]any
+	if err := json.Unmarshal(lines[0], &m); err != nil || m["outcome"] != "suppressed" || m["last_attempt"] != nil || m["provider"] != "example.test" {
+		t.Fatalf("JSONL %s: %v", b.String(), err)
+	}
+	// The CSV's provider column and JSON's provider key are one thing.
+	if err := json.Unmarshal(lines[1], &m0); err != nil || m0["provider"] != "mx1.example.test" || m0["mx_host"] != nil {
 		t.Fatalf("JSONL %s: %v", b.String(), err)
 	}
 }

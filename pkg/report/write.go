@@ -57,7 +57,8 @@ func (c *csvWriter) Flush() error {
 	return c.w.Error()
 }
 
-// NewJSONL writes one JSON object per row (Row's JSON keys).
+// NewJSONL writes one JSON object per row: Row's JSON keys and provider,
+// the same value as the CSV's column of that name.
 func NewJSONL(w io.Writer) Writer {
 	bw := bufio.NewWriter(w)
 	return &jsonlWriter{bw: bw, enc: json.NewEncoder(bw)}
@@ -68,5 +69,11 @@ type jsonlWriter struct {
 	enc *json.Encoder
 }
 
-func (j *jsonlWriter) Write(r Row) error { return j.enc.Encode(r) }
+// jsonRow is a row as JSON Lines writes it.
+type jsonRow struct {
+	Row
+	Provider string `json:"provider,omitempty"`
+}
+
+func (j *jsonlWriter) Write(r Row) error { return j.enc.Encode(jsonRow{r, r.Provider()}) }
 func (j *jsonlWriter) Flush() error      { return j.bw.Flush() }

@@ -195,3 +195,12 @@ func Known(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) ([
 	sort.Strings(names)
 	return names, nil
 }
+
+// Has reports whether key has shared state (what Reset would remove).
+func Has(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, key string) (bool, error) {
+	n, err := rdb.Exists(ctx, ks.Key("thr", key)).Result()
+	if err != nil {
+		return false, fmt.Errorf("throttle: %w", err)
+	}
+	return n > 0, nil
+}

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/suggest"
 	"github.com/sluice-mta/sluice/pkg/text"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
@@ -27,7 +29,7 @@ const usage = `usage: campaignctl limits COMMAND [flags]
 Commands:
   show [--json]          every provider's current rate and limits, connections
                          in use, state, and its last deferral reply
-  set PROVIDER [--rate R] [--concurrency C] [--for DURATION]
+  set PROVIDER [--rate R] [--concurrency C] [--for DURATION] [--new]
                          pin the rate (messages/s, all engines together) and/or
                          the connections; adaptation pauses while pinned; without
                          --for until "reset"
@@ -40,16 +42,66 @@ Examples:
   campaignctl limits reset yahoo
 
 PROVIDER is a name from "limits show": a provider (google, yahoo...) or a
-destination's own key (mx:mx1.example.com,mx2.example.com). Running engines
+destination's own key (mx:mx1.example.com,mx2.example.com, route:HOST). set
+refuses other names (a typo would pin nothing) unless --new is given; reset
+fails when the name has no state. Running engines
 apply changes within a second. A suspension holds jobs until it ends; jobs
 already postponed to its end keep that time after a reset.
+
+RATE/s is the rate in force, kept within MIN-MAX unless pinned (a pin is
+the operator's and may lie outside). In --json, "ceiling" is not a limit:
+it is the accepted rate measured at the last cut; the rate recovers to just
+under it and then probes above it while no deferral comes, so a rate above
+the ceiling is expected.
 `
 
 // ErrUsage reports a command line that could not be understood.
 var ErrUsage = errors.New("limits: bad usage")
 
-// Run runs `limits` with args (the words after "limits").
+// ErrNothing reports a reset of a key that has no state.
+var ErrNothing = errors.New("nothing to reset")
+
+// knownNames are the names set accepts without --new: the shipped
+// providers, names (from the engine configuration), and the keys engines
+// have used within the last day, sorted.
+func knownNames(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, names []string) ([]string, error) {
+	known := slices.Clone(names)
+	if f, err := throttle.LoadFile(""); err == nil {
+		for _, p := range f.Providers {
+			known = append(known, p.Name)
+		}
+	}
+	used, err := throttle.Known(ctx, rdb, ks)
+	if err != nil {
+		return nil, err
+	}
+	known = append(known, used...)
+	slices.Sort(known)
+	return slices.Compact(known), nil
+}
+
+// isDestinationKey reports whether name is a destination's own throttle
+// key, as engines name those not rolled up into a provider: its MX host
+// set (mx:HOST,HOST) or its route (route:HOST).
+func isDestinationKey(name string) bool {
+	for _, p := range []string{"mx:", "route:"} {
+		if rest, ok := strings.CutPrefix(name, p); ok && rest != "" && !strings.ContainsAny(rest, " \t") {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs `limits` with args (the words after "limits"), knowing the
+// shipped providers.
 func Run(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
+	return RunNames(ctx, rdb, ks, nil, args, stdout, stderr)
+}
+
+// RunNames is Run that also knows names: provider names from the engine
+// configuration (its providers file and throttle.providers), which set
+// accepts besides the shipped providers and the keys engines have used.
+func RunNames(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, names []string, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ErrUsage
@@ -58,7 +110,7 @@ func Run(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args
 	case "show":
 		return show(ctx, rdb, ks, args[1:], stdout, stderr)
 	case "set":
-		return set(ctx, rdb, ks, args[1:], stdout, stderr)
+		return set(ctx, rdb, ks, names, args[1:], stdout, stderr)
 	case "reset":
 		return reset(ctx, rdb, ks, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -159,8 +211,9 @@ func left(now, until time.Time) string { return until.Sub(now).Round(time.Second
 
 func ago(now, t time.Time) string { return max(now.Sub(t), 0).Round(time.Second).String() }
 
-func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
+func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, names []string, args []string, stdout, stderr io.Writer) error {
 	fs := flags("set", stderr)
+	isNew := fs.Bool("new", false, "pin a provider name no engine and no providers file knows (yet)")
 	rate := fs.Float64("rate", 0, "messages per second, all engines together")
 	conc := fs.Int("concurrency", 0, "simultaneous connections, all engines together")
 	dur := fs.Duration("for", 0, "how long the pin lasts (default: until reset)")
@@ -170,6 +223,15 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args
 	}
 	if *rate < 0 || *conc < 0 || *dur < 0 || (*rate == 0 && *conc == 0) {
 		fmt.Fprintln(stderr, "limits set: give --rate and/or --concurrency, positive")
+		return ErrUsage
+	}
+	known, err := knownNames(ctx, rdb, ks, names)
+	if err != nil {
+		return err
+	}
+	if !*isNew && !slices.Contains(known, name) && !isDestinationKey(name) {
+		fmt.Fprintf(stderr, "limits set: unknown provider %q%s; give --new to pin it anyway (known: %s)\n",
+			name, suggest.Hint(name, known), strings.Join(known, ", "))
 		return ErrUsage
 	}
 	warnUnknown(ctx, rdb, ks, name, stderr)
@@ -196,7 +258,14 @@ func reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, ar
 	if err != nil {
 		return helpOK(err)
 	}
-	warnUnknown(ctx, rdb, ks, name, stderr)
+	had, err := throttle.Has(ctx, rdb, ks, name)
+	if err != nil {
+		return err
+	}
+	if !had {
+		known, _ := throttle.Known(ctx, rdb, ks)
+		return fmt.Errorf("reset %q: %w: no engine has throttle state for it%s (limits show lists the names in use)", name, ErrNothing, suggest.Hint(name, known))
+	}
 	if err := throttle.Reset(ctx, rdb, ks, name); err != nil {
 		return err
 	}
