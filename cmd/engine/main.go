@@ -56,6 +56,9 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
+	if errors.Is(err, errCheckFailed) {
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "engine:", err)
 		os.Exit(1)
@@ -69,14 +72,13 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	fs.SetOutput(logOut)
 	cfgPath := fs.String("config", "", "engine configuration file (YAML); empty uses defaults")
 	verbose := fs.Bool("v", false, "log every delivery (debug level)")
+	checkOnly := fs.Bool("check", false, "check the configuration and every file it names, print ok or each problem, and exit (0 or 2); starts nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	if *checkOnly {
+		return check(*cfgPath, logOut)
 	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	cfg := config.Default()
 	if *cfgPath != "" {
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	} else if v := os.Getenv("REDIS_URL"); v != "" {
 		cfg.Redis.URL = v
 	}
+	log := cfg.Log.Logger(logOut, *verbose)
+	quietRedis(log)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan struct{})
@@ -108,7 +112,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", opts.Addr, err)
+		return redisError(opts.Addr, err)
 	}
 
 	resolver, err := mx.NewDNS(mx.DNSConfig{Server: cfg.DNS.Resolver, Timeout: cfg.DNS.Timeout})
