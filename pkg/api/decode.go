@@ -76,4 +76,3 @@ func article(v string) string {
 	}
 	return "a " + v
 }
-
