@@ -16,9 +16,9 @@ import (
 // TestHashPassword: the printed hash verifies with bcrypt and is accepted
 // by the engine configuration; --token prints a token and its sha256.
 func TestHashPassword(t *testing.T) {
-	hashStdin = strings.NewReader("correct horse\n")
 	old := hashStdin
 	t.Cleanup(func() { hashStdin = old })
+	hashStdin = strings.NewReader("correct horse\n")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"hash-password", "--cost", "4"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
