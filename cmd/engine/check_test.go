@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	stdlog "log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,7 +87,12 @@ func TestLogFormatJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
+	afterLoad = func() { stdlog.Printf("from the log package") }
+	defer func() { afterLoad = nil }()
 	_ = run(context.Background(), []string{"-config", path}, &out, nil)
+	if !strings.Contains(out.String(), `"msg":"from the log package"`) {
+		t.Errorf("the log package does not write through the configured handler:\n%s", out.String())
+	}
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		if l != "" && !strings.HasPrefix(l, "{") {
 			t.Errorf("not JSON: %s", l)

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -90,7 +91,14 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		cfg.Redis.URL = v
 	}
 	log := cfg.Log.Logger(logOut, *verbose)
+	// Packages that fall back to slog.Default() (and the standard log
+	// package under it) write through the same handler, in one format.
+	defer restoreDefaultLog(slog.Default(), stdlog.Writer(), stdlog.Flags())
+	slog.SetDefault(log)
 	quietRedis(log)
+	if afterLoad != nil {
+		afterLoad()
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan struct{})
@@ -125,6 +133,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		DataTimeout: cfg.Delivery.DataTimeout, IdleTimeout: cfg.Delivery.IdleTimeout,
 		MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection,
 		MaxIdlePerHost:     cfg.Throttle.MaxConnections(),
+		Logger:             log,
 	})
 	defer sender.Close()
 
@@ -231,3 +240,14 @@ func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redi
 	mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
 	return mux, nil
 }
+
+// restoreDefaultLog undoes slog.SetDefault when run returns (tests run the
+// engine several times in one process).
+func restoreDefaultLog(l *slog.Logger, w io.Writer, flags int) {
+	slog.SetDefault(l)
+	stdlog.SetOutput(w)
+	stdlog.SetFlags(flags)
+}
+
+// afterLoad, when set by a test, runs once the logger is in place.
+var afterLoad func()
