@@ -3,9 +3,8 @@ package deliver
 import (
 	"net"
 	"strconv"
-	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/sluice-mta/sluice/pkg/address"
 )
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
@@ -13,27 +12,12 @@ func joinHostPort(host string, port int) string { return net.JoinHostPort(host, 
 func splitHostPort(s string) (string, string, error) { return net.SplitHostPort(s) }
 
 // wireAddr is addr as it goes into MAIL FROM or RCPT TO: when only the
-// domain is non-ASCII, the domain becomes its A-label (IDNA, RFC 5890;
-// the UTS #46 lookup profile pkg/mx resolves with), so the transaction
-// needs no SMTPUTF8. A non-ASCII local part has no ASCII form and is left
-// as it is (it needs SMTPUTF8, RFC 6531); so is a domain IDNA refuses.
+// domain is non-ASCII, with the domain's A-label, so the transaction needs
+// no SMTPUTF8. A non-ASCII local part has no ASCII form and is left as it
+// is (it needs SMTPUTF8, RFC 6531).
 func wireAddr(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 || isASCII(addr[at+1:]) || !isASCII(addr[:at]) {
+	if address.NeedsSMTPUTF8(addr) {
 		return addr
 	}
-	domain, err := idna.Lookup.ToASCII(addr[at+1:])
-	if err != nil {
-		return addr
-	}
-	return addr[:at+1] + domain
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	return address.ASCIIDomain(addr)
 }

@@ -15,11 +15,11 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/message"
@@ -198,7 +198,7 @@ func validate(spec *campaign.Spec, tmpl *message.Template, skipInvalid bool, res
 
 // noteUTF8 lists rc when its local part is not ASCII.
 func noteUTF8(spec *campaign.Spec, rc campaign.Recipient, res *Result) {
-	if local, _, _ := strings.Cut(rc.Email, "@"); !isASCII(local) {
+	if address.NeedsSMTPUTF8(rc.Email) {
 		res.UTF8N++
 		if len(res.UTF8) < MaxReported {
 			res.UTF8 = append(res.UTF8, &campaign.RecipientError{Path: spec.RecipientsPath(), Line: rc.Line, Email: rc.Email,
@@ -217,15 +217,6 @@ func renderable(tmpl *message.Template, rc campaign.Recipient) error {
 		return fmt.Errorf("the message would be %s, larger than %s, the limit for one message", campaign.Size(len(msg)), campaign.Size(campaign.MaxMessageBytes))
 	}
 	return nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // fingerprint identifies the campaign's content: its definition and the
