@@ -114,6 +114,8 @@ var (
 		"send":        {"queue one transactional message (test a route end to end)", cmdSend},
 		"limits":      {"show the throttle's per-provider limits; pin or reset them", cmdLimits},
 		"feedback":    {"classify bounce, complaint and auto-reply message files (feedback classify)", cmdFeedback},
+
+		"hash-password": {"print a bcrypt hash for submission.users[].password_hash (--token: a new API token and its sha256)", cmdHashPassword},
 	}
 	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits", "feedback", "completion"}
 )

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -56,6 +57,9 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
+	if errors.Is(err, errCheckFailed) {
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "engine:", err)
 		os.Exit(1)
@@ -69,14 +73,13 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	fs.SetOutput(logOut)
 	cfgPath := fs.String("config", "", "engine configuration file (YAML); empty uses defaults")
 	verbose := fs.Bool("v", false, "log every delivery (debug level)")
+	checkOnly := fs.Bool("check", false, "check the configuration and every file it names, print ok or each problem, and exit (0 or 2); starts nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	if *checkOnly {
+		return check(*cfgPath, logOut)
 	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	cfg := config.Default()
 	if *cfgPath != "" {
@@ -86,6 +89,15 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		}
 	} else if v := os.Getenv("REDIS_URL"); v != "" {
 		cfg.Redis.URL = v
+	}
+	log := cfg.Log.Logger(logOut, *verbose)
+	// Packages that fall back to slog.Default() (and the standard log
+	// package under it) write through the same handler, in one format.
+	defer restoreDefaultLog(slog.Default(), stdlog.Writer(), stdlog.Flags())
+	slog.SetDefault(log)
+	quietRedis(log)
+	if afterLoad != nil {
+		afterLoad()
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -108,7 +120,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", opts.Addr, err)
+		return redisError(opts.Addr, err)
 	}
 
 	resolver, err := mx.NewDNS(mx.DNSConfig{Server: cfg.DNS.Resolver, Timeout: cfg.DNS.Timeout})
@@ -121,6 +133,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		DataTimeout: cfg.Delivery.DataTimeout, IdleTimeout: cfg.Delivery.IdleTimeout,
 		MaxMessagesPerConn: cfg.Throttle.Default.MaxMessagesPerConnection,
 		MaxIdlePerHost:     cfg.Throttle.MaxConnections(),
+		Logger:             log,
 	})
 	defer sender.Close()
 
@@ -232,3 +245,14 @@ func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redi
 	mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
 	return mux, nil
 }
+
+// restoreDefaultLog undoes slog.SetDefault when run returns (tests run the
+// engine several times in one process).
+func restoreDefaultLog(l *slog.Logger, w io.Writer, flags int) {
+	slog.SetDefault(l)
+	stdlog.SetOutput(w)
+	stdlog.SetFlags(flags)
+}
+
+// afterLoad, when set by a test, runs once the logger is in place.
+var afterLoad func()

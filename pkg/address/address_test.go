@@ -48,3 +48,18 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+func TestASCIIDomainAndSMTPUTF8(t *testing.T) {
+	for in, want := range map[string]string{
+		"anna@bücher.example":   "anna@xn--bcher-kva.example",
+		"müller@bücher.example": "müller@xn--bcher-kva.example",
+		"ann@example.test":      "ann@example.test",
+	} {
+		if got := ASCIIDomain(in); got != want {
+			t.Errorf("ASCIIDomain(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if NeedsSMTPUTF8("anna@bücher.example") || !NeedsSMTPUTF8("müller@example.test") {
+		t.Error("NeedsSMTPUTF8: only a non-ASCII local part needs it")
+	}
+}

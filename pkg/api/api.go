@@ -3,6 +3,7 @@
 //
 //	POST /v1/messages       queue a message (JSON parts or a raw RFC 5322 message) → 202 with job IDs
 //	GET  /v1/messages/{id}  a job's state and the outcome of its last attempt
+//	GET  /v1/openapi.json   the OpenAPI 3.1 description of these (no token needed)
 //
 // Clients authenticate with a bearer token (RFC 6750 §2.1) whose SHA-256
 // is in the config; a token may be limited to sender domains. Errors are
@@ -70,6 +71,7 @@ func Handler(cfg config.HTTP, q *streams.Queue, rdb redis.UniversalClient, ks ke
 		a.tokens = append(a.tokens, tk)
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	mux.HandleFunc("POST /v1/messages", a.authed(a.send))
 	mux.HandleFunc("GET /v1/messages/{id}", a.authed(a.status))
 	// Without these, ServeMux would answer wrong methods and unknown paths

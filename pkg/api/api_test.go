@@ -196,7 +196,7 @@ func TestBadRequests(t *testing.T) {
 		{"GET without token", "GET", "/v1/messages/X", "", "", "", 401, ""},
 		{"not JSON", "POST", "/v1/messages", anyToken, "text/plain", "{" + good + "}", 415, ""},
 		{"invalid JSON", "POST", "/v1/messages", anyToken, "application/json", "{" + good, 400, ""},
-		{"unknown field", "POST", "/v1/messages", anyToken, "application/json", "{" + good + `,"htm":"x"}`, 400, ""},
+		{"unknown field", "POST", "/v1/messages", anyToken, "application/json", "{" + good + `,"htm":"x"}`, 400, "htm"},
 		{"two values", "POST", "/v1/messages", anyToken, "application/json", "{" + good + "}{}", 400, ""},
 		{"no from", "POST", "/v1/messages", anyToken, "application/json", `{"to":["b@example.test"],"subject":"s","text":"t"}`, 400, "from"},
 		{"bad from", "POST", "/v1/messages", anyToken, "application/json", `{"from":"a@","to":["b@example.test"],"subject":"s","text":"t"}`, 400, "from"},

@@ -100,14 +100,14 @@ func decode(w http.ResponseWriter, r *http.Request) (*sendRequest, *inputError) 
 	var req sendRequest
 	err := dec.Decode(&req)
 	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("more than one JSON value in the body")
+		return nil, bad("", "the body must be one JSON object; something follows it")
 	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		return nil, &inputError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)}
 	case err != nil:
-		return nil, bad("", "invalid JSON: %v", err)
+		return nil, jsonError(err)
 	}
 	return &req, nil
 }

@@ -89,7 +89,10 @@ func (s *Spec) resolve(p string) string {
 // Load reads and validates a campaign file. Errors read
 // "path:line: what is wrong"; several independent problems are reported
 // together, one per line.
-func Load(path string) (*Spec, error) {
+func Load(path string) (*Spec, error) { return LoadWith(path, LoadOptions{}) }
+
+// LoadWith is Load with options.
+func LoadWith(path string, opt LoadOptions) (*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -105,7 +108,7 @@ func Load(path string) (*Spec, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s:%d: want a mapping of campaign keys, got a %s", path, root.Line, kindName(root))
 	}
-	l := &loader{path: path, s: &Spec{Path: path}, line: map[string]int{}, headerLine: map[string]int{}, suggested: map[string]bool{}}
+	l := &loader{path: path, s: &Spec{Path: path}, line: map[string]int{}, headerLine: map[string]int{}, suggested: map[string]bool{}, opt: opt}
 	l.decode(root)
 	l.validate()
 	if len(l.errs) == 0 { // templates and recipients only once the basics hold
@@ -134,6 +137,7 @@ type loader struct {
 	headerLine map[string]int // header name → line
 	suggested  map[string]bool
 	errs       []lineError
+	opt        LoadOptions
 }
 
 type lineError struct {
@@ -204,6 +208,10 @@ func (l *loader) has(key string) bool { _, ok := l.line[key]; return ok }
 // body returns the inline template or the named file's contents.
 func (l *loader) body(key, inline, file string) string {
 	if file == "" {
+		if len(inline) > MaxTemplateBytes {
+			l.errorf(l.line[key], "%s: %s template, larger than %s, the limit for a template (a message body this size would be clipped or refused anyway)", key, Size(len(inline)), Size(MaxTemplateBytes))
+			return ""
+		}
 		return inline
 	}
 	if l.has(key) {
@@ -211,7 +219,7 @@ func (l *loader) body(key, inline, file string) string {
 		return ""
 	}
 	p := l.s.resolve(file)
-	b, err := os.ReadFile(p)
+	b, err := readTemplate(filepath.Dir(l.path), p, l.opt.AllowOutside)
 	if err != nil {
 		l.errorf(l.line[key+"_file"], "%s_file: %v", key, err)
 		return ""

@@ -101,6 +101,9 @@ func (r *Reader) Close() error { return r.f.Close() }
 // checkField refuses a merge value that would be unsafe in a header or
 // is not text: merge fields can land in Subject and custom headers.
 func checkField(name, v string) string {
+	if len(v) > MaxFieldBytes {
+		return fmt.Sprintf("field %q is %s, larger than %s, the limit for a merge field", name, Size(len(v)), Size(MaxFieldBytes))
+	}
 	if hasLineBreak(v) {
 		return fmt.Sprintf("field %q contains a line break or NUL (refused: it could inject mail headers)", name)
 	}

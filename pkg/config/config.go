@@ -19,6 +19,7 @@ import (
 type Config struct {
 	// Hostname is the EHLO name and the default Message-ID domain.
 	Hostname string `yaml:"hostname"`
+	Log      Log    `yaml:"log"`
 	Redis    Redis  `yaml:"redis"`
 	HTTP     HTTP   `yaml:"http"`
 	// Routes is the transport map: a matching recipient domain is sent to
@@ -262,21 +263,27 @@ func Load(path string) (*Config, error) {
 // values of the wrong type are errors naming the file, the line and the
 // key, and so are values Validate refuses.
 func Parse(name string, data []byte) (*Config, error) {
+	c, _, err := parse(name, data)
+	return c, err
+}
+
+// parse is Parse, also returning the checker that knows every key's line.
+func parse(name string, data []byte) (*Config, *checker, error) {
 	c := &Config{}
 	chk, err := decodeStrict(name, data, c)
 	if err != nil {
-		return nil, err
+		return nil, chk, err
 	}
 	c.applyEnv()
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
-			return nil, chk.at(chk.lineOf(fe.Path), err)
+			return nil, chk, chk.at(chk.lineOf(fe.Path), err)
 		}
-		return nil, chk.at(0, err)
+		return nil, chk, chk.at(0, err)
 	}
-	return c, nil
+	return c, chk, nil
 }
 
 func (c *Config) applyEnv() {
@@ -417,6 +424,9 @@ func (c *Config) Validate() error {
 			path, msg = "routes", err.Error()
 		}
 		return &FieldError{Path: path, Msg: msg}
+	}
+	if err := c.Log.validate(); err != nil {
+		return err
 	}
 	d := c.Delivery
 	if d.Port < 1 || d.Port > 65535 {

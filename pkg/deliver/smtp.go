@@ -182,6 +182,9 @@ func prepare(env Envelope, msg []byte) (*prepared, outcome.Outcome, bool) {
 			Text: "empty message"}, false
 	}
 	data := text.CRLF(msg)
+	// The envelope goes out with A-label domains wherever the local part
+	// is ASCII, so an internationalised domain needs no SMTPUTF8.
+	env.From, env.To = wireAddr(env.From), wireAddr(env.To)
 	return &prepared{
 		env:        env,
 		data:       data,

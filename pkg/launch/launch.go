@@ -14,13 +14,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/message"
@@ -43,6 +42,9 @@ type Options struct {
 	// SendAt, when set, overrides the campaign's send_at (campaignctl
 	// launch --at).
 	SendAt time.Time
+	// AllowOutside lets text_file/html_file name files outside the
+	// campaign file's directory (campaign.LoadOptions).
+	AllowOutside bool
 }
 
 // Progress is reported while enqueuing.
@@ -62,6 +64,15 @@ type Result struct {
 	Duplicates int                        // rows whose address was already in the campaign
 	Resumed    bool                       // an interrupted launch was continued
 	Already    bool                       // the campaign had been launched completely before
+	// UTF8 lists recipients whose local part is not ASCII (at most
+	// MaxReported; UTF8N counts all): only a receiver offering SMTPUTF8
+	// (RFC 6531) takes them. A non-ASCII domain alone goes out as IDNA.
+	UTF8  []*campaign.RecipientError
+	UTF8N int
+
+	// unrenderable are the lines whose message could not be rendered,
+	// skipped by enqueue (SkipInvalid).
+	unrenderable map[int]bool
 }
 
 // MaxReported caps the invalid recipients kept in a Result.
@@ -117,7 +128,7 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 // campaign file, its templates, and every recipient (rendering one message
 // per distinct set of merge fields). lint uses it.
 func Check(path string, opt Options) (*campaign.Spec, Result, error) {
-	spec, err := campaign.Load(path)
+	spec, err := campaign.LoadWith(path, campaign.LoadOptions{AllowOutside: opt.AllowOutside})
 	if err != nil {
 		return nil, Result{}, err
 	}
@@ -126,7 +137,7 @@ func Check(path string, opt Options) (*campaign.Spec, Result, error) {
 		return nil, Result{}, fmt.Errorf("%s: %w", path, err)
 	}
 	res := Result{ID: spec.ID, Lane: spec.Lane}
-	if err := validate(spec, tmpl, &res); err != nil {
+	if err := validate(spec, tmpl, opt.SkipInvalid, &res); err != nil {
 		return spec, res, err
 	}
 	if res.InvalidN > 0 && !opt.SkipInvalid {
@@ -137,15 +148,24 @@ func Check(path string, opt Options) (*campaign.Spec, Result, error) {
 }
 
 // validate reads the whole list once: counts valid recipients, collects
-// invalid ones, and renders one message per distinct set of merge fields so
-// a template that needs a field some rows lack fails now, not mid-send.
-func validate(spec *campaign.Spec, tmpl *message.Template, res *Result) error {
+// invalid ones, and renders every recipient's message (about 25µs a row),
+// so a row the template cannot be rendered for (a field it needs is
+// missing or does not suit a function) or whose message exceeds
+// campaign.MaxMessageBytes is found now, not mid-send, exactly as lint
+// finds it. With skipInvalid such a row is reported and skipped like an
+// invalid one; without, it stops the launch.
+func validate(spec *campaign.Spec, tmpl *message.Template, skipInvalid bool, res *Result) error {
 	r, err := campaign.OpenRecipients(spec.RecipientsPath())
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	shapes := map[string]bool{}
+	invalid := func(re *campaign.RecipientError) {
+		res.InvalidN++
+		if len(res.Invalid) < MaxReported {
+			res.Invalid = append(res.Invalid, re)
+		}
+	}
 	for {
 		rc, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -153,32 +173,50 @@ func validate(spec *campaign.Spec, tmpl *message.Template, res *Result) error {
 		}
 		var re *campaign.RecipientError
 		if errors.As(err, &re) {
-			res.InvalidN++
-			if len(res.Invalid) < MaxReported {
-				res.Invalid = append(res.Invalid, re)
-			}
+			invalid(re)
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		res.Valid++
-		if shape := fieldShape(rc.Fields); !shapes[shape] {
-			shapes[shape] = true
-			if _, err := tmpl.Render(rc.Email, rc.Fields, message.Extra{UnsubscribeURL: "https://unsubscribe.invalid/u/check"}); err != nil {
-				return fmt.Errorf("%s:%d: cannot render the message for %s: %w", spec.RecipientsPath(), rc.Line, rc.Email, err)
+		if rerr := renderable(tmpl, rc); rerr != nil {
+			if !skipInvalid {
+				return fmt.Errorf("%s:%d: cannot render the message for %s: %w", spec.RecipientsPath(), rc.Line, rc.Email, rerr)
 			}
+			if res.unrenderable == nil {
+				res.unrenderable = map[int]bool{}
+			}
+			res.unrenderable[rc.Line] = true
+			invalid(&campaign.RecipientError{Path: spec.RecipientsPath(), Line: rc.Line, Email: rc.Email,
+				Reason: rc.Email + ": cannot render the message: " + rerr.Error()})
+			continue
+		}
+		noteUTF8(spec, rc, res)
+		res.Valid++
+	}
+}
+
+// noteUTF8 lists rc when its local part is not ASCII.
+func noteUTF8(spec *campaign.Spec, rc campaign.Recipient, res *Result) {
+	if address.NeedsSMTPUTF8(rc.Email) {
+		res.UTF8N++
+		if len(res.UTF8) < MaxReported {
+			res.UTF8 = append(res.UTF8, &campaign.RecipientError{Path: spec.RecipientsPath(), Line: rc.Line, Email: rc.Email,
+				Reason: rc.Email + ": the local part is not ASCII: only a receiver offering SMTPUTF8 (RFC 6531) accepts it; others refuse it (5.6.7)"})
 		}
 	}
 }
 
-func fieldShape(f map[string]string) string {
-	keys := make([]string, 0, len(f))
-	for k := range f {
-		keys = append(keys, k)
+// renderable renders rc's message and checks its size.
+func renderable(tmpl *message.Template, rc campaign.Recipient) error {
+	msg, err := tmpl.Render(rc.Email, rc.Fields, message.Extra{UnsubscribeURL: "https://unsubscribe.invalid/u/check"})
+	if err != nil {
+		return err
 	}
-	sort.Strings(keys)
-	return strings.Join(keys, "\x00")
+	if len(msg) > campaign.MaxMessageBytes {
+		return fmt.Errorf("the message would be %s, larger than %s, the limit for one message", campaign.Size(len(msg)), campaign.Size(campaign.MaxMessageBytes))
+	}
+	return nil
 }
 
 // fingerprint identifies the campaign's content: its definition and the
@@ -274,8 +312,8 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		if err != nil {
 			return err
 		}
-		if rc.Line <= checkpoint {
-			continue
+		if rc.Line <= checkpoint || res.unrenderable[rc.Line] {
+			continue // before the checkpoint, or reported by validate
 		}
 		last = rc.Line
 		pending = append(pending, &streams.Job{

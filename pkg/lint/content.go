@@ -57,8 +57,7 @@ func renderFirst(rep *Report, spec *campaign.Spec, n int) {
 		done++
 		msg, err := spec.Template().Render(rc.Email, rc.Fields, x)
 		if err != nil {
-			rep.addAt(Error, "render", spec.RecipientsPath(), rc.Line, fmt.Sprintf("cannot render the message for %s: %v", rc.Email, err))
-			continue
+			continue // reported by Check, which renders every row
 		}
 		largest = max(largest, len(msg))
 	}

@@ -28,7 +28,7 @@ const (
 // Finding is one result.
 type Finding struct {
 	Severity string `json:"severity"`
-	Check    string `json:"check"` // campaign, recipients, render, unsubscribe, dkim, spf, dmarc, send_at, size
+	Check    string `json:"check"` // campaign, recipients, render, unsubscribe, dkim, spf, dmarc, send_at, size, smtputf8
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	Message  string `json:"message"`
@@ -124,10 +124,20 @@ func Run(ctx context.Context, path string, opt Options) (*Report, error) {
 		sev = Warning
 	}
 	for _, bad := range res.Invalid {
-		rep.addAt(sev, "recipients", bad.Path, bad.Line, bad.Reason)
+		check := "recipients"
+		if strings.Contains(bad.Reason, "cannot render the message") {
+			check = "render"
+		}
+		rep.addAt(sev, check, bad.Path, bad.Line, bad.Reason)
 	}
 	if more := res.InvalidN - len(res.Invalid); more > 0 {
 		rep.addAt(sev, "recipients", spec.RecipientsPath(), 0, strconv.Itoa(more)+" more invalid recipients not listed")
+	}
+	for _, u := range res.UTF8 {
+		rep.addAt(Warning, "smtputf8", u.Path, u.Line, u.Reason)
+	}
+	if more := res.UTF8N - len(res.UTF8); more > 0 {
+		rep.addAt(Warning, "smtputf8", spec.RecipientsPath(), 0, strconv.Itoa(more)+" more recipients with a non-ASCII local part (need SMTPUTF8) not listed")
 	}
 	if res.Valid == 0 && err == nil {
 		rep.addAt(Error, "recipients", spec.RecipientsPath(), 0, "no valid recipients")

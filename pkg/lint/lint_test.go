@@ -159,8 +159,9 @@ func TestOfflineMakesNoQueries(t *testing.T) {
 }
 
 func TestErrorsNameFileAndLine(t *testing.T) {
-	// Row 3's name is too short for the subject's slice: launch renders
-	// one row per set of fields and would not see it; lint renders it.
+	// Row 3's name is too short for the subject's slice: Check renders
+	// every row, so it is an invalid recipient (launch --skip-invalid
+	// skips it), reported as a render error.
 	path := fixture(t, "sluice.test", "ann@example.test,Annabel", "al@example.test,Al", "not-an-address,Carl")
 	rep, err := Run(context.Background(), path, Options{Offline: true})
 	if err != nil {
@@ -171,7 +172,7 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 	if len(render) != 1 || render[0].File != csv || render[0].Line != 3 {
 		t.Errorf("render errors %+v", render)
 	}
-	if len(rcpt) != 1 || rcpt[0].File != csv || rcpt[0].Line != 4 || rep.Invalid != 1 {
+	if len(rcpt) != 1 || rcpt[0].File != csv || rcpt[0].Line != 4 || rep.Invalid != 2 {
 		t.Errorf("recipient errors %+v", rcpt)
 	}
 

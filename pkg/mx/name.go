@@ -8,6 +8,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
+
+	"github.com/sluice-mta/sluice/pkg/address"
 )
 
 // normalize turns a domain as written in an address into the lower-case
@@ -18,7 +20,7 @@ func normalize(domain string) (string, error) {
 	if name == "" {
 		return "", errors.New("empty domain")
 	}
-	if !isASCII(name) {
+	if !address.ASCII(name) {
 		a, err := idna.Lookup.ToASCII(name)
 		if err != nil {
 			return "", fmt.Errorf("internationalised domain %q: %w", domain, err)
@@ -63,13 +65,4 @@ func addressLiteral(s string) net.IP {
 		return ip
 	}
 	return nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
