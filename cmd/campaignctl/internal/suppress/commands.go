@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/bulk"
 )
 
 func runAdd(ctx context.Context, c *cmdCtx) error {
@@ -191,7 +192,7 @@ func runList(ctx context.Context, c *cmdCtx) error {
 	}
 	n := 0
 	if c.json {
-		enc, _ := suppression.NewEncoder(c.stdout, suppression.FormatJSONL)
+		enc, _ := bulk.NewEncoder(c.stdout, bulk.FormatJSONL)
 		err = c.l.Scan(ctx, f, func(e suppression.Entry) error { n++; return enc.Write(e) })
 		if ferr := enc.Flush(); err == nil {
 			err = ferr
@@ -218,10 +219,10 @@ func runImport(ctx context.Context, c *cmdCtx) error {
 	}
 	format := c.format
 	if format == "" {
-		format = suppression.FormatCSV
+		format = bulk.FormatCSV
 		switch strings.ToLower(filepath.Ext(path)) {
 		case ".jsonl", ".ndjson", ".json":
-			format = suppression.FormatJSONL
+			format = bulk.FormatJSONL
 		}
 	}
 	var in io.Reader = os.Stdin
@@ -233,7 +234,7 @@ func runImport(ctx context.Context, c *cmdCtx) error {
 		defer f.Close()
 		in = f
 	}
-	res, err := c.l.Import(ctx, in, format, "import")
+	res, err := bulk.Import(ctx, c.l, in, format, "import")
 	fmt.Fprintf(c.stdout, "%s: %d added, %d updated, %d unchanged, %d bad lines\n", path, res.Added, res.Updated, res.Unchanged, res.BadCount)
 	for _, b := range res.Bad {
 		fmt.Fprintf(c.stderr, "%s:%d: %s\n", path, b.Line, b.Err)
@@ -279,7 +280,7 @@ func runExport(ctx context.Context, c *cmdCtx) (err error) {
 		}()
 		w = tmp
 	}
-	n, err := c.l.Export(ctx, w, c.format, f)
+	n, err := bulk.Export(ctx, c.l, w, c.format, f)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/bulk"
 )
 
 // ErrNotSuppressed is returned by check (and remove) when the address is not
@@ -75,7 +76,7 @@ var commands = []command{
 		summary: "write entries sorted by address, to stdout or a file",
 		example: "campaignctl suppression export --reason unsubscribe -o unsubscribes.csv",
 		flags: func(fs *flag.FlagSet, c *cmdCtx) {
-			fs.StringVar(&c.format, "format", suppression.FormatCSV, "csv or jsonl")
+			fs.StringVar(&c.format, "format", bulk.FormatCSV, "csv or jsonl")
 			filterFlags(fs, c)
 			fs.StringVar(&c.out, "o", "", "write to FILE (replaced only when the export succeeded) instead of stdout")
 		}, run: runExport},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/bulk"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 )
 
@@ -167,7 +168,7 @@ func TestListExportImport(t *testing.T) {
 		t.Fatalf("export: %q %v", errOut, err)
 	}
 	var direct bytes.Buffer
-	if _, err := l.Export(ctx, &direct, suppression.FormatCSV, suppression.Filter{}); err != nil {
+	if _, err := bulk.Export(ctx, l, &direct, bulk.FormatCSV, suppression.Filter{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(file); !bytes.Equal(got, direct.Bytes()) {

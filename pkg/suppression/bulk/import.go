@@ -1,4 +1,4 @@
-package suppression
+package bulk
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
 // MaxBadLines caps ImportResult.Bad; BadCount still counts every bad line.
@@ -27,14 +29,16 @@ type LineError struct {
 	Err  string // what is wrong with it
 }
 
-// ImportResult says what Import did.
+// ImportResult says what Import did: the entries added, updated (merged
+// as suppression's Add does) and unchanged, and the lines skipped.
 type ImportResult struct {
-	Added     int // new entries
-	Updated   int // entries that existed and changed (merged as Add does)
-	Unchanged int // entries already exactly as imported
-	Bad       []LineError
-	BadCount  int // all bad lines; Bad holds the first MaxBadLines
+	suppression.Counts
+	Bad      []LineError
+	BadCount int // all bad lines; Bad holds the first MaxBadLines
 }
+
+// batch is how many entries Import hands to Merge at a time.
+const batch = 1000
 
 // Import reads entries in format (FormatCSV or FormatJSONL) and adds them
 // as Add does, in pipelines, streaming: memory does not grow with the
@@ -47,12 +51,12 @@ type ImportResult struct {
 // CSVHeader plus "lane"; only "email" is required. Empty cells take
 // defaults: reason manual, scope DefaultScope(reason), times now, source
 // the source argument (which is also the audit actor).
-func (l *List) Import(ctx context.Context, r io.Reader, format, source string) (ImportResult, error) {
+func Import(ctx context.Context, l *suppression.List, r io.Reader, format, source string) (ImportResult, error) {
 	if source == "" {
 		source = "import"
 	}
-	if err := checkIdent(source); err != nil {
-		return ImportResult{}, fmt.Errorf("suppression: import: source %w", err)
+	if err := suppression.CheckName(source); err != nil {
+		return ImportResult{}, fmt.Errorf("import: source %w", err)
 	}
 	im := &importer{l: l, source: source, now: time.Now()}
 	var err error
@@ -68,17 +72,17 @@ func (l *List) Import(ctx context.Context, r io.Reader, format, source string) (
 		err = im.flush(ctx)
 	}
 	if err != nil {
-		return im.res, fmt.Errorf("suppression: import: %w", err)
+		return im.res, fmt.Errorf("import: %w", err)
 	}
 	return im.res, nil
 }
 
 type importer struct {
-	l      *List
+	l      *suppression.List
 	source string
 	now    time.Time
 	res    ImportResult
-	batch  []Entry
+	batch  []suppression.Entry
 }
 
 func (im *importer) bad(line int, err error) {
@@ -88,14 +92,14 @@ func (im *importer) bad(line int, err error) {
 	}
 }
 
-func (im *importer) add(ctx context.Context, line int, e Entry) error {
+func (im *importer) add(ctx context.Context, line int, e suppression.Entry) error {
 	if e.Reason == "" {
-		e.Reason = Manual
+		e.Reason = suppression.Manual
 	}
 	if e.Source == "" {
 		e.Source = im.source
 	}
-	if err := e.prepare(im.now); err != nil {
+	if err := e.Prepare(im.now); err != nil {
 		im.bad(line, err)
 		return nil
 	}
@@ -110,20 +114,13 @@ func (im *importer) flush(ctx context.Context) error {
 	if len(im.batch) == 0 {
 		return nil
 	}
-	res, err := im.l.upsert(ctx, im.batch, im.source)
+	c, err := im.l.Merge(ctx, im.batch, im.source)
 	if err != nil {
 		return err
 	}
-	for _, r := range res {
-		switch r {
-		case resAdded:
-			im.res.Added++
-		case resSame:
-			im.res.Unchanged++
-		default:
-			im.res.Updated++
-		}
-	}
+	im.res.Added += c.Added
+	im.res.Updated += c.Updated
+	im.res.Unchanged += c.Unchanged
 	im.batch = im.batch[:0]
 	return nil
 }
@@ -184,9 +181,9 @@ func (im *importer) csv(ctx context.Context, r io.Reader) error {
 }
 
 // entryFromCells builds an entry from named text cells (CSV columns).
-func entryFromCells(cell func(string) string) (Entry, error) {
-	e := Entry{
-		Address: cell("email"), Reason: Reason(cell("reason")), Scope: Scope(cell("scope")),
+func entryFromCells(cell func(string) string) (suppression.Entry, error) {
+	e := suppression.Entry{
+		Address: cell("email"), Reason: suppression.Reason(cell("reason")), Scope: suppression.Scope(cell("scope")),
 		Enhanced: cell("enhanced_code"), Detail: cell("detail"), Campaign: cell("campaign"),
 		Lane: cell("lane"), Source: cell("source"),
 	}

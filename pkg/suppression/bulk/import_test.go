@@ -1,4 +1,4 @@
-package suppression
+package bulk
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
 func badLines(res ImportResult) []int {
@@ -34,7 +36,7 @@ func TestImportCSVBadLines(t *testing.T) {
 		`bad"quote@x.test,manual,,,,,,,,`,                                     // 12
 		`GOOD9@x.test,,,,,,,,,`,                                               // 13
 	}, "\n") + "\n"
-	res, err := f.l.Import(ctx, strings.NewReader(in), FormatCSV, "test-import")
+	res, err := Import(ctx, f.l, strings.NewReader(in), FormatCSV, "test-import")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +55,11 @@ func TestImportCSVBadLines(t *testing.T) {
 		t.Errorf("line 4 error: %q", res.Bad[1].Err)
 	}
 	e, _ := f.l.Get(ctx, "good6@x.test")
-	if e == nil || e.Detail != "multi line detail" || e.Scope != Marketing || e.Source != "test-import" {
+	if e == nil || e.Detail != "multi line detail" || e.Scope != suppression.Marketing || e.Source != "test-import" {
 		t.Fatalf("good6 = %+v", e)
 	}
 	e, _ = f.l.Get(ctx, "good9@x.test")
-	if e == nil || e.Reason != Manual || e.Scope != Global {
+	if e == nil || e.Reason != suppression.Manual || e.Scope != suppression.Global {
 		t.Fatalf("good9 = %+v", e)
 	}
 	// The audit actor of imported entries is the importer.
@@ -70,19 +72,19 @@ func TestImportCSVHeader(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	for _, in := range []string{"email,colour\na@x.test,red\n", "reason\nmanual\n", "a@x.test,manual\n"} {
-		if _, err := f.l.Import(ctx, strings.NewReader(in), FormatCSV, ""); err == nil || !strings.Contains(err.Error(), "line 1") {
+		if _, err := Import(ctx, f.l, strings.NewReader(in), FormatCSV, ""); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("import %q: %v", in, err)
 		}
 	}
 	// A bare list of addresses under an "email" header (with Excel's BOM).
-	res, err := f.l.Import(ctx, strings.NewReader("\uFEFFEmail\r\na@x.test\r\nb@x.test\r\n"), FormatCSV, "")
+	res, err := Import(ctx, f.l, strings.NewReader("\uFEFFEmail\r\na@x.test\r\nb@x.test\r\n"), FormatCSV, "")
 	if err != nil || res.Added != 2 {
 		t.Fatalf("email-only import: %+v %v", res, err)
 	}
-	if e, _ := f.l.Get(ctx, "a@x.test"); e == nil || e.Reason != Manual || e.Source != "import" {
+	if e, _ := f.l.Get(ctx, "a@x.test"); e == nil || e.Reason != suppression.Manual || e.Source != "import" {
 		t.Fatalf("defaults: %+v", e)
 	}
-	if _, err := f.l.Import(ctx, strings.NewReader(""), "xml", ""); err == nil {
+	if _, err := Import(ctx, f.l, strings.NewReader(""), "xml", ""); err == nil {
 		t.Fatal("unknown format accepted")
 	}
 }
@@ -102,7 +104,7 @@ func TestImportJSONLBadLines(t *testing.T) {
 		`{"email":"g@x.test"} {"email":"h@x.test"}`,                           // 9
 		`{"email":"i@x.test"}`,                                                // 10, no final newline
 	}, "\n")
-	res, err := f.l.Import(ctx, strings.NewReader(in), FormatJSONL, "")
+	res, err := Import(ctx, f.l, strings.NewReader(in), FormatJSONL, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func TestImportBadCap(t *testing.T) {
 	}
 	b.WriteString("ok@x.test\n")
 	f := newFixture(t)
-	res, err := f.l.Import(context.Background(), strings.NewReader(b.String()), FormatCSV, "")
+	res, err := Import(context.Background(), f.l, strings.NewReader(b.String()), FormatCSV, "")
 	if err != nil || res.BadCount != 150 || len(res.Bad) != MaxBadLines || res.Bad[99].Line != 101 || res.Added != 1 {
 		t.Fatalf("%d bad kept of %d, added %d, err %v", len(res.Bad), res.BadCount, res.Added, err)
 	}
