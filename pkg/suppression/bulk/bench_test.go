@@ -44,7 +44,7 @@ func BenchmarkImport(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		res, err := Import(ctx, f.l, bytes.NewReader(src.Bytes()), FormatCSV, "bench")
+		res, err := Import(ctx, f.l, bytes.NewReader(src.Bytes()), FormatCSV, Defaults{Source: "bench"})
 		if err != nil || res.Added != benchEntries {
 			b.Fatal(res, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/suggest"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
@@ -23,11 +24,14 @@ const MaxBadLines = 100
 // maxJSONLine bounds one JSONL line (an entry is well under 2 KB).
 const maxJSONLine = 64 << 10
 
-// LineError is one line Import skipped.
+// LineError is one line Import skipped, or, returned as the error, the
+// line that stopped it (a bad header).
 type LineError struct {
 	Line int    // 1-based line number in the input (where the record starts)
 	Err  string // what is wrong with it
 }
+
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Err) }
 
 // ImportResult says what Import did: the entries added, updated (merged
 // as suppression's Add does) and unchanged, and the lines skipped.
@@ -40,25 +44,46 @@ type ImportResult struct {
 // batch is how many entries Import hands to Merge at a time.
 const batch = 1000
 
+// Defaults fill what an imported line leaves empty.
+type Defaults struct {
+	Reason suppression.Reason // default DefaultReason
+	Source string             // also the audit actor; default "import"
+}
+
+// DefaultReason is the reason of imported lines without one: an operator
+// decided to suppress them.
+const DefaultReason = suppression.Manual
+
 // Import reads entries in format (FormatCSV or FormatJSONL) and adds them
 // as Add does, in pipelines, streaming: memory does not grow with the
 // input. Importing the same file twice changes nothing the second time.
 // Bad lines are skipped and reported by number; everything else is
 // imported. The error is for what stops the whole import: an unreadable
-// input, a bad CSV header, Redis.
+// input, a bad CSV header (a *LineError), Redis.
 //
-// CSV needs a header line naming its columns, in any order, from
-// CSVHeader plus "lane"; only "email" is required. Empty cells take
-// defaults: reason manual, scope DefaultScope(reason), times now, source
-// the source argument (which is also the audit actor).
-func Import(ctx context.Context, l *suppression.List, r io.Reader, format, source string) (ImportResult, error) {
+// A CSV file is either a plain list of addresses, one per line, or has a
+// header line naming its columns, in any order, from CSVHeader plus
+// "lane"; only the address column is required. Names are matched
+// ignoring case, spaces, underscores and hyphens, and the address column
+// may also be called "Email Address", "E-mail", "mail", "address" or
+// "recipient", as other tools export it. Empty cells take defaults: d's
+// reason and source, scope DefaultScope(reason), times now.
+func Import(ctx context.Context, l *suppression.List, r io.Reader, format string, d Defaults) (ImportResult, error) {
+	source := d.Source
 	if source == "" {
 		source = "import"
 	}
 	if err := suppression.CheckName(source); err != nil {
 		return ImportResult{}, fmt.Errorf("import: source %w", err)
 	}
-	im := &importer{l: l, source: source, now: time.Now()}
+	reason := DefaultReason
+	if d.Reason != "" {
+		var err error
+		if reason, err = suppression.ParseReason(string(d.Reason)); err != nil {
+			return ImportResult{}, fmt.Errorf("import: default %w", err)
+		}
+	}
+	im := &importer{l: l, source: source, reason: reason, now: time.Now()}
 	var err error
 	switch format {
 	case FormatCSV:
@@ -80,6 +105,7 @@ func Import(ctx context.Context, l *suppression.List, r io.Reader, format, sourc
 type importer struct {
 	l      *suppression.List
 	source string
+	reason suppression.Reason
 	now    time.Time
 	res    ImportResult
 	batch  []suppression.Entry
@@ -94,7 +120,7 @@ func (im *importer) bad(line int, err error) {
 
 func (im *importer) add(ctx context.Context, line int, e suppression.Entry) error {
 	if e.Reason == "" {
-		e.Reason = suppression.Manual
+		e.Reason = im.reason
 	}
 	if e.Source == "" {
 		e.Source = im.source
@@ -125,36 +151,82 @@ func (im *importer) flush(ctx context.Context) error {
 	return nil
 }
 
+// emailColumns are the names, as columnKey leaves them, that other tools
+// give the address column ("Email Address", "email_address", "E-mail").
+var emailColumns = []string{"email", "emailaddress", "mail", "address", "mailaddress", "recipient"}
+
+// columnKey folds a column name for matching: case, surrounding space,
+// Excel's BOM, and the spaces, underscores and hyphens inside are ignored.
+func columnKey(h string) string {
+	h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\uFEFF")))
+	return strings.NewReplacer(" ", "", "_", "", "-", "").Replace(h)
+}
+
+// columns maps a header line to column positions by CSV column name
+// ("email", "reason"...). It says which line 1 cell is wrong and what was
+// probably meant.
+func columns(hdr []string) (map[string]int, error) {
+	known := map[string]string{"lane": "lane"} // columnKey → column
+	for _, c := range CSVHeader {
+		known[columnKey(c)] = c
+	}
+	for _, c := range emailColumns {
+		known[c] = "email"
+	}
+	names := append(slices.Clone(CSVHeader), "lane")
+	col := map[string]int{}
+	for i, h := range hdr {
+		name, ok := known[columnKey(h)]
+		if !ok {
+			return nil, &LineError{Line: 1, Err: fmt.Sprintf("unknown column %q%s (known: %s; the address column may also be named Email Address, E-mail, mail)",
+				strings.TrimSpace(h), suggest.Hint(columnKey(h), append(names, emailColumns...)), strings.Join(names, ","))}
+		}
+		if j, dup := col[name]; dup {
+			return nil, &LineError{Line: 1, Err: fmt.Sprintf("columns %q and %q both name %s", strings.TrimSpace(hdr[j]), strings.TrimSpace(h), name)}
+		}
+		col[name] = i
+	}
+	if _, ok := col["email"]; !ok {
+		return nil, &LineError{Line: 1, Err: fmt.Sprintf("no address column in header %q (name it email, or give a plain list of addresses, one per line)", strings.Join(hdr, ","))}
+	}
+	return col, nil
+}
+
+// csv reads a CSV file with a header line, or a plain list of addresses
+// without one: a first line whose first cell holds an "@" is an address,
+// since no column name does.
 func (im *importer) csv(ctx context.Context, r io.Reader) error {
 	cr := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
 	cr.ReuseRecord = true
-	hdr, err := cr.Read()
+	first, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return &LineError{Line: pe.StartLine, Err: pe.Err.Error()}
+	}
 	if err != nil {
-		return fmt.Errorf("line 1: %w", err)
+		return err
 	}
-	col := map[string]int{}
-	for i, h := range hdr {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\uFEFF"))) // Excel's BOM
-		if _, dup := col[h]; dup {
-			return fmt.Errorf("line 1: column %q twice", h)
+	first[0] = strings.TrimPrefix(first[0], "\uFEFF") // Excel's BOM
+	var col map[string]int
+	if strings.Contains(first[0], "@") {
+		if len(first) > 1 {
+			return &LineError{Line: 1, Err: "a list without a header line has one address per line; add a header (e.g. email,reason) to import more columns"}
 		}
-		if h != "lane" && !slices.Contains(CSVHeader, h) {
-			return fmt.Errorf("line 1: unknown column %q (header must name columns of: %s,lane)", h, strings.Join(CSVHeader, ","))
+		col = map[string]int{"email": 0}
+		if err := im.row(ctx, 1, col, first); err != nil {
+			return err
 		}
-		col[h] = i
-	}
-	if _, ok := col["email"]; !ok {
-		return fmt.Errorf("line 1: no email column (the first line must be a header such as %s)", strings.Join(CSVHeader, ","))
+	} else if col, err = columns(first); err != nil {
+		return err
 	}
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			im.bad(pe.StartLine, pe.Err)
 			continue
@@ -163,21 +235,25 @@ func (im *importer) csv(ctx context.Context, r io.Reader) error {
 			return err
 		}
 		line, _ := cr.FieldPos(0)
-		cell := func(name string) string {
-			if i, ok := col[name]; ok {
-				return strings.TrimSpace(rec[i])
-			}
-			return ""
-		}
-		e, err := entryFromCells(cell)
-		if err != nil {
-			im.bad(line, err)
-			continue
-		}
-		if err := im.add(ctx, line, e); err != nil {
+		if err := im.row(ctx, line, col, rec); err != nil {
 			return err
 		}
 	}
+}
+
+// row imports one CSV record; a bad one is reported by its line.
+func (im *importer) row(ctx context.Context, line int, col map[string]int, rec []string) error {
+	e, err := entryFromCells(func(name string) string {
+		if i, ok := col[name]; ok {
+			return strings.TrimSpace(rec[i])
+		}
+		return ""
+	})
+	if err != nil {
+		im.bad(line, err)
+		return nil
+	}
+	return im.add(ctx, line, e)
 }
 
 // entryFromCells builds an entry from named text cells (CSV columns).

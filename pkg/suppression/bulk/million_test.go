@@ -73,7 +73,7 @@ func TestMillionRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Import(ctx, f.l, in, FormatCSV, "bench")
+	res, err := Import(ctx, f.l, in, FormatCSV, Defaults{Source: "bench"})
 	in.Close()
 	if err != nil || res.Added != n || res.BadCount != 0 {
 		t.Fatalf("import: %+v %v", res, err)

@@ -107,7 +107,7 @@ func TestExportRemoveImportRoundTrip(t *testing.T) {
 	if ex, _ := f.rdb.Exists(ctx, f.hash).Result(); ex != 0 {
 		t.Fatal("entries left after removing all")
 	}
-	res, err := Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, "restore")
+	res, err := Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, Defaults{Source: "restore"})
 	if err != nil || res.Added != n || res.Updated != 0 || res.BadCount != 0 {
 		t.Fatalf("import csv: %+v, %v", res, err)
 	}
@@ -116,7 +116,7 @@ func TestExportRemoveImportRoundTrip(t *testing.T) {
 	}
 	// Importing again is a no-op, audit included.
 	events := xlen(t, f)
-	res, err = Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, "restore")
+	res, err = Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, Defaults{Source: "restore"})
 	if err != nil || res.Unchanged != n || res.Added+res.Updated != 0 {
 		t.Fatalf("re-import: %+v, %v", res, err)
 	}
@@ -150,7 +150,7 @@ func TestJSONLRoundTripAndSpill(t *testing.T) {
 		}
 	}
 	removeAll(t, f.l)
-	if res, err := Import(ctx, f.l, bytes.NewReader(jsonl1), FormatJSONL, "restore"); err != nil || res.Added != n {
+	if res, err := Import(ctx, f.l, bytes.NewReader(jsonl1), FormatJSONL, Defaults{Source: "restore"}); err != nil || res.Added != n {
 		t.Fatalf("import jsonl: %+v, %v", res, err)
 	}
 	if jsonl2, _ := export(t, f.l, FormatJSONL, suppression.Filter{}); !bytes.Equal(jsonl1, jsonl2) {

@@ -234,7 +234,7 @@ func runImport(ctx context.Context, c *cmdCtx) error {
 		defer f.Close()
 		in = f
 	}
-	res, err := bulk.Import(ctx, c.l, in, format, "import")
+	res, err := bulk.Import(ctx, c.l, in, format, bulk.Defaults{Source: "import"})
 	fmt.Fprintf(c.stdout, "%s: %d added, %d updated, %d unchanged, %d bad lines\n", path, res.Added, res.Updated, res.Unchanged, res.BadCount)
 	for _, b := range res.Bad {
 		fmt.Fprintf(c.stderr, "%s:%d: %s\n", path, b.Line, b.Err)
