@@ -20,7 +20,7 @@ test: redis-server
 # Benchmarks print throughput figures; record them in BENCHMARKS.md.
 bench: redis-server build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 10m ./pkg/message/ ./pkg/deliver/ ./pkg/dkim/ ./pkg/suppression/
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 10m ./pkg/message/ ./pkg/deliver/ ./pkg/dkim/ ./pkg/suppression/...
 	./scripts/bench-suppression-1m.sh
 
 # Sends the sample campaign to a local capture receiver through an engine
