@@ -46,7 +46,7 @@ func loadDetail(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Spac
 		d.By = "mx"
 		sum.By = report.Row.Provider
 	}
-	if err := report.Scan(ctx, rdb, st.Tally(s.ID).Records, 0, func(r report.Row) error { sum.Add(r); return nil }); err != nil {
+	if err := report.Scan(ctx, rdb, st.Tally(s.ID), 0, func(r report.Row) error { sum.Add(r); return nil }); err != nil {
 		return nil, err
 	}
 	d.Rate = sum.Rate()

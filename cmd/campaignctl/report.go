@@ -68,7 +68,7 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	n := 0
-	err = report.Scan(ctx, rdb, st.Tally(id).Records, 0, func(r report.Row) error {
+	err = report.Scan(ctx, rdb, st.Tally(id), 0, func(r report.Row) error {
 		if *only != "" && r.Outcome != *only {
 			return nil
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/redis/go-redis/v9"
 
@@ -35,6 +37,12 @@ func cmdSuppression(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// suppress.ErrNotSuppressed (check, remove of an absent address) exits 1.
-	return suppress.Run(ctx, suppression.New(rdb, ks), args, e.stdout, e.stderr)
+	err = suppress.Run(ctx, suppression.New(rdb, ks), args, e.stdout, e.stderr)
+	switch {
+	case errors.Is(err, suppress.ErrUsage):
+		return fmt.Errorf("%s: %w", err.Error(), errUsage) // exit 2
+	case errors.Is(err, suppress.ErrNotSuppressed):
+		return errSilent // check, remove of an absent address: answered on stdout, exit 1
+	}
+	return err
 }

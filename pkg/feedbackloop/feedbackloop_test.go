@@ -247,7 +247,7 @@ func TestAsyncBouncesAndComplaintsEndToEnd(t *testing.T) {
 	}
 	// The report agrees with the counters.
 	var rows, bounced, delivered, complaints int64
-	if err := report.Scan(ctx, e.rdb, e.st.Tally("fb1").Records, 100, func(r report.Row) error {
+	if err := report.Scan(ctx, e.rdb, e.st.Tally("fb1"), 100, func(r report.Row) error {
 		rows++
 		switch r.Outcome {
 		case "bounced":

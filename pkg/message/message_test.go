@@ -567,3 +567,15 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+func TestCheckToBareAddress(t *testing.T) {
+	for to, ok := range map[string]bool{
+		"a@example.test": true, `"a b"@example.test`: true, "A.B+c@Example.TEST": true,
+		"": false, " a@example.test": false, "Bob <a@example.test>": false, "a@localhost": false,
+		"a@@example.test": false, "a..b@example.test": false,
+	} {
+		if err := checkTo(to); (err == nil) != ok {
+			t.Errorf("checkTo(%q) = %v, want ok %v", to, err, ok)
+		}
+	}
+}

@@ -3,13 +3,13 @@ package message
 import (
 	"bytes"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"net/mail"
 	"strings"
 	"sync"
 	texttemplate "text/template"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/address"
 )
 
 // scratch holds per-render template output; pooled because Render runs
@@ -173,67 +173,22 @@ func appendBody(out, text, html []byte) []byte {
 }
 
 // checkTo accepts only a bare addr-spec, so the To header names exactly
-// the one recipient the envelope does.
+// the one recipient the envelope does. The rules are address.Normalize's,
+// the ones launch and the APIs checked the recipient with; a line break
+// is ErrHeaderInjection, and surrounding space (which Normalize would
+// trim) is refused: the header must carry the address exactly.
 func checkTo(to string) error {
-	if to == "" {
-		return errors.New("empty recipient address")
-	}
 	if strings.ContainsAny(to, "\r\n\x00") {
 		return ErrHeaderInjection
 	}
-	if len(to) > 254 { // RFC 5321 §4.5.3.1.3 path limit, less the brackets
-		return fmt.Errorf("address %q longer than 254 octets", to)
-	}
-	if simpleAddr(to) {
-		return nil
-	}
-	a, err := mail.ParseAddress(to)
+	n, err := address.Normalize(to)
 	if err != nil {
-		return fmt.Errorf("invalid address %q: %w", to, err)
+		return err
 	}
-	if a.Name != "" || bareAddr(a) != to {
-		return fmt.Errorf("%q is not a bare address (local@domain)", to)
+	if len(n) != len(to) {
+		return fmt.Errorf("invalid address %q: surrounding space", to)
 	}
 	return nil
-}
-
-// bareAddr is a's addr-spec as net/mail writes it (local part re-quoted
-// where needed).
-func bareAddr(a *mail.Address) string {
-	s := (&mail.Address{Address: a.Address}).String()
-	return s[1 : len(s)-1]
-}
-
-// simpleAddr is the fast path for the usual dot-atom@domain address.
-func simpleAddr(s string) bool {
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || at == len(s)-1 || strings.IndexByte(s[at+1:], '@') >= 0 {
-		return false
-	}
-	prevDot := true // no leading dot
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '@':
-			if prevDot {
-				return false
-			}
-			prevDot = true
-			continue
-		case c == '.':
-			if prevDot {
-				return false
-			}
-			prevDot = true
-			continue
-		case c >= 0x80, 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
-		default:
-			return false
-		}
-		prevDot = false
-	}
-	return !prevDot
 }
 
 // checkMessageID accepts "<left@right>" in printable ASCII (RFC 5322

@@ -6,7 +6,6 @@ package report
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -59,36 +58,13 @@ func FromRecord(email string, rec streams.Record) Row {
 	return row
 }
 
-// DefaultBatch is the HSCAN COUNT hint: big enough to keep round trips
-// few, small enough that one reply stays well under a megabyte.
-const DefaultBatch = 1000
+// DefaultBatch is the HSCAN COUNT hint (streams.DefaultScanBatch).
+const DefaultBatch = streams.DefaultScanBatch
 
-// Scan calls fn for every record in the hash at key (a campaign's
-// records, store.Tally(id).Records), batch by batch. Like every Redis SCAN
-// it sees each recipient present for the whole scan at least once; one
-// could appear twice only if the hash were resized meanwhile (while a
-// launch is still adding recipients).
-func Scan(ctx context.Context, rdb redis.UniversalClient, key string, batch int, fn func(Row) error) error {
-	if batch <= 0 {
-		batch = DefaultBatch
-	}
-	var cursor uint64
-	for {
-		kv, next, err := rdb.HScan(ctx, key, cursor, "", int64(batch)).Result()
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", key, err)
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			rec, err := streams.DecodeRecord(kv[i+1])
-			if err != nil {
-				return fmt.Errorf("record of %s in %s: %w", kv[i], key, err)
-			}
-			if err := fn(FromRecord(kv[i], rec)); err != nil {
-				return err
-			}
-		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
+// Scan calls fn for the row of every record in tally (a campaign's,
+// store.Tally(id)), batch by batch, as streams.ScanRecords reads them.
+func Scan(ctx context.Context, rdb redis.UniversalClient, tally streams.Tally, batch int, fn func(Row) error) error {
+	return streams.ScanRecords(ctx, rdb, tally, batch, func(email string, rec streams.Record) error {
+		return fn(FromRecord(email, rec))
+	})
 }

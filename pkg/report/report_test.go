@@ -35,7 +35,7 @@ func TestScanVisitsEveryRecordOnce(t *testing.T) {
 	}
 	seen := map[string]int{}
 	var got Row
-	err := Scan(ctx, rdb, key, 100, func(r Row) error {
+	err := Scan(ctx, rdb, streams.Tally{Records: key}, 100, func(r Row) error {
 		seen[r.Email]++
 		if r.Email == "u1@example.test" {
 			got = r
@@ -58,7 +58,7 @@ func TestScanVisitsEveryRecordOnce(t *testing.T) {
 		t.Fatalf("row %+v, want %+v", got, want)
 	}
 	stop := fmt.Errorf("stop")
-	if err := Scan(ctx, rdb, key, 100, func(Row) error { return stop }); err != stop {
+	if err := Scan(ctx, rdb, streams.Tally{Records: key}, 100, func(Row) error { return stop }); err != stop {
 		t.Fatalf("Scan did not pass on fn's error: %v", err)
 	}
 }

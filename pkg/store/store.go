@@ -295,9 +295,9 @@ func (s *Store) List(ctx context.Context) ([]Status, error) {
 
 // Record returns the stored record of one recipient.
 func (s *Store) Record(ctx context.Context, id, addr string) (streams.Record, error) {
-	v, err := s.rdb.HGet(ctx, s.Tally(id).Records, strings.ToLower(addr)).Result()
+	rec, err := streams.ReadRecord(ctx, s.rdb, s.Tally(id), strings.ToLower(addr))
 	if err != nil {
-		return streams.Record{}, fmt.Errorf("record of %s in %s: %w", addr, id, err)
+		return streams.Record{}, fmt.Errorf("campaign %s: %w", id, err)
 	}
-	return streams.DecodeRecord(v)
+	return rec, nil
 }

@@ -38,10 +38,6 @@ end
 return out
 `)
 
-// ErrNoRecord is returned by Amend when the tally holds no record under
-// the field.
-var ErrNoRecord = errors.New("no such record")
-
 // Amendment is what an Amend's change function decides for one record.
 type Amendment struct {
 	Record Record // the record to store

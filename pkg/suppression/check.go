@@ -63,7 +63,7 @@ func (l *List) Check(ctx context.Context, lane string, addrs []string) ([]*Entry
 		if !ok || entries[fi] != nil {
 			return entries[fi], nil
 		}
-		e, err := decode(fields[fi], s)
+		e, err := Decode(fields[fi], s)
 		if err != nil {
 			return nil, err
 		}

@@ -8,7 +8,7 @@ import (
 )
 
 // An entry is stored as one string of fields separated by the ASCII unit
-// separator (0x1F), which prepare() keeps out of every text field:
+// separator (0x1F), which Entry.Prepare keeps out of every text field:
 //
 //	1 US scope US first US last US reason US code US enhanced US campaign US lane US source US detail
 //
@@ -46,7 +46,9 @@ func encode(e Entry) string {
 	return b.String()
 }
 
-func decode(addr, v string) (Entry, error) {
+// Decode returns the entry of addr from its stored encoding, as ScanStored
+// passes it.
+func Decode(addr, v string) (Entry, error) {
 	f := strings.SplitN(v, sep, nFields)
 	if len(f) != nFields || f[0] != formatVersion || len(f[1]) != 1 || len(f[4]) != 1 {
 		return Entry{}, fmt.Errorf("suppression: entry %q: unknown encoding %q", addr, v)

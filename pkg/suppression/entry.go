@@ -116,10 +116,10 @@ var enhancedRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 // ErrInvalidEntry marks an entry that cannot be stored.
 var ErrInvalidEntry = errors.New("invalid entry")
 
-// prepare normalises and validates e in place, filling defaults: scope from
+// Prepare normalises and validates e in place, filling defaults: scope from
 // the reason, times from now. Times are kept to the second, the precision
-// of the RFC 3339 export.
-func (e *Entry) prepare(now time.Time) error {
+// of the RFC 3339 export. Add does it itself; Merge takes prepared entries.
+func (e *Entry) Prepare(now time.Time) error {
 	a, err := Normalize(e.Address)
 	if err != nil {
 		return err
@@ -140,7 +140,7 @@ func (e *Entry) prepare(now time.Time) error {
 		return fmt.Errorf("%s: %w: enhanced code %q is not class.subject.detail (RFC 3463)", a, ErrInvalidEntry, e.Enhanced)
 	}
 	for _, f := range []struct{ name, v string }{{"campaign", e.Campaign}, {"lane", e.Lane}, {"source", e.Source}} {
-		if err := checkIdent(f.v); err != nil {
+		if err := CheckName(f.v); err != nil {
 			return fmt.Errorf("%s: %w: %s %v", a, ErrInvalidEntry, f.name, err)
 		}
 	}
@@ -166,7 +166,9 @@ func (e *Entry) prepare(now time.Time) error {
 	return nil
 }
 
-func checkIdent(s string) error {
+// CheckName checks a campaign, lane or source name (an audit actor): at
+// most 200 bytes of UTF-8 without control characters.
+func CheckName(s string) error {
 	if len(s) > maxIdent {
 		return fmt.Errorf("longer than %d bytes", maxIdent)
 	}

@@ -37,8 +37,6 @@ type List struct {
 	hash     string // field: address or @domain, value: encode(Entry)
 	audit    string // capped stream of add/update/remove events
 	auditCap int64
-	tempDir  string
-	sortMem  int // bytes Export sorts in memory; tests lower it
 }
 
 // Option tunes a List.
@@ -47,9 +45,6 @@ type Option func(*List)
 // WithAuditCap sets how many audit events are kept (default DefaultAuditCap).
 func WithAuditCap(n int64) Option { return func(l *List) { l.auditCap = max(n, 1) } }
 
-// WithTempDir sets where Export keeps its sorted runs (default os.TempDir).
-func WithTempDir(dir string) Option { return func(l *List) { l.tempDir = dir } }
-
 // New returns the list stored under space.
 func New(rdb redis.UniversalClient, space keyspace.Space, opts ...Option) *List {
 	l := &List{
@@ -57,7 +52,6 @@ func New(rdb redis.UniversalClient, space keyspace.Space, opts ...Option) *List 
 		hash:     space.Key("supp", "entries"),
 		audit:    space.Key("supp", "audit"),
 		auditCap: DefaultAuditCap,
-		sortMem:  sortMemory,
 	}
 	for _, o := range opts {
 		o(l)
@@ -72,7 +66,7 @@ func New(rdb redis.UniversalClient, space keyspace.Space, opts ...Option) *List 
 // take now. The change is recorded in the audit stream with e.Source as
 // actor.
 func (l *List) Add(ctx context.Context, e Entry) error {
-	if err := e.prepare(time.Now()); err != nil {
+	if err := e.Prepare(time.Now()); err != nil {
 		return fmt.Errorf("suppression: add: %w", err)
 	}
 	if _, err := l.upsert(ctx, []Entry{e}, ""); err != nil {
@@ -89,21 +83,54 @@ func (l *List) AddMany(ctx context.Context, es []Entry) error {
 	ok := make([]Entry, 0, len(es))
 	var bad []error
 	for i, e := range es {
-		if err := e.prepare(now); err != nil {
+		if err := e.Prepare(now); err != nil {
 			bad = append(bad, fmt.Errorf("entry %d: %w", i, err))
 			continue
 		}
 		ok = append(ok, e)
 	}
-	for start := 0; start < len(ok); start += batch {
-		if _, err := l.upsert(ctx, ok[start:min(start+batch, len(ok))], ""); err != nil {
-			return fmt.Errorf("suppression: add many: %w", err)
-		}
+	if _, err := l.Merge(ctx, ok, ""); err != nil {
+		return fmt.Errorf("suppression: add many: %w", err)
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("suppression: add many: %d of %d entries invalid: %w", len(bad), len(es), errors.Join(bad...))
 	}
 	return nil
+}
+
+// Counts says what Merge did to the list.
+type Counts struct {
+	Added     int // new entries
+	Updated   int // entries that existed and changed
+	Unchanged int // entries already exactly as given
+}
+
+// Merge stores entries already checked by Entry.Prepare as Add does, in
+// pipelines of a thousand, and counts what changed. actor, when set, is
+// the audit actor instead of each entry's Source. Merging the same
+// entries twice changes nothing the second time (the audit included).
+func (l *List) Merge(ctx context.Context, es []Entry, actor string) (Counts, error) {
+	var c Counts
+	if err := CheckName(actor); err != nil {
+		return c, fmt.Errorf("suppression: merge: actor %w", err)
+	}
+	for start := 0; start < len(es); start += batch {
+		res, err := l.upsert(ctx, es[start:min(start+batch, len(es))], actor)
+		if err != nil {
+			return c, fmt.Errorf("suppression: merge: %w", err)
+		}
+		for _, r := range res {
+			switch r {
+			case resAdded:
+				c.Added++
+			case resSame:
+				c.Unchanged++
+			default:
+				c.Updated++
+			}
+		}
+	}
+	return c, nil
 }
 
 // upsert stores prepared entries in one pipeline and returns each result
@@ -222,7 +249,7 @@ func (l *List) Lookup(ctx context.Context, addr string) (own, domain *Entry, err
 	out := make([]*Entry, 2)
 	for i, v := range vals {
 		if s, ok := v.(string); ok {
-			e, err := decode(fields[i], s)
+			e, err := Decode(fields[i], s)
 			if err != nil {
 				return nil, nil, err
 			}

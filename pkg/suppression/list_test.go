@@ -313,3 +313,29 @@ func TestSoftBounce(t *testing.T) {
 		t.Fatal("zero limit accepted")
 	}
 }
+
+// Merge counts what it did, audits under actor, and refuses a bad actor
+// before storing anything.
+func TestMerge(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	es := []Entry{{Address: "a@x.test", Reason: Manual, FirstSeen: t0}, {Address: "b@x.test", Reason: HardBounce, FirstSeen: t0}}
+	for i := range es {
+		if err := es[i].Prepare(t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := f.l.Merge(ctx, es, "restore"); err != nil || c != (Counts{Added: 2}) {
+		t.Fatalf("first merge: %+v %v", c, err)
+	}
+	es[1].Reason, es[1].Scope = Complaint, Global
+	if c, err := f.l.Merge(ctx, es, "restore"); err != nil || c != (Counts{Updated: 1, Unchanged: 1}) {
+		t.Fatalf("second merge: %+v %v", c, err)
+	}
+	if ev, _ := f.l.Audit(ctx, "a@x.test"); len(ev) != 1 || ev[0].Actor != "restore" {
+		t.Fatalf("audit: %+v", ev)
+	}
+	if _, err := f.l.Merge(ctx, es, "bad\nactor"); err == nil || hlen(t, f) != 2 {
+		t.Fatalf("bad actor: %v", err)
+	}
+}

@@ -30,18 +30,20 @@ const scanPage = 1000
 
 // Scan calls fn for every entry f selects, streaming the list with HSCAN
 // so memory stays flat however long it is. Order is Redis's hash order;
-// Export sorts. As with any SCAN, an entry added or removed meanwhile may
+// bulk.Export sorts. As with any SCAN, an entry added or removed meanwhile may
 // or may not be seen, and one may be seen twice when the hash shrinks
 // during the scan. An error from fn stops the scan and is returned as is.
 func (l *List) Scan(ctx context.Context, f Filter, fn func(Entry) error) error {
+	return l.ScanStored(ctx, f, func(e Entry, _ string) error { return fn(e) })
+}
+
+// ScanStored is Scan that also passes each entry's stored encoding, a
+// compact string (about a third of the entry as JSON) that Decode turns
+// back into the entry: bulk export sorts millions of them in memory.
+func (l *List) ScanStored(ctx context.Context, f Filter, fn func(e Entry, stored string) error) error {
 	if err := f.check(); err != nil {
 		return fmt.Errorf("suppression: scan: %w", err)
 	}
-	return l.scanRaw(ctx, f, func(e Entry, _ string) error { return fn(e) })
-}
-
-// scanRaw passes each selected entry with its stored encoding.
-func (l *List) scanRaw(ctx context.Context, f Filter, fn func(e Entry, value string) error) error {
 	var cursor uint64
 	for {
 		kv, next, err := l.rdb.HScan(ctx, l.hash, cursor, "", scanPage).Result()
@@ -49,7 +51,7 @@ func (l *List) scanRaw(ctx context.Context, f Filter, fn func(e Entry, value str
 			return fmt.Errorf("suppression: scan: %w", err)
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
-			e, err := decode(kv[i], kv[i+1])
+			e, err := Decode(kv[i], kv[i+1])
 			if err != nil {
 				return err
 			}

@@ -63,7 +63,7 @@ func (l *List) NoteSoftBounce(ctx context.Context, addr string, e Entry, now tim
 	}
 	e.FirstSeen, e.LastSeen = first, now
 	e.Detail = fmt.Sprintf("%d soft bounces since %s; last: %s", n, first.UTC().Format(time.RFC3339), e.Detail)
-	if err := e.prepare(now); err != nil {
+	if err := e.Prepare(now); err != nil {
 		return false, fmt.Errorf("suppression: soft bounce: %w", err)
 	}
 	if _, err := l.upsert(ctx, []Entry{e}, ""); err != nil {

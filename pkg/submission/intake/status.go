@@ -41,16 +41,12 @@ func Lookup(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 	if _, ok := idDay(id); !ok {
 		return Status{}, fmt.Errorf("message %s: %w", id, ErrNotFound)
 	}
-	raw, err := rdb.HGet(ctx, Tally(ks, id).Records, id).Result()
-	if errors.Is(err, redis.Nil) {
+	rec, err := streams.ReadRecord(ctx, rdb, Tally(ks, id), id)
+	if errors.Is(err, streams.ErrNoRecord) {
 		return Status{}, fmt.Errorf("message %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Status{}, fmt.Errorf("message %s: read record: %w", id, err)
-	}
-	rec, err := streams.DecodeRecord(raw)
-	if err != nil {
-		return Status{}, fmt.Errorf("message %s: decode record: %w", id, err)
+		return Status{}, fmt.Errorf("message %s: %w", id, err)
 	}
 	st := Status{ID: id, State: rec.Status, Final: outcome.IsFinal(rec.Status), Attempts: rec.Attempts}
 	if rec.At != 0 {

@@ -2,6 +2,7 @@ package suppress
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,18 +12,28 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/bulk"
 )
 
 func runAdd(ctx context.Context, c *cmdCtx) error {
 	addr, err := c.onePos("ADDRESS or @DOMAIN")
 	if err != nil {
-		return fmt.Errorf("add: %v", err)
+		return err
 	}
 	if c.reason == "" {
-		return fmt.Errorf("add: --reason is required (hard_bounce, unsubscribe, complaint, manual, soft_bounce_limit)")
+		return usagef("--reason is required (hard_bounce, unsubscribe, complaint, manual, soft_bounce_limit)")
 	}
-	e := suppression.Entry{Address: addr, Reason: suppression.Reason(c.reason), Scope: suppression.Scope(c.scope),
-		Detail: c.detail, Source: source}
+	reason, err := suppression.ParseReason(c.reason)
+	if err != nil {
+		return usagef("--reason: %v", err)
+	}
+	var scope suppression.Scope
+	if c.scope != "" {
+		if scope, err = suppression.ParseScope(c.scope); err != nil {
+			return usagef("--scope: %v", err)
+		}
+	}
+	e := suppression.Entry{Address: addr, Reason: reason, Scope: scope, Detail: c.detail, Source: source}
 	if err := c.l.Add(ctx, e); err != nil {
 		return err
 	}
@@ -45,7 +56,7 @@ func runAdd(ctx context.Context, c *cmdCtx) error {
 func runRemove(ctx context.Context, c *cmdCtx) error {
 	addr, err := c.onePos("ADDRESS or @DOMAIN")
 	if err != nil {
-		return fmt.Errorf("remove: %v", err)
+		return err
 	}
 	ok, err := c.l.Remove(ctx, addr, actor(), c.why)
 	if err != nil {
@@ -66,13 +77,16 @@ func runRemove(ctx context.Context, c *cmdCtx) error {
 func runCheck(ctx context.Context, c *cmdCtx) error {
 	addr, err := c.onePos("ADDRESS or @DOMAIN")
 	if err != nil {
-		return fmt.Errorf("check: %v", err)
+		return err
 	}
-	own, dom, err := c.l.Lookup(ctx, addr)
+	norm, err := suppression.Normalize(addr)
 	if err != nil {
 		return err
 	}
-	norm, _ := suppression.Normalize(addr)
+	own, dom, err := c.l.Lookup(ctx, norm)
+	if err != nil {
+		return err
+	}
 	w := c.stdout
 	switch {
 	case own == nil && dom == nil:
@@ -147,14 +161,14 @@ func (c *cmdCtx) filter() (suppression.Filter, error) {
 	if c.reason != "" {
 		r, err := suppression.ParseReason(c.reason)
 		if err != nil {
-			return f, err
+			return f, usagef("--reason: %v", err)
 		}
 		f.Reason = r
 	}
 	if c.since != "" {
 		t, err := parseSince(c.since, time.Now())
 		if err != nil {
-			return f, err
+			return f, usagef("%v", err)
 		}
 		f.Since = t
 	}
@@ -183,57 +197,85 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 func runList(ctx context.Context, c *cmdCtx) error {
 	if err := c.noPos(); err != nil {
-		return fmt.Errorf("list: %v", err)
+		return err
 	}
 	f, err := c.filter()
 	if err != nil {
-		return fmt.Errorf("list: %v", err)
+		return err
 	}
 	n := 0
 	if c.json {
-		enc, _ := suppression.NewEncoder(c.stdout, suppression.FormatJSONL)
+		enc, _ := bulk.NewEncoder(c.stdout, bulk.FormatJSONL)
 		err = c.l.Scan(ctx, f, func(e suppression.Entry) error { n++; return enc.Write(e) })
 		if ferr := enc.Flush(); err == nil {
 			err = ferr
 		}
 	} else {
+		listRow(c.stdout, "ADDRESS", "REASON", "SCOPE", "LAST SEEN", "SOURCE", "DETAIL")
 		err = c.l.Scan(ctx, f, func(e suppression.Entry) error {
 			n++
-			_, err := fmt.Fprintf(c.stdout, "%-40s %-17s %-9s %s  %-11s %s\n", e.Address, e.Reason, e.Scope,
-				e.LastSeen.Format(time.RFC3339), orDash(e.Source), strings.TrimSpace(codeString(e.Code)+" "+e.Detail))
-			return err
+			return listRow(c.stdout, e.Address, string(e.Reason), string(e.Scope), e.LastSeen.Format(time.RFC3339),
+				orDash(e.Source), strings.TrimSpace(codeString(e.Code)+" "+e.Detail))
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("list: %w", err)
+		return err
 	}
 	fmt.Fprintf(c.stderr, "%d entries\n", n)
+	return nil
+}
+
+// listRow writes one line of list's table (the header is one too).
+func listRow(w io.Writer, addr, reason, scope, lastSeen, src, detail string) error {
+	line := fmt.Sprintf("%-40s %-17s %-9s %-20s  %-11s %s", addr, reason, scope, lastSeen, src, detail)
+	_, err := fmt.Fprintln(w, strings.TrimRight(line, " "))
+	return err
+}
+
+// checkFormat refuses an unknown --format before any work is done.
+func checkFormat(f string) error {
+	if f != bulk.FormatCSV && f != bulk.FormatJSONL {
+		return usagef("--format %q: want %s or %s", f, bulk.FormatCSV, bulk.FormatJSONL)
+	}
 	return nil
 }
 
 func runImport(ctx context.Context, c *cmdCtx) error {
 	path, err := c.onePos("FILE")
 	if err != nil {
-		return fmt.Errorf("import: %v", err)
+		return err
+	}
+	reason, err := suppression.ParseReason(c.reason)
+	if err != nil {
+		return usagef("--reason: %v", err)
+	}
+	if c.format != "" {
+		if err := checkFormat(c.format); err != nil {
+			return err
+		}
 	}
 	format := c.format
 	if format == "" {
-		format = suppression.FormatCSV
+		format = bulk.FormatCSV
 		switch strings.ToLower(filepath.Ext(path)) {
 		case ".jsonl", ".ndjson", ".json":
-			format = suppression.FormatJSONL
+			format = bulk.FormatJSONL
 		}
 	}
 	var in io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
-			return fmt.Errorf("import: %w", err)
+			return err // *PathError names the file
 		}
 		defer f.Close()
 		in = f
 	}
-	res, err := c.l.Import(ctx, in, format, "import")
+	res, err := bulk.Import(ctx, c.l, in, format, bulk.Defaults{Reason: reason, Source: "import"})
+	var le *bulk.LineError
+	if errors.As(err, &le) { // the header: nothing was imported
+		return fmt.Errorf("%s:%d: %s", path, le.Line, le.Err)
+	}
 	fmt.Fprintf(c.stdout, "%s: %d added, %d updated, %d unchanged, %d bad lines\n", path, res.Added, res.Updated, res.Unchanged, res.BadCount)
 	for _, b := range res.Bad {
 		fmt.Fprintf(c.stderr, "%s:%d: %s\n", path, b.Line, b.Err)
@@ -245,18 +287,21 @@ func runImport(ctx context.Context, c *cmdCtx) error {
 		return err
 	}
 	if res.BadCount > 0 {
-		return fmt.Errorf("import: %s: %d bad lines skipped (listed above); the rest was imported", path, res.BadCount)
+		return fmt.Errorf("%s: %d bad lines skipped (listed above); the rest was imported", path, res.BadCount)
 	}
 	return nil
 }
 
 func runExport(ctx context.Context, c *cmdCtx) (err error) {
 	if err := c.noPos(); err != nil {
-		return fmt.Errorf("export: %v", err)
+		return err
+	}
+	if err := checkFormat(c.format); err != nil {
+		return err
 	}
 	f, err := c.filter()
 	if err != nil {
-		return fmt.Errorf("export: %v", err)
+		return err
 	}
 	w := c.stdout
 	if c.out != "" {
@@ -264,11 +309,11 @@ func runExport(ctx context.Context, c *cmdCtx) (err error) {
 		// export never leaves a truncated file that looks complete.
 		tmp, err := os.CreateTemp(filepath.Dir(c.out), "."+filepath.Base(c.out)+".*")
 		if err != nil {
-			return fmt.Errorf("export: %w", err)
+			return err
 		}
 		defer func() {
 			if cerr := tmp.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("export: %w", cerr)
+				err = cerr
 			}
 			if err == nil {
 				err = os.Rename(tmp.Name(), c.out)
@@ -279,7 +324,7 @@ func runExport(ctx context.Context, c *cmdCtx) (err error) {
 		}()
 		w = tmp
 	}
-	n, err := c.l.Export(ctx, w, c.format, f)
+	n, err := bulk.Export(ctx, c.l, w, c.format, f)
 	if err != nil {
 		return err
 	}

@@ -12,13 +12,47 @@ import (
 	"os/user"
 	"strings"
 
+	"github.com/sluice-mta/sluice/pkg/suggest"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/bulk"
 )
 
 // ErrNotSuppressed is returned by check (and remove) when the address is not
-// on the list, after saying so: the caller should exit with status 1, like
-// grep when nothing matches, so scripts can test membership.
+// on the list, after saying so on stdout: the caller should exit with
+// status 1 without printing more, like grep when nothing matches, so
+// scripts can test membership.
 var ErrNotSuppressed = errors.New("not suppressed")
+
+// ErrUsage marks a command line that could not be understood (a missing
+// argument, an unknown flag or flag value): the caller should exit 2.
+var ErrUsage = errors.New("bad usage")
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == ErrUsage }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// cmdError is what Run returns for a failed command: "NAME: what went
+// wrong", once. The suppression packages name themselves and their
+// operation in their errors ("suppression: add: invalid address ..."),
+// which would repeat what campaignctl has already said.
+type cmdError struct {
+	msg string
+	err error
+}
+
+func (e *cmdError) Error() string { return e.msg }
+func (e *cmdError) Unwrap() error { return e.err }
+
+func commandError(name string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "suppression: ")
+	if !strings.HasPrefix(msg, name+": ") && !strings.HasPrefix(msg, name+" ") {
+		msg = name + ": " + msg
+	}
+	return &cmdError{msg, err}
+}
 
 // source and actor recorded for what the operator does.
 const source = "campaignctl"
@@ -64,18 +98,20 @@ var commands = []command{
 			filterFlags(fs, c)
 			fs.BoolVar(&c.json, "json", false, "one JSON object per line, as export --format jsonl")
 		}, run: runList},
-	{name: "import", args: "FILE [--format csv|jsonl]",
-		summary: "add the entries of a CSV or JSONL file (as written by export); bad lines are reported and skipped",
-		example: "campaignctl suppression import old-esp-bounces.csv\n" +
-			"  (CSV needs a header line; a plain list of addresses under \"email\" will do)",
+	{name: "import", args: "FILE [--format csv|jsonl] [--reason R]",
+		summary: "add the entries of a CSV or JSONL file (as written by export, or a plain list of addresses); bad lines are reported and skipped",
+		example: "campaignctl suppression import old-esp-bounces.csv --reason hard_bounce\n" +
+			"  (a CSV file is a plain list of addresses, one per line, or has a header line naming its columns;\n" +
+			"  the address column may be called email, Email Address, E-mail, mail or address)",
 		flags: func(fs *flag.FlagSet, c *cmdCtx) {
 			fs.StringVar(&c.format, "format", "", "csv or jsonl (default: from the file name, else csv)")
+			fs.StringVar(&c.reason, "reason", string(bulk.DefaultReason), "the reason of lines that give none")
 		}, run: runImport},
 	{name: "export", args: "[--format csv|jsonl] [--reason R] [--since TIME|DURATION] [-o FILE]",
 		summary: "write entries sorted by address, to stdout or a file",
 		example: "campaignctl suppression export --reason unsubscribe -o unsubscribes.csv",
 		flags: func(fs *flag.FlagSet, c *cmdCtx) {
-			fs.StringVar(&c.format, "format", suppression.FormatCSV, "csv or jsonl")
+			fs.StringVar(&c.format, "format", bulk.FormatCSV, "csv or jsonl")
 			filterFlags(fs, c)
 			fs.StringVar(&c.out, "o", "", "write to FILE (replaced only when the export succeeded) instead of stdout")
 		}, run: runExport},
@@ -88,12 +124,14 @@ func filterFlags(fs *flag.FlagSet, c *cmdCtx) {
 
 // Run executes one `campaignctl suppression` subcommand, args[0] being its
 // name. Results go to stdout, counts and warnings to stderr. The error is
-// one line for the caller to print; ErrNotSuppressed means "exit 1, but
-// nothing went wrong". --help prints the command's usage and returns nil.
+// one line for the caller to print, starting with the command's name;
+// ErrUsage means "exit 2"; ErrNotSuppressed means "exit 1, but nothing
+// went wrong, and the answer is printed". --help prints the command's
+// usage and returns nil.
 func Run(ctx context.Context, l *suppression.List, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		usage(stderr)
-		return errors.New("missing command")
+		return usagef("missing command")
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
@@ -119,13 +157,24 @@ func Run(ctx context.Context, l *suppression.List, args []string, stdout, stderr
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %v (see %s --help)", name, err, name)
+			return usagef("%s: %v (see %s --help)", name, err, name)
 		}
 		c.pos = pos
-		return cmd.run(ctx, c)
+		if err := cmd.run(ctx, c); err != nil {
+			return commandError(name, err)
+		}
+		return nil
 	}
 	usage(stderr)
-	return fmt.Errorf("unknown command %q", name)
+	return usagef("unknown command %q%s", name, suggest.Hint(name, names()))
+}
+
+func names() []string {
+	out := make([]string, len(commands))
+	for i, c := range commands {
+		out[i] = c.name
+	}
+	return out
 }
 
 func usage(w io.Writer) {
@@ -166,16 +215,16 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func (c *cmdCtx) onePos(what string) (string, error) {
 	switch {
 	case len(c.pos) == 0:
-		return "", fmt.Errorf("missing %s", what)
+		return "", usagef("missing %s", what)
 	case len(c.pos) > 1:
-		return "", fmt.Errorf("one %s expected, got %d arguments (%s)", what, len(c.pos), strings.Join(c.pos, " "))
+		return "", usagef("one %s expected, got %d arguments (%s)", what, len(c.pos), strings.Join(c.pos, " "))
 	}
 	return c.pos[0], nil
 }
 
 func (c *cmdCtx) noPos() error {
 	if len(c.pos) > 0 {
-		return fmt.Errorf("unexpected argument %q", c.pos[0])
+		return usagef("unexpected argument %q", c.pos[0])
 	}
 	return nil
 }

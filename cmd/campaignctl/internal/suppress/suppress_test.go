@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/suppression/bulk"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 )
 
@@ -99,23 +100,34 @@ func TestScopeAndDomain(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	l := newList(t)
-	cases := map[string][]string{
-		"missing command":                        nil,
-		`unknown command "ad"`:                   {"ad"},
-		"--reason is required":                   {"add", "a@x.test"},
-		`unknown reason "bad"`:                   {"add", "a@x.test", "--reason", "bad"},
-		"invalid address":                        {"add", "not-an-address", "--reason", "manual"},
-		"got 2 arguments":                        {"add", "a@x.test", "b@x.test", "--reason", "manual"},
-		"missing FILE":                           {"import"},
-		"flag provided but not defined: -colour": {"list", "--colour"},
-		`--since "soon"`:                         {"list", "--since", "soon"},
-		"no such file":                           {"import", "/nonexistent/x.csv"},
-		`unknown format "xml"`:                   {"export", "--format", "xml"},
-	}
-	for want, args := range cases {
-		_, _, err := run(t, l, args...)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%v: error %v, want %q", args, err, want)
+	dir := t.TempDir()
+	badHeader := filepath.Join(dir, "bad.csv")
+	os.WriteFile(badHeader, []byte("Emial,Name\na@x.test,Ann\n"), 0o600)
+	for _, tc := range []struct {
+		args  []string
+		want  string
+		usage bool // exit 2
+	}{
+		{nil, "missing command", true},
+		{[]string{"ad"}, `unknown command "ad" (did you mean "add"?)`, true},
+		{[]string{"add", "a@x.test"}, "add: --reason is required (hard_bounce, unsubscribe, complaint, manual, soft_bounce_limit)", true},
+		{[]string{"add", "a@x.test", "--reason", "bad"}, `add: --reason: unknown reason "bad" (want hard_bounce, unsubscribe, complaint, manual or soft_bounce_limit)`, true},
+		{[]string{"add", "a@x.test", "--reason", "manual", "--scope", "all"}, `add: --scope: unknown scope "all" (want global or marketing)`, true},
+		{[]string{"add", "a@x.test", "b@x.test", "--reason", "manual"}, "add: one ADDRESS or @DOMAIN expected, got 2 arguments (a@x.test b@x.test)", true},
+		{[]string{"import"}, "import: missing FILE", true},
+		{[]string{"import", "x.csv", "--reason", "gone"}, `import: --reason: unknown reason "gone" (want hard_bounce, unsubscribe, complaint, manual or soft_bounce_limit)`, true},
+		{[]string{"list", "--colour"}, "list: flag provided but not defined: -colour (see list --help)", true},
+		{[]string{"list", "--since", "soon"}, `list: --since "soon": want a time (2025-03-01, 2025-03-01T12:00:00Z) or a duration (36h, 7d)`, true},
+		{[]string{"export", "--format", "xml"}, `export: --format "xml": want csv or jsonl`, true},
+		{[]string{"check"}, "check: missing ADDRESS or @DOMAIN", true},
+		{[]string{"add", "not-an-address", "--reason", "manual"}, `add: invalid address "not-an-address": no @ (write @not-an-address to suppress a whole domain)`, false},
+		{[]string{"check", "x@"}, `check: invalid address "x@": empty domain`, false},
+		{[]string{"import", "/nonexistent/x.csv"}, "import: open /nonexistent/x.csv: no such file or directory", false},
+		{[]string{"import", badHeader}, "import: " + badHeader + `:1: unknown column "Emial" (did you mean "email"?) (known: email,reason,scope,code,enhanced_code,detail,campaign,first_seen,last_seen,source,lane; the address column may also be named Email Address, E-mail, mail)`, false},
+	} {
+		_, _, err := run(t, l, tc.args...)
+		if err == nil || err.Error() != tc.want || errors.Is(err, ErrUsage) != tc.usage {
+			t.Errorf("%q: error %v (usage %v)\nwant %s (usage %v)", tc.args, err, errors.Is(err, ErrUsage), tc.want, tc.usage)
 		}
 	}
 }
@@ -146,7 +158,11 @@ func TestListExportImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, err := run(t, l, "list", "--reason", "hard_bounce")
-	if err != nil || strings.Count(out, "\n") != 2 || errOut != "2 entries\n" || !strings.Contains(out, "550 gone") {
+	lines := strings.Split(out, "\n")
+	if err != nil || len(lines) != 4 || errOut != "2 entries\n" ||
+		lines[0] != "ADDRESS                                  REASON            SCOPE     LAST SEEN             SOURCE      DETAIL" ||
+		!strings.HasPrefix(lines[1], "a@x.test                                 hard_bounce       global    20") ||
+		!strings.HasSuffix(lines[1], "Z  -           550 gone") || !strings.HasSuffix(lines[2], "Z  -") {
 		t.Fatalf("list: %q %q %v", out, errOut, err)
 	}
 	out, _, err = run(t, l, "list", "--since", "7d", "--json")
@@ -167,7 +183,7 @@ func TestListExportImport(t *testing.T) {
 		t.Fatalf("export: %q %v", errOut, err)
 	}
 	var direct bytes.Buffer
-	if _, err := l.Export(ctx, &direct, suppression.FormatCSV, suppression.Filter{}); err != nil {
+	if _, err := bulk.Export(ctx, l, &direct, bulk.FormatCSV, suppression.Filter{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(file); !bytes.Equal(got, direct.Bytes()) {
@@ -184,7 +200,7 @@ func TestListExportImport(t *testing.T) {
 	in := filepath.Join(dir, "new.csv")
 	os.WriteFile(in, []byte("email,reason\nd@x.test,complaint\nnope,manual\ne@x.test,bogus\nf@x.test,\n"), 0o600)
 	out, errOut, err = run(t, l, "import", in)
-	if err == nil || !strings.Contains(err.Error(), "2 bad lines skipped") {
+	if err == nil || err.Error() != "import: "+in+": 2 bad lines skipped (listed above); the rest was imported" {
 		t.Fatalf("import error: %v", err)
 	}
 	if out != in+": 2 added, 0 updated, 0 unchanged, 2 bad lines\n" ||
@@ -198,6 +214,28 @@ func TestListExportImport(t *testing.T) {
 	os.WriteFile(jl, []byte(`{"email":"g@x.test","reason":"manual"}`+"\n"), 0o600)
 	if out, _, err := run(t, l, "import", jl); err != nil || !strings.Contains(out, "1 added") {
 		t.Fatalf("jsonl by extension: %q %v", out, err)
+	}
+}
+
+// A plain list of addresses (no header) takes --reason, else manual.
+func TestImportPlainList(t *testing.T) {
+	ctx := context.Background()
+	l := newList(t)
+	in := filepath.Join(t.TempDir(), "list.txt")
+	os.WriteFile(in, []byte("imp5@example.org\nimp6@example.org\n"), 0o600)
+	out, errOut, err := run(t, l, "import", in, "--reason", "hard_bounce")
+	if err != nil || out != in+": 2 added, 0 updated, 0 unchanged, 0 bad lines\n" || errOut != "" {
+		t.Fatalf("import: %q %q %v", out, errOut, err)
+	}
+	if e, _ := l.Get(ctx, "imp5@example.org"); e == nil || e.Reason != suppression.HardBounce || e.Source != "import" {
+		t.Fatalf("imp5: %+v", e)
+	}
+	os.WriteFile(in, []byte("imp7@example.org\n"), 0o600)
+	if _, _, err := run(t, l, "import", in); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := l.Get(ctx, "imp7@example.org"); e == nil || e.Reason != suppression.Manual {
+		t.Fatalf("imp7: %+v", e)
 	}
 }
 

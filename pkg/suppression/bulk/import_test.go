@@ -1,11 +1,14 @@
-package suppression
+package bulk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
 func badLines(res ImportResult) []int {
@@ -34,7 +37,7 @@ func TestImportCSVBadLines(t *testing.T) {
 		`bad"quote@x.test,manual,,,,,,,,`,                                     // 12
 		`GOOD9@x.test,,,,,,,,,`,                                               // 13
 	}, "\n") + "\n"
-	res, err := f.l.Import(ctx, strings.NewReader(in), FormatCSV, "test-import")
+	res, err := Import(ctx, f.l, strings.NewReader(in), FormatCSV, Defaults{Source: "test-import"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +56,11 @@ func TestImportCSVBadLines(t *testing.T) {
 		t.Errorf("line 4 error: %q", res.Bad[1].Err)
 	}
 	e, _ := f.l.Get(ctx, "good6@x.test")
-	if e == nil || e.Detail != "multi line detail" || e.Scope != Marketing || e.Source != "test-import" {
+	if e == nil || e.Detail != "multi line detail" || e.Scope != suppression.Marketing || e.Source != "test-import" {
 		t.Fatalf("good6 = %+v", e)
 	}
 	e, _ = f.l.Get(ctx, "good9@x.test")
-	if e == nil || e.Reason != Manual || e.Scope != Global {
+	if e == nil || e.Reason != suppression.Manual || e.Scope != suppression.Global {
 		t.Fatalf("good9 = %+v", e)
 	}
 	// The audit actor of imported entries is the importer.
@@ -69,21 +72,57 @@ func TestImportCSVBadLines(t *testing.T) {
 func TestImportCSVHeader(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	for _, in := range []string{"email,colour\na@x.test,red\n", "reason\nmanual\n", "a@x.test,manual\n"} {
-		if _, err := f.l.Import(ctx, strings.NewReader(in), FormatCSV, ""); err == nil || !strings.Contains(err.Error(), "line 1") {
-			t.Errorf("import %q: %v", in, err)
+	for in, want := range map[string]string{
+		"email,colour\na@x.test,red\n": `line 1: unknown column "colour" (known: email,reason,scope,code,enhanced_code,detail,campaign,first_seen,last_seen,source,lane; the address column may also be named Email Address, E-mail, mail)`,
+		"Emial\na@x.test\n":            `line 1: unknown column "Emial" (did you mean "email"?) (known: email,reason,scope,code,enhanced_code,detail,campaign,first_seen,last_seen,source,lane; the address column may also be named Email Address, E-mail, mail)`,
+		"reason\nmanual\n":             `line 1: no address column in header "reason" (name it email, or give a plain list of addresses, one per line)`,
+		"email,E-mail\n":               `line 1: columns "email" and "E-mail" both name email`,
+		"a@x.test,manual\n":            "line 1: a list without a header line has one address per line; add a header (e.g. email,reason) to import more columns",
+	} {
+		_, err := Import(ctx, f.l, strings.NewReader(in), FormatCSV, Defaults{})
+		var le *LineError
+		if !errors.As(err, &le) || err.Error() != "import: "+want {
+			t.Errorf("import %q:\n got %v\nwant import: %s", in, err, want)
 		}
 	}
-	// A bare list of addresses under an "email" header (with Excel's BOM).
-	res, err := f.l.Import(ctx, strings.NewReader("\uFEFFEmail\r\na@x.test\r\nb@x.test\r\n"), FormatCSV, "")
-	if err != nil || res.Added != 2 {
-		t.Fatalf("email-only import: %+v %v", res, err)
+	// The address column under the names other tools give it (with Excel's BOM).
+	for i, h := range []string{"\uFEFFEmail", "Email Address", "email_address", "E-mail", " MAIL ", "Address", "e-mail address"} {
+		addr := fmt.Sprintf("h%d@x.test", i)
+		res, err := Import(ctx, f.l, strings.NewReader(h+"\r\n"+addr+"\r\n"), FormatCSV, Defaults{})
+		if err != nil || res.Added != 1 {
+			t.Fatalf("header %q: %+v %v", h, res, err)
+		}
 	}
-	if e, _ := f.l.Get(ctx, "a@x.test"); e == nil || e.Reason != Manual || e.Source != "import" {
+	if e, _ := f.l.Get(ctx, "h0@x.test"); e == nil || e.Reason != suppression.Manual || e.Source != "import" {
 		t.Fatalf("defaults: %+v", e)
 	}
-	if _, err := f.l.Import(ctx, strings.NewReader(""), "xml", ""); err == nil {
+	if _, err := Import(ctx, f.l, strings.NewReader(""), "xml", Defaults{}); err == nil {
 		t.Fatal("unknown format accepted")
+	}
+	if _, err := Import(ctx, f.l, strings.NewReader("a@x.test\n"), FormatCSV, Defaults{Reason: "bored"}); err == nil ||
+		!strings.Contains(err.Error(), `import: default unknown reason "bored"`) {
+		t.Fatalf("bad default reason: %v", err)
+	}
+}
+
+// A plain list of addresses, one per line and no header, takes the
+// default reason; a bad row is reported by its line.
+func TestImportHeaderless(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	in := "\uFEFFimp5@example.org\nIMP6@Example.org\n\nnope\nimp7@example.org,extra\nimp8@example.org"
+	res, err := Import(ctx, f.l, strings.NewReader(in), FormatCSV, Defaults{Reason: suppression.HardBounce, Source: "old-esp"})
+	if err != nil || res.Added != 3 || res.BadCount != 2 {
+		t.Fatalf("import: %+v %v", res, err)
+	}
+	want := []LineError{{4, `invalid address "nope": no @ (write @nope to suppress a whole domain)`}, {5, "wrong number of fields"}}
+	if !slices.Equal(res.Bad, want) {
+		t.Fatalf("bad lines %+v, want %+v", res.Bad, want)
+	}
+	for _, a := range []string{"imp5@example.org", "imp6@example.org", "imp8@example.org"} {
+		if e, _ := f.l.Get(ctx, a); e == nil || e.Reason != suppression.HardBounce || e.Scope != suppression.Global || e.Source != "old-esp" {
+			t.Fatalf("%s: %+v", a, e)
+		}
 	}
 }
 
@@ -102,7 +141,7 @@ func TestImportJSONLBadLines(t *testing.T) {
 		`{"email":"g@x.test"} {"email":"h@x.test"}`,                           // 9
 		`{"email":"i@x.test"}`,                                                // 10, no final newline
 	}, "\n")
-	res, err := f.l.Import(ctx, strings.NewReader(in), FormatJSONL, "")
+	res, err := Import(ctx, f.l, strings.NewReader(in), FormatJSONL, Defaults{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +164,7 @@ func TestImportBadCap(t *testing.T) {
 	}
 	b.WriteString("ok@x.test\n")
 	f := newFixture(t)
-	res, err := f.l.Import(context.Background(), strings.NewReader(b.String()), FormatCSV, "")
+	res, err := Import(context.Background(), f.l, strings.NewReader(b.String()), FormatCSV, Defaults{})
 	if err != nil || res.BadCount != 150 || len(res.Bad) != MaxBadLines || res.Bad[99].Line != 101 || res.Added != 1 {
 		t.Fatalf("%d bad kept of %d, added %d, err %v", len(res.Bad), res.BadCount, res.Added, err)
 	}

@@ -1,4 +1,4 @@
-package suppression
+package bulk
 
 import (
 	"bytes"
@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
 // genEntries makes n varied entries: all reasons and scopes, domain
 // entries, reply text that needs CSV quoting, non-ASCII, HTML characters.
-func genEntries(n int) []Entry {
-	es := make([]Entry, n)
+func genEntries(n int) []suppression.Entry {
+	es := make([]suppression.Entry, n)
 	for i := range es {
 		es[i] = genEntry(i)
 	}
@@ -21,27 +23,27 @@ func genEntries(n int) []Entry {
 }
 
 var (
-	genReasons = []Reason{HardBounce, Unsubscribe, Complaint, Manual, SoftBounceLimit}
+	genReasons = []suppression.Reason{suppression.HardBounce, suppression.Unsubscribe, suppression.Complaint, suppression.Manual, suppression.SoftBounceLimit}
 	genDetails = []string{"", "550 5.1.1 <x@y> user unknown", `said "no", then left`, "Grüße, 😀 & <b>", "=cmd|' /C calc'!A0", " padded "}
 )
 
-func genEntry(i int) Entry {
+func genEntry(i int) suppression.Entry {
 	r := genReasons[i%len(genReasons)]
-	e := Entry{
+	e := suppression.Entry{
 		Address:   fmt.Sprintf("User%d.%c@Dom%d.test", i, 'a'+rune(i%26), i%997),
 		Reason:    r,
 		Detail:    genDetails[i%len(genDetails)],
 		Campaign:  fmt.Sprintf("camp-%d", i%13),
-		Lane:      []string{LaneMarketing, LaneTransactional, ""}[i%3],
+		Lane:      []string{suppression.LaneMarketing, suppression.LaneTransactional, ""}[i%3],
 		Source:    []string{"engine", "one-click", "import", "campaignctl"}[i%4],
 		FirstSeen: t0.Add(time.Duration(i) * time.Minute),
 	}
 	e.LastSeen = e.FirstSeen.Add(time.Duration(i%5) * time.Hour)
-	if r == HardBounce || r == SoftBounceLimit {
+	if r == suppression.HardBounce || r == suppression.SoftBounceLimit {
 		e.Code, e.Enhanced = 550+i%3, fmt.Sprintf("5.%d.%d", i%8, i%3)
 	}
-	if r == Manual && i%2 == 0 {
-		e.Scope = Marketing
+	if r == suppression.Manual && i%2 == 0 {
+		e.Scope = suppression.Marketing
 	}
 	if i%500 == 7 {
 		e.Address = fmt.Sprintf("@Blocked%d.test", i)
@@ -49,20 +51,20 @@ func genEntry(i int) Entry {
 	return e
 }
 
-func export(t testing.TB, l *List, format string, f Filter) ([]byte, int) {
+func export(t testing.TB, l *suppression.List, format string, f suppression.Filter, opts ...Option) ([]byte, int) {
 	t.Helper()
 	var b bytes.Buffer
-	n, err := l.Export(context.Background(), &b, format, f)
+	n, err := Export(context.Background(), l, &b, format, f, opts...)
 	if err != nil {
 		t.Fatalf("Export %s: %v", format, err)
 	}
 	return b.Bytes(), n
 }
 
-func removeAll(t testing.TB, l *List) int {
+func removeAll(t testing.TB, l *suppression.List) int {
 	t.Helper()
 	var addrs []string
-	if err := l.Scan(context.Background(), Filter{}, func(e Entry) error { addrs = append(addrs, e.Address); return nil }); err != nil {
+	if err := l.Scan(context.Background(), suppression.Filter{}, func(e suppression.Entry) error { addrs = append(addrs, e.Address); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	n, err := l.RemoveMany(context.Background(), addrs, "test", "round trip")
@@ -79,7 +81,7 @@ func TestExportRemoveImportRoundTrip(t *testing.T) {
 	if err := f.l.AddMany(ctx, genEntries(n)); err != nil {
 		t.Fatal(err)
 	}
-	csv1, cn := export(t, f.l, FormatCSV, Filter{})
+	csv1, cn := export(t, f.l, FormatCSV, suppression.Filter{})
 	if cn != n {
 		t.Fatalf("exported %d, want %d", cn, n)
 	}
@@ -102,19 +104,19 @@ func TestExportRemoveImportRoundTrip(t *testing.T) {
 	if got := removeAll(t, f.l); got != n {
 		t.Fatalf("removed %d", got)
 	}
-	if ex, _ := f.rdb.Exists(ctx, f.l.hash).Result(); ex != 0 {
+	if ex, _ := f.rdb.Exists(ctx, f.hash).Result(); ex != 0 {
 		t.Fatal("entries left after removing all")
 	}
-	res, err := f.l.Import(ctx, bytes.NewReader(csv1), FormatCSV, "restore")
+	res, err := Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, Defaults{Source: "restore"})
 	if err != nil || res.Added != n || res.Updated != 0 || res.BadCount != 0 {
 		t.Fatalf("import csv: %+v, %v", res, err)
 	}
-	if csv2, _ := export(t, f.l, FormatCSV, Filter{}); !bytes.Equal(csv1, csv2) {
+	if csv2, _ := export(t, f.l, FormatCSV, suppression.Filter{}); !bytes.Equal(csv1, csv2) {
 		t.Fatal("csv export after round trip differs")
 	}
 	// Importing again is a no-op, audit included.
 	events := xlen(t, f)
-	res, err = f.l.Import(ctx, bytes.NewReader(csv1), FormatCSV, "restore")
+	res, err = Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, Defaults{Source: "restore"})
 	if err != nil || res.Unchanged != n || res.Added+res.Updated != 0 {
 		t.Fatalf("re-import: %+v, %v", res, err)
 	}
@@ -133,13 +135,11 @@ func TestJSONLRoundTripAndSpill(t *testing.T) {
 	if err := f.l.AddMany(ctx, genEntries(n)); err != nil {
 		t.Fatal(err)
 	}
-	csv1, _ := export(t, f.l, FormatCSV, Filter{})
-	jsonl1, _ := export(t, f.l, FormatJSONL, Filter{})
-	f.l.sortMem = 16 << 10
-	if spilled, _ := export(t, f.l, FormatCSV, Filter{}); !bytes.Equal(spilled, csv1) {
+	csv1, _ := export(t, f.l, FormatCSV, suppression.Filter{})
+	jsonl1, _ := export(t, f.l, FormatJSONL, suppression.Filter{})
+	if spilled, _ := export(t, f.l, FormatCSV, suppression.Filter{}, withSortMemory(16<<10)); !bytes.Equal(spilled, csv1) {
 		t.Fatal("export with on-disk runs differs")
 	}
-	f.l.sortMem = sortMemory
 	for _, want := range []string{
 		`{"email":"@blocked1007.test","reason":"complaint","scope":"marketing","detail":"padded","campaign":"camp-6","first_seen":"2025-03-02T04:47:00Z","last_seen":"2025-03-02T06:47:00Z","source":"campaignctl"}`,
 		`{"email":"user0.a@dom0.test","reason":"hard_bounce","scope":"global","code":550,"enhanced_code":"5.0.0","campaign":"camp-0","lane":"marketing","first_seen":"2025-03-01T12:00:00Z","last_seen":"2025-03-01T12:00:00Z","source":"engine"}`,
@@ -150,13 +150,13 @@ func TestJSONLRoundTripAndSpill(t *testing.T) {
 		}
 	}
 	removeAll(t, f.l)
-	if res, err := f.l.Import(ctx, bytes.NewReader(jsonl1), FormatJSONL, "restore"); err != nil || res.Added != n {
+	if res, err := Import(ctx, f.l, bytes.NewReader(jsonl1), FormatJSONL, Defaults{Source: "restore"}); err != nil || res.Added != n {
 		t.Fatalf("import jsonl: %+v, %v", res, err)
 	}
-	if jsonl2, _ := export(t, f.l, FormatJSONL, Filter{}); !bytes.Equal(jsonl1, jsonl2) {
+	if jsonl2, _ := export(t, f.l, FormatJSONL, suppression.Filter{}); !bytes.Equal(jsonl1, jsonl2) {
 		t.Fatal("jsonl export after round trip differs")
 	}
-	if csv3, _ := export(t, f.l, FormatCSV, Filter{}); !bytes.Equal(csv1, csv3) {
+	if csv3, _ := export(t, f.l, FormatCSV, suppression.Filter{}); !bytes.Equal(csv1, csv3) {
 		t.Fatal("csv export after jsonl round trip differs")
 	}
 }
@@ -166,7 +166,7 @@ func TestExportFilter(t *testing.T) {
 	if err := f.l.AddMany(context.Background(), genEntries(100)); err != nil {
 		t.Fatal(err)
 	}
-	if _, n := export(t, f.l, FormatJSONL, Filter{Reason: HardBounce}); n != 20 {
+	if _, n := export(t, f.l, FormatJSONL, suppression.Filter{Reason: suppression.HardBounce}); n != 20 {
 		t.Fatalf("reason filter: %d", n)
 	}
 	// genEntries: LastSeen = t0 + i min + (i%5) h; i >= 90 are all past t0+90m+...
@@ -177,13 +177,13 @@ func TestExportFilter(t *testing.T) {
 			want++
 		}
 	}
-	if _, n := export(t, f.l, FormatCSV, Filter{Since: since}); n != want {
+	if _, n := export(t, f.l, FormatCSV, suppression.Filter{Since: since}); n != want {
 		t.Fatalf("since filter: %d, want %d", n, want)
 	}
-	if _, err := f.l.Export(context.Background(), &bytes.Buffer{}, "xml", Filter{}); err == nil {
+	if _, err := Export(context.Background(), f.l, &bytes.Buffer{}, "xml", suppression.Filter{}); err == nil {
 		t.Fatal("unknown format accepted")
 	}
-	if _, err := f.l.Export(context.Background(), &bytes.Buffer{}, FormatCSV, Filter{Reason: "bored"}); err == nil {
+	if _, err := Export(context.Background(), f.l, &bytes.Buffer{}, FormatCSV, suppression.Filter{Reason: "bored"}); err == nil {
 		t.Fatal("unknown reason accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package suppression
+package bulk
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
 // TestMillionRoundTrip exports, removes and re-imports 1,000,000 entries
@@ -26,11 +28,10 @@ func TestMillionRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	dir := t.TempDir()
-	f.l.tempDir = dir
 
 	start := time.Now()
 	for i := 0; i < n; i += 10_000 {
-		es := make([]Entry, 10_000)
+		es := make([]suppression.Entry, 10_000)
 		for j := range es {
 			es[j] = genEntry(i + j)
 		}
@@ -39,8 +40,8 @@ func TestMillionRoundTrip(t *testing.T) {
 		}
 	}
 	t.Logf("fill: %d entries in %v", n, time.Since(start).Round(time.Millisecond))
-	hashMem, _ := f.rdb.MemoryUsage(ctx, f.l.hash, 0).Result()
-	auditMem, _ := f.rdb.MemoryUsage(ctx, f.l.audit, 0).Result()
+	hashMem, _ := f.rdb.MemoryUsage(ctx, f.hash, 0).Result()
+	auditMem, _ := f.rdb.MemoryUsage(ctx, f.audit, 0).Result()
 	t.Logf("redis: entries hash %d MB (%d B/entry), audit stream %d MB for %d events",
 		hashMem>>20, hashMem/n, auditMem>>20, xlen(t, f))
 
@@ -51,7 +52,7 @@ func TestMillionRoundTrip(t *testing.T) {
 	t.Logf("audit lookup over the full stream: %v", time.Since(t0).Round(time.Millisecond))
 
 	first := filepath.Join(dir, "first.csv")
-	sum1 := exportFile(t, f.l, first, n)
+	sum1 := exportFile(t, f.l, first, n, WithTempDir(dir))
 
 	resetPeak(t)
 	start = time.Now()
@@ -72,7 +73,7 @@ func TestMillionRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.l.Import(ctx, in, FormatCSV, "bench")
+	res, err := Import(ctx, f.l, in, FormatCSV, Defaults{Source: "bench"})
 	in.Close()
 	if err != nil || res.Added != n || res.BadCount != 0 {
 		t.Fatalf("import: %+v %v", res, err)
@@ -80,12 +81,12 @@ func TestMillionRoundTrip(t *testing.T) {
 	el := time.Since(start)
 	t.Logf("import: %v (%.0f entries/s), peak RSS %d MB", el.Round(time.Millisecond), n/el.Seconds(), peakMB(t))
 
-	if sum2 := exportFile(t, f.l, filepath.Join(dir, "second.csv"), n); sum2 != sum1 {
+	if sum2 := exportFile(t, f.l, filepath.Join(dir, "second.csv"), n, WithTempDir(dir)); sum2 != sum1 {
 		t.Fatal("second export differs from the first")
 	}
 }
 
-func exportFile(t *testing.T, l *List, path string, n int) [32]byte {
+func exportFile(t *testing.T, l *suppression.List, path string, n int, opts ...Option) [32]byte {
 	t.Helper()
 	out, err := os.Create(path)
 	if err != nil {
@@ -94,7 +95,7 @@ func exportFile(t *testing.T, l *List, path string, n int) [32]byte {
 	resetPeak(t)
 	start := time.Now()
 	h := sha256.New()
-	k, err := l.Export(context.Background(), io.MultiWriter(out, h), FormatCSV, Filter{})
+	k, err := Export(context.Background(), l, io.MultiWriter(out, h), FormatCSV, suppression.Filter{}, opts...)
 	if err != nil || k != n {
 		t.Fatalf("export: %d, %v", k, err)
 	}

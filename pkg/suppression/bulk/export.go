@@ -1,4 +1,7 @@
-package suppression
+// Package bulk moves a whole suppression list in and out of files: import
+// and export in CSV or JSONL, streaming, in bounded memory. Only tools
+// (campaignctl) link it; the engine needs none of it.
+package bulk
 
 import (
 	"bufio"
@@ -9,6 +12,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
 // Export and import formats.
@@ -25,28 +30,42 @@ var CSVHeader = []string{"email", "reason", "scope", "code", "enhanced_code", "d
 // spilling a run to disk.
 const sortMemory = 16 << 20
 
+// Option tunes an Export.
+type Option func(*exportConfig)
+
+type exportConfig struct {
+	tempDir string
+	sortMem int // bytes sorted in memory; tests lower it
+}
+
+// WithTempDir sets where Export keeps its sorted runs (default os.TempDir).
+func WithTempDir(dir string) Option { return func(c *exportConfig) { c.tempDir = dir } }
+
+func withSortMemory(n int) Option { return func(c *exportConfig) { c.sortMem = n } }
+
 // Export writes the entries f selects to w in format, sorted by address,
 // and returns how many it wrote. Memory stays bounded however long the
 // list is: entries are streamed out of Redis and sorted in runs on disk
 // (WithTempDir). The same content always exports to the same bytes, so
 // exports can be diffed and an export → remove → import round trip is
 // exact (CSV drops only the lane, see CSVHeader).
-func (l *List) Export(ctx context.Context, w io.Writer, format string, f Filter) (int, error) {
+func Export(ctx context.Context, l *suppression.List, w io.Writer, format string, f suppression.Filter, opts ...Option) (int, error) {
+	cfg := exportConfig{sortMem: sortMemory}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	enc, err := newEncoder(w, format)
 	if err != nil {
-		return 0, fmt.Errorf("suppression: export: %w", err)
+		return 0, fmt.Errorf("export: %w", err)
 	}
-	if err := f.check(); err != nil {
-		return 0, fmt.Errorf("suppression: export: %w", err)
-	}
-	s := newRunSorter(l.tempDir, l.sortMem)
+	s := newRunSorter(cfg.tempDir, cfg.sortMem)
 	defer s.close()
-	if err := l.scanRaw(ctx, f, func(e Entry, v string) error { return s.add(e.Address, v) }); err != nil {
-		return 0, fmt.Errorf("suppression: export: %w", err)
+	if err := l.ScanStored(ctx, f, func(e suppression.Entry, v string) error { return s.add(e.Address, v) }); err != nil {
+		return 0, fmt.Errorf("export: %w", err)
 	}
 	n := 0
 	err = s.each(func(k, v string) error {
-		e, err := decode(k, v)
+		e, err := suppression.Decode(k, v)
 		if err != nil {
 			return err
 		}
@@ -57,13 +76,13 @@ func (l *List) Export(ctx context.Context, w io.Writer, format string, f Filter)
 		err = enc.flush()
 	}
 	if err != nil {
-		return n, fmt.Errorf("suppression: export: %w", err)
+		return n, fmt.Errorf("export: %w", err)
 	}
 	return n, nil
 }
 
 type encoder interface {
-	write(Entry) error
+	write(suppression.Entry) error
 	flush() error
 }
 
@@ -89,7 +108,7 @@ type csvEncoder struct {
 	rec []string
 }
 
-func (c *csvEncoder) write(e Entry) error {
+func (c *csvEncoder) write(e suppression.Entry) error {
 	code := ""
 	if e.Code != 0 {
 		code = strconv.Itoa(e.Code)
@@ -121,7 +140,7 @@ type jsonlEncoder struct {
 	j *json.Encoder
 }
 
-func (j *jsonlEncoder) write(e Entry) error {
+func (j *jsonlEncoder) write(e suppression.Entry) error {
 	return j.j.Encode(jsonEntry{
 		Email: e.Address, Reason: string(e.Reason), Scope: string(e.Scope), Code: e.Code, Enhanced: e.Enhanced,
 		Detail: e.Detail, Campaign: e.Campaign, Lane: e.Lane, FirstSeen: fmtTime(e.FirstSeen),
@@ -145,7 +164,7 @@ func NewEncoder(w io.Writer, format string) (*Encoder, error) {
 type Encoder struct{ e encoder }
 
 // Write writes one entry.
-func (e *Encoder) Write(en Entry) error { return e.e.write(en) }
+func (e *Encoder) Write(en suppression.Entry) error { return e.e.write(en) }
 
 // Flush writes out buffered data.
 func (e *Encoder) Flush() error { return e.e.flush() }

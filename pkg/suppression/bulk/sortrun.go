@@ -1,4 +1,4 @@
-package suppression
+package bulk
 
 import (
 	"bufio"
