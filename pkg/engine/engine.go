@@ -199,14 +199,14 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) requeueOwn(ctx context.Context) (int, error) {
 	total := 0
 	for _, l := range streams.Lanes {
-		n, err := e.q.RequeueOwn(ctx, e.q.Stream(l), nil)
+		n, err := e.q.RequeueOwn(ctx, l)
 		if err != nil {
 			return total, err
 		}
 		total += n
 	}
 	err := e.q.Lines(ctx, func(l streams.Line) error {
-		n, err := e.q.RequeueOwn(ctx, e.q.LineStream(l), &l)
+		n, err := e.q.RequeueOwnLine(ctx, l)
 		total += n
 		return err
 	})

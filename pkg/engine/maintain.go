@@ -84,7 +84,7 @@ func (e *Engine) takeOver(ctx context.Context) {
 	for _, name := range silent {
 		moved, alive := 0, false
 		for _, l := range streams.Lanes {
-			n, a, err := e.q.TakeOver(ctx, e.q.Stream(l), nil, name, silence)
+			n, a, err := e.q.TakeOver(ctx, l, name, silence)
 			if err != nil {
 				e.Log.Error("take over jobs", "from", name, "lane", l, "err", err)
 				return
@@ -95,7 +95,7 @@ func (e *Engine) takeOver(ctx context.Context) {
 			continue
 		}
 		err := e.q.Lines(ctx, func(l streams.Line) error {
-			n, a, err := e.q.TakeOver(ctx, e.q.LineStream(l), &l, name, silence)
+			n, a, err := e.q.TakeOverLine(ctx, l, name, silence)
 			moved, alive = moved+n, alive || a
 			return err
 		})

@@ -36,7 +36,7 @@ func (e *Engine) routeLane(ctx, hard context.Context, l streams.Lane) {
 			sleep(ctx, time.Second)
 			// A read whose reply was lost still handed jobs to this
 			// consumer: put them back in the lane.
-			if _, err := e.q.RequeueOwn(ctx, e.q.Stream(l), nil); err != nil && ctx.Err() == nil {
+			if _, err := e.q.RequeueOwn(ctx, l); err != nil && ctx.Err() == nil {
 				e.Log.Error("put back jobs of a failed read", "lane", l, "err", err)
 			}
 			continue

@@ -151,7 +151,7 @@ func (e *Engine) checkBatch(ctx context.Context, l streams.Lane, ds []streams.De
 // this consumer: those of its pending ones that no worker holds, each
 // claimed first and checked still pending, so none is ever held twice.
 func (e *Engine) putBackLost(ctx context.Context, l streams.Line) {
-	ds, err := e.q.ReadPending(ctx, e.q.LineStream(l), "0", 500)
+	ds, err := e.q.ReadPendingLine(ctx, l, "0", 500)
 	if err != nil {
 		return // the next failure, or the next start, tries again
 	}

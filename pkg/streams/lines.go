@@ -251,11 +251,19 @@ end
 return n
 `)
 
-// RequeueOwn puts every job this consumer holds in stream back in line
+// RequeueOwn puts every job this consumer holds in lane l back in line
 // (at a start: whatever a previous run of this consumer held is attempted
-// again once, by whichever engine gets to it). line is the stream's line,
-// or nil for a lane stream.
-func (q *Queue) RequeueOwn(ctx context.Context, stream string, line *Line) (int, error) {
+// again once, by whichever engine gets to it).
+func (q *Queue) RequeueOwn(ctx context.Context, l Lane) (int, error) {
+	return q.requeueOwn(ctx, q.Stream(l), nil)
+}
+
+// RequeueOwnLine is RequeueOwn for line l.
+func (q *Queue) RequeueOwnLine(ctx context.Context, l Line) (int, error) {
+	return q.requeueOwn(ctx, q.LineStream(l), &l)
+}
+
+func (q *Queue) requeueOwn(ctx context.Context, stream string, line *Line) (int, error) {
 	name := ""
 	if line != nil {
 		name = line.Name()

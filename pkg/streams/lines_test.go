@@ -85,7 +85,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if len(held) != 2 {
 		t.Fatalf("take %d", len(held))
 	}
-	if n, err := q.RequeueOwn(ctx, q.LineStream(slow), &slow); n != 2 || err != nil {
+	if n, err := q.RequeueOwnLine(ctx, slow); n != 2 || err != nil {
 		t.Fatalf("requeue %d %v", n, err)
 	}
 	if again, _ := q.Take(ctx, slow, 10); len(again) != 3 {

@@ -62,11 +62,19 @@ func (q *Queue) Read(ctx context.Context, l Lane, count int, block time.Duration
 }
 
 // ReadPending returns up to count of this consumer's own unacknowledged
-// jobs in stream (a lane's or a line's) with ids after after ("0" for the
-// first page). Page through with the last id returned until it returns
-// none.
-func (q *Queue) ReadPending(ctx context.Context, stream, after string, count int) ([]Delivery, error) {
-	return q.read(ctx, stream, after, count, -1)
+// jobs of lane l with ids after after ("0" for the first page). Page
+// through with the last id returned until it returns none.
+func (q *Queue) ReadPending(ctx context.Context, l Lane, after string, count int) ([]Delivery, error) {
+	return q.read(ctx, q.Stream(l), after, count, -1)
+}
+
+// ReadPendingLine is ReadPending for line l.
+func (q *Queue) ReadPendingLine(ctx context.Context, l Line, after string, count int) ([]Delivery, error) {
+	ds, err := q.read(ctx, q.LineStream(l), after, count, -1)
+	for i := range ds {
+		ds[i].Key = l.Key
+	}
+	return ds, err
 }
 
 func (q *Queue) read(ctx context.Context, stream, id string, count int, block time.Duration) ([]Delivery, error) {

@@ -149,14 +149,14 @@ func TestTakeOverOnlyFromASilentConsumer(t *testing.T) {
 	if s, err := alive.Silent(ctx, time.Hour); err != nil || len(s) != 0 {
 		t.Fatalf("silent %v %v", s, err)
 	}
-	if n, isAlive, err := alive.TakeOver(ctx, alive.Stream(Marketing), nil, "dead", time.Hour); n != 0 || !isAlive || err != nil {
+	if n, isAlive, err := alive.TakeOver(ctx, Marketing, "dead", time.Hour); n != 0 || !isAlive || err != nil {
 		t.Fatalf("took %d (alive %v, %v) from a consumer that beat just now", n, isAlive, err)
 	}
 	time.Sleep(30 * time.Millisecond)
 	if s, err := alive.Silent(ctx, 20*time.Millisecond); err != nil || len(s) != 1 || s[0] != "dead" {
 		t.Fatalf("silent %v %v", s, err)
 	}
-	n, isAlive, err := alive.TakeOver(ctx, alive.Stream(Marketing), nil, "dead", 20*time.Millisecond)
+	n, isAlive, err := alive.TakeOver(ctx, Marketing, "dead", 20*time.Millisecond)
 	if err != nil || isAlive || n != 5 {
 		t.Fatalf("took over %d (alive %v), %v; want 5", n, isAlive, err)
 	}
@@ -201,11 +201,11 @@ func TestTakeOverOfAConsumerWithoutHeartbeatWaitsForIdleJobs(t *testing.T) {
 		t.Fatal("no job read")
 	}
 	alive := New(rdb, old.ks, "alive")
-	if n, _, _ := alive.TakeOver(ctx, alive.Stream(Marketing), nil, "old", time.Hour); n != 0 {
+	if n, _, _ := alive.TakeOver(ctx, Marketing, "old", time.Hour); n != 0 {
 		t.Fatalf("took %d jobs held for less than the silence", n)
 	}
 	time.Sleep(30 * time.Millisecond)
-	if n, _, err := alive.TakeOver(ctx, alive.Stream(Marketing), nil, "old", 20*time.Millisecond); n != 1 || err != nil {
+	if n, _, err := alive.TakeOver(ctx, Marketing, "old", 20*time.Millisecond); n != 1 || err != nil {
 		t.Fatalf("took %d, %v", n, err)
 	}
 }
@@ -222,15 +222,15 @@ func TestPendingJobsAreReadBackAfterRestart(t *testing.T) {
 		t.Fatal("no job read")
 	}
 	// Same consumer name after a restart: its unacknowledged job comes back.
-	again, err := New(q.rdb, q.ks, "e1").ReadPending(ctx, q.Stream(Transactional), "0", 10)
+	again, err := New(q.rdb, q.ks, "e1").ReadPending(ctx, Transactional, "0", 10)
 	if err != nil || len(again) != 1 || again[0].ID != "tx1" {
 		t.Fatalf("pending read %+v %v", again, err)
 	}
 	// Put back at a start: a new entry, read once more, nothing pending.
-	if n, err := q.RequeueOwn(ctx, q.Stream(Transactional), nil); n != 1 || err != nil {
+	if n, err := q.RequeueOwn(ctx, Transactional); n != 1 || err != nil {
 		t.Fatalf("requeue %d %v", n, err)
 	}
-	if p, _ := q.ReadPending(ctx, q.Stream(Transactional), "0", 10); len(p) != 0 {
+	if p, _ := q.ReadPending(ctx, Transactional, "0", 10); len(p) != 0 {
 		t.Fatalf("still pending after requeue: %+v", p)
 	}
 	if ds, _ := q.Read(ctx, Transactional, 10, -1); len(ds) != 1 || ds[0].ID != "tx1" {

@@ -91,11 +91,20 @@ end
 return n
 `)
 
-// TakeOver puts every job held in stream (a lane's, or line l's when l is
-// not nil) by consumer from back in line for any engine, provided from has
-// shown no sign of life for silence. It returns how many jobs it put
-// back, and alive true when from is not silent (nothing moved).
-func (q *Queue) TakeOver(ctx context.Context, stream string, l *Line, from string, silence time.Duration) (moved int, alive bool, err error) {
+// TakeOver puts every job of lane l held by consumer from back in line for
+// any engine, provided from has shown no sign of life for silence. It
+// returns how many jobs it put back, and alive true when from is not
+// silent (nothing moved).
+func (q *Queue) TakeOver(ctx context.Context, l Lane, from string, silence time.Duration) (moved int, alive bool, err error) {
+	return q.takeOver(ctx, q.Stream(l), nil, from, silence)
+}
+
+// TakeOverLine is TakeOver for line l.
+func (q *Queue) TakeOverLine(ctx context.Context, l Line, from string, silence time.Duration) (moved int, alive bool, err error) {
+	return q.takeOver(ctx, q.LineStream(l), &l, from, silence)
+}
+
+func (q *Queue) takeOver(ctx context.Context, stream string, l *Line, from string, silence time.Duration) (moved int, alive bool, err error) {
 	const batch = 500
 	name := ""
 	if l != nil {
