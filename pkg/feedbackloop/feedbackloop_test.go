@@ -71,10 +71,16 @@ type env struct {
 
 func setup(t *testing.T, rcpt func(string) error) *env {
 	t.Helper()
+	return setupWith(t, smtptest.Options{Rcpt: rcpt, Discard: true, Quiet: true})
+}
+
+// setupWith is setup with the receiver scripted by opts.
+func setupWith(t *testing.T, opts smtptest.Options) *env {
+	t.Helper()
 	e := &env{rdb: redistest.Client(t), ks: keyspace.Space(redistest.Prefix(t))}
 	e.st = store.New(e.rdb, e.ks)
 	e.supp = suppression.New(e.rdb, e.ks)
-	srv := smtptest.Start(t, smtptest.Options{Rcpt: rcpt, Discard: true, Quiet: true})
+	srv := smtptest.Start(t, opts)
 	cfg := enginetest.Config(string(e.ks), srv.Addr)
 	enginetest.Start(t, cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -98,12 +104,19 @@ func setup(t *testing.T, rcpt func(string) error) *env {
 // launch launches a VERP campaign of n recipients user%05d@example.test.
 func (e *env) launch(t *testing.T, id string, n int) {
 	t.Helper()
+	e.launchYAML(t, id, n, fmt.Sprintf("verp: true\nreturn_path: %s\n", returnPath))
+}
+
+// launchYAML launches a campaign of n recipients user%05d@example.test
+// with extra appended to its file.
+func (e *env) launchYAML(t *testing.T, id string, n int, extra string) {
+	t.Helper()
 	path := enginetest.Campaign(t, t.TempDir(), id, n, "example.test")
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "verp: true\nreturn_path: %s\n", returnPath)
+	fmt.Fprint(f, extra)
 	f.Close()
 	_, err = launch.Launch(context.Background(), e.rdb, e.ks, filepath.Clean(path), launch.Options{
 		Suppressed: func(ctx context.Context, lane string, addrs []string) ([]bool, error) {
