@@ -31,6 +31,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	skip := fs.Bool("skip-invalid", false, "enqueue the valid recipients of a list that has invalid ones (each is still reported)")
 	at := fs.String("at", "", "send from this time on, overriding send_at: RFC 3339 (2025-06-01T09:00:00Z) or a delay (+10m, 2h)")
 	quiet := fs.Bool("q", false, "no progress output")
+	outside := fs.Bool("allow-outside", false, "let text_file and html_file name files outside the campaign file's directory (refused by default)")
 	path, err := oneArg(fs, args, "campaign FILE")
 	if err != nil {
 		return err
@@ -43,7 +44,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	// Loaded here for the id and the list's size; Launch checks it all.
-	spec, err := campaign.Load(path)
+	spec, err := campaign.LoadWith(path, campaign.LoadOptions{AllowOutside: *outside})
 	if err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "resuming with the send time of the first launch, %s\n", sendAt.Format(time.RFC3339))
 		}
 	}
-	opt := launch.Options{SkipInvalid: *skip, Suppressed: suppressedFunc(rdb, ks), SendAt: sendAt}
+	opt := launch.Options{SkipInvalid: *skip, Suppressed: suppressedFunc(rdb, ks), SendAt: sendAt, AllowOutside: *outside}
 	start := time.Now()
 	var m *meter
 	final := ""

@@ -28,6 +28,7 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	nth := fs.Int("recipient", 1, "the Nth valid recipient of the list (from 1)")
 	email := fs.String("email", "", "the recipient with this address")
 	asJSON := fs.Bool("json", false, "print envelope and message as JSON")
+	outside := fs.Bool("allow-outside", false, "let text_file and html_file name files outside the campaign file's directory (refused by default)")
 	configFlag(e, fs)
 	path, err := oneArg(fs, args, "campaign FILE")
 	if err != nil {
@@ -40,7 +41,7 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	spec, err := campaign.Load(path)
+	spec, err := campaign.LoadWith(path, campaign.LoadOptions{AllowOutside: *outside})
 	if err != nil {
 		return err
 	}
