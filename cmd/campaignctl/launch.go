@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +100,9 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "campaign %s %s on the %s lane: %s, %d enqueued, %d suppressed, %s, %d invalid skipped (%s)\n",
 		res.ID, verb, res.Lane, count(res.Valid, "valid recipient"), res.Enqueued, res.Suppressed, count(res.Duplicates, "duplicate"), res.InvalidN, time.Since(start).Round(time.Millisecond))
+	if len(res.DuplicateLines) > 0 {
+		fmt.Fprintf(e.stdout, "%s skipped: %s\n", count(res.Duplicates, "duplicate"), lineList(res.DuplicateLines, res.Duplicates))
+	}
 	when := spec.SendAt
 	if !sendAt.IsZero() {
 		when = sendAt
@@ -107,6 +111,23 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "scheduled: sending starts at %s (in %s)\n", when.Format(time.RFC3339), human(time.Until(when)))
 	}
 	return nil
+}
+
+// lineList names lines: "line 7", "lines 7, 12", "lines 7, 12 and 3
+// more" when n exceeds the lines known.
+func lineList(lines []int, n int) string {
+	s := make([]string, len(lines))
+	for i, l := range lines {
+		s[i] = strconv.Itoa(l)
+	}
+	out := "line " + strings.Join(s, ", ")
+	if len(lines) > 1 || n > len(lines) {
+		out = "lines " + strings.Join(s, ", ")
+	}
+	if more := n - len(lines); more > 0 {
+		out += fmt.Sprintf(" and %d more", more)
+	}
+	return out
 }
 
 // launchLine is one progress report: how far through the file, what was

@@ -41,3 +41,27 @@ func TestAllowOutside(t *testing.T) {
 		t.Errorf("launch --allow-outside: %s", out)
 	}
 }
+
+// TestLaunchNamesDuplicateLines: launch --skip-invalid names the lines
+// of the duplicate rows it skipped.
+func TestLaunchNamesDuplicateLines(t *testing.T) {
+	t.Parallel()
+	prefix := redistest.Prefix(t)
+	dir := t.TempDir()
+	enginetest.Write(t, filepath.Join(dir, "l.csv"), "email,first_name\n"+
+		"ann@example.test,Ann\nbob@example.test,Bob\nnot-an-address,X\nann@example.test,Ann\n"+
+		"cy@example.test,Cy\nBOB@example.test,Bob\n")
+	path := enginetest.Write(t, filepath.Join(dir, "c.yaml"),
+		"id: dups\nfrom: news@sluice.test\nsubject: s\ntext: hi\nrecipients: l.csv\n")
+	out, stderr, code := ctl(t, prefix, "launch", "-q", "--skip-invalid", path)
+	if code != 0 || !strings.Contains(out, "2 duplicates skipped: lines 5, 7\n") || !strings.Contains(out, "3 enqueued") ||
+		!strings.Contains(stderr, "l.csv:4") {
+		t.Errorf("launch: exit %d\n%s%s", code, out, stderr)
+	}
+	if got := lineList([]int{7}, 1); got != "line 7" {
+		t.Errorf("lineList one = %q", got)
+	}
+	if got := lineList([]int{7, 12}, 5); got != "lines 7, 12 and 3 more" {
+		t.Errorf("lineList capped = %q", got)
+	}
+}
