@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/control"
 	"github.com/sluice-mta/sluice/pkg/feedbackloop"
 	"github.com/sluice-mta/sluice/pkg/inbound"
@@ -66,6 +67,7 @@ type env struct {
 	ks   keyspace.Space
 	st   *store.Store
 	supp *suppression.List
+	loop *feedbackloop.Loop
 	in   string // inbound listener address
 }
 
@@ -74,14 +76,18 @@ func setup(t *testing.T, rcpt func(string) error) *env {
 	return setupWith(t, smtptest.Options{Rcpt: rcpt, Discard: true, Quiet: true})
 }
 
-// setupWith is setup with the receiver scripted by opts.
-func setupWith(t *testing.T, opts smtptest.Options) *env {
+// setupWith is setup with the receiver scripted by opts and the engine's
+// configuration changed by each of tune (guardrails, soft-bounce limit).
+func setupWith(t *testing.T, opts smtptest.Options, tune ...func(*config.Config)) *env {
 	t.Helper()
 	e := &env{rdb: redistest.Client(t), ks: keyspace.Space(redistest.Prefix(t))}
 	e.st = store.New(e.rdb, e.ks)
 	e.supp = suppression.New(e.rdb, e.ks)
 	srv := smtptest.Start(t, opts)
 	cfg := enginetest.Config(string(e.ks), srv.Addr)
+	for _, f := range tune {
+		f(cfg)
+	}
 	enginetest.Start(t, cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	loop := feedbackloop.New(e.rdb, e.ks, e.supp, cfg.Guardrails,
@@ -91,6 +97,7 @@ func setupWith(t *testing.T, opts smtptest.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.loop = loop
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
