@@ -189,7 +189,10 @@ func dsn(vrp, failed, status, diag string) string {
 
 // arf is a minimal RFC 5965 abuse report about the message sent to rcpt
 // with envelope sender vrp, quoting its headers.
-func arf(vrp, rcpt string) string {
+func arf(vrp, rcpt string) string { return arfWith(vrp, rcpt, "<orig-"+rcpt+">") }
+
+// arfWith is arf quoting the original's Message-ID mid.
+func arfWith(vrp, rcpt, mid string) string {
 	return "From: <feedback@fbl.example.test>\r\n" +
 		"To: " + fblAddr + "\r\n" +
 		"Subject: FW: Hello\r\n" +
@@ -203,7 +206,7 @@ func arf(vrp, rcpt string) string {
 		"Arrival-Date: Mon, 2 Jun 2025 10:00:00 +0000\r\nSource-IP: 192.0.2.1\r\n\r\n" +
 		"--f1\r\nContent-Type: message/rfc822\r\n\r\n" +
 		"Return-Path: <" + vrp + ">\r\nFrom: \"Sluice News\" <news@sluice.test>\r\nTo: " + rcpt + "\r\n" +
-		"Subject: Hello\r\nMessage-ID: <orig-" + rcpt + ">\r\n\r\nHello!\r\n" +
+		"Subject: Hello\r\nMessage-ID: " + mid + "\r\n\r\nHello!\r\n" +
 		"--f1--\r\n"
 }
 

@@ -17,27 +17,6 @@ import (
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
-// arfNoVERP is a forwarded abuse report about the message sent to rcpt
-// whose quoted headers carry Message-ID mid but no VERP address and no
-// X-Sluice-Job: the feedback provider rewrote the envelope.
-func arfNoVERP(rcpt, mid string) string {
-	return "From: <feedback@fbl.example.test>\r\n" +
-		"To: " + fblAddr + "\r\n" +
-		"Subject: FW: Hello\r\n" +
-		"Message-ID: <arf-fwd-" + rcpt + ">\r\n" +
-		"MIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"f1\"\r\n\r\n" +
-		"--f1\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n\r\n" +
-		"--f1\r\nContent-Type: message/feedback-report\r\n\r\n" +
-		"Feedback-Type: abuse\r\nUser-Agent: ExampleFBL/1.0\r\nVersion: 1\r\n" +
-		"Original-Mail-From: <" + returnPath + ">\r\n" +
-		"Arrival-Date: Mon, 2 Jun 2025 10:00:00 +0000\r\n\r\n" +
-		"--f1\r\nContent-Type: message/rfc822\r\n\r\n" +
-		"Return-Path: <" + returnPath + ">\r\nFrom: \"Sluice News\" <news@sluice.test>\r\nTo: " + rcpt + "\r\n" +
-		"Subject: Hello\r\nMessage-ID: " + mid + "\r\n\r\nHello!\r\n" +
-		"--f1--\r\n"
-}
-
 // TestComplaintFoundByMessageID: without VERP, a complaint that quotes
 // only the original's Message-ID is applied to the right record, since
 // sluice's Message-ID of a campaign message carries the job id.
@@ -67,8 +46,9 @@ func TestComplaintFoundByMessageID(t *testing.T) {
 	if mid == "" {
 		t.Fatalf("no Message-ID seen for %s: %v", addr(3), mids)
 	}
-	// No VERP address, no X-Sluice-Job: only the Message-ID names the job.
-	e.send(t, fblAddr, arfNoVERP(addr(3), mid))
+	// No VERP address (the plain return path), no X-Sluice-Job: only
+	// the Message-ID names the job.
+	e.send(t, fblAddr, arfWith(returnPath, addr(3), mid))
 
 	rec, err := e.st.Record(ctx, "mid1", addr(3))
 	if err != nil {
