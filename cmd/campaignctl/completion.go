@@ -11,9 +11,9 @@ import (
 // commandFlags are the flags completion offers after each command (a
 // static list: keep it in step with the commands' flag sets).
 var commandFlags = map[string][]string{
-	"lint":        {"--offline", "--json", "--dns", "--render", "--skip-invalid", "--timeout"},
-	"preview":     {"--recipient", "--email", "--json"},
-	"launch":      {"--at", "--skip-invalid", "-q"},
+	"lint":        {"--offline", "--json", "--dns", "--render", "--skip-invalid", "--timeout", "--allow-outside"},
+	"preview":     {"--recipient", "--email", "--json", "--allow-outside"},
+	"launch":      {"--at", "--skip-invalid", "-q", "--allow-outside"},
 	"list":        {"--json"},
 	"status":      {"--json", "--watch", "--detail", "--by", "--top", "--interval"},
 	"pause":       {"--wait"},

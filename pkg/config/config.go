@@ -17,7 +17,7 @@ import (
 
 // Config is the engine configuration.
 type Config struct {
-	// Hostname is the EHLO name and the default Message-ID domain.
+	// Hostname is the EHLO name. (Message-IDs are on the From domain.)
 	Hostname string `yaml:"hostname"`
 	Log      Log    `yaml:"log"`
 	Redis    Redis  `yaml:"redis"`
