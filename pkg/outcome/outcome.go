@@ -105,6 +105,9 @@ type Outcome struct {
 	Text     string `json:"text,omitempty"`     // reply text or local error text
 	Stage    Stage  `json:"stage,omitempty"`
 	Host     string `json:"host,omitempty"` // MX host (or route target) that answered
+	// Source names the egress source the attempt left from (config
+	// sources[].name); "" when sent on the default route without one.
+	Source string `json:"source,omitempty"`
 	// RetryAfter is a hint from the reply text ("try again in 5 minutes");
 	// zero when the receiver gave none.
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
@@ -137,6 +140,7 @@ func (o Outcome) LogAttrs() []any {
 		slog.String("enhanced", o.Enhanced),
 		slog.String("stage", string(o.Stage)),
 		slog.String("host", o.Host),
+		slog.String("source", o.Source),
 		slog.String("reply", o.Text),
 	}
 }
