@@ -15,7 +15,8 @@ import (
 // EHLO name that address's PTR record matches. Providers judge reputation
 // per source IP, so each source warms up and is throttled on its own. A
 // source with no Address sends from whatever address the kernel picks
-// (the default route).
+// (the default route); several may, to keep the lanes' pools apart
+// before there are addresses to give them, but providers then see one IP.
 type Source struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"` // local IP to bind, e.g. 203.0.113.10; "" is the default route
@@ -127,7 +128,6 @@ func (c *Config) egressDefaults() {
 func (c *Config) egressValidate() error {
 	names := make([]string, 0, len(c.Sources))
 	addrs := map[string]string{}
-	defaultRoute := ""
 	for i, s := range c.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
 		if !sourceName.MatchString(s.Name) {
@@ -139,10 +139,6 @@ func (c *Config) egressValidate() error {
 		names = append(names, s.Name)
 		switch ip := net.ParseIP(s.Address); {
 		case s.Address == "":
-			if defaultRoute != "" {
-				return invalid(p+".address", "(%s) is empty, and so is %s's: only one source may use the default route", s.Name, defaultRoute)
-			}
-			defaultRoute = s.Name
 		case ip == nil:
 			return invalid(p+".address", "(%s) %q is not an IP address (a local address of this host to send from)", s.Name, s.Address)
 		default:

@@ -100,8 +100,6 @@ func TestEgressErrorsNameFileAndLine(t *testing.T) {
 			`e.yaml:4: sources[1].name: "tx1" is defined twice`},
 		{strings.Replace(egressDoc, "lanes:\n  transactional: {pool: transactional}\n  marketing: {pool: marketing}\n", "", 1),
 			`e.yaml: lanes.transactional.pool: is required when several pools are configured (pools are transactional, marketing)`},
-		{"sources: [{name: a}, {name: b}]\n",
-			`e.yaml:1: sources[1].address: (b) is empty, and so is a's: only one source may use the default route`},
 		{"sources: [{name: a, adress: 127.0.0.2}]\n",
 			`e.yaml:1: unknown key "adress" in sources[0] (did you mean "address"?)`},
 		{"pools: [{name: p, sources: [{source: x, wieght: 2}]}]\n",
@@ -110,6 +108,30 @@ func TestEgressErrorsNameFileAndLine(t *testing.T) {
 		_, err := Parse("e.yaml", []byte(c.doc))
 		if err == nil || err.Error() != c.want {
 			t.Errorf("got:  %v\nwant: %s", err, c.want)
+		}
+	}
+}
+
+// The shipped example keeps transactional and marketing mail on pools
+// that share no source.
+func TestExampleSeparatesLanePools(t *testing.T) {
+	c, err := Load("../../configs/engine.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, _, err := c.PoolSources(c.Lanes.Transactional.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, _, err := c.PoolSources(c.Lanes.Marketing.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range tx {
+		for _, b := range mk {
+			if a.Name == b.Name {
+				t.Errorf("source %s is in both lanes' pools", a.Name)
+			}
 		}
 	}
 }
