@@ -47,7 +47,7 @@ type Spec struct {
 	// the engine configuration, so any well-formed name is accepted here;
 	// launch (given -config) and the engine check it names a pool.
 	Pool string `yaml:"pool" json:"Pool,omitempty"`
-	Path        string            `yaml:"-"`           // the file it came from
+	Path string `yaml:"-"` // the file it came from
 
 	tmpl *message.Template
 }
