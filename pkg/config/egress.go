@@ -130,13 +130,9 @@ func (c *Config) egressValidate() error {
 	addrs := map[string]string{}
 	for i, s := range c.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
-		if !sourceName.MatchString(s.Name) {
-			return invalid(p+".name", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", s.Name)
+		if err := newName(p, s.Name, &names); err != nil {
+			return err
 		}
-		if slices.Contains(names, s.Name) {
-			return invalid(p+".name", "%q is defined twice", s.Name)
-		}
-		names = append(names, s.Name)
 		switch ip := net.ParseIP(s.Address); {
 		case s.Address == "":
 		case ip == nil:
@@ -158,13 +154,9 @@ func (c *Config) egressValidate() error {
 	pools := make([]string, 0, len(c.Pools))
 	for i, pl := range c.Pools {
 		p := fmt.Sprintf("pools[%d]", i)
-		if !sourceName.MatchString(pl.Name) {
-			return invalid(p+".name", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", pl.Name)
+		if err := newName(p, pl.Name, &pools); err != nil {
+			return err
 		}
-		if slices.Contains(pools, pl.Name) {
-			return invalid(p+".name", "%q is defined twice", pl.Name)
-		}
-		pools = append(pools, pl.Name)
 		if len(pl.Sources) == 0 {
 			return invalid(p+".sources", "(%s) names no source", pl.Name)
 		}
@@ -194,6 +186,19 @@ func (c *Config) egressValidate() error {
 			return invalid(l.key, "%v", err)
 		}
 	}
+	return nil
+}
+
+// newName checks the name at path p is well formed and not among seen,
+// then adds it.
+func newName(p, name string, seen *[]string) error {
+	if !sourceName.MatchString(name) {
+		return invalid(p+".name", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", name)
+	}
+	if slices.Contains(*seen, name) {
+		return invalid(p+".name", "%q is defined twice", name)
+	}
+	*seen = append(*seen, name)
 	return nil
 }
 
