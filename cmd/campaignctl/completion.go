@@ -24,6 +24,7 @@ var commandFlags = map[string][]string{
 	"suppression": {"add", "remove", "check", "list", "import", "export"},
 	"send":        {"--from", "--to", "--subject", "--text", "--wait"},
 	"limits":      {"show", "set", "reset", "--json", "--rate", "--concurrency", "--for", "--new"},
+	"sources":     {"--json"},
 	"feedback":    {"classify", "--json"},
 	"completion":  {"bash", "zsh", "fish"},
 }

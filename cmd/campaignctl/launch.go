@@ -49,6 +49,9 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPool(e, spec); err != nil {
+		return err
+	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
 		return err

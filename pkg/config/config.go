@@ -35,6 +35,11 @@ type Config struct {
 	Suppression Suppression `yaml:"suppression"`
 	Inbound     Inbound     `yaml:"inbound"`    // see feedback.go
 	Guardrails  Guardrails  `yaml:"guardrails"` // see feedback.go
+	// Sources are the local addresses mail leaves from, Pools the sets of
+	// them a lane or campaign sends through (see egress.go). None: one
+	// implicit source "default" on the default route, in pool "default".
+	Sources []Source `yaml:"sources"`
+	Pools   []Pool   `yaml:"pools"`
 }
 
 // Suppression configures automatic suppression beyond hard bounces.
@@ -236,6 +241,9 @@ type Lane struct {
 	MaxAge time.Duration `yaml:"max_age"`
 	// Share is the fraction of each provider's rate reserved for the lane.
 	Share float64 `yaml:"share"`
+	// Pool is the pool of sources the lane sends from (a campaign's pool:
+	// overrides marketing's). Default: the only pool, when there is one.
+	Pool string `yaml:"pool"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -366,6 +374,7 @@ func (c *Config) applyDefaults() {
 		c.Suppression.SoftBounceSpan = 72 * time.Hour
 	}
 	c.feedbackDefaults()
+	c.egressDefaults()
 	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
 	if len(tx.Retry) == 0 {
 		tx.Retry = []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute}
@@ -465,6 +474,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.feedbackValidate(); err != nil {
+		return err
+	}
+	if err := c.egressValidate(); err != nil {
 		return err
 	}
 	for i, d := range c.DKIM {
