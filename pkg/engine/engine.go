@@ -71,6 +71,7 @@ type Engine struct {
 	inflight inflight
 	health   health
 	slots    *slots
+	waiting  waiting
 	// wakeup tells the line server that routers put jobs in line.
 	wakeup chan struct{}
 	// abandon ends a drain early (a second SIGTERM).
@@ -112,6 +113,11 @@ func New(d Deps) *Engine {
 		tick:    500 * time.Millisecond,
 	}
 	e.cache.store = e.store
+	if t, ok := d.Throttle.(interface{ OnRaise(func(string)) }); ok {
+		// A key's rate went up or its suspension ended: its lines,
+		// scored with the old limits' times, are due now.
+		t.OnRaise(e.raised)
+	}
 	return e
 }
 

@@ -80,6 +80,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 		if err := e.q.Defer(ctx, later); err != nil && ctx.Err() == nil {
 			e.Log.Error("reschedule lines", "err", err)
 		}
+		e.waiting.note(later)
 	}
 }
 
@@ -183,6 +184,59 @@ func (e *Engine) sleepUntilDue(ctx context.Context) {
 	case <-e.wakeup:
 	case <-t.C:
 	}
+}
+
+// raised makes the lines this engine scored for later on key due now: the
+// key's rate went up or its suspension ended (see throttle.OnRaise).
+func (e *Engine) raised(key string) {
+	ls := e.waiting.take(key)
+	if len(ls) == 0 {
+		return
+	}
+	now := map[streams.Line]time.Time{}
+	for _, l := range ls {
+		now[l] = e.Now()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := e.q.Defer(ctx, now); err == nil {
+		e.wake()
+	}
+}
+
+// waiting remembers, per throttle key, the lines this engine scored for
+// later, so that a raise of the key's limits can bring them forward.
+type waiting struct {
+	mu    sync.Mutex
+	lines map[string]map[streams.Line]bool
+}
+
+func (w *waiting) note(later map[streams.Line]time.Time) {
+	if len(later) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lines == nil {
+		w.lines = map[string]map[streams.Line]bool{}
+	}
+	for l := range later {
+		if w.lines[l.Key] == nil {
+			w.lines[l.Key] = map[streams.Line]bool{}
+		}
+		w.lines[l.Key][l] = true
+	}
+}
+
+func (w *waiting) take(key string) []streams.Line {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []streams.Line
+	for l := range w.lines[key] {
+		out = append(out, l)
+	}
+	delete(w.lines, key)
+	return out
 }
 
 // wake tells the line server new jobs are in line.
