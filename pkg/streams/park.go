@@ -46,13 +46,11 @@ func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, err
 	return moved, nil
 }
 
-// cancelParkedScript settles parked jobs as cancelled: each recipient's
-// record and the counters move as a settle would (queued → cancelled).
-var cancelParkedScript = redis.NewScript(luaFinal + `
-local n = 0
-for i = 1, tonumber(ARGV[1]) do
-  local raw = redis.call('LPOP', KEYS[1])
-  if not raw then break end
+// luaCancelJob settles one raw campaign job as cancelled: its record
+// (records hash KEYS[3], ARGV[2] the cancelled record) and the counters
+// (KEYS[2]) move as a settle would (queued → cancelled).
+const luaCancelJob = `
+local function cancelJob(raw)
   local j = cjson.decode(raw)
   local field = string.lower(j['to'])
   local prev = redis.call('HGET', KEYS[3], field)
@@ -64,6 +62,16 @@ for i = 1, tonumber(ARGV[1]) do
     redis.call('HINCRBY', KEYS[2], 'queued', -1)
     if ps == 'deferred' then redis.call('HINCRBY', KEYS[2], 'deferred', -1) end
   end
+end
+`
+
+// cancelParkedScript settles parked jobs as cancelled.
+var cancelParkedScript = redis.NewScript(luaFinal + luaCancelJob + `
+local n = 0
+for i = 1, tonumber(ARGV[1]) do
+  local raw = redis.call('LPOP', KEYS[1])
+  if not raw then break end
+  cancelJob(raw)
   n = n + 1
 end
 return n
