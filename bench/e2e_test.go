@@ -4,9 +4,13 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
@@ -50,6 +54,7 @@ func benchCampaign(b *testing.B, signed bool) {
 			key, _ := enginetest.DKIMKey(b, b.TempDir(), "sluice.test")
 			cfg.DKIM = []config.DKIM{key}
 		}
+		calls0, usec0 := redisCost(b, rdb)
 		t1 := time.Now()
 		enginetest.Start(b, cfg)
 		st := store.New(rdb, ks)
@@ -70,8 +75,36 @@ func benchCampaign(b *testing.B, signed bool) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		sendDur := time.Since(t1)
+		calls1, usec1 := redisCost(b, rdb)
+		if os.Getenv("BENCH_CMDSTATS") != "" {
+			info, _ := rdb.Info(ctx, "commandstats").Result()
+			b.Log(info)
+		}
+		b.ReportMetric(float64(calls1-calls0)/n, "redis-cmds/msg")
+		b.ReportMetric(float64(usec1-usec0)/n, "redis-µs/msg")
 		b.ReportMetric(float64(n)/launchDur.Seconds(), "launch-rows/s")
 		b.ReportMetric(float64(n)/sendDur.Seconds(), "delivered-msg/s")
 		b.ReportMetric(float64(srv.Conns()), "smtp-sessions")
 	}
+}
+
+// redisCost sums redis-server's INFO commandstats: commands executed and
+// the CPU time spent in them (µs). Scripts count as one command (EVALSHA)
+// with the time of everything they do.
+func redisCost(b *testing.B, rdb *redis.Client) (calls, usec int64) {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		_, rest, ok := strings.Cut(line, ":calls=")
+		if !ok {
+			continue
+		}
+		var c, u int64
+		fmt.Sscanf(rest, "%d,usec=%d", &c, &u)
+		calls += c
+		usec += u
+	}
+	return calls, usec
 }

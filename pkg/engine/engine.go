@@ -71,6 +71,7 @@ type Engine struct {
 	inflight inflight
 	health   health
 	slots    *slots
+	flow     flow
 	waiting  waiting
 	// wakeup tells the line server that routers put jobs in line.
 	wakeup chan struct{}
@@ -223,23 +224,26 @@ func (e *Engine) requeueOwn(ctx context.Context) (int, error) {
 // flight are cut off and their jobs stay pending.
 func (e *Engine) Abandon() { e.abandonOnce.Do(func() { close(e.abandon) }) }
 
-// work attempts jobs, transactional ones first whenever any wait. Jobs
-// taken after ctx ended (the drain) were never started: they go back in
-// line for any engine at once.
+// work attempts runs of jobs, transactional ones first whenever any wait.
+// Jobs not yet started when ctx ends (the drain) go back in line for any
+// engine at once.
 func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 	for {
 		t, ok := next(tx, mk)
 		if !ok {
 			return
 		}
-		if ctx.Err() != nil {
-			t.permit.Done(unused)
-			e.conclude(hard, t.d, plan{next: stepPostpone, at: e.Now()})
-		} else {
-			e.process(ctx, hard, t)
+		for _, j := range t.jobs {
+			if ctx.Err() != nil {
+				j.permit.Done(unused)
+				e.conclude(hard, j.d, plan{next: stepPostpone, at: e.Now()})
+			} else {
+				e.process(ctx, hard, j)
+			}
+			e.inflight.remove(j.d.ID)
 		}
-		e.inflight.remove(t.d.ID)
 		e.slots.give(1)
+		e.finished(t.line)
 	}
 }
 

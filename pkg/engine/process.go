@@ -45,7 +45,7 @@ type plan struct {
 // under the permit its line was served with, then one way of letting go
 // of it. ctx ending stops preparing; only hard (the end of a drain) cuts
 // an attempt short.
-func (e *Engine) process(ctx, hard context.Context, t task) {
+func (e *Engine) process(ctx, hard context.Context, t job) {
 	p := e.prepare(ctx, t)
 	if p.next == stepAttempt {
 		p.dest.MaxMessagesPerConn = t.permit.MaxPerConn
@@ -67,7 +67,7 @@ func settleWith(out outcome.Outcome) plan { return plan{next: stepSettle, out: o
 // prepare decides a job's turn; every Redis read in it that fails puts the
 // job back in line (nothing about the recipient is decided on a failed
 // read).
-func (e *Engine) prepare(ctx context.Context, t task) plan {
+func (e *Engine) prepare(ctx context.Context, t job) plan {
 	d := t.d
 	if d.Campaign != "" {
 		st, err := e.cache.stateOf(ctx, d.Campaign, e.Now())

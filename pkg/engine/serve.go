@@ -7,15 +7,22 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
 
-// task is one job taken from its line with the throttle's permit for it.
+// task is a run of jobs of one line for one worker, attempted one after
+// another (over one reused session, as a connection pulling from its
+// destination's queue would), each under its own throttle permit.
 type task struct {
+	line streams.Line
+	jobs []job
+}
+
+// job is one delivery of a task with its permit.
+type job struct {
 	d      streams.Delivery
 	permit *throttle.Permit
 	// suppressed is the entry blocking the recipient (checked for the
@@ -46,6 +53,13 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 		if !e.slots.wait(ctx) {
 			return
 		}
+		// Lines passed over for their attempts in flight, one of which
+		// has ended since: due again.
+		if woken := e.flow.woken(); len(woken) > 0 {
+			if err := e.q.Defer(ctx, woken); err != nil && ctx.Err() == nil {
+				e.Log.Error("reschedule lines", "err", err)
+			}
+		}
 		lines, err := e.q.Due(ctx, e.Now(), 512)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -67,20 +81,26 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			if l.Campaign != "" && !e.campaignSends(ctx, l, later) {
 				continue
 			}
-			n := e.slots.take(e.Config.Delivery.Workers)
+			sessions := e.flow.want(l)
+			if sessions == 0 {
+				// Enough attempts on it already: the next to end wakes it.
+				later[l] = e.Now().Add(maxWait)
+				continue
+			}
+			n := e.slots.take(sessions)
 			if n == 0 {
 				break
 			}
-			permits, at := e.admitN(ctx, l, n)
-			e.slots.give(n - len(permits))
+			permits, at := e.admitN(ctx, l, n*perSession)
 			if len(permits) == 0 {
+				e.slots.give(n)
 				if limit := e.Now().Add(maxWait); at.IsZero() || at.After(limit) {
 					at = limit
 				}
 				later[l] = at
 				continue
 			}
-			e.take(ctx, hard, l, permits, out[l.Lane])
+			e.take(ctx, l, n, permits, out[l.Lane])
 		}
 		if err := e.q.Defer(ctx, later); err != nil && ctx.Err() == nil {
 			e.Log.Error("reschedule lines", "err", err)
@@ -136,31 +156,44 @@ func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle
 	return ps, time.Time{}
 }
 
-// take reads up to len(permits) jobs of line l and hands each, with a
-// permit, to a worker; unused permits and worker slots are given back.
-func (e *Engine) take(ctx, hard context.Context, l streams.Line, permits []*throttle.Permit, out chan<- task) {
-	ds, err := e.q.Take(ctx, l, len(permits))
+// take reads up to len(permits) jobs of line l and hands them, with their
+// permits, to up to sessions workers in runs of at most perSession;
+// unused permits and worker slots are given back.
+func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits []*throttle.Permit, out chan<- task) {
+	ds, left, err := e.q.Take(ctx, l, len(permits))
 	if err != nil && ctx.Err() == nil {
 		e.health.failed(err)
 		e.Log.Error("take jobs", "line", l.Name(), "err", err)
 		e.putBackLost(ctx, l)
 	}
 	blocked, checkErr := e.checkBatch(ctx, l.Lane, ds)
+	var jobs []job
 	for i, d := range ds {
 		if !e.inflight.add(d.ID) {
 			// A worker of this engine holds this job already (it cannot
 			// happen without a bug elsewhere): never two attempts at once.
 			e.Log.Error("job already in flight; left pending", "job", d.ID, "line", l.Name())
-			permits[i].Done(outcome.Outcome{Status: outcome.Deferred, Reason: outcome.Interrupted})
-			e.slots.give(1)
+			permits[i].Done(unused)
 			continue
 		}
-		out <- task{d: d, permit: permits[i], suppressed: blocked[i], checkErr: checkErr}
+		jobs = append(jobs, job{d: d, permit: permits[i], suppressed: blocked[i], checkErr: checkErr})
 	}
 	for _, p := range permits[len(ds):] {
-		p.Done(outcome.Outcome{Status: outcome.Deferred, Reason: outcome.Interrupted})
+		p.Done(unused)
 	}
-	e.slots.give(len(permits) - len(ds))
+	// Spread the jobs evenly over the sessions reserved for them.
+	runs := min(sessions, len(jobs))
+	started := 0
+	for r := 0; r < runs; r++ {
+		lo, hi := r*len(jobs)/runs, (r+1)*len(jobs)/runs
+		if lo == hi {
+			continue
+		}
+		out <- task{line: l, jobs: jobs[lo:hi]}
+		started++
+	}
+	e.slots.give(sessions - started)
+	e.flow.took(l, started, left)
 }
 
 // checkBatch checks the recipients of a batch taken from a line against
@@ -278,6 +311,115 @@ func (e *Engine) wake() {
 	select {
 	case e.wakeup <- struct{}{}:
 	default:
+	}
+}
+
+// perSession is how many jobs of a line one worker takes in a run (one
+// after another, over one reused session), and so how many waiting jobs
+// warrant one more session: a small destination's five jobs go over one
+// session rather than five at once, a big one's over as many as its
+// key's connections allow.
+const perSession = 10
+
+// flow is, per line, how many runs of its jobs this engine's workers hold
+// and how many jobs were left waiting at the last take: how many more
+// runs to start.
+type flow struct {
+	mu    sync.Mutex
+	lines map[streams.Line]*lineFlow
+	wake  map[streams.Line]bool // lines to make due at the next round
+}
+
+type lineFlow struct {
+	inFlight, left int
+	known          bool // left was read at least once
+	held           bool // passed over for enough in flight: wake it when one ends
+}
+
+// want is how many runs of l's jobs to start now; 0 marks the line to be
+// woken when one of its runs ends.
+func (f *flow) want(l streams.Line) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lf := f.lines[l]
+	if lf == nil || !lf.known {
+		return 1
+	}
+	n := (lf.inFlight+lf.left+perSession-1)/perSession - lf.inFlight
+	if n <= 0 {
+		if lf.inFlight == 0 {
+			return 1
+		}
+		lf.held = true
+		return 0
+	}
+	return n
+}
+
+// took records a take of l: n runs started, left jobs still waiting.
+func (f *flow) took(l streams.Line, n, left int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lines == nil {
+		f.lines = map[streams.Line]*lineFlow{}
+	}
+	lf := f.lines[l]
+	if lf == nil {
+		lf = &lineFlow{}
+		f.lines[l] = lf
+	}
+	lf.inFlight += n
+	lf.left, lf.known = left, true
+	if lf.inFlight == 0 && lf.left == 0 {
+		delete(f.lines, l)
+	}
+}
+
+// finished records the end of one of l's attempts; true when the line was
+// passed over and is to be woken.
+func (f *flow) finished(l streams.Line) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lf := f.lines[l]
+	if lf == nil {
+		return false
+	}
+	lf.inFlight--
+	wake := lf.held
+	lf.held = false
+	if wake {
+		if f.wake == nil {
+			f.wake = map[streams.Line]bool{}
+		}
+		f.wake[l] = true
+	}
+	if lf.inFlight <= 0 && lf.left == 0 {
+		delete(f.lines, l)
+	}
+	return wake
+}
+
+// woken returns (and forgets) the lines to wake, due now.
+func (f *flow) woken() map[streams.Line]time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.wake) == 0 {
+		return nil
+	}
+	now := time.Now()
+	out := make(map[streams.Line]time.Time, len(f.wake))
+	for l := range f.wake {
+		out[l] = now
+	}
+	f.wake = nil
+	return out
+}
+
+// finished ends one of l's attempts in this engine's books; a line passed
+// over for the attempts it had running is woken by the line server.
+func (e *Engine) finished(l streams.Line) {
+	if e.flow.finished(l) {
+		e.wake()
 	}
 }
 

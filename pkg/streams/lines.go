@@ -183,11 +183,12 @@ func escapeGlob(s string) string {
 // takeScript reads up to ARGV[3] new jobs of line KEYS[3] for this
 // consumer. A line with jobs left goes to the back of the ready set (so
 // lines sharing a key take turns); one with nothing new leaves it, and an
-// empty one is deleted.
+// empty one is deleted. The reply is {entries, jobs still waiting}.
 var takeScript = redis.NewScript(luaIntoLine + `
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]), 'STREAMS', KEYS[3], '>')
 local entries = {}
 if got then entries = got[1][2] end
+local left = 0
 if #entries < tonumber(ARGV[3]) then
   redis.call('ZREM', KEYS[1], ARGV[4])
   if redis.call('XLEN', KEYS[3]) == 0 then
@@ -195,19 +196,30 @@ if #entries < tonumber(ARGV[3]) then
     redis.call('SREM', KEYS[2], ARGV[4])
   end
 else
-  redis.call('ZADD', KEYS[1], 'XX', nowMs(), ARGV[4])
+  left = redis.call('XLEN', KEYS[3]) - redis.call('XPENDING', KEYS[3], ARGV[1])[1]
+  if left > 0 then
+    redis.call('ZADD', KEYS[1], 'XX', nowMs(), ARGV[4])
+  else
+    redis.call('ZREM', KEYS[1], ARGV[4])
+  end
 end
-return entries
+return {entries, left}
 `)
 
 // Take reads up to n jobs of line l for this consumer (held until
-// settled, as jobs read from a lane are).
-func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, error) {
+// settled, as jobs read from a lane are), and says how many jobs are left
+// waiting in the line after them.
+func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error) {
 	stream := q.LineStream(l)
-	res, err := takeScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream}, Group, q.consumer, n, l.Name()).Slice()
+	reply, err := takeScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream}, Group, q.consumer, n, l.Name()).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("take from line %s: %w", l.Name(), err)
+		return nil, 0, fmt.Errorf("take from line %s: %w", l.Name(), err)
 	}
+	if len(reply) != 2 {
+		return nil, 0, fmt.Errorf("take from line %s: unexpected reply %v", l.Name(), reply)
+	}
+	res, _ := reply[0].([]any)
+	left, _ := reply[1].(int64)
 	out := make([]Delivery, 0, len(res))
 	for _, e := range res {
 		m, ok := e.([]any)
@@ -224,11 +236,11 @@ func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, error) {
 		}
 		j, err := decodeJob(raw)
 		if err != nil {
-			return out, fmt.Errorf("line %s entry %s: %w", l.Name(), id, err)
+			return out, int(left), fmt.Errorf("line %s entry %s: %w", l.Name(), id, err)
 		}
 		out = append(out, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream, Key: l.Key})
 	}
-	return out, nil
+	return out, int(left), nil
 }
 
 // requeueScript puts this consumer's (ARGV[2]) pending jobs of stream

@@ -50,11 +50,11 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != fast {
 		t.Fatalf("due after defer %v", due)
 	}
-	got, err := q.Take(ctx, fast, 2)
-	if err != nil || len(got) != 2 || got[0].Key != "fast" || got[0].Stream != q.LineStream(fast) {
-		t.Fatalf("take %+v %v", got, err)
+	got, left, err := q.Take(ctx, fast, 2)
+	if err != nil || len(got) != 2 || left != 1 || got[0].Key != "fast" || got[0].Stream != q.LineStream(fast) {
+		t.Fatalf("take %+v, %d left, %v", got, left, err)
 	}
-	got2, _ := q.Take(ctx, fast, 5) // the last one: the line leaves the ready set
+	got2, _, _ := q.Take(ctx, fast, 5) // the last one: the line leaves the ready set
 	if len(got2) != 1 {
 		t.Fatalf("take %d", len(got2))
 	}
@@ -67,7 +67,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 		}
 	}
 	// Empty now: taking once more deletes the line.
-	if g, _ := q.Take(ctx, fast, 1); len(g) != 0 {
+	if g, _, _ := q.Take(ctx, fast, 1); len(g) != 0 {
 		t.Fatal("took from an empty line")
 	}
 	if rdb.Exists(ctx, q.LineStream(fast)).Val() != 0 || rdb.SIsMember(ctx, q.lines(), fast.Name()).Val() {
@@ -81,14 +81,14 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 		t.Fatalf("due after wake %v", due)
 	}
 	// A restart puts held line jobs back, once.
-	held, _ := q.Take(ctx, slow, 2)
+	held, _, _ := q.Take(ctx, slow, 2)
 	if len(held) != 2 {
 		t.Fatalf("take %d", len(held))
 	}
 	if n, err := q.RequeueOwnLine(ctx, slow); n != 2 || err != nil {
 		t.Fatalf("requeue %d %v", n, err)
 	}
-	if again, _ := q.Take(ctx, slow, 10); len(again) != 3 {
+	if again, _, _ := q.Take(ctx, slow, 10); len(again) != 3 {
 		t.Fatalf("after requeue took %d, want 3", len(again))
 	}
 	var names []string
@@ -129,7 +129,7 @@ func TestLinesSharingAKeyTakeTurns(t *testing.T) {
 		t.Fatalf("due %v, want big first", due)
 	}
 	time.Sleep(5 * time.Millisecond)
-	if got, _ := q.Take(ctx, big, 1); len(got) != 1 {
+	if got, left, _ := q.Take(ctx, big, 1); len(got) != 1 || left != 3 {
 		t.Fatal("take")
 	}
 	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != small {
