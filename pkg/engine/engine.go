@@ -217,6 +217,12 @@ func (e *Engine) requeueOwn(ctx context.Context) (int, error) {
 		total += n
 		return err
 	})
+	if err != nil {
+		return total, err
+	}
+	// Lines set aside by a previous run (for the runs it had going) are
+	// due now; a suspended key's are set aside again at the first look.
+	_, err = e.q.WakeAll(ctx)
 	return total, err
 }
 

@@ -52,16 +52,20 @@ func (q *Queue) ready() string { return q.ks.Key("ready") }
 func (q *Queue) lines() string { return q.ks.Key("lines") }
 
 // luaIntoLine adds a job (ARGV raw) to line stream k named n, creating
-// its group when the line is new, and puts the line in the ready set
-// unless it is there already (a line waiting for its key keeps its time).
+// its group when the line is new. A routed job puts the line in the ready
+// set unless it is there already (a line waiting for its key keeps its
+// time: intoLine); a job put back (a restart, a takeover) makes it due now
+// (backIntoLine), whatever time an engine gone since had given it.
 const luaIntoLine = `
-local function intoLine(k, n, raw, now)
+local function addToLine(k, n, raw, now, mode)
   redis.call('XADD', k, '*', 'j', raw)
   if redis.call('SADD', KEYS[2], n) == 1 then
     pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
   end
-  redis.call('ZADD', KEYS[1], 'NX', now, n)
+  redis.call('ZADD', KEYS[1], mode, now, n)
 end
+local function intoLine(k, n, raw, now) addToLine(k, n, raw, now, 'NX') end
+local function backIntoLine(k, n, raw, now) addToLine(k, n, raw, now, 'LT') end
 local function nowMs()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
@@ -258,7 +262,7 @@ for _, e in ipairs(entries) do
   redis.call('XACK', KEYS[3], ARGV[1], e[1])
   redis.call('XDEL', KEYS[3], e[1])
   if raw then
-    if ARGV[4] ~= '' then intoLine(KEYS[3], ARGV[4], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
+    if ARGV[4] ~= '' then backIntoLine(KEYS[3], ARGV[4], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
     n = n + 1
   end
 end
@@ -324,7 +328,7 @@ for i = 4, #ARGV, 2 do
   if #redis.call('XPENDING', KEYS[3], ARGV[1], id, id, 1, ARGV[2]) > 0 then
     redis.call('XACK', KEYS[3], ARGV[1], id)
     redis.call('XDEL', KEYS[3], id)
-    intoLine(KEYS[3], ARGV[3], ARGV[i + 1], now)
+    backIntoLine(KEYS[3], ARGV[3], ARGV[i + 1], now)
     n = n + 1
   end
 end
@@ -418,4 +422,26 @@ func (q *Queue) DropLine(ctx context.Context, l Line) error {
 		return fmt.Errorf("drop line %s: %w", l.Name(), err)
 	}
 	return nil
+}
+
+var wakeAllScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local n = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  redis.call('ZADD', KEYS[1], 'XX', now, m)
+  n = n + 1
+end
+return n
+`)
+
+// WakeAll makes every waiting line due now. An engine starting does it:
+// a line an engine gone since had set aside (for the attempts it had
+// running on it) must not wait out the time it was given.
+func (q *Queue) WakeAll(ctx context.Context) (int, error) {
+	n, err := wakeAllScript.Run(ctx, q.rdb, []string{q.ready()}).Int()
+	if err != nil {
+		return 0, fmt.Errorf("wake every line: %w", err)
+	}
+	return n, nil
 }

@@ -80,7 +80,7 @@ for _, p in ipairs(ps) do
     local raw
     for i = 1, #e[2], 2 do if e[2][i] == 'j' then raw = e[2][i + 1] end end
     if raw then
-      if ARGV[6] ~= '' then intoLine(KEYS[3], ARGV[6], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
+      if ARGV[6] ~= '' then backIntoLine(KEYS[3], ARGV[6], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
       n = n + 1
     end
   end
