@@ -25,6 +25,8 @@ var keyOwners = map[string]string{
 	"supp":      "pkg/suppression",
 	"thr":       "pkg/throttle",
 	"fb":        "pkg/feedbackloop", // per sending domain complaint and bounce counters
+	"events":    "pkg/events",       // the events stream
+	"webhook":   "pkg/webhook",      // webhook cursors and leases
 }
 
 // streamKeyMethods are streams.Queue's methods that name a stream, a

@@ -48,7 +48,7 @@ func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, err
 
 // cancelParkedScript settles parked jobs as cancelled: each recipient's
 // record and the counters move as a settle would (queued → cancelled).
-var cancelParkedScript = redis.NewScript(luaFinal + `
+var cancelParkedScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + `
 local n = 0
 for i = 1, tonumber(ARGV[1]) do
   local raw = redis.call('LPOP', KEYS[1])
@@ -63,6 +63,7 @@ for i = 1, tonumber(ARGV[1]) do
     redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
     redis.call('HINCRBY', KEYS[2], 'queued', -1)
     if ps == 'deferred' then redis.call('HINCRBY', KEYS[2], 'deferred', -1) end
+    job_event(KEYS[4], 'cancelled', ARGV[3], j, 'cancelled')
   end
   n = n + 1
 end
@@ -72,8 +73,8 @@ return n
 // CancelParked settles up to n parked campaign jobs from key as cancelled
 // in t and returns how many it took; call until it returns 0.
 func (q *Queue) CancelParked(ctx context.Context, key string, t Tally, n int) (int, error) {
-	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records}, n,
-		Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode()).Int()
+	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records, q.EventsKey()}, n,
+		Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), eventTime()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("cancel parked jobs in %s: %w", key, err)
 	}
