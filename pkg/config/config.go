@@ -35,6 +35,7 @@ type Config struct {
 	Suppression Suppression `yaml:"suppression"`
 	Inbound     Inbound     `yaml:"inbound"`    // see feedback.go
 	Guardrails  Guardrails  `yaml:"guardrails"` // see feedback.go
+	Events      Events      `yaml:"events"`     // see events.go
 }
 
 // Suppression configures automatic suppression beyond hard bounces.
@@ -366,6 +367,7 @@ func (c *Config) applyDefaults() {
 		c.Suppression.SoftBounceSpan = 72 * time.Hour
 	}
 	c.feedbackDefaults()
+	c.eventsDefaults()
 	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
 	if len(tx.Retry) == 0 {
 		tx.Retry = []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute}
@@ -465,6 +467,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.feedbackValidate(); err != nil {
+		return err
+	}
+	if err := c.eventsValidate(); err != nil {
 		return err
 	}
 	for i, d := range c.DKIM {
