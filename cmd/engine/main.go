@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/mx"
 	"github.com/sluice-mta/sluice/pkg/streams"
@@ -38,6 +39,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 	"github.com/sluice-mta/sluice/pkg/unsubscribe"
+	"github.com/sluice-mta/sluice/pkg/webhook"
 )
 
 func main() {
@@ -203,6 +205,10 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		return err
 	}
 	defer closeInbound()
+	// Events out: the stream kept to events.retention, and each webhook
+	// fed from its own cursor in its own goroutine (pkg/webhook).
+	go events.New(rdb, ks).KeepTrimmed(ctx, cfg.Events.Retention, log)
+	go webhook.Run(ctx, rdb, ks, cfg.Events.Webhooks, webhook.Options{Owner: cfg.Delivery.Consumer}, log)
 
 	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", hl.Addr().String(),
 		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes), "dkim_keys", len(cfg.DKIM), "dkim_rsa", dkim.Backend())
@@ -242,7 +248,7 @@ func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redi
 		return nil, fmt.Errorf("unsubscribe.secret: %w", err)
 	}
 	eng.Unsubscribe = us
-	mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
+	mux.Handle("/u/", unsubscribe.HandlerWithEvents(us, supp, log, events.New(rdb, ks)))
 	return mux, nil
 }
 

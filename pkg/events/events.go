@@ -218,3 +218,22 @@ func Since(s string, now time.Time) (string, error) {
 	}
 	return "", fmt.Errorf("--since %q: want a duration (30m, 24h) or an event id (1700000000000-0)", s)
 }
+
+// KeepTrimmed trims the stream to retention every minute until ctx ends.
+// Every engine may run it; trimming twice is harmless.
+func (l *Log) KeepTrimmed(ctx context.Context, retention time.Duration, log interface {
+	Warn(msg string, args ...any)
+}) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if _, err := l.Trim(ctx, time.Now(), retention); err != nil && ctx.Err() == nil {
+			log.Warn("events: trim", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
