@@ -28,6 +28,7 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 	rec := streams.Record{
 		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
 		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
+		Earlier: d.History,
 	}
 	var next *streams.Job
 	var retryAt time.Time
@@ -41,6 +42,7 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 		} else {
 			j := d.Job
 			j.Attempts++
+			j.History = rec.NextEarlier()
 			next = &j
 		}
 	}

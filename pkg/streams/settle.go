@@ -40,6 +40,9 @@ type Record struct {
 	At       int64  `json:"at,omitempty"` // unix ms of the last attempt
 	Line     int    `json:"ln,omitempty"`
 	JobID    string `json:"j,omitempty"`
+	// Earlier are the attempts before the last one, oldest first (at
+	// most HistoryLimit-1; see History).
+	Earlier []Attempt `json:"hist,omitempty"`
 }
 
 // Encode returns the stored form.
