@@ -28,6 +28,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/api"
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/dashboard"
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
@@ -167,6 +168,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	if err != nil {
 		return err
 	}
+	dash := dashboard.New(rdb, ks, supp, cfg.HTTP.DashboardTokens(), log)
+	go dash.Run(ctx)
+	mux.Handle("/", dash.Handler())
 	// Every listener is bound before the engine says it started: a port
 	// in use is an error at start, not a log line later.
 	hl, err := net.Listen("tcp", cfg.HTTP.Listen)

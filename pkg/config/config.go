@@ -60,6 +60,9 @@ type HTTP struct {
 	Listen string `yaml:"listen"`
 	// APITokens may use the HTTP API (Authorization: Bearer TOKEN).
 	APITokens []APIToken `yaml:"api_tokens"`
+	// UIToken is the SHA-256 (hex) of the token that opens the dashboard
+	// at "/" (API tokens open it too); see dashboard.go.
+	UIToken string `yaml:"ui_token"`
 }
 
 // APIToken is one API client. The token itself is not stored, only its

@@ -59,6 +59,9 @@ func (c *Config) eventsDefaults() {
 }
 
 func (c *Config) eventsValidate() error {
+	if err := c.HTTP.dashboardValidate(); err != nil {
+		return err
+	}
 	if c.Events.Retention < time.Minute {
 		return invalid("events.retention", "%s is too short (at least 1m; default 7 days)", short(c.Events.Retention))
 	}
