@@ -34,6 +34,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/metrics"
 	"github.com/sluice-mta/sluice/pkg/mx"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/submission"
@@ -242,7 +243,7 @@ func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redi
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("/v1/", api.Handler(cfg.HTTP, q, rdb, ks, log))
+	mux.Handle("/v1/", metrics.HTTP(api.Handler(cfg.HTTP, q, rdb, ks, log)))
 	if cfg.Unsubscribe.BaseURL == "" || cfg.Unsubscribe.Secret == "" {
 		log.Warn("unsubscribe.base_url/secret not set: marketing mail goes out without RFC 8058 one-click List-Unsubscribe; Gmail and Yahoo require it from bulk senders")
 		return mux, nil

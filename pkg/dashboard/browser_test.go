@@ -170,7 +170,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Logf("progress %.1f%% → %.1f%%; providers: %s", first, second, strings.Join(strings.Fields(row), " "))
 	if path := os.Getenv("SLUICE_DASHBOARD_SCREENSHOT"); path != "" {
 		time.Sleep(4 * time.Second) // a few seconds of chart
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+		// Quality 100 makes a PNG (less, a JPEG).
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
 		}

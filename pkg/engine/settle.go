@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/metrics"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/text"
@@ -59,6 +60,9 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 		return err
 	}) {
 		return
+	}
+	if res == streams.Recorded {
+		metrics.Settled(d.Campaign, rec.Status, rec.Reason)
 	}
 	if res == streams.NotHeld {
 		// Taken over by another engine after this one fell silent, or
