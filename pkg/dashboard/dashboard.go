@@ -110,8 +110,12 @@ func New(rdb redis.UniversalClient, ks keyspace.Space, supp *suppression.List, t
 	return d
 }
 
-// Run samples once a second until ctx ends.
+// Run samples once a second until ctx ends; without tokens (the page is
+// off) it returns at once.
 func (d *Dashboard) Run(ctx context.Context) {
+	if len(d.tokens) == 0 {
+		return
+	}
 	t := time.NewTicker(d.every)
 	defer t.Stop()
 	for {
