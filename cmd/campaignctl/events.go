@@ -107,18 +107,17 @@ func printEvent(w io.Writer, ev events.Event) {
 	add(ev.Campaign)
 	add(ev.Job)
 	add(ev.Recipient)
-	code := ""
-	if ev.Code != 0 {
-		code = fmt.Sprint(ev.Code)
+	num := func(n int) {
+		if n == 0 {
+			add("")
+		} else {
+			add(fmt.Sprint(n))
+		}
 	}
-	add(code)
+	num(ev.Code)
 	add(ev.Enhanced)
 	add(ev.MX)
-	attempt := ""
-	if ev.Attempt != 0 {
-		attempt = fmt.Sprint(ev.Attempt)
-	}
-	add(attempt)
+	num(ev.Attempt)
 	text := ev.Reply
 	if text == "" {
 		text = ev.Reason
