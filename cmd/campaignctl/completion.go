@@ -11,9 +11,9 @@ import (
 // commandFlags are the flags completion offers after each command (a
 // static list: keep it in step with the commands' flag sets).
 var commandFlags = map[string][]string{
-	"lint":        {"--offline", "--json", "--dns", "--render", "--skip-invalid", "--timeout"},
-	"preview":     {"--recipient", "--email", "--json"},
-	"launch":      {"--at", "--skip-invalid", "-q"},
+	"lint":        {"--offline", "--json", "--dns", "--render", "--skip-invalid", "--timeout", "--allow-outside"},
+	"preview":     {"--recipient", "--email", "--json", "--allow-outside"},
+	"launch":      {"--at", "--skip-invalid", "-q", "--allow-outside"},
 	"list":        {"--json"},
 	"status":      {"--json", "--watch", "--detail", "--by", "--top", "--interval", "--recipient"},
 	"pause":       {"--wait"},
@@ -24,6 +24,7 @@ var commandFlags = map[string][]string{
 	"suppression": {"add", "remove", "check", "list", "import", "export"},
 	"send":        {"--from", "--to", "--subject", "--text", "--wait"},
 	"limits":      {"show", "set", "reset", "--json", "--rate", "--concurrency", "--for", "--new"},
+	"sources":     {"--json"},
 	"feedback":    {"classify", "--json"},
 	"completion":  {"bash", "zsh", "fish"},
 }

@@ -26,16 +26,17 @@ type campaignDetail struct {
 	ETASeconds *float64   `json:"eta_seconds,omitempty"` // unknown while nothing is moving
 	// Delayed counts the campaign's jobs waiting in the delayed set
 	// (retries, jobs postponed past a suspension), due by DelayedUntil.
-	Delayed      int64           `json:"delayed"`
-	DelayedUntil *time.Time      `json:"delayed_until,omitempty"`
-	By           string          `json:"providers_by"`
-	Providers    []report.Counts `json:"providers"`
+	Delayed      int64      `json:"delayed"`
+	DelayedUntil *time.Time `json:"delayed_until,omitempty"`
+	guardrailRates
+	By        string          `json:"providers_by"`
+	Providers []report.Counts `json:"providers"`
 }
 
 // loadDetail reads s's campaign fields and scans its records, in batches,
 // for the per-provider breakdown and the rate.
 func loadDetail(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, s store.Status, byMX bool, top int) (*campaignDetail, error) {
-	d := &campaignDetail{Status: s, By: "domain"}
+	d := &campaignDetail{Status: s, By: "domain", guardrailRates: ratesOf(s)}
 	m, err := st.Metas(ctx, s.ID)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,27 @@ import (
 	"github.com/sluice-mta/sluice/pkg/store"
 )
 
+// guardrailRates are a campaign's complaint and bounce rates as
+// fractions of delivered, as the guardrails judge them (in JSON: status
+// --detail, list).
+type guardrailRates struct {
+	ComplaintRate float64 `json:"complaint_rate"`
+	BounceRate    float64 `json:"bounce_rate"`
+}
+
+func ratesOf(s store.Status) guardrailRates {
+	cr, br := feedbackloop.Rates(s.Delivered, s.Bounced, s.Complaints)
+	return guardrailRates{ComplaintRate: cr, BounceRate: br}
+}
+
+// ratePct is a rate for a table: "-" while nothing is delivered.
+func ratePct(s store.Status, r float64) string {
+	if s.Delivered <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f%%", 100*r)
+}
+
 // printGuardrail writes one campaign's complaint and bounce rates over
 // delivered, and why a guardrail paused it, if one did.
 func printGuardrail(w io.Writer, s store.Status) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	skip := fs.Bool("skip-invalid", false, "enqueue the valid recipients of a list that has invalid ones (each is still reported)")
 	at := fs.String("at", "", "send from this time on, overriding send_at: RFC 3339 (2025-06-01T09:00:00Z) or a delay (+10m, 2h)")
 	quiet := fs.Bool("q", false, "no progress output")
+	outside := fs.Bool("allow-outside", false, "let text_file and html_file name files outside the campaign file's directory (refused by default)")
 	path, err := oneArg(fs, args, "campaign FILE")
 	if err != nil {
 		return err
@@ -43,8 +45,11 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	// Loaded here for the id and the list's size; Launch checks it all.
-	spec, err := campaign.Load(path)
+	spec, err := campaign.LoadWith(path, campaign.LoadOptions{AllowOutside: *outside})
 	if err != nil {
+		return err
+	}
+	if err := checkPool(e, spec); err != nil {
 		return err
 	}
 	rdb, ks, err := e.redis(ctx)
@@ -60,7 +65,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "resuming with the send time of the first launch, %s\n", sendAt.Format(time.RFC3339))
 		}
 	}
-	opt := launch.Options{SkipInvalid: *skip, Suppressed: suppressedFunc(rdb, ks), SendAt: sendAt}
+	opt := launch.Options{SkipInvalid: *skip, Suppressed: suppressedFunc(rdb, ks), SendAt: sendAt, AllowOutside: *outside}
 	start := time.Now()
 	var m *meter
 	final := ""
@@ -98,6 +103,9 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "campaign %s %s on the %s lane: %s, %d enqueued, %d suppressed, %s, %d invalid skipped (%s)\n",
 		res.ID, verb, res.Lane, count(res.Valid, "valid recipient"), res.Enqueued, res.Suppressed, count(res.Duplicates, "duplicate"), res.InvalidN, time.Since(start).Round(time.Millisecond))
+	if len(res.DuplicateLines) > 0 {
+		fmt.Fprintf(e.stdout, "%s skipped: %s\n", count(res.Duplicates, "duplicate"), lineList(res.DuplicateLines, res.Duplicates))
+	}
 	when := spec.SendAt
 	if !sendAt.IsZero() {
 		when = sendAt
@@ -106,6 +114,23 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "scheduled: sending starts at %s (in %s)\n", when.Format(time.RFC3339), human(time.Until(when)))
 	}
 	return nil
+}
+
+// lineList names lines: "line 7", "lines 7, 12", "lines 7, 12 and 3
+// more" when n exceeds the lines known.
+func lineList(lines []int, n int) string {
+	s := make([]string, len(lines))
+	for i, l := range lines {
+		s[i] = strconv.Itoa(l)
+	}
+	out := "line " + strings.Join(s, ", ")
+	if len(lines) > 1 || n > len(lines) {
+		out = "lines " + strings.Join(s, ", ")
+	}
+	if more := n - len(lines); more > 0 {
+		out += fmt.Sprintf(" and %d more", more)
+	}
+	return out
 }
 
 // launchLine is one progress report: how far through the file, what was

@@ -24,6 +24,7 @@ func cmdLint(ctx context.Context, e *env, args []string) error {
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each DNS query")
 	render := fs.Int("render", 10, "render the messages of this many first recipients with their own data")
 	skip := fs.Bool("skip-invalid", false, "report invalid recipients as warnings, as launch --skip-invalid would skip them")
+	outside := fs.Bool("allow-outside", false, "let text_file and html_file name files outside the campaign file's directory (refused by default)")
 	configFlag(e, fs)
 	path, err := oneArg(fs, args, "campaign FILE")
 	if err != nil {
@@ -34,7 +35,7 @@ func cmdLint(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	rep, err := lint.Run(ctx, path, lint.Options{Config: cfg, Offline: *offline, DNS: *server,
-		Timeout: *timeout, Render: *render, SkipInvalid: *skip})
+		Timeout: *timeout, Render: *render, SkipInvalid: *skip, AllowOutside: *outside})
 	if err != nil {
 		return err
 	}

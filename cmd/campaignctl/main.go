@@ -113,11 +113,12 @@ var (
 		"suppression": {"manage the suppression list: add, remove, check, list, import, export", cmdSuppression},
 		"send":        {"queue one transactional message (test a route end to end)", cmdSend},
 		"limits":      {"show the throttle's per-provider limits; pin or reset them", cmdLimits},
+		"sources":     {"list the egress sources: pools, warm-up day and today's volume against the cap per provider", cmdSources},
 		"feedback":    {"classify bounce, complaint and auto-reply message files (feedback classify)", cmdFeedback},
 
 		"hash-password": {"print a bcrypt hash for submission.users[].password_hash (--token: a new API token and its sha256)", cmdHashPassword},
 	}
-	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits", "feedback", "completion"}
+	order = []string{"lint", "preview", "launch", "list", "status", "pause", "resume", "cancel", "report", "delete", "suppression", "send", "limits", "sources", "feedback", "completion"}
 )
 
 // errUsage marks bad invocations (exit 2).

@@ -23,11 +23,13 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "preview", "[flags] FILE [--recipient N | --email ADDR]",
 		"Prints the exact message one recipient would get, headers and MIME parts as sent, and its envelope\n"+
 			"on stderr. With the engine config (global -config) it includes what the engine adds: the one-click\n"+
-			"List-Unsubscribe headers and the DKIM-Signature. Date and Message-ID are fresh each time.",
+			"List-Unsubscribe headers and the DKIM-Signature. Date and Message-ID are fresh each time (the\n"+
+			"Message-ID encodes the job id, as the engine's does, with a new random part).",
 		"campaignctl preview campaigns/welcome.yaml --email alice@example.com")
 	nth := fs.Int("recipient", 1, "the Nth valid recipient of the list (from 1)")
 	email := fs.String("email", "", "the recipient with this address")
 	asJSON := fs.Bool("json", false, "print envelope and message as JSON")
+	outside := fs.Bool("allow-outside", false, "let text_file and html_file name files outside the campaign file's directory (refused by default)")
 	configFlag(e, fs)
 	path, err := oneArg(fs, args, "campaign FILE")
 	if err != nil {
@@ -40,7 +42,7 @@ func cmdPreview(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	spec, err := campaign.Load(path)
+	spec, err := campaign.LoadWith(path, campaign.LoadOptions{AllowOutside: *outside})
 	if err != nil {
 		return err
 	}
@@ -143,6 +145,8 @@ func renderAsEngine(spec *campaign.Spec, rc campaign.Recipient, cfg *config.Conf
 			x.Headers = append([]message.Header{{Name: "List-Unsubscribe", Value: strings.Join(mailto, ", ")}}, x.Headers...)
 		}
 	}
+	// As the engine: the Message-ID names the job (verp.MessageID).
+	x.MessageID = verp.MessageID(spec.ID+"/"+strconv.Itoa(rc.Line), spec.Template().FromDomain())
 	msg, err := spec.Template().Render(rc.Email, rc.Fields, x)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s:%d: cannot render the message for %s: %w", spec.RecipientsPath(), rc.Line, rc.Email, err)

@@ -16,9 +16,11 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		"Without ID, a table of every campaign. With ID, one campaign: counts, progress bar, rate over the\n"+
 			"last minute, ETA, and a per-provider breakdown read from its recipient records.\n\n"+
 			"Counts: total, queued (not yet final, includes deferred), delivered, deferred (waiting for a\n"+
-			"retry), bounced, suppressed, failed, and cancelled. --json prints exactly the keys id, state,\n"+
-			"total, queued, delivered, deferred, bounced, suppressed, failed (and cancelled when not zero);\n"+
-			"add --detail for lane, send time, rate, ETA, delayed jobs and providers.\n\n"+
+			"retry), bounced, suppressed, failed, and cancelled. --json prints the keys id, state, total,\n"+
+			"queued, delivered, deferred, bounced, suppressed, failed, and cancelled, complaints and\n"+
+			"pause_reason when set; add --detail for lane, send time, rate, ETA, delayed jobs, providers, and\n"+
+			"complaint_rate and bounce_rate (fractions of delivered, as the guardrails judge them).\n"+
+			"With ID, the complaint and bounce rates and why a guardrail paused it are printed too.\n\n"+
 			"The ETA counts the queued recipients at the recent rate, but not before the last of the\n"+
 			"campaign's jobs waiting in the delayed set (retries, suspensions) is due.\n\n"+
 			"--watch on a terminal redraws the view; piped, it prints a timestamped line per campaign whenever\n"+
@@ -26,7 +28,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		"campaignctl status welcome-2025 --watch")
 	asJSON := fs.Bool("json", false, "print JSON (an object for one ID, an array otherwise; with --watch one per line per refresh)")
 	watch := fs.Bool("watch", false, "refresh until every shown campaign is finished (or cancelled and drained)")
-	detail := fs.Bool("detail", false, "with ID and --json: add lane, send_at, rate, eta_seconds, delayed, delayed_until and providers")
+	detail := fs.Bool("detail", false, "with ID and --json: add lane, send_at, rate, eta_seconds, delayed, delayed_until, complaint_rate, bounce_rate and providers")
 	by := fs.String("by", "domain", "group providers by recipient \"domain\" or by the \"mx\" host that answered")
 	top := fs.Int("top", 10, "show this many providers; the rest are summed up as (other)")
 	every := fs.Duration("interval", time.Second, "with --watch: time between refreshes (longer for big campaigns, whose records take a while to read)")

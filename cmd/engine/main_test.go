@@ -141,6 +141,7 @@ func TestStartFailsWhenAListenerCannotBind(t *testing.T) {
 		"http": fmt.Sprintf("http: {listen: %q}", taken.Addr()),
 		"submission": fmt.Sprintf("http: {listen: %q}\nsubmission: {listen: %q, allow_insecure_auth: true, users: [{name: app, domains: [sluice.test], password_hash: %q}]}",
 			freeAddr(t), taken.Addr(), bcryptHash(t, "pw")),
+		"inbound": fmt.Sprintf("http: {listen: %q}\ninbound: {listen: %q, domains: [bounce.sluice.test]}", freeAddr(t), taken.Addr()),
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfgPath := filepath.Join(t.TempDir(), "engine.yaml")
@@ -155,6 +156,9 @@ func TestStartFailsWhenAListenerCannotBind(t *testing.T) {
 			err := run(ctx, []string{"-config", cfgPath}, &logs, nil)
 			if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), taken.Addr().String()) {
 				t.Fatalf("run = %v, want an address-in-use error naming %s", err, taken.Addr())
+			}
+			if name == "inbound" && !strings.Contains(err.Error(), "inbound.listen") {
+				t.Fatalf("run = %v, want it to name inbound.listen", err)
 			}
 			if strings.Contains(logs.String(), "engine started") {
 				t.Fatalf("logged 'engine started' although a listener failed:\n%s", logs.String())

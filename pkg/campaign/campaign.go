@@ -42,7 +42,12 @@ type Spec struct {
 	ReturnPath  string            `yaml:"return_path"` // envelope sender; Load defaults it to From
 	SendAt      time.Time         `yaml:"send_at"`     // RFC 3339; zero = now
 	VERP        bool              `yaml:"verp"`        // tag the envelope sender with the job id (package verp)
-	Path        string            `yaml:"-"`           // the file it came from
+	// Pool is the engine's pool of egress sources to send from, overriding
+	// the lane's (lanes.marketing.pool). Campaign files are read without
+	// the engine configuration, so any well-formed name is accepted here;
+	// launch (given -config) and the engine check it names a pool.
+	Pool string `yaml:"pool" json:"Pool,omitempty"`
+	Path string `yaml:"-"` // the file it came from
 
 	tmpl *message.Template
 }
@@ -61,7 +66,7 @@ const (
 
 // keys are the campaign file's keys, in documentation order.
 var keys = []string{"id", "from", "reply_to", "subject", "text", "text_file", "html", "html_file",
-	"recipients", "lane", "headers", "unsubscribe", "return_path", "send_at", "verp"}
+	"recipients", "lane", "pool", "headers", "unsubscribe", "return_path", "send_at", "verp"}
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
@@ -188,6 +193,9 @@ func (l *loader) validate() {
 		} else {
 			s.Unsubscribe.Mailto = m
 		}
+	}
+	if s.Pool != "" && !validID.MatchString(s.Pool) {
+		l.errorf(l.line["pool"], "pool: %q must be 1-64 characters of A-Z a-z 0-9 . _ - (a pool name of the engine configuration)", s.Pool)
 	}
 	switch s.Lane {
 	case "":

@@ -126,7 +126,7 @@ func TestLoadAllKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(back.Parts(), s.Parts()) || back.ReturnPath != s.ReturnPath || back.Lane != s.Lane ||
-		!back.SendAt.Equal(s.SendAt) || back.ID != s.ID || back.RecipientsPath() != s.RecipientsPath() {
+		!back.SendAt.Equal(s.SendAt) || back.ID != s.ID || back.RecipientsPath() != s.RecipientsPath() || back.Pool != "warm-pool" {
 		t.Errorf("JSON round trip:\n got %+v\nwant %+v", back, *s)
 	}
 }
@@ -147,6 +147,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_header.yaml", `testdata/bad_header.yaml:8: headers: Content-Type: Content-* headers are set by sluice itself and cannot be overridden`},
 		{"bad_addresses.yaml", "testdata/bad_addresses.yaml:6: return_path: invalid address \"bounces@\": " +
 			"no domain after @\ntestdata/bad_addresses.yaml:8: unsubscribe.mailto: invalid address \"mailto:unsub@sluice.test\": want the bare address, without mailto:"},
+		{"bad_pool.yaml", `testdata/bad_pool.yaml:6: pool: "two words" must be 1-64 characters of A-Z a-z 0-9 . _ - (a pool name of the engine configuration)`},
 		{"wrong_type.yaml", `testdata/wrong_type.yaml:3: subject: want a string, got a list`},
 		{"not_mapping.yaml", `testdata/not_mapping.yaml:1: want a mapping of campaign keys, got a list`},
 		{"syntax.yaml", `testdata/syntax.yaml:3: did not find expected key`},

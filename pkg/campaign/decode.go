@@ -60,7 +60,7 @@ func (l *loader) field(key string) *string {
 	return map[string]*string{
 		"id": &s.ID, "from": &s.From, "reply_to": &s.ReplyTo, "subject": &s.Subject,
 		"text": &s.Text, "text_file": &s.TextFile, "html": &s.HTML, "html_file": &s.HTMLFile,
-		"recipients": &s.Recipients, "lane": &s.Lane, "return_path": &s.ReturnPath,
+		"recipients": &s.Recipients, "lane": &s.Lane, "pool": &s.Pool, "return_path": &s.ReturnPath,
 	}[key]
 }
 

@@ -17,7 +17,7 @@ import (
 
 // Config is the engine configuration.
 type Config struct {
-	// Hostname is the EHLO name and the default Message-ID domain.
+	// Hostname is the EHLO name. (Message-IDs are on the From domain.)
 	Hostname string `yaml:"hostname"`
 	Log      Log    `yaml:"log"`
 	Redis    Redis  `yaml:"redis"`
@@ -35,6 +35,11 @@ type Config struct {
 	Suppression Suppression `yaml:"suppression"`
 	Inbound     Inbound     `yaml:"inbound"`    // see feedback.go
 	Guardrails  Guardrails  `yaml:"guardrails"` // see feedback.go
+	// Sources are the local addresses mail leaves from, Pools the sets of
+	// them a lane or campaign sends through (see egress.go). None: one
+	// implicit source "default" on the default route, in pool "default".
+	Sources []Source `yaml:"sources"`
+	Pools   []Pool   `yaml:"pools"`
 	Events      Events      `yaml:"events"`     // see events.go
 }
 
@@ -240,6 +245,9 @@ type Lane struct {
 	MaxAge time.Duration `yaml:"max_age"`
 	// Share is the fraction of each provider's rate reserved for the lane.
 	Share float64 `yaml:"share"`
+	// Pool is the pool of sources the lane sends from (a campaign's pool:
+	// overrides marketing's). Default: the only pool, when there is one.
+	Pool string `yaml:"pool"`
 }
 
 // Default returns the configuration used when no file is given.
@@ -370,6 +378,7 @@ func (c *Config) applyDefaults() {
 		c.Suppression.SoftBounceSpan = 72 * time.Hour
 	}
 	c.feedbackDefaults()
+	c.egressDefaults()
 	c.eventsDefaults()
 	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
 	if len(tx.Retry) == 0 {
@@ -470,6 +479,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.feedbackValidate(); err != nil {
+		return err
+	}
+	if err := c.egressValidate(); err != nil {
 		return err
 	}
 	if err := c.eventsValidate(); err != nil {

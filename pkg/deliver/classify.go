@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"regexp"
 	"strings"
 
 	"github.com/sluice-mta/sluice/pkg/outcome"
@@ -31,8 +32,81 @@ func Classify(code int, enhanced, text string) outcome.Outcome {
 		o.Status, o.Scope = outcome.Deferred, outcome.ScopeHost
 		return o
 	}
-	o.Status, o.Scope = classify(code >= 500, detail(enhanced), strings.ToLower(text))
+	t := strings.ToLower(text)
+	o.Status, o.Scope = classify(code >= 500, detail(enhanced), t)
+	o.Scope = namedScope(o.Scope, detail(enhanced), t)
 	return o
+}
+
+// scopeRule says which reputation a reply names. Providers give one code
+// for many limits (Gmail's 421 4.7.28 covers the IP, the netblock, the DKIM
+// domain, the SPF domain, a URL and a Message-ID); only the text tells
+// them apart, and a sender with several source IPs and signing domains
+// must slow the thing named and nothing else.
+type scopeRule struct {
+	name  string
+	det   string         // enhanced code without its class ("7.28"); "" matches any
+	match *regexp.Regexp // on the lower-cased text; nil matches any
+	scope outcome.Scope
+}
+
+// scopeRules refine a reply classified as about the provider or about the
+// sender (the reputation-bearing scopes) into the one it names; the first
+// rule that matches wins, a reply none matches keeps its scope. The texts
+// are the providers' published ones (shared docs, provider-responses.md,
+// rows 1–49). Status never changes here: a permanent S3150 stays Failed,
+// only now it is known to be about one source IP.
+var scopeRules = []scopeRule{
+	// Gmail 4.7.28, row 40: the same Message-ID sent too often is one
+	// message (a loop or a resend bug), not a reason to slow anyone.
+	{"gmail-message-id", "7.28", regexp.MustCompile(`same message-id`), outcome.ScopeMessage},
+	// Row 35: the IP's netblock covers sources beyond the one that sent,
+	// so the provider as a whole slows down (the safe superset).
+	{"gmail-netblock", "7.28", regexp.MustCompile(`ip netblock`), outcome.ScopeProvider},
+	// Rows 1, 34, 39: "originating from your IP address" (rate or block).
+	{"gmail-ip", "7.28", regexp.MustCompile(`your ip address`), outcome.ScopeIP},
+	// Rows 36, 37: "originating from your DKIM domain" / "SPF domain".
+	{"gmail-domain", "7.28", regexp.MustCompile(`your (?:dkim|spf) domain`), outcome.ScopeSendingDomain},
+	// Row 2 and its IP twin: Gmail 4.7.0 "very low reputation of the
+	// sending domain" / "... of the sending IP address".
+	{"reputation-ip", "", regexp.MustCompile(`reputation of (?:the|your) sending ip|\bip reputation\b`), outcome.ScopeIP},
+	{"reputation-domain", "", regexp.MustCompile(`reputation of (?:the|your) (?:sending )?domain|\bdomain reputation\b`), outcome.ScopeSendingDomain},
+	// Rows 12, 13, 46, 47: Yahoo's TSS04/TSS05/TSS09 name "Messages from IP".
+	{"yahoo-tss", "", regexp.MustCompile(`\[tss0\d\]`), outcome.ScopeIP},
+	// Rows 18, 42: Microsoft 4.7.650 "rate limited due to IP reputation"
+	// (caught by reputation-ip above too; the code alone is enough).
+	{"microsoft-4.7.650", "7.650", nil, outcome.ScopeIP},
+	// Rows 20, 43: Microsoft S3150/S3140 block list of the source network.
+	{"microsoft-blocklist", "", regexp.MustCompile(`\bs31[45]0\b|part of their network is on our block list`), outcome.ScopeIP},
+	// Rows 19, 44: Microsoft RP-001/002/003, limits of the source IP.
+	{"microsoft-rp", "", regexp.MustCompile(`\brp-00[123]\b`), outcome.ScopeIP},
+	// Rows 21, 45: Microsoft 5.7.515, the sending domain's authentication
+	// level (SPF+DKIM+DMARC for senders above 5,000 a day).
+	{"microsoft-5.7.515", "7.515", nil, outcome.ScopeSendingDomain},
+	// Row 28: Comcast BL000001 (Spamhaus ZEN) and BL000010 (Cloudmark)
+	// list the connecting IP.
+	{"comcast-dnsbl", "", regexp.MustCompile(`\bbl0000[01]\d\b`), outcome.ScopeIP},
+}
+
+// namedScope applies scopeRules to a reply whose scope is provider or
+// sender; every other scope (recipient, connection, host...) is already
+// as narrow as it gets.
+func namedScope(scope outcome.Scope, det, t string) outcome.Scope {
+	if scope != outcome.ScopeProvider && scope != outcome.ScopeSender {
+		return scope
+	}
+	for _, r := range scopeRules {
+		if (r.det == "" || r.det == det) && (r.match == nil || r.match.MatchString(t)) {
+			return r.scope
+		}
+	}
+	return scope
+}
+
+// namesOurs reports whether scope is about our own sending setup: a
+// refusal naming it is a verdict on us, whatever the stage.
+func namesOurs(s outcome.Scope) bool {
+	return s == outcome.ScopeSender || s == outcome.ScopeIP || s == outcome.ScopeSendingDomain
 }
 
 // classify decides status and scope. det is the enhanced code without its
@@ -92,7 +166,8 @@ func classifyTransient(sub, det, t string) (outcome.Status, outcome.Scope) {
 	}
 	// Everything else transient is the provider pacing us: 4.7.28, 4.7.0
 	// reputation, TSS04, 4.7.500, 4.7.650, RP-001, 4.4.5 busy, 454
-	// Throttling, resource constraints.
+	// Throttling, resource constraints. scopeRules then narrow those that
+	// name our IP or our sending domain.
 	return outcome.Deferred, outcome.ScopeProvider
 }
 
@@ -147,8 +222,8 @@ func stageOutcome(o outcome.Outcome, stage outcome.Stage) outcome.Outcome {
 		}
 	case outcome.StageGreeting, outcome.StageHello, outcome.StageTLS:
 		switch {
-		case o.Scope == outcome.ScopeSender && o.Status == outcome.Failed:
-		case o.Scope == outcome.ScopeProvider || o.Scope == outcome.ScopeConnection || o.Scope == outcome.ScopeSender:
+		case namesOurs(o.Scope) && o.Status == outcome.Failed:
+		case o.Scope.Paces() || o.Scope == outcome.ScopeConnection || namesOurs(o.Scope):
 			o.Status = outcome.Deferred
 		default:
 			o.Status, o.Scope = outcome.Deferred, outcome.ScopeHost

@@ -16,15 +16,18 @@ import (
 )
 
 // providerRows are rows 1–29 of /work/shared/docs/provider-responses.md:
-// real replies and the status and scope they must get.
+// real replies and the status and scope they must get. The scope is the
+// reputation the reply names (the document's second table, rows 33–49):
+// where the first table says "provider" for a reply that names our IP or
+// our sending domain, the narrower scope is the one asserted.
 var providerRows = []struct {
 	row    int
 	reply  string
 	status outcome.Status
 	scope  outcome.Scope
 }{
-	{1, "421 4.7.28 Gmail has detected an unusual rate of unsolicited email originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.", outcome.Deferred, outcome.ScopeProvider},
-	{2, "421 4.7.0 … suspicious due to the very low reputation of the sending domain …", outcome.Deferred, outcome.ScopeProvider},
+	{1, "421 4.7.28 Gmail has detected an unusual rate of unsolicited email originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.", outcome.Deferred, outcome.ScopeIP}, // names the source IP (row 34)
+	{2, "421 4.7.0 … suspicious due to the very low reputation of the sending domain …", outcome.Deferred, outcome.ScopeSendingDomain},                                                                                                               // names the sending domain's reputation
 	{3, "450 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered. Please resend your message at a later point in time.", outcome.Deferred, outcome.ScopeRecipient},
 	{4, "452 4.2.2 The recipient's inbox is out of storage space. Please direct the recipient to …", outcome.Deferred, outcome.ScopeRecipient},
 	{5, "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos …", outcome.Bounced, outcome.ScopeRecipient},
@@ -34,23 +37,23 @@ var providerRows = []struct {
 	{9, "421 4.7.40 Your email has been rate limited because DMARC is not implemented for the sending domain.", outcome.Deferred, outcome.ScopeSender},
 	{10, "421 4.4.5 Server busy, try again later.", outcome.Deferred, outcome.ScopeProvider},
 	{11, "452 4.5.3 Your message has too many recipients.", outcome.Deferred, outcome.ScopeTransaction},
-	{12, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes", outcome.Deferred, outcome.ScopeProvider},
-	{13, "553 5.7.2 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed.", outcome.Failed, outcome.ScopeSender},
+	{12, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes", outcome.Deferred, outcome.ScopeIP}, // "Messages from IP" (row 46)
+	{13, "553 5.7.2 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed.", outcome.Failed, outcome.ScopeIP},                                                                    // row 47: stop that source
 	{14, "554 delivery error: dd This user doesn't have a yahoo.com account (someone@yahoo.com) [0] - mta1234.mail.gq1.yahoo.com", outcome.Bounced, outcome.ScopeRecipient},
 	{15, "421 Max message per connection reached, closing transmission channel", outcome.Deferred, outcome.ScopeConnection},
 	{16, "451 Message temporarily deferred due to resource constraints - [#4.16.1]", outcome.Deferred, outcome.ScopeProvider},
 	{17, "451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (S77719)", outcome.Deferred, outcome.ScopeProvider},
-	{18, "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", outcome.Deferred, outcome.ScopeProvider},
-	{19, "421 RP-001 (…) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again. We have limits for how many messages can be sent per hour and per day.", outcome.Deferred, outcome.ScopeProvider},
-	{20, "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).", outcome.Failed, outcome.ScopeSender},
-	{21, "550 5.7.515 Access denied, sending domain example.com does not meet the required authentication level.", outcome.Failed, outcome.ScopeSender},
+	{18, "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", outcome.Deferred, outcome.ScopeIP},                                                                        // row 42
+	{19, "421 RP-001 (…) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again. We have limits for how many messages can be sent per hour and per day.", outcome.Deferred, outcome.ScopeIP},      // row 44
+	{20, "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).", outcome.Failed, outcome.ScopeIP}, // row 43
+	{21, "550 5.7.515 Access denied, sending domain example.com does not meet the required authentication level.", outcome.Failed, outcome.ScopeSendingDomain},                                                        // row 45
 	{22, "554 5.2.122 The recipient has exceeded their limit for the number of messages they can receive per hour.", outcome.Deferred, outcome.ScopeRecipient},
 	{23, "550 5.5.0 Requested action not taken: mailbox unavailable.", outcome.Bounced, outcome.ScopeRecipient},
 	{24, "421 4.7.1 Messages to someone@icloud.com deferred due to excessive volume. Try again later.", outcome.Deferred, outcome.ScopeRecipient},
 	{25, "550 5.7.1 [CS01] Message rejected due to local policy.", outcome.Failed, outcome.ScopeSender},
 	{26, "550 5.1.1 <someone@icloud.com>: user does not exist", outcome.Bounced, outcome.ScopeRecipient},
 	{27, "421 … [Too many sessions opened]", outcome.Deferred, outcome.ScopeConnection}, // at greeting
-	{28, "554 … BL000001 … listed at Spamhaus ZEN", outcome.Failed, outcome.ScopeSender},
+	{28, "554 … BL000001 … listed at Spamhaus ZEN", outcome.Failed, outcome.ScopeIP},    // Spamhaus ZEN lists the connecting IP
 	{29, "454 Throttling failure: Maximum sending rate exceeded.", outcome.Deferred, outcome.ScopeProvider},
 }
 

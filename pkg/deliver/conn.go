@@ -26,7 +26,7 @@ type conn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	cfg  *SMTPConfig
-	key  string // pool key, Host.Addr()
+	key  string // pool key, Source.poolKey(Host.Addr())
 	host string // host name reported in outcomes
 	ext  map[string]string
 	tls  bool
@@ -47,8 +47,8 @@ type conn struct {
 // aLongTimeAgo is a deadline in the past: it fails pending I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func newConn(raw net.Conn, cfg *SMTPConfig, h Host, onClose func()) *conn {
-	c := &conn{raw: raw, nc: raw, cfg: cfg, key: h.Addr(), host: h.Name, onClose: onClose,
+func newConn(raw net.Conn, cfg *SMTPConfig, h Host, key string, onClose func()) *conn {
+	c := &conn{raw: raw, nc: raw, cfg: cfg, key: key, host: h.Name, onClose: onClose,
 		wtimeout: cfg.CommandTimeout}
 	c.br = bufio.NewReaderSize(raw, 4096)
 	c.bw = bufio.NewWriterSize(writerFunc(c.write), 32<<10)

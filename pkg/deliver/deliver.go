@@ -44,6 +44,10 @@ type Destination struct {
 	// MaxMessagesPerConn caps transactions per session for this send (the
 	// provider's throttle limits); 0 takes SMTPConfig.MaxMessagesPerConn.
 	MaxMessagesPerConn int
+	// Source is where this send leaves from (the engine picks one of the
+	// lane's or campaign's pool per attempt); the zero Source is the
+	// default route with SMTPConfig.Hostname.
+	Source Source
 }
 
 // HostNames lists the names of d's hosts, in order.

@@ -4,7 +4,8 @@ import (
 	"time"
 )
 
-// The pool keeps idle sessions per destination host (Host.Addr()), most
+// The pool keeps idle sessions per source and destination host
+// (Source.poolKey(Host.Addr())), most
 // recently used last. A session is pooled only after a clean transaction
 // and only while it has carried fewer than its limit of messages; idle
 // ones are closed after IdleTimeout, and at most MaxIdlePerHost wait per
@@ -98,21 +99,38 @@ func (s *SMTP) janitor(stop chan struct{}) {
 	}
 }
 
-// track counts live sessions per host.
-func (s *SMTP) track(key string, delta int) {
+// track counts live sessions per host and, when they come from a
+// Source, per (source, host) too.
+func (s *SMTP) track(hostKey, poolKey string, delta int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.live[key] += delta; s.live[key] <= 0 {
-		delete(s.live, key)
+	keys := []string{hostKey}
+	if poolKey != hostKey {
+		keys = append(keys, poolKey)
+	}
+	for _, k := range keys {
+		if s.live[k] += delta; s.live[k] <= 0 {
+			delete(s.live, k)
+		}
 	}
 }
 
 // Open is the number of live sessions to hostAddr (Host.Addr(), "name:port"),
-// busy or idle; the throttle caps connections per provider with it.
+// busy or idle, from every source; the throttle caps connections per
+// provider with it.
 func (s *SMTP) Open(hostAddr string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.live[hostAddr]
+}
+
+// OpenFrom is the number of live sessions from src to hostAddr, busy or
+// idle: what a per-(source, provider) connection limit counts. For the
+// zero Source it is Open's total.
+func (s *SMTP) OpenFrom(src Source, hostAddr string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live[src.poolKey(hostAddr)]
 }
 
 func (s *SMTP) tlsBroken(key string) bool {

@@ -20,10 +20,28 @@ const (
 	tlsMust                // never carry mail in plaintext
 )
 
-// dial opens a ready session to h: connected, greeted, EHLO said and,
-// where possible, under TLS. On failure it returns the outcome to report.
-func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, outcome.Outcome) {
+// dial opens a ready session from src to h: bound to src's address,
+// connected, greeted, src's EHLO name said and, where possible, under
+// TLS. On failure it returns the outcome to report.
+func (s *SMTP) dial(ctx context.Context, src Source, h Host, needTLS bool) (*conn, outcome.Outcome) {
+	local, err := src.localAddr()
+	if err != nil {
+		return nil, outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeSender, Stage: outcome.StageConnect, Host: h.Name,
+			Enhanced: "4.4.1", Text: err.Error()}
+	}
 	addrs, err := s.addrs(ctx, h)
+	if err == nil {
+		all := addrs
+		addrs = addrs[:0:0]
+		for _, a := range all {
+			if sameFamily(local, a) {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) == 0 {
+			err = fmt.Errorf("%s has no address of source %s's family (%s)", h.Name, src.Name, src.Address)
+		}
+	}
 	if err != nil {
 		return nil, outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeHost, Stage: outcome.StageConnect, Host: h.Name,
 			Enhanced: "4.4.3", Text: err.Error()}
@@ -39,7 +57,7 @@ func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, outcome.O
 	for _, addr := range addrs {
 		var c *conn
 		var tlsFailed bool
-		c, out, tlsFailed = s.open(ctx, h, addr, mode)
+		c, out, tlsFailed = s.open(ctx, src, local, h, addr, mode)
 		if c == nil && tlsFailed && mode == tlsTry {
 			// RFC 7435 §3: a failed handshake must not stop delivery;
 			// retry in plaintext and skip TLS with this host for a while
@@ -48,7 +66,7 @@ func (s *SMTP) dial(ctx context.Context, h Host, needTLS bool) (*conn, outcome.O
 			s.cfg.Logger.Warn("STARTTLS failed; falling back to plaintext",
 				slog.String("host", h.Name), slog.String("addr", addr), slog.String("error", out.Text),
 				slog.Duration("for", s.cfg.TLSFallbackTTL))
-			c, out, _ = s.open(ctx, h, addr, tlsSkip)
+			c, out, _ = s.open(ctx, src, local, h, addr, tlsSkip)
 		}
 		if c != nil || out.Stage != outcome.StageConnect || ctx.Err() != nil {
 			return c, out
@@ -80,23 +98,31 @@ func (s *SMTP) addrs(ctx context.Context, h Host) ([]string, error) {
 
 // open connects to addr and runs the session up to the first MAIL.
 // tlsFailed reports a failed STARTTLS, after which the connection is gone.
-func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *conn, out outcome.Outcome, tlsFailed bool) {
+func (s *SMTP) open(ctx context.Context, src Source, local *net.TCPAddr, h Host, addr string, mode tlsMode) (c *conn, out outcome.Outcome, tlsFailed bool) {
 	fail := func(stage outcome.Stage, enh, format string, args ...any) outcome.Outcome {
 		return outcome.Outcome{Status: outcome.Deferred, Scope: outcome.ScopeHost, Stage: stage, Host: h.Name, Enhanced: enh,
 			Text: fmt.Sprintf(format, args...)}
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	raw, err := s.dialer.DialContext(dctx, "tcp", addr)
+	dialer := s.dialer
+	if local != nil {
+		dialer.LocalAddr = local
+	}
+	raw, err := dialer.DialContext(dctx, "tcp", addr)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, canceled(outcome.StageConnect, h.Name, ctx.Err()), false
 		}
-		return nil, fail(outcome.StageConnect, "4.4.1", "connect to %s (%s): %v", h.Name, addr, err), false
+		from := ""
+		if local != nil {
+			from = fmt.Sprintf(" from source %s (%s)", src.Name, src.Address)
+		}
+		return nil, fail(outcome.StageConnect, "4.4.1", "connect to %s (%s)%s: %v", h.Name, addr, from, err), false
 	}
-	key := h.Addr()
-	s.track(key, 1)
-	c = newConn(raw, &s.cfg, h, func() { s.track(key, -1) })
+	hostKey, key := h.Addr(), src.poolKey(h.Addr())
+	s.track(hostKey, key, 1)
+	c = newConn(raw, &s.cfg, h, key, func() { s.track(hostKey, key, -1) })
 	stop := c.bind(ctx)
 	defer stop()
 	ioFail := func(stage outcome.Stage, what string, err error) outcome.Outcome {
@@ -112,7 +138,8 @@ func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *
 		c.close() // 421 closes the channel; after 554 there is nothing to say
 		return nil, r.outcome(outcome.StageGreeting, h.Name), false
 	}
-	if r, err = c.hello(s.cfg.Hostname); err != nil {
+	ehlo := src.ehlo(s.cfg.Hostname)
+	if r, err = c.hello(ehlo); err != nil {
 		return nil, ioFail(outcome.StageHello, "EHLO", err), false
 	}
 	if r.code != 250 {
@@ -129,7 +156,7 @@ func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *
 		}
 		return c, outcome.Outcome{}, false
 	}
-	if err := c.startTLS(s.cfg.TLSConfig, s.cfg.Hostname); err != nil {
+	if err := c.startTLS(s.cfg.TLSConfig, ehlo); err != nil {
 		if errors.Is(err, errTLSRefused) && mode == tlsTry {
 			return c, outcome.Outcome{}, false // still plaintext and healthy
 		}
@@ -139,7 +166,8 @@ func (s *SMTP) open(ctx context.Context, h Host, addr string, mode tlsMode) (c *
 		}
 		return nil, fail(outcome.StageTLS, "4.7.5", "TLS with %s (%s) failed: %v", h.Name, addr, err), true
 	}
-	s.cfg.Logger.Debug("smtp session open", slog.String("host", h.Name), slog.String("addr", addr), slog.Bool("tls", c.tls))
+	s.cfg.Logger.Debug("smtp session open", slog.String("host", h.Name), slog.String("addr", addr), slog.Bool("tls", c.tls),
+		slog.String("source", src.Name), slog.String("local", raw.LocalAddr().String()))
 	return c, outcome.Outcome{}, false
 }
 

@@ -82,7 +82,8 @@ func (c *SMTPConfig) defaults() {
 	}
 }
 
-// SMTP delivers messages over pooled SMTP sessions, one pool per host.
+// SMTP delivers messages over pooled SMTP sessions, one pool per (source,
+// host).
 // It is safe for concurrent use; each session carries one transaction at a
 // time.
 type SMTP struct {
@@ -90,8 +91,8 @@ type SMTP struct {
 	dialer net.Dialer
 
 	mu     sync.Mutex
-	idle   map[string][]*conn   // by Host.Addr()
-	live   map[string]int       // live sessions by Host.Addr()
+	idle   map[string][]*conn   // by Source.poolKey(Host.Addr())
+	live   map[string]int       // live sessions by Host.Addr(), and by pool key when from a Source
 	noTLS  map[string]time.Time // hosts whose handshake failed, until when
 	closed bool
 	stop   chan struct{} // stops the janitor; nil while none runs
@@ -110,6 +111,14 @@ func NewSMTP(cfg SMTPConfig) *SMTP {
 // sent with CRLF line ends and dot-stuffing whatever it holds. Cancelling
 // ctx interrupts the attempt at once (Outcome.Reason outcome.Interrupted).
 func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte) outcome.Outcome {
+	out := s.send(ctx, d, env, msg)
+	if out.Source == "" {
+		out.Source = d.Source.Name
+	}
+	return out
+}
+
+func (s *SMTP) send(ctx context.Context, d Destination, env Envelope, msg []byte) outcome.Outcome {
 	p, out, ok := prepare(env, msg)
 	if !ok {
 		return out
@@ -128,7 +137,7 @@ func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte
 		if err := ctx.Err(); err != nil {
 			return canceled(outcome.StageConnect, h.Name, err)
 		}
-		out, next := s.sendHost(ctx, h, p, needTLS, limit)
+		out, next := s.sendHost(ctx, d.Source, h, p, needTLS, limit)
 		if !next {
 			return out
 		}
@@ -142,12 +151,12 @@ func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte
 
 // sendHost runs one transaction on h. next reports that h never reached
 // the transaction, so the next MX should be tried.
-func (s *SMTP) sendHost(ctx context.Context, h Host, p *prepared, needTLS bool, limit int) (out outcome.Outcome, next bool) {
+func (s *SMTP) sendHost(ctx context.Context, src Source, h Host, p *prepared, needTLS bool, limit int) (out outcome.Outcome, next bool) {
 	for {
-		c := s.take(h.Addr(), needTLS, limit)
+		c := s.take(src.poolKey(h.Addr()), needTLS, limit)
 		reused := c != nil
 		if c == nil {
-			if c, out = s.dial(ctx, h, needTLS); c == nil {
+			if c, out = s.dial(ctx, src, h, needTLS); c == nil {
 				return out, out.Reason != outcome.Interrupted
 			}
 		}

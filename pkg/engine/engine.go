@@ -70,9 +70,10 @@ type Engine struct {
 	cache    campaignCache
 	inflight inflight
 	health   health
-	// rescan asks a lane's reader to read this engine's pending list again
-	// (jobs taken over from a dead engine land there).
-	rescan map[streams.Lane]chan struct{}
+	slots    *slots
+	waiting  waiting
+	// wakeup tells the line server that routers put jobs in line.
+	wakeup chan struct{}
 	// abandon ends a drain early (a second SIGTERM).
 	abandon     chan struct{}
 	abandonOnce sync.Once
@@ -106,14 +107,17 @@ func New(d Deps) *Engine {
 		ks:      ks,
 		q:       streams.New(d.Redis, ks, d.Config.Delivery.Consumer),
 		store:   store.New(d.Redis, ks),
-		rescan:  map[streams.Lane]chan struct{}{},
+		slots:   newSlots(d.Config.Delivery.Workers),
+		wakeup:  make(chan struct{}, 1),
 		abandon: make(chan struct{}),
 		tick:    500 * time.Millisecond,
 	}
-	for _, l := range streams.Lanes {
-		e.rescan[l] = make(chan struct{}, 1)
-	}
 	e.cache.store = e.store
+	if t, ok := d.Throttle.(interface{ OnRaise(func(string)) }); ok {
+		// A key's rate went up or its suspension ended: its lines,
+		// scored with the old limits' times, are due now.
+		t.OnRaise(e.raised)
+	}
 	return e
 }
 
@@ -145,25 +149,39 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancelHard()
 	}()
 
-	workers := e.Config.Delivery.Workers
-	lanes := map[streams.Lane]chan streams.Delivery{}
-	var readers sync.WaitGroup
-	for _, l := range streams.Lanes {
-		ch := make(chan streams.Delivery, workers)
-		lanes[l] = ch
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			defer close(ch)
-			e.read(ctx, l, ch, workers)
-		}()
+	// Whatever a previous run of this consumer held goes back in line
+	// before anything else is read: each such job is attempted again
+	// once, by whichever engine gets to it.
+	if n, err := e.requeueOwn(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		e.Log.Info("put back the jobs a previous run held", "jobs", n)
 	}
+
+	workers := e.Config.Delivery.Workers
+	tasks := map[streams.Lane]chan task{}
+	for _, l := range streams.Lanes {
+		tasks[l] = make(chan task, workers)
+	}
+	var routers sync.WaitGroup
+	for _, l := range streams.Lanes {
+		routers.Add(1)
+		go func() { defer routers.Done(); e.routeLane(ctx, hard, l) }()
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		e.serveLines(ctx, hard, tasks)
+		for _, ch := range tasks {
+			close(ch)
+		}
+	}()
 	var work sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		work.Add(1)
 		go func() {
 			defer work.Done()
-			e.work(ctx, hard, lanes[streams.Transactional], lanes[streams.Marketing])
+			e.work(ctx, hard, tasks[streams.Transactional], tasks[streams.Marketing])
 		}()
 	}
 	// Heartbeat and retries go on through the drain: the heartbeat keeps
@@ -171,7 +189,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	mctx, stopMaintain := context.WithCancel(hard)
 	maintained := make(chan struct{})
 	go func() { defer close(maintained); e.maintain(ctx, mctx) }()
-	readers.Wait()
+	routers.Wait()
+	<-served
 	work.Wait()
 	stopMaintain()
 	<-maintained
@@ -181,55 +200,76 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
+// requeueOwn puts back in line every job this consumer holds, in the
+// lanes and in every line.
+func (e *Engine) requeueOwn(ctx context.Context) (int, error) {
+	total := 0
+	for _, l := range streams.Lanes {
+		n, err := e.q.RequeueOwn(ctx, l)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	err := e.q.Lines(ctx, func(l streams.Line) error {
+		n, err := e.q.RequeueOwnLine(ctx, l)
+		total += n
+		return err
+	})
+	return total, err
+}
+
 // Abandon ends a drain at once (a second SIGTERM): attempts still in
 // flight are cut off and their jobs stay pending.
 func (e *Engine) Abandon() { e.abandonOnce.Do(func() { close(e.abandon) }) }
 
-// work delivers jobs, transactional ones first whenever any wait. Jobs
+// work attempts jobs, transactional ones first whenever any wait. Jobs
 // taken after ctx ended (the drain) were never started: they go back in
 // line for any engine at once.
-func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan streams.Delivery) {
+func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 	for {
-		d, ok := take(tx, mk)
+		t, ok := next(tx, mk)
 		if !ok {
 			return
 		}
 		if ctx.Err() != nil {
-			e.conclude(hard, d, plan{next: stepPostpone, at: e.Now()})
+			t.permit.Done(unused)
+			e.conclude(hard, t.d, plan{next: stepPostpone, at: e.Now()})
 		} else {
-			e.process(ctx, hard, d)
+			e.process(ctx, hard, t)
 		}
-		e.inflight.remove(d.ID)
+		e.inflight.remove(t.d.ID)
+		e.slots.give(1)
 	}
 }
 
-// take returns the next job, preferring tx; ok is false once both
+// next returns the next task, preferring tx; ok is false once both
 // channels are closed and empty.
-func take(tx, mk <-chan streams.Delivery) (streams.Delivery, bool) {
+func next(tx, mk <-chan task) (task, bool) {
 	for tx != nil || mk != nil {
 		select {
-		case d, ok := <-tx:
+		case t, ok := <-tx:
 			if ok {
-				return d, true
+				return t, true
 			}
 			tx = nil
 			continue
 		default:
 		}
 		select {
-		case d, ok := <-tx:
+		case t, ok := <-tx:
 			if ok {
-				return d, true
+				return t, true
 			}
 			tx = nil
-		case d, ok := <-mk:
+		case t, ok := <-mk:
 			if ok {
-				return d, true
+				return t, true
 			}
 			mk = nil
 		}
 	}
-	return streams.Delivery{}, false
+	return task{}, false
 }
 
 func sleep(ctx context.Context, d time.Duration) {

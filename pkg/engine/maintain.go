@@ -52,35 +52,66 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 	}
 }
 
-// takeOver moves every job held by a silent engine into this engine's
-// pending list and has the lane's reader hand them out, however many
-// there are.
+// takeOver puts back in line every job held by an engine silent for
+// delivery.reclaim_idle, in the lanes and in every line, however many:
+// they are attempted again once, by whichever engine gets to them.
+// Engines too old to beat a heartbeat are found through the lanes' groups.
 func (e *Engine) takeOver(ctx context.Context) {
 	silence := e.Config.Delivery.ReclaimIdle
+	silent, err := e.q.Silent(ctx, silence)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.Log.Error("list silent engines", "err", err)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, name := range silent {
+		seen[name] = true
+	}
 	for _, l := range streams.Lanes {
 		holders, err := e.q.Holders(ctx, l)
 		if err != nil {
-			if ctx.Err() == nil {
-				e.Log.Error("list engines holding jobs", "lane", l, "err", err)
-			}
-			return
+			continue
 		}
 		for _, h := range holders {
-			moved, alive, err := e.q.TakeOver(ctx, l, h.Name, silence)
+			if !seen[h.Name] {
+				seen[h.Name] = true
+				silent = append(silent, h.Name) // checked again, atomically, by TakeOver
+			}
+		}
+	}
+	for _, name := range silent {
+		moved, alive := 0, false
+		for _, l := range streams.Lanes {
+			n, a, err := e.q.TakeOver(ctx, l, name, silence)
 			if err != nil {
-				if ctx.Err() == nil {
-					e.Log.Error("take over jobs", "lane", l, "from", h.Name, "err", err)
-				}
-				continue
+				e.Log.Error("take over jobs", "from", name, "lane", l, "err", err)
+				return
 			}
-			if alive || moved == 0 {
-				continue
-			}
-			e.Log.Warn("took over the jobs of a silent engine", "lane", l, "from", h.Name, "jobs", moved, "silent_for_at_least", silence)
-			select {
-			case e.rescan[l] <- struct{}{}:
-			default:
-			}
+			moved, alive = moved+n, alive || a
+		}
+		if alive {
+			continue
+		}
+		err := e.q.Lines(ctx, func(l streams.Line) error {
+			n, a, err := e.q.TakeOverLine(ctx, l, name, silence)
+			moved, alive = moved+n, alive || a
+			return err
+		})
+		if err != nil {
+			e.Log.Error("take over jobs", "from", name, "err", err)
+			return
+		}
+		if alive {
+			continue
+		}
+		if err := e.q.Forget(ctx, name, silence); err != nil {
+			e.Log.Error("forget a silent engine", "engine", name, "err", err)
+		}
+		if moved > 0 {
+			e.Log.Warn("put back in line the jobs of a silent engine", "from", name, "jobs", moved, "silent_for_at_least", silence)
+			e.wake()
 		}
 	}
 }

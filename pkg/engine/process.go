@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
@@ -11,14 +10,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
-	"github.com/sluice-mta/sluice/pkg/throttle"
 )
-
-// maxAdmitWait is how long a worker waits for the throttle before it puts
-// the job back in line: short waits (a token due in a few ms, a session
-// slot about to free) are cheaper in place than a round trip to Redis;
-// long ones would hold the worker from every other provider.
-const maxAdmitWait = time.Second
 
 // paceRetry is how soon a job comes back after a provider-scoped deferral
 // (421 4.7.28, TSS04, 454 Throttling...): it is a pacing signal for the
@@ -40,37 +32,43 @@ const (
 
 // plan is what preparing a job decided.
 type plan struct {
-	next   step
-	out    outcome.Outcome  // stepSettle
-	at     time.Time        // stepPostpone
-	permit *throttle.Permit // stepAttempt, and any step after a grant
-	dest   deliver.Destination
-	env    deliver.Envelope
-	msg    []byte
+	next step
+	out  outcome.Outcome // stepSettle
+	at   time.Time       // stepPostpone
+	dest deliver.Destination
+	env  deliver.Envelope
+	msg  []byte
 }
 
 // process takes one job through one turn: prepare (operator state,
-// suppression, message source, route, throttle, build), then at most one
-// attempt, then one way of letting go of it. ctx ending stops preparing;
-// only hard (the end of a drain) cuts an attempt short.
-func (e *Engine) process(ctx, hard context.Context, d streams.Delivery) {
-	p := e.prepare(ctx, d)
-	if p.permit != nil {
-		if p.next == stepAttempt {
-			p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
-			p.next = stepSettle
-		}
-		p.permit.Done(p.out)
+// suppression, message source, route, build), then at most one attempt
+// under the permit its line was served with, then one way of letting go
+// of it. ctx ending stops preparing; only hard (the end of a drain) cuts
+// an attempt short.
+func (e *Engine) process(ctx, hard context.Context, t task) {
+	p := e.prepare(ctx, t)
+	if p.next == stepAttempt {
+		p.dest.MaxMessagesPerConn = t.permit.MaxPerConn
+		p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
+		p.next = stepSettle
+		t.permit.Done(p.out)
+	} else {
+		t.permit.Done(unused) // no attempt: the permit goes back
 	}
-	e.conclude(hard, d, p)
+	e.conclude(hard, t.d, p)
 }
+
+// unused completes a permit no attempt was made under.
+var unused = outcome.Outcome{Status: outcome.Deferred, Reason: outcome.Interrupted}
 
 // settleWith ends a turn with an outcome that needed no attempt.
 func settleWith(out outcome.Outcome) plan { return plan{next: stepSettle, out: out} }
 
-// prepare decides d's turn; every Redis read in it that fails puts the job
-// back in line (nothing about the recipient is decided on a failed read).
-func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
+// prepare decides a job's turn; every Redis read in it that fails puts the
+// job back in line (nothing about the recipient is decided on a failed
+// read).
+func (e *Engine) prepare(ctx context.Context, t task) plan {
+	d := t.d
 	if d.Campaign != "" {
 		st, err := e.cache.stateOf(ctx, d.Campaign, e.Now())
 		if err != nil {
@@ -80,12 +78,13 @@ func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
 		case store.StatePaused:
 			return plan{next: stepPark}
 		case store.StateCancelled:
-			return settleWith(outcome.Outcome{Status: outcome.Cancelled, Stage: outcome.StageQueue, Reason: "cancelled"})
+			return settleWith(cancelled)
 		}
 	}
-	if b, err := e.suppressed(ctx, d); err != nil {
-		return e.later(ctx, d, "suppression check failed", err)
-	} else if b != nil {
+	if t.checkErr != nil {
+		return e.later(ctx, d, "suppression check failed", t.checkErr)
+	}
+	if b := t.suppressed; b != nil {
 		return settleWith(outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
 			Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
 	}
@@ -99,6 +98,8 @@ func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
 	case err != nil:
 		return e.later(ctx, d, "message source unreadable", err)
 	}
+	// Routed when it entered its line; resolved again here from the MX
+	// cache for the hosts to connect to.
 	dest, out, ok := e.Router.Resolve(ctx, domainOf(d.To))
 	if !ok {
 		if ctx.Err() != nil {
@@ -106,15 +107,10 @@ func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
 		}
 		return settleWith(out)
 	}
-	key := e.Throttle.Key(dest.Domain, dest.Key, dest.HostNames())
-	if e.requireTLS(key) {
+	if e.requireTLS(d.Key) {
 		dest.RequireTLS = true
 	}
-	permit, at := e.admit(ctx, d, key)
-	if permit == nil {
-		return plan{next: stepPostpone, at: at}
-	}
-	p := plan{permit: permit, dest: dest}
+	p := plan{dest: dest}
 	p.msg, p.out = src.build(d, e.unsubscribeFor(d))
 	if p.out.Status == "" {
 		p.msg, p.out = e.sign(src, p.msg)
@@ -125,9 +121,7 @@ func (e *Engine) prepare(ctx context.Context, d streams.Delivery) plan {
 	}
 	if p.out.Status != "" {
 		p.next = stepSettle
-		return p
 	}
-	p.dest.MaxMessagesPerConn = permit.MaxPerConn
 	return p
 }
 
@@ -162,33 +156,6 @@ func (e *Engine) requireTLS(key string) bool {
 		return l.Limits(key).RequireTLS
 	}
 	return e.Config.Throttle.Providers[key].RequireTLS
-}
-
-// admit waits briefly for the throttle. When the wait would be long (or
-// the engine is stopping) it returns no permit and when to try again.
-func (e *Engine) admit(ctx context.Context, d streams.Delivery, key string) (*throttle.Permit, time.Time) {
-	deadline := e.Now().Add(maxAdmitWait)
-	for {
-		p, at, err := e.Throttle.Admit(ctx, key, string(d.Lane))
-		if ctx.Err() != nil {
-			if p != nil {
-				p.Done(outcome.Outcome{Status: outcome.Deferred, Reason: outcome.Interrupted})
-			}
-			return nil, e.Now() // stopping: never attempted, back in line now
-		}
-		if err != nil {
-			e.Log.Error("throttle", "key", key, "err", err)
-			at = e.Now().Add(time.Second)
-		}
-		if p != nil {
-			return p, time.Time{}
-		}
-		if at.After(deadline) {
-			// Spread the wake-ups of a crowd postponed together.
-			return nil, at.Add(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
-		}
-		sleep(ctx, at.Sub(e.Now()))
-	}
 }
 
 // conclude lets go of d as the plan says, waiting out Redis outages.

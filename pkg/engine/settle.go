@@ -90,7 +90,7 @@ func retryDelay(l config.Lane, attempts int, out outcome.Outcome) time.Duration 
 	d := out.RetryAfter
 	switch {
 	case d > 0:
-	case out.Scope == outcome.ScopeProvider || out.Scope == outcome.ScopeConnection:
+	case out.Scope.Paces() || out.Scope == outcome.ScopeConnection:
 		d = paceRetry
 	default:
 		d = l.Retry[min(attempts, len(l.Retry)-1)]

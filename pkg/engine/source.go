@@ -65,6 +65,11 @@ func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, outcome.Out
 	if s.mailto != "" && d.Lane == streams.Marketing {
 		x = withMailto(x, s.mailto)
 	}
+	if x.MessageID == "" {
+		// The Message-ID names the job, so a report without a VERP
+		// address still finds it (pkg/feedback reads it back).
+		x.MessageID = verp.MessageID(d.ID, s.domain)
+	}
 	msg, err := s.tmpl.Render(d.To, d.Fields, x)
 	if err != nil {
 		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: "render", Text: err.Error()}

@@ -190,7 +190,7 @@ func TestTakeover(t *testing.T) {
 	e := newEnv(t, n)
 	e.launch()
 	// reclaim_idle must cover the longest attempt: 1s + 2s + 6s.
-	c := conf{consumer: "a", workers: 400, conns: 1000, reclaimIdle: idle,
+	c := conf{consumer: "a", workers: n, conns: n, reclaimIdle: idle,
 		connect: time.Second, command: 2 * time.Second, data: 6 * time.Second}
 	e.rx.holdAll()
 	a := e.startEngine(e.config(c), "a")

@@ -396,25 +396,42 @@ func (e *env) check(allow func(addr string) int) tally {
 
 func one(string) int { return 1 }
 
-// pending returns the recipients of the jobs pending in both lanes,
-// held by consumer (all consumers when empty).
+// held lists every stream that holds jobs: both lanes and every line.
+func (e *env) held(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, l := range streams.Lanes {
+		out = append(out, e.q.Stream(l))
+	}
+	err := e.q.Lines(ctx, func(l streams.Line) error {
+		out = append(out, e.q.LineStream(l))
+		return nil
+	})
+	return out, err
+}
+
+// pending returns the recipients of the jobs pending in both lanes and
+// every line, held by consumer (all consumers when empty).
 func (e *env) pending(consumer string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []string
-	for _, l := range streams.Lanes {
-		ps, err := e.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: e.q.Stream(l), Group: streams.Group,
+	streamKeys, err := e.held(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, stream := range streamKeys {
+		ps, err := e.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: streams.Group,
 			Start: "-", End: "+", Count: 1 << 20, Consumer: consumer}).Result()
 		if err != nil {
 			if strings.Contains(err.Error(), "NOGROUP") {
 				continue
 			}
-			return nil, fmt.Errorf("xpending %s: %w", e.q.Stream(l), err)
+			return nil, fmt.Errorf("xpending %s: %w", stream, err)
 		}
 		pipe := e.rdb.Pipeline()
 		cmds := make([]*redis.XMessageSliceCmd, len(ps))
 		for i, p := range ps {
-			cmds[i] = pipe.XRange(ctx, e.q.Stream(l), p.ID, p.ID)
+			cmds[i] = pipe.XRange(ctx, stream, p.ID, p.ID)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("read pending jobs: %w", err)
@@ -433,19 +450,23 @@ func (e *env) pending(consumer string) ([]string, error) {
 	return out, nil
 }
 
-// pendingCount is how many jobs consumer holds in both lanes (XPENDING
-// summary, cheap enough to poll).
+// pendingCount is how many jobs consumer holds in both lanes and every
+// line (XPENDING summaries, cheap enough to poll).
 func (e *env) pendingCount(consumer string) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var n int64
-	for _, l := range streams.Lanes {
-		p, err := e.rdb.XPending(ctx, e.q.Stream(l), streams.Group).Result()
+	streamKeys, err := e.held(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, stream := range streamKeys {
+		p, err := e.rdb.XPending(ctx, stream, streams.Group).Result()
 		if err != nil {
-			if strings.Contains(err.Error(), "NOGROUP") {
+			if strings.Contains(err.Error(), "NOGROUP") || errors.Is(err, redis.Nil) {
 				continue
 			}
-			return 0, fmt.Errorf("xpending %s: %w", e.q.Stream(l), err)
+			return 0, fmt.Errorf("xpending %s: %w", stream, err)
 		}
 		n += p.Consumers[consumer]
 	}

@@ -5,8 +5,9 @@
 // feedback-loop complaints (ARF, RFC 5965) and auto-replies (RFC 3834).
 //
 // Parse turns one message into a Report: which job it is about (the VERP
-// envelope recipient, see pkg/verp, or the original Message-ID and
-// headers quoted in the report) and, for each recipient the report names,
+// envelope recipient, see pkg/verp, or the original's Return-Path,
+// X-Sluice-Job or Message-ID quoted in the report: sluice's campaign
+// Message-IDs carry the job id, verp.MessageID) and, for each recipient the report names,
 // a Kind (hard, soft, complaint, auto-reply, unknown) and a Reason from a
 // stable list, keeping the reported status code and text. Classify does
 // the same for one status and text, so every caller judges alike.

@@ -52,6 +52,11 @@ func Parse(raw []byte, envelopeTo string) (*Report, error) {
 	if rep.JobID == "" {
 		rep.JobID = rep.Original.JobID
 	}
+	if rep.JobID == "" {
+		// No VERP (turned off, or a forwarded report): the Message-ID
+		// sluice gave a campaign message names its job too.
+		rep.JobID, _ = verp.FromMessageID(rep.Original.MessageID)
+	}
 	return rep, nil
 }
 

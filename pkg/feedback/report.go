@@ -107,7 +107,9 @@ type Report struct {
 	// listener's RCPT TO; else Delivered-To, X-Original-To, Envelope-To).
 	EnvelopeTo string
 	// JobID is the job named by a VERP address: EnvelopeTo, or else the
-	// original's Return-Path. "" when neither carries one.
+	// original's Return-Path; else the quoted X-Sluice-Job, else the job
+	// encoded in the original's Message-ID (verp.FromMessageID: campaign
+	// messages only). "" when none carries one.
 	JobID string
 	// Original is the reported message, as far as the report quotes it.
 	Original Original

@@ -12,9 +12,12 @@
 // time. After each change the campaign's complaint and bounce rates are
 // judged against the guardrails, which pause it when they are crossed.
 //
-// The job is found by the VERP job id the report carries. Reports without
-// one still suppress the address, but no record or counter can be
-// amended: sluice keeps no index from Message-ID to job.
+// The job is found by the job id the report carries: its VERP address,
+// or else the original Message-ID quoted, which for a campaign message
+// encodes the job (verp.MessageID). Reports without either (a
+// transactional message keeps its client's own Message-ID) still
+// suppress the address, but no record or counter can be amended: sluice
+// keeps no index from Message-ID to job.
 package feedbackloop
 
 import (

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/control"
 	"github.com/sluice-mta/sluice/pkg/feedbackloop"
 	"github.com/sluice-mta/sluice/pkg/inbound"
@@ -66,16 +67,27 @@ type env struct {
 	ks   keyspace.Space
 	st   *store.Store
 	supp *suppression.List
+	loop *feedbackloop.Loop
 	in   string // inbound listener address
 }
 
 func setup(t *testing.T, rcpt func(string) error) *env {
 	t.Helper()
+	return setupWith(t, smtptest.Options{Rcpt: rcpt, Discard: true, Quiet: true})
+}
+
+// setupWith is setup with the receiver scripted by opts and the engine's
+// configuration changed by each of tune (guardrails, soft-bounce limit).
+func setupWith(t *testing.T, opts smtptest.Options, tune ...func(*config.Config)) *env {
+	t.Helper()
 	e := &env{rdb: redistest.Client(t), ks: keyspace.Space(redistest.Prefix(t))}
 	e.st = store.New(e.rdb, e.ks)
 	e.supp = suppression.New(e.rdb, e.ks)
-	srv := smtptest.Start(t, smtptest.Options{Rcpt: rcpt, Discard: true, Quiet: true})
+	srv := smtptest.Start(t, opts)
 	cfg := enginetest.Config(string(e.ks), srv.Addr)
+	for _, f := range tune {
+		f(cfg)
+	}
 	enginetest.Start(t, cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	loop := feedbackloop.New(e.rdb, e.ks, e.supp, cfg.Guardrails,
@@ -85,6 +97,7 @@ func setup(t *testing.T, rcpt func(string) error) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.loop = loop
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,12 +111,19 @@ func setup(t *testing.T, rcpt func(string) error) *env {
 // launch launches a VERP campaign of n recipients user%05d@example.test.
 func (e *env) launch(t *testing.T, id string, n int) {
 	t.Helper()
+	e.launchYAML(t, id, n, fmt.Sprintf("verp: true\nreturn_path: %s\n", returnPath))
+}
+
+// launchYAML launches a campaign of n recipients user%05d@example.test
+// with extra appended to its file.
+func (e *env) launchYAML(t *testing.T, id string, n int, extra string) {
+	t.Helper()
 	path := enginetest.Campaign(t, t.TempDir(), id, n, "example.test")
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "verp: true\nreturn_path: %s\n", returnPath)
+	fmt.Fprint(f, extra)
 	f.Close()
 	_, err = launch.Launch(context.Background(), e.rdb, e.ks, filepath.Clean(path), launch.Options{
 		Suppressed: func(ctx context.Context, lane string, addrs []string) ([]bool, error) {
@@ -169,7 +189,10 @@ func dsn(vrp, failed, status, diag string) string {
 
 // arf is a minimal RFC 5965 abuse report about the message sent to rcpt
 // with envelope sender vrp, quoting its headers.
-func arf(vrp, rcpt string) string {
+func arf(vrp, rcpt string) string { return arfWith(vrp, rcpt, "<orig-"+rcpt+">") }
+
+// arfWith is arf quoting the original's Message-ID mid.
+func arfWith(vrp, rcpt, mid string) string {
 	return "From: <feedback@fbl.example.test>\r\n" +
 		"To: " + fblAddr + "\r\n" +
 		"Subject: FW: Hello\r\n" +
@@ -183,7 +206,7 @@ func arf(vrp, rcpt string) string {
 		"Arrival-Date: Mon, 2 Jun 2025 10:00:00 +0000\r\nSource-IP: 192.0.2.1\r\n\r\n" +
 		"--f1\r\nContent-Type: message/rfc822\r\n\r\n" +
 		"Return-Path: <" + vrp + ">\r\nFrom: \"Sluice News\" <news@sluice.test>\r\nTo: " + rcpt + "\r\n" +
-		"Subject: Hello\r\nMessage-ID: <orig-" + rcpt + ">\r\n\r\nHello!\r\n" +
+		"Subject: Hello\r\nMessage-ID: " + mid + "\r\n\r\nHello!\r\n" +
 		"--f1--\r\n"
 }
 

@@ -24,6 +24,7 @@ var keyOwners = map[string]string{
 	"tx":        "pkg/streams",
 	"supp":      "pkg/suppression",
 	"thr":       "pkg/throttle",
+	"warm":      "pkg/warmup",       // warm-up ramps: state, per-day counters, providers seen per source
 	"fb":        "pkg/feedbackloop", // per sending domain complaint and bounce counters
 	"events":    "pkg/events",       // the events stream
 	"webhook":   "pkg/webhook",      // webhook cursors and leases

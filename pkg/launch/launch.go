@@ -62,8 +62,14 @@ type Result struct {
 	Enqueued   int                        // jobs added by this run
 	Suppressed int                        // recipients settled as suppressed by this run
 	Duplicates int                        // rows whose address was already in the campaign
-	Resumed    bool                       // an interrupted launch was continued
-	Already    bool                       // the campaign had been launched completely before
+	// DuplicateLines are the list lines of those rows (at most
+	// MaxReported), in order. Duplicates are found by the enqueue
+	// script's claim of each address, not by validate: an exact set of a
+	// million addresses would cost ~60 MB, and a duplicate is skipped,
+	// not refused.
+	DuplicateLines []int
+	Resumed        bool // an interrupted launch was continued
+	Already        bool // the campaign had been launched completely before
 	// UTF8 lists recipients whose local part is not ASCII (at most
 	// MaxReported; UTF8N counts all): only a receiver offering SMTPUTF8
 	// (RFC 6531) takes them. A non-ASCII domain alone goes out as IDNA.
@@ -282,13 +288,18 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 			}
 		}
 		b.Checkpoint = strconv.Itoa(line)
-		out, err := q.Enqueue(ctx, b)
+		out, dupAt, err := q.EnqueueDuplicates(ctx, b)
 		if err != nil {
 			return err
 		}
 		res.Enqueued += out.Added
 		res.Suppressed += out.Final
 		res.Duplicates += out.Duplicates
+		for _, i := range dupAt {
+			if len(res.DuplicateLines) < MaxReported && i >= 0 && i < len(pending) {
+				res.DuplicateLines = append(res.DuplicateLines, pending[i].Line)
+			}
+		}
 		pending = pending[:0]
 		batches++
 		if opt.Progress != nil {

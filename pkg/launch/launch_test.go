@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -111,8 +112,38 @@ func TestDuplicateRowsAreQueuedOnce(t *testing.T) {
 	write(t, dir, "l.csv", "email,first_name\na@example.test,A\nA@EXAMPLE.TEST,A2\nb@example.test,B\n")
 	path := write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, "dup", "l.csv"))
 	res, err := Launch(context.Background(), rdb, ks, path, Options{})
-	if err != nil || res.Enqueued != 2 || res.Duplicates != 1 {
+	if err != nil || res.Enqueued != 2 || res.Duplicates != 1 || !reflect.DeepEqual(res.DuplicateLines, []int{3}) {
 		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// TestDuplicateLinesAreNamed: the lines of duplicate rows are reported,
+// within a batch and across batches, suppressed addresses included.
+func TestDuplicateLinesAreNamed(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	dir := t.TempDir()
+	write(t, dir, "l.csv", "email,first_name\n"+
+		"a@example.test,A\n"+ // 2
+		"A@example.test,A\n"+ // 3: duplicate in the same batch
+		"c@example.test,C\n"+ // 4: suppressed
+		"b@example.test,B\n"+ // 5
+		"b@example.test,B\n"+ // 6: duplicate in the next batch
+		"c@example.test,C\n"+ // 7: duplicate of a suppressed one
+		"d@example.test,D\n"+ // 8
+		"a@example.test,A\n") // 9
+	path := write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, "dupl", "l.csv"))
+	res, err := Launch(context.Background(), rdb, ks, path, Options{BatchSize: 2,
+		Suppressed: func(_ context.Context, _ string, addrs []string) ([]bool, error) {
+			out := make([]bool, len(addrs))
+			for i, a := range addrs {
+				out[i] = a == "c@example.test"
+			}
+			return out, nil
+		}})
+	if err != nil || res.Enqueued != 3 || res.Suppressed != 1 || res.Duplicates != 4 ||
+		!reflect.DeepEqual(res.DuplicateLines, []int{3, 6, 7, 9}) {
+		t.Fatalf("%+v %v; want duplicate lines 3, 6, 7, 9", res, err)
 	}
 }
 

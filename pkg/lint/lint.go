@@ -63,6 +63,9 @@ type Options struct {
 	// SkipInvalid reports invalid recipients as warnings, as launch
 	// --skip-invalid would skip them; by default they are errors.
 	SkipInvalid bool
+	// AllowOutside lets text_file/html_file name files outside the
+	// campaign file's directory (launch.Options).
+	AllowOutside bool
 }
 
 // Report is everything Run found.
@@ -107,7 +110,7 @@ func Run(ctx context.Context, path string, opt Options) (*Report, error) {
 	rep := &Report{File: path, Findings: []Finding{}}
 	// SkipInvalid so Check reports every invalid recipient instead of
 	// stopping at the first: lint lists them all.
-	spec, res, err := launch.Check(path, launch.Options{SkipInvalid: true})
+	spec, res, err := launch.Check(path, launch.Options{SkipInvalid: true, AllowOutside: opt.AllowOutside})
 	rep.Valid, rep.Invalid = res.Valid, res.InvalidN
 	if err != nil {
 		addErrors(rep, err)

@@ -155,7 +155,7 @@ func TestScriptedRecipientReplyAndStages(t *testing.T) {
 		t.Fatalf("first: %v", out)
 	}
 	out = send(t, c, s, "b@sim.test")
-	if out.Code != 421 || out.Enhanced != "4.7.28" || out.Stage != outcome.StageData || out.Scope != outcome.ScopeProvider {
+	if out.Code != 421 || out.Enhanced != "4.7.28" || out.Stage != outcome.StageData || out.Scope != outcome.ScopeIP {
 		t.Fatalf("over the rate at data: %v stage %s scope %s", out, out.Stage, out.Scope)
 	}
 	if st := s.Stats(); st.Scripted != 1 || st.Accepted != 1 || st.Deferred != 1 {

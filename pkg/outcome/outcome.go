@@ -53,20 +53,32 @@ const Interrupted = "canceled"
 
 // Scope says whom a failure is about, which decides what reacts to it:
 // recipient-scoped failures touch only that recipient, provider-scoped ones
-// slow the whole provider down, sender-scoped ones point at our own setup.
+// slow the whole provider down, ip-scoped ones only the source address that
+// sent toward that provider, sending-domain ones every source for the
+// signing domain, sender-scoped ones point at our own setup.
 type Scope string
 
 const (
-	ScopeNone        Scope = ""
-	ScopeRecipient   Scope = "recipient"   // this mailbox (5.1.1, 4.2.2, 4.2.1)
-	ScopeDomain      Scope = "domain"      // the recipient's domain (NXDOMAIN, null MX)
-	ScopeProvider    Scope = "provider"    // the receiving provider is pacing us (4.7.28, TSS04, 454 Throttling)
-	ScopeSender      Scope = "sender"      // our own IP, domain or authentication (5.7.x policy, TSS09)
-	ScopeConnection  Scope = "connection"  // this session only (421 max messages per connection)
-	ScopeHost        Scope = "host"        // one MX host is unreachable (refused, timeout, TLS)
-	ScopeTransaction Scope = "transaction" // this transaction's shape (too many recipients)
-	ScopeMessage     Scope = "message"     // the message itself (too big, cannot render)
+	ScopeNone          Scope = ""
+	ScopeRecipient     Scope = "recipient"      // this mailbox (5.1.1, 4.2.2, 4.2.1)
+	ScopeDomain        Scope = "domain"         // the recipient's domain (NXDOMAIN, null MX)
+	ScopeProvider      Scope = "provider"       // the receiving provider is pacing us as a whole (4.4.5 busy, 4.7.500, 454 Throttling)
+	ScopeIP            Scope = "ip"             // the reputation or limits of our source IP (4.7.28 "from your IP address", TSS04, 4.7.650, S3150, RP-001)
+	ScopeSendingDomain Scope = "sending-domain" // the reputation or authentication of our DKIM/SPF domain (4.7.28 DKIM domain, 5.7.515)
+	ScopeSender        Scope = "sender"         // our own IP, domain or authentication (5.7.x policy, TSS09)
+	ScopeConnection    Scope = "connection"     // this session only (421 max messages per connection)
+	ScopeHost          Scope = "host"           // one MX host is unreachable (refused, timeout, TLS)
+	ScopeTransaction   Scope = "transaction"    // this transaction's shape (too many recipients)
+	ScopeMessage       Scope = "message"        // the message itself (too big, cannot render)
 )
+
+// Paces reports whether a deferral of this scope is a pacing signal for
+// the throttle: the provider as a whole, one source IP toward it, or one
+// sending domain toward it. Which state slows down is the scope's business
+// (per provider, per (source, provider), per (domain, provider)).
+func (s Scope) Paces() bool {
+	return s == ScopeProvider || s == ScopeIP || s == ScopeSendingDomain
+}
 
 // Stage is where in the SMTP dialogue the reply came.
 type Stage string
@@ -93,6 +105,9 @@ type Outcome struct {
 	Text     string `json:"text,omitempty"`     // reply text or local error text
 	Stage    Stage  `json:"stage,omitempty"`
 	Host     string `json:"host,omitempty"` // MX host (or route target) that answered
+	// Source names the egress source the attempt left from (config
+	// sources[].name); "" when sent on the default route without one.
+	Source string `json:"source,omitempty"`
 	// RetryAfter is a hint from the reply text ("try again in 5 minutes");
 	// zero when the receiver gave none.
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
@@ -125,6 +140,7 @@ func (o Outcome) LogAttrs() []any {
 		slog.String("enhanced", o.Enhanced),
 		slog.String("stage", string(o.Stage)),
 		slog.String("host", o.Host),
+		slog.String("source", o.Source),
 		slog.String("reply", o.Text),
 	}
 }

@@ -33,3 +33,15 @@ func TestCounts(t *testing.T) {
 		t.Fatalf("Set and Merge: %+v", d)
 	}
 }
+
+func TestScopePaces(t *testing.T) {
+	for s, want := range map[Scope]bool{
+		ScopeProvider: true, ScopeIP: true, ScopeSendingDomain: true,
+		ScopeRecipient: false, ScopeDomain: false, ScopeSender: false, ScopeConnection: false,
+		ScopeHost: false, ScopeTransaction: false, ScopeMessage: false, ScopeNone: false,
+	} {
+		if s.Paces() != want {
+			t.Errorf("%q.Paces() = %v, want %v", s, !want, want)
+		}
+	}
+}

@@ -15,9 +15,11 @@ import (
 // claimed in the records hash first (HSETNX), so an address already present
 // (a duplicate row, or a batch re-sent after an interrupted launch) is
 // never queued twice; then the launch checkpoint (in the counters hash,
-// at the field the tally names) moves past the batch.
+// at the field the tally names) moves past the batch. It returns the
+// counts, then the 0-based positions in the batch of the duplicates.
 var enqueueScript = redis.NewScript(luaEvent + `
 local added, supp, dup = 0, 0, 0
+local dups = {}
 for i = 5, #ARGV, 4 do
   local kind, field, payload, ev = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   if kind == 'j' then
@@ -31,6 +33,7 @@ for i = 5, #ARGV, 4 do
       event(KEYS[5], ev)
     else
       dup = dup + 1
+      dups[#dups + 1] = (i - 5) / 4
     end
   else
     if redis.call('HSETNX', KEYS[3], field, payload) == 1 then
@@ -38,6 +41,7 @@ for i = 5, #ARGV, 4 do
       event(KEYS[5], ev)
     else
       dup = dup + 1
+      dups[#dups + 1] = (i - 5) / 4
     end
   end
 end
@@ -46,7 +50,9 @@ if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup) end
 if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
-return {added, supp, dup}
+local out = {added, supp, dup}
+for _, d in ipairs(dups) do out[#out + 1] = d end
+return out
 `)
 
 // Batch is a group of jobs enqueued in one atomic step.
@@ -84,6 +90,14 @@ type BatchResult struct{ Added, Final, Duplicates int }
 
 // Enqueue writes b atomically and resets it for reuse.
 func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
+	res, _, err := q.EnqueueDuplicates(ctx, b)
+	return res, err
+}
+
+// EnqueueDuplicates is Enqueue that also returns the positions (from 0,
+// in the order added) of the batch's duplicates: recipients whose
+// address the campaign already had, from an earlier row or batch.
+func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, []int, error) {
 	due := int64(0)
 	if !b.Due.IsZero() {
 		due = b.Due.UnixMilli()
@@ -91,10 +105,14 @@ func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField}, b.items...)
 	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane), q.EventsKey()}, args...).Int64Slice()
 	if err != nil {
-		return BatchResult{}, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+		return BatchResult{}, nil, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
 	}
 	b.items = b.items[:0]
-	return BatchResult{Added: int(res[0]), Final: int(res[1]), Duplicates: int(res[2])}, nil
+	var at []int
+	for _, i := range res[3:] {
+		at = append(at, int(i))
+	}
+	return BatchResult{Added: int(res[0]), Final: int(res[1]), Duplicates: int(res[2])}, at, nil
 }
 
 // AddOne queues a single job without a campaign (API, submission): its

@@ -74,6 +74,8 @@ func decodeJob(s string) (Job, error) {
 // list until settled.
 type Delivery struct {
 	Job
-	StreamID string // the entry's id in its lane stream
+	StreamID string // the entry's id in the stream holding it
 	Raw      string // the encoded job as stored
+	Stream   string // the stream holding it: its lane's, or its line's
+	Key      string // the throttle key of its line; empty in a lane
 }

@@ -33,7 +33,7 @@ return 1
 // attempt. Jobs waiting for a throttled or suspended provider wait here,
 // durably, instead of holding a worker (no head-of-line blocking).
 func (q *Queue) Postpone(ctx context.Context, d Delivery, at time.Time) (bool, error) {
-	n, err := postponeScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane), q.Delayed(d.Lane)},
+	n, err := postponeScript.Run(ctx, q.rdb, []string{q.held(d), q.Delayed(d.Lane)},
 		Group, d.StreamID, q.consumer, at.UnixMilli(), d.Raw).Int()
 	if err != nil {
 		return false, fmt.Errorf("postpone %s: %w", d.ID, err)
@@ -49,7 +49,7 @@ return 1
 // whose campaign no longer exists (deleted by an operator), where there is
 // nothing left to record into.
 func (q *Queue) Drop(ctx context.Context, d Delivery) (bool, error) {
-	n, err := dropScript.Run(ctx, q.rdb, []string{q.Stream(d.Lane)}, Group, d.StreamID, q.consumer).Int()
+	n, err := dropScript.Run(ctx, q.rdb, []string{q.held(d)}, Group, d.StreamID, q.consumer).Int()
 	if err != nil {
 		return false, fmt.Errorf("drop %s: %w", d.ID, err)
 	}

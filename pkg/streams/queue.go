@@ -31,6 +31,14 @@ func New(rdb redis.UniversalClient, ks keyspace.Space, consumer string) *Queue {
 // Stream is the key of a lane's stream.
 func (q *Queue) Stream(l Lane) string { return q.ks.Key("q", string(l)) }
 
+// held is the stream holding d.
+func (q *Queue) held(d Delivery) string {
+	if d.Stream != "" {
+		return d.Stream
+	}
+	return q.Stream(d.Lane)
+}
+
 // Delayed is the key of a lane's retry set (score: due time, unix ms).
 func (q *Queue) Delayed(l Lane) string { return q.ks.Key("delayed", string(l)) }
 
@@ -50,22 +58,30 @@ func (q *Queue) Init(ctx context.Context) error {
 // wait). Each lane has its own reader in the engine, so a backlog in one
 // never delays the other.
 func (q *Queue) Read(ctx context.Context, l Lane, count int, block time.Duration) ([]Delivery, error) {
-	return q.read(ctx, l, ">", count, block)
+	return q.read(ctx, q.Stream(l), ">", count, block)
 }
 
 // ReadPending returns up to count of this consumer's own unacknowledged
-// jobs with stream ids after after ("0" for the first page): those left by
-// a previous run, or taken over from a dead engine. Page through with the
-// last id returned until it returns none.
+// jobs of lane l with ids after after ("0" for the first page). Page
+// through with the last id returned until it returns none.
 func (q *Queue) ReadPending(ctx context.Context, l Lane, after string, count int) ([]Delivery, error) {
-	return q.read(ctx, l, after, count, -1)
+	return q.read(ctx, q.Stream(l), after, count, -1)
 }
 
-func (q *Queue) read(ctx context.Context, l Lane, id string, count int, block time.Duration) ([]Delivery, error) {
+// ReadPendingLine is ReadPending for line l.
+func (q *Queue) ReadPendingLine(ctx context.Context, l Line, after string, count int) ([]Delivery, error) {
+	ds, err := q.read(ctx, q.LineStream(l), after, count, -1)
+	for i := range ds {
+		ds[i].Key = l.Key
+	}
+	return ds, err
+}
+
+func (q *Queue) read(ctx context.Context, stream, id string, count int, block time.Duration) ([]Delivery, error) {
 	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group:    Group,
 		Consumer: q.consumer,
-		Streams:  []string{q.Stream(l), id},
+		Streams:  []string{stream, id},
 		Count:    int64(count),
 		Block:    block,
 	}).Result()
@@ -73,7 +89,7 @@ func (q *Queue) read(ctx context.Context, l Lane, id string, count int, block ti
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", l, err)
+		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
 	var out []Delivery
 	for _, s := range res {
@@ -82,31 +98,11 @@ func (q *Queue) read(ctx context.Context, l Lane, id string, count int, block ti
 			if err != nil {
 				return out, err
 			}
+			d.Stream = s.Stream
 			out = append(out, d)
 		}
 	}
 	return out, nil
-}
-
-// Held returns the stream ids among ds (read from lane l) that this
-// consumer still holds: a job acknowledged after it was read from the
-// pending list (settled by a worker meanwhile) must not be attempted again.
-func (q *Queue) Held(ctx context.Context, l Lane, ds []Delivery) (map[string]bool, error) {
-	held := make(map[string]bool, len(ds))
-	if len(ds) == 0 {
-		return held, nil
-	}
-	res, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: q.Stream(l), Group: Group, Consumer: q.consumer,
-		Start: ds[0].StreamID, End: ds[len(ds)-1].StreamID, Count: int64(len(ds)),
-	}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("pending %s: %w", l, err)
-	}
-	for _, p := range res {
-		held[p.ID] = true
-	}
-	return held, nil
 }
 
 func toDelivery(m redis.XMessage) (Delivery, error) {

@@ -129,7 +129,7 @@ func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, nex
 		hasMsg = "1"
 	}
 	n, err := settleScript.Run(ctx, q.rdb,
-		[]string{q.Stream(d.Lane), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID), q.EventsKey()},
+		[]string{q.held(d), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID), q.EventsKey()},
 		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg, settleEvent(d, rec)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("settle %s: %w", d.ID, err)

@@ -146,13 +146,22 @@ func TestTakeOverOnlyFromASilentConsumer(t *testing.T) {
 	if hs, err := alive.Holders(ctx, Marketing); err != nil || len(hs) != 1 || hs[0] != (Holder{Name: "dead", Pending: 5}) {
 		t.Fatalf("holders %+v %v", hs, err)
 	}
+	if s, err := alive.Silent(ctx, time.Hour); err != nil || len(s) != 0 {
+		t.Fatalf("silent %v %v", s, err)
+	}
 	if n, isAlive, err := alive.TakeOver(ctx, Marketing, "dead", time.Hour); n != 0 || !isAlive || err != nil {
 		t.Fatalf("took %d (alive %v, %v) from a consumer that beat just now", n, isAlive, err)
 	}
 	time.Sleep(30 * time.Millisecond)
+	if s, err := alive.Silent(ctx, 20*time.Millisecond); err != nil || len(s) != 1 || s[0] != "dead" {
+		t.Fatalf("silent %v %v", s, err)
+	}
 	n, isAlive, err := alive.TakeOver(ctx, Marketing, "dead", 20*time.Millisecond)
 	if err != nil || isAlive || n != 5 {
 		t.Fatalf("took over %d (alive %v), %v; want 5", n, isAlive, err)
+	}
+	if err := alive.Forget(ctx, "dead", 20*time.Millisecond); err != nil {
+		t.Fatal(err)
 	}
 	// The silent consumer is gone from the group and the heartbeat hash.
 	if hs, _ := alive.Holders(ctx, Marketing); len(hs) != 0 {
@@ -161,23 +170,16 @@ func TestTakeOverOnlyFromASilentConsumer(t *testing.T) {
 	if rdb.HExists(ctx, alive.Engines(), "dead").Val() {
 		t.Fatal("heartbeat of the taken-over consumer left behind")
 	}
-	got, err := alive.ReadPending(ctx, Marketing, "0", 10)
+	// Its jobs are back in line, new to any reader.
+	got, err := alive.Read(ctx, Marketing, 10, -1)
 	if err != nil || len(got) != 5 {
-		t.Fatalf("pending after takeover %d %v", len(got), err)
+		t.Fatalf("read after takeover %d %v", len(got), err)
 	}
 	// The dead consumer wakes up late: its settle must not count twice.
 	if s, _ := dead.Settle(ctx, held[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != NotHeld {
 		t.Fatalf("stale settle = %v, want NotHeld", s)
 	}
-	// Held tells apart what was settled since a pending read.
-	if s, _ := alive.Settle(ctx, got[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
-		t.Fatalf("settle %v", s)
-	}
-	h, err := alive.Held(ctx, Marketing, got)
-	if err != nil || len(h) != 4 || h[got[0].StreamID] {
-		t.Fatalf("held %v %v", h, err)
-	}
-	for _, d := range got[1:] {
+	for _, d := range got {
 		if s, _ := alive.Settle(ctx, d, tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
 			t.Fatalf("settle %v", s)
 		}
@@ -223,6 +225,16 @@ func TestPendingJobsAreReadBackAfterRestart(t *testing.T) {
 	again, err := New(q.rdb, q.ks, "e1").ReadPending(ctx, Transactional, "0", 10)
 	if err != nil || len(again) != 1 || again[0].ID != "tx1" {
 		t.Fatalf("pending read %+v %v", again, err)
+	}
+	// Put back at a start: a new entry, read once more, nothing pending.
+	if n, err := q.RequeueOwn(ctx, Transactional); n != 1 || err != nil {
+		t.Fatalf("requeue %d %v", n, err)
+	}
+	if p, _ := q.ReadPending(ctx, Transactional, "0", 10); len(p) != 0 {
+		t.Fatalf("still pending after requeue: %+v", p)
+	}
+	if ds, _ := q.Read(ctx, Transactional, 10, -1); len(ds) != 1 || ds[0].ID != "tx1" {
+		t.Fatalf("read after requeue %+v", ds)
 	}
 }
 

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,52 +50,74 @@ func (q *Queue) Holders(ctx context.Context, l Lane) ([]Holder, error) {
 	return out, nil
 }
 
-// takeOverScript moves up to ARGV[4] jobs from a silent consumer (ARGV[2])
-// to this one (ARGV[3]), but only while that consumer's heartbeat is older
-// than ARGV[5] ms — checked in the same atomic step, so an engine that
-// comes back to life keeps its jobs. A consumer without a heartbeat (an
-// engine of an older version) counts as silent when its jobs have been
-// idle that long. When the silent consumer holds nothing more it is
-// removed from the group and from the heartbeat hash.
-// Returns the number of jobs moved, or -1 when the consumer is alive.
-var takeOverScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+// takeOverScript puts up to ARGV[4] jobs of a silent consumer (ARGV[2])
+// in stream KEYS[3] back at the stream's end as new entries (in a line,
+// ARGV[6] its name, the line is made ready), but only while that
+// consumer's heartbeat is older than ARGV[5] ms — checked in the same
+// atomic step, so an engine that comes back to life keeps its jobs. A
+// consumer without a heartbeat (an engine of an older version) counts as
+// silent when its jobs have been idle that long. When the silent consumer
+// holds nothing more in the stream it leaves the stream's group.
+// Returns the number of jobs put back, or -1 when the consumer is alive.
+var takeOverScript = redis.NewScript(luaIntoLine + `
+local now = nowMs()
 local silence = tonumber(ARGV[5])
-local beat = redis.call('HGET', KEYS[2], ARGV[2])
+local beat = redis.call('HGET', KEYS[4], ARGV[2])
 local minIdle = 0
 if beat then
   if now - tonumber(beat) < silence then return -1 end
 else
   minIdle = silence
 end
-local ps = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', minIdle, '-', '+', tonumber(ARGV[4]), ARGV[2])
-local ids = {}
-for i, p in ipairs(ps) do ids[i] = p[1] end
-if #ids > 0 then
-  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0}
-  for _, id in ipairs(ids) do args[#args + 1] = id end
-  args[#args + 1] = 'JUSTID'
-  redis.call(unpack(args))
+local ps = redis.call('XPENDING', KEYS[3], ARGV[1], 'IDLE', minIdle, '-', '+', tonumber(ARGV[4]), ARGV[2])
+local n = 0
+for _, p in ipairs(ps) do
+  local got = redis.call('XCLAIM', KEYS[3], ARGV[1], ARGV[3], 0, p[1])
+  redis.call('XACK', KEYS[3], ARGV[1], p[1])
+  redis.call('XDEL', KEYS[3], p[1])
+  local e = got[1]
+  if e and e[2] then
+    local raw
+    for i = 1, #e[2], 2 do if e[2][i] == 'j' then raw = e[2][i + 1] end end
+    if raw then
+      if ARGV[6] ~= '' then intoLine(KEYS[3], ARGV[6], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
+      n = n + 1
+    end
+  end
 end
-if #ids < tonumber(ARGV[4]) and #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
-  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-  if beat then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if #ps < tonumber(ARGV[4]) and #redis.call('XPENDING', KEYS[3], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[3], ARGV[1], ARGV[2])
 end
-return #ids
+return n
 `)
 
-// TakeOver moves every job of lane l held by consumer from to this one,
-// provided from has shown no sign of life for silence. It returns how many
-// jobs moved, and alive true when from is not silent (nothing moved). The
-// jobs land in this consumer's pending list: read them with ReadPending.
+// TakeOver puts every job of lane l held by consumer from back in line for
+// any engine, provided from has shown no sign of life for silence. It
+// returns how many jobs it put back, and alive true when from is not
+// silent (nothing moved).
 func (q *Queue) TakeOver(ctx context.Context, l Lane, from string, silence time.Duration) (moved int, alive bool, err error) {
+	return q.takeOver(ctx, q.Stream(l), nil, from, silence)
+}
+
+// TakeOverLine is TakeOver for line l.
+func (q *Queue) TakeOverLine(ctx context.Context, l Line, from string, silence time.Duration) (moved int, alive bool, err error) {
+	return q.takeOver(ctx, q.LineStream(l), &l, from, silence)
+}
+
+func (q *Queue) takeOver(ctx context.Context, stream string, l *Line, from string, silence time.Duration) (moved int, alive bool, err error) {
 	const batch = 500
+	name := ""
+	if l != nil {
+		name = l.Name()
+	}
 	for {
-		n, err := takeOverScript.Run(ctx, q.rdb, []string{q.Stream(l), q.Engines()},
-			Group, from, q.consumer, batch, silence.Milliseconds()).Int()
+		n, err := takeOverScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream, q.Engines()},
+			Group, from, q.consumer, batch, silence.Milliseconds(), name).Int()
 		if err != nil {
-			return moved, false, fmt.Errorf("take over %s's jobs in %s: %w", from, l, err)
+			if strings.Contains(err.Error(), "NOGROUP") || strings.Contains(err.Error(), "no such key") {
+				return moved, false, nil // the line went away meanwhile
+			}
+			return moved, false, fmt.Errorf("take over %s's jobs in %s: %w", from, stream, err)
 		}
 		if n < 0 {
 			return moved, true, nil
@@ -104,4 +127,46 @@ func (q *Queue) TakeOver(ctx context.Context, l Lane, from string, silence time.
 			return moved, false, nil
 		}
 	}
+}
+
+// silentScript lists the consumers (other than ARGV[2]) whose heartbeat
+// is older than ARGV[1] ms.
+var silentScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[2] and now - tonumber(all[i + 1]) >= tonumber(ARGV[1]) then out[#out + 1] = all[i] end
+end
+return out
+`)
+
+// Silent lists the engines whose heartbeat has been silent for silence.
+func (q *Queue) Silent(ctx context.Context, silence time.Duration) ([]string, error) {
+	names, err := silentScript.Run(ctx, q.rdb, []string{q.Engines()}, silence.Milliseconds(), q.consumer).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("silent engines: %w", err)
+	}
+	return names, nil
+}
+
+var forgetScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local beat = redis.call('HGET', KEYS[1], ARGV[1])
+if beat and now - tonumber(beat) >= tonumber(ARGV[2]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// Forget removes a silent engine's heartbeat once its jobs were taken
+// over everywhere (unless it beat again meanwhile).
+func (q *Queue) Forget(ctx context.Context, name string, silence time.Duration) error {
+	if err := forgetScript.Run(ctx, q.rdb, []string{q.Engines()}, name, silence.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("forget engine %s: %w", name, err)
+	}
+	return nil
 }

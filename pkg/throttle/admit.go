@@ -98,7 +98,12 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 // Caller holds b.mu.
 func (l *Limiter) applyStep(b *bucket, r stepRes, now time.Time, lane string) {
 	wasSuspended := !b.susp.IsZero()
+	oldRate, wasReady := b.rate, b.ready
 	b.apply(r, now)
+	if raised := l.raised.Load(); raised != nil && wasReady &&
+		((wasSuspended && b.susp.IsZero()) || b.rate > oldRate*1.1) {
+		go (*raised)(b.key)
+	}
 	q, ln := &b.mkSlots, &b.lease[0]
 	if lane == "t" {
 		q, ln = &b.txSlots, &b.lease[1]

@@ -34,7 +34,7 @@ func eventOf(o outcome.Outcome) string {
 		return ""
 	}
 	switch {
-	case o.Scope == outcome.ScopeProvider && o.Code != 0:
+	case o.Scope.Paces() && o.Code != 0:
 		return evRate
 	case o.Scope == outcome.ScopeConnection && (o.Stage == outcome.StageGreeting || o.Stage == outcome.StageHello):
 		return evConn

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -65,6 +66,10 @@ type Limiter struct {
 	providers map[string]config.Limits // providers file
 	match     *matcher
 	rules     []*rule
+
+	// raised, when set, is told of a key whose rate went up or whose
+	// suspension ended (see OnRaise).
+	raised atomic.Pointer[func(key string)]
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -117,6 +122,12 @@ func FromConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger)
 		Config: cfg.Throttle, TransactionalShare: cfg.Lanes.Transactional.Share, Log: log,
 	})
 }
+
+// OnRaise has fn told (in a goroutine of its own) whenever a key's rate
+// goes up by more than a tenth or its suspension ends — by adaptation, an
+// operator or another engine — so that jobs waiting for it can be served
+// at once rather than at the time computed from the old limits.
+func (l *Limiter) OnRaise(fn func(key string)) { l.raised.Store(&fn) }
 
 // Close stops the background sync. Permits still held may be Done after.
 func (l *Limiter) Close() {

@@ -1,9 +1,15 @@
 // Package verp encodes a job id into the envelope sender (Variable
 // Envelope Return Path), so a bounce that arrives later, by mail, names
 // the job it is about: bounces+<id>@example.com.
+//
+// The Message-ID of a rendered campaign message carries the job id the
+// same way (MessageID, FromMessageID), so a report that arrives without a
+// VERP address (VERP off, a forwarded ARF) still names its job through
+// the original Message-ID it quotes.
 package verp
 
 import (
+	"crypto/rand"
 	"encoding/base32"
 	"fmt"
 	"strings"
@@ -50,4 +56,50 @@ func Decode(addr string) (string, error) {
 		return "", fmt.Errorf("verp: %q: %w", addr, err)
 	}
 	return string(id), nil
+}
+
+// MessageID returns a Message-ID, "<TOKEN.RANDOM@domain>", that carries
+// id: TOKEN is id encoded as in a VERP local part (lower-case base32),
+// RANDOM 26 random base32 characters (crypto/rand). It returns "" when
+// id is empty or domain is not a plain ASCII domain, so the caller falls
+// back to a random Message-ID.
+func MessageID(id, domain string) string {
+	if id == "" || domain == "" {
+		return ""
+	}
+	for i := 0; i < len(domain); i++ {
+		c := domain[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return ""
+		}
+	}
+	return "<" + strings.ToLower(enc.EncodeToString([]byte(id))) + "." + rand.Text() + "@" + domain + ">"
+}
+
+// FromMessageID returns the job id carried by a Message-ID made by
+// MessageID (with or without angle brackets, in any case); ok is false
+// for any other Message-ID.
+func FromMessageID(mid string) (id string, ok bool) {
+	mid = strings.Trim(strings.TrimSpace(mid), "<>")
+	left, _, found := strings.Cut(mid, "@")
+	if !found {
+		return "", false
+	}
+	tok, random, found := strings.Cut(left, ".")
+	if !found || tok == "" || len(random) != 26 || strings.Contains(random, ".") {
+		return "", false
+	}
+	if _, err := enc.DecodeString(strings.ToUpper(random)); err != nil {
+		return "", false
+	}
+	b, err := enc.DecodeString(strings.ToUpper(tok))
+	if err != nil {
+		return "", false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f { // sluice's job ids are printable ASCII
+			return "", false
+		}
+	}
+	return string(b), true
 }

@@ -36,3 +36,30 @@ func TestErrors(t *testing.T) {
 		t.Errorf("re-tagging gave %q", a)
 	}
 }
+
+func TestMessageIDRoundTrip(t *testing.T) {
+	for _, id := range []string{"spring-sale/12", "welcome-2025/100000", "20260601-XQ4MZ7KDLBT3NW5RYH2GJ6PVCA"} {
+		mid := MessageID(id, "news.sluice.test")
+		if !strings.HasPrefix(mid, "<") || !strings.HasSuffix(mid, "@news.sluice.test>") || strings.ContainsAny(mid, "/= ") {
+			t.Fatalf("MessageID(%q) = %q", id, mid)
+		}
+		if MessageID(id, "news.sluice.test") == mid {
+			t.Fatalf("MessageID(%q) is not unique per call", id)
+		}
+		// Quoted with or without brackets, and in another case.
+		for _, q := range []string{mid, strings.Trim(mid, "<>"), strings.ToUpper(mid), strings.ToLower(mid)} {
+			if got, ok := FromMessageID(q); !ok || got != id {
+				t.Errorf("FromMessageID(%q) = %q, %v; want %q", q, got, ok, id)
+			}
+		}
+	}
+	if got := MessageID("a/1", "bücher.test"); got != "" {
+		t.Errorf("MessageID on a non-ASCII domain = %q, want \"\"", got)
+	}
+	for _, mid := range []string{"", "<abc@example.test>", "<CAHx=abc.def@mail.gmail.com>",
+		"<" + "mfrgg." + "ABCDEFGHIJKLMNOPQRSTUVWXY@x.test>", "<0000000000.ABCDEFGHIJKLMNOPQRSTUVWXYZ@x.test>"} {
+		if id, ok := FromMessageID(mid); ok {
+			t.Errorf("FromMessageID(%q) = %q, want none", mid, id)
+		}
+	}
+}

@@ -26,6 +26,7 @@ type Message struct {
 	Data []byte
 	TLS  bool   // the session had done STARTTLS
 	Helo string // the client's EHLO name
+	Peer string // the client's address, "ip:port" (the source it sent from)
 	Conn int    // sequence number of the session that carried it
 	// MAIL FROM parameters the client sent.
 	Size int64  // SIZE=, 0 when absent
@@ -234,7 +235,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	s.mu.Unlock()
 	_, isTLS := c.TLSConnectionState()
-	return &session{s: s, conn: n, helo: c.Hostname(), tls: isTLS, c: c}, nil
+	return &session{s: s, conn: n, helo: c.Hostname(), tls: isTLS, c: c, peer: remote}, nil
 }
 
 type session struct {
@@ -242,6 +243,7 @@ type session struct {
 	c    *smtp.Conn
 	conn int
 	helo string
+	peer string
 	tls  bool
 	from string
 	opts smtp.MailOptions
@@ -292,7 +294,7 @@ func (x *session) Data(r io.Reader) error {
 	x.s.count++
 	if !x.s.opts.Discard {
 		x.s.msgs = append(x.s.msgs, Message{From: x.from, To: append([]string(nil), x.to...),
-			Data: buf.Bytes(), TLS: isTLS || x.tls, Helo: x.helo, Conn: x.conn,
+			Data: buf.Bytes(), TLS: isTLS || x.tls, Helo: x.helo, Peer: x.peer, Conn: x.conn,
 			Size: x.opts.Size, Body: string(x.opts.Body), UTF8: x.opts.UTF8})
 	}
 	x.s.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suggest"
 	"github.com/sluice-mta/sluice/pkg/text"
 	"github.com/sluice-mta/sluice/pkg/throttle"
@@ -238,6 +239,7 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 	if err := throttle.Set(ctx, rdb, ks, name, *rate, *conc, *dur); err != nil {
 		return err
 	}
+	wake(ctx, rdb, ks, name)
 	var what []string
 	if *rate > 0 {
 		what = append(what, fmt.Sprintf("rate %g/s", *rate))
@@ -269,6 +271,7 @@ func reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, ar
 	if err := throttle.Reset(ctx, rdb, ks, name); err != nil {
 		return err
 	}
+	wake(ctx, rdb, ks, name)
 	fmt.Fprintf(stdout, "%s: reset to its start limits\n", name)
 	return nil
 }
@@ -293,4 +296,10 @@ func helpOK(err error) error {
 		return nil
 	}
 	return err
+}
+
+// wake makes the jobs waiting for name due at once, rather than at a time
+// computed from its old limits (engines also do when they see the change).
+func wake(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name string) {
+	_, _ = streams.New(rdb, ks, "campaignctl").Wake(ctx, name)
 }

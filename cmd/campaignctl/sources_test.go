@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/warmup"
+)
+
+const sourcesConfig = `hostname: mta.sluice.test
+sources:
+  - {name: tx1, address: 127.0.0.2, ehlo: tx1.sluice.test}
+  - name: mk1
+    address: 127.0.0.3
+    ehlo: mk1.sluice.test
+    warmup: {schedule: [100, 200, 400], start: 2026-01-15}
+pools:
+  - {name: transactional, sources: [{source: tx1}]}
+  - {name: marketing, sources: [{source: mk1}]}
+lanes:
+  transactional: {pool: transactional}
+  marketing: {pool: marketing}
+`
+
+// campaignctl sources shows each source of -config with, per provider a
+// ramping source has sent to, today's volume against the day's cap.
+func TestSources(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	path := filepath.Join(t.TempDir(), "engine.yaml")
+	if err := os.WriteFile(path, []byte(sourcesConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What engines would have done today: mk1 took 7 units toward Google
+	// (the hour allows ceil(100 × 4 ÷ 24) = 17).
+	w := warmup.New(redistest.Client(t), keyspace.Space(prefix), warmup.Plans(cfg))
+	now := time.Now()
+	for range 7 {
+		if ok, _, err := w.Allow(context.Background(), "mk1", "google", now); !ok || err != nil {
+			t.Fatalf("allow: %v %v", ok, err)
+		}
+		_ = w.Record(context.Background(), "mk1", "google", outcome.Outcome{Status: outcome.Delivered}, now)
+	}
+
+	out := mustCtl(t, prefix, "-config", path, "sources", "--json")
+	var got []struct {
+		Name, Address, EHLO string
+		Pools               []string
+		Ramping             bool
+		Days                int
+		Providers           []map[string]any
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(got) != 2 || got[0].Name != "tx1" || got[0].Address != "127.0.0.2" || got[0].EHLO != "tx1.sluice.test" ||
+		got[0].Ramping || len(got[0].Providers) != 0 || got[0].Pools[0] != "transactional" {
+		t.Fatalf("tx1: %+v", got)
+	}
+	mk := got[1]
+	if mk.Name != "mk1" || !mk.Ramping || mk.Days != 3 || mk.Pools[0] != "marketing" || len(mk.Providers) != 1 {
+		t.Fatalf("mk1: %+v", mk)
+	}
+	p := mk.Providers[0]
+	if p["provider"] != "google" || p["day"] != 1.0 || p["sent"] != 7.0 || p["cap"] != 100.0 || p["hourly_cap"] != 17.0 ||
+		p["rate"] != nil || p["connections"] != nil || p["state"] != nil {
+		t.Fatalf("mk1 → google: %v", p)
+	}
+	if !strings.Contains(out, `"state": null`) {
+		t.Errorf("placeholders not null:\n%s", out)
+	}
+
+	text := mustCtl(t, prefix, "-config", path, "sources")
+	for _, want := range []string{"SOURCE", "RATE", "tx1", "127.0.0.2", "warm", "mk1", "google", "1/3", "7/100"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text output lacks %q:\n%s", want, text)
+		}
+	}
+
+	help, _, code := ctl(t, prefix, "sources", "-h")
+	if code != 0 || !strings.Contains(help, "placeholders") {
+		t.Errorf("sources -h: exit %d\n%s", code, help)
+	}
+	if _, stderr, code := ctl(t, prefix, "sources", "extra"); code != 2 || !strings.Contains(stderr, "no arguments") {
+		t.Errorf("sources extra: exit %d %s", code, stderr)
+	}
+}
+
+// launch with -config refuses a campaign whose pool: it does not define,
+// with a "did you mean".
+func TestLaunchChecksThePool(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "engine.yaml")
+	if err := os.WriteFile(cfgPath, []byte(sourcesConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "list.csv"), []byte("email\na@example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	camp := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(camp, []byte("id: pooled\nfrom: news@sluice.test\nsubject: Hi\ntext: Hello\nrecipients: list.csv\npool: marketting\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := ctl(t, prefix, "-config", cfgPath, "launch", camp)
+	if code != 1 || !strings.Contains(stderr, `pool: unknown pool "marketting" (did you mean "marketing"?)`) {
+		t.Fatalf("launch: exit %d\n%s", code, stderr)
+	}
+}

@@ -1,0 +1,82 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/launch"
+	"github.com/sluice-mta/sluice/pkg/route"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+)
+
+// TestPacedProviderDoesNotHoldUpOthers: one campaign, recipients shuffled
+// between a fast receiver and one paced at 10 msg/s by its limits. The
+// fast part must go out at once (its jobs never queue behind the paced
+// ones) and the paced part at its rate, never faster.
+func TestPacedProviderDoesNotHoldUpOthers(t *testing.T) {
+	const nFast, nPaced, rate = 400, 100, 10.0
+	fast := smtptest.Start(t, smtptest.Options{Discard: true})
+	paced := smtptest.Start(t, smtptest.Options{Discard: true})
+	dir := t.TempDir()
+	var rows []string
+	for i := 0; i < nFast; i++ {
+		rows = append(rows, fmt.Sprintf("f%04d@fast.test", i))
+	}
+	for i := 0; i < nPaced; i++ {
+		rows = append(rows, fmt.Sprintf("p%04d@paced.test", i))
+	}
+	rand.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	enginetest.Write(t, filepath.Join(dir, "mix.csv"), "email\n"+strings.Join(rows, "\n")+"\n")
+	path := enginetest.Write(t, filepath.Join(dir, "mix.yaml"), `id: mix
+from: news@sluice.test
+subject: hi
+text: hello
+recipients: mix.csv
+`)
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, fast.Addr)
+	cfg.Routes = route.Table{{Match: "paced.test", Host: paced.Addr}, {Match: "*", Host: fast.Addr}}
+	cfg.Throttle.Providers = map[string]config.Limits{
+		"route:" + paced.Addr: {StartRate: rate, MinRate: rate, MaxRate: rate, Burst: 1, MaxConnections: 2},
+	}
+	start := time.Now()
+	enginetest.Start(t, cfg)
+	deadline := start.Add(10 * time.Second)
+	for fast.Count() < nFast && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fastTook, pacedThen := time.Since(start), paced.Count()
+	if fast.Count() != nFast {
+		t.Fatalf("fast receiver got %d of %d in 10s (paced got %d)", fast.Count(), nFast, paced.Count())
+	}
+	// A shared FIFO would have taken nPaced/rate = 10 s for the fast part.
+	if fastTook > 3*time.Second {
+		t.Fatalf("fast part took %v: held up behind the paced provider", fastTook)
+	}
+	time.Sleep(2 * time.Second)
+	pacedRate := float64(paced.Count()-pacedThen) / 2
+	t.Logf("fast %d in %v; paced %d by then, then %.1f msg/s (limit %.0f)", nFast, fastTook.Round(time.Millisecond), pacedThen, pacedRate, rate)
+	if pacedRate > rate*1.3 || pacedRate < rate*0.6 {
+		t.Fatalf("paced provider got %.1f msg/s, want about %.0f", pacedRate, rate)
+	}
+	st := store.New(rdb, ks)
+	s, _ := st.Status(context.Background(), "mix")
+	if s.Deferred != 0 || s.Delivered != int64(fast.Count()+paced.Count()) {
+		t.Fatalf("status %+v with %d+%d received", s, fast.Count(), paced.Count())
+	}
+}

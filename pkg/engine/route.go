@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
+)
+
+// routeBatch is how many jobs a lane's router reads at a time.
+const routeBatch = 256
+
+// routeLane moves one lane's jobs into their destinations' lines until
+// ctx ends: it reads a batch, settles what needs no attempt (cancelled,
+// suppressed, unroutable), parks a paused campaign's jobs, drops a deleted
+// campaign's, resolves the rest once and moves them in one step. It holds
+// nothing between batches, so after a failed read it can safely put back
+// whatever the read may have handed it without its knowing.
+func (e *Engine) routeLane(ctx, hard context.Context, l streams.Lane) {
+	for ctx.Err() == nil {
+		if !e.waitHealthy(ctx) {
+			return
+		}
+		ds, err := e.q.Read(ctx, l, routeBatch, time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			e.health.failed(err)
+			e.Log.Error("read jobs", "lane", l, "err", err)
+			sleep(ctx, time.Second)
+			// A read whose reply was lost still handed jobs to this
+			// consumer: put them back in the lane.
+			if _, err := e.q.RequeueOwn(ctx, l); err != nil && ctx.Err() == nil {
+				e.Log.Error("put back jobs of a failed read", "lane", l, "err", err)
+			}
+			continue
+		}
+		if len(ds) > 0 {
+			e.route(ctx, hard, l, ds)
+		}
+	}
+}
+
+// route decides each job of a batch read from lane l.
+func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.Delivery) {
+	ds = e.operatorPass(ctx, hard, ds)
+	ds = e.suppressionPass(ctx, hard, ds)
+	dests := e.resolve(ctx, ds)
+	var rs []streams.Routed
+	for _, d := range ds {
+		r := dests[domainOf(d.To)]
+		if !r.ok {
+			if ctx.Err() != nil {
+				continue // stopping: it stays pending, put back at the next start
+			}
+			e.finish(hard, d, r.out)
+			continue
+		}
+		key := e.Throttle.Key(r.dest.Domain, r.dest.Key, r.dest.HostNames())
+		rs = append(rs, streams.Routed{Delivery: d, Line: streams.Line{Lane: l, Campaign: d.Campaign, Key: key}})
+	}
+	if len(rs) == 0 {
+		return
+	}
+	if e.durably(hard, "route", rs[0].Delivery, func(ctx context.Context) error {
+		_, err := e.q.Route(ctx, l, rs)
+		return err
+	}) {
+		e.wake()
+	}
+}
+
+// operatorPass applies pause, cancel and deletion to a batch and returns
+// the jobs still to send.
+func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery) []streams.Delivery {
+	kept := ds[:0]
+	for _, d := range ds {
+		if d.Campaign == "" {
+			kept = append(kept, d)
+			continue
+		}
+		st, err := e.cache.stateOf(ctx, d.Campaign, e.Now())
+		if err == nil && st != store.StatePaused && st != store.StateCancelled {
+			if _, err = e.cache.get(ctx, d.Campaign); err == nil {
+				kept = append(kept, d)
+				continue
+			}
+		}
+		var unbuildable *buildError
+		switch {
+		case errors.Is(err, errCampaignGone):
+			e.conclude(hard, d, plan{next: stepDrop})
+		case errors.As(err, &unbuildable):
+			e.conclude(hard, d, settleWith(unbuildable.out))
+		case err != nil:
+			e.conclude(hard, d, e.later(ctx, d, "campaign unreadable", err))
+		case st == store.StatePaused:
+			e.conclude(hard, d, plan{next: stepPark})
+		default:
+			e.conclude(hard, d, settleWith(cancelled))
+		}
+	}
+	return kept
+}
+
+var cancelled = outcome.Outcome{Status: outcome.Cancelled, Stage: outcome.StageQueue, Reason: "cancelled"}
+
+// suppressionPass settles the jobs of suppressed recipients (one round
+// trip for the batch) and returns the others. When the list cannot be read
+// the batch is put back in line.
+func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Delivery) []streams.Delivery {
+	if e.Suppression == nil || len(ds) == 0 {
+		return ds
+	}
+	lane := string(ds[0].Lane)
+	addrs := make([]string, len(ds))
+	for i, d := range ds {
+		addrs[i] = d.To
+	}
+	res, err := e.Suppression.Check(ctx, lane, addrs)
+	if err != nil {
+		for _, d := range ds {
+			e.conclude(hard, d, e.later(ctx, d, "suppression check failed", err))
+		}
+		return nil
+	}
+	kept := ds[:0]
+	for i, d := range ds {
+		if b := res[i]; b != nil {
+			e.finish(hard, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
+				Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
+			continue
+		}
+		kept = append(kept, d)
+	}
+	return kept
+}
+
+type resolved struct {
+	dest deliver.Destination
+	out  outcome.Outcome
+	ok   bool
+}
+
+// resolveParallel bounds the DNS lookups one batch runs at once.
+const resolveParallel = 32
+
+// resolve finds every distinct recipient domain's destination, the
+// lookups of a batch in parallel (the long tail of small domains).
+func (e *Engine) resolve(ctx context.Context, ds []streams.Delivery) map[string]resolved {
+	out := map[string]resolved{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, resolveParallel)
+	for _, d := range ds {
+		dom := domainOf(d.To)
+		mu.Lock()
+		_, seen := out[dom]
+		if !seen {
+			out[dom] = resolved{}
+		}
+		mu.Unlock()
+		if seen {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			dest, o, ok := e.Router.Resolve(ctx, dom)
+			mu.Lock()
+			out[dom] = resolved{dest, o, ok}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}

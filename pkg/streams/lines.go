@@ -1,0 +1,335 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Line is where jobs wait for one destination: a stream per (lane,
+// campaign, throttle key), read through the engines' group like the lane
+// streams, so holding, settling and taking over work the same. A job
+// enters its line once it is routed (Route); engines read a line only when
+// the throttle lets its key send, so waiting costs nothing.
+//
+// The ready set (a sorted set of line names, scored with the time a line
+// is worth reading again) is what engines poll: a line out of send slots
+// or suspended is scored at the time it may send, a line with nothing new
+// is not in it at all.
+type Line struct {
+	Lane     Lane
+	Campaign string // empty for transactional jobs
+	Key      string // the throttle key the destination rolls up to
+}
+
+// Name is the line's member in the ready and lines sets.
+func (l Line) Name() string { return string(l.Lane) + "|" + l.Campaign + "|" + l.Key }
+
+// ParseLine is the inverse of Name.
+func ParseLine(name string) (Line, error) {
+	lane, rest, ok := strings.Cut(name, "|")
+	campaign, key, ok2 := strings.Cut(rest, "|")
+	if !ok || !ok2 {
+		return Line{}, fmt.Errorf("line %q: not lane|campaign|key", name)
+	}
+	l, err := ParseLane(lane)
+	if err != nil {
+		return Line{}, err
+	}
+	return Line{Lane: l, Campaign: campaign, Key: key}, nil
+}
+
+// LineStream is the key of a line's stream.
+func (q *Queue) LineStream(l Line) string { return q.ks.Key("line", l.Name()) }
+
+func (q *Queue) ready() string { return q.ks.Key("ready") }
+func (q *Queue) lines() string { return q.ks.Key("lines") }
+
+// luaIntoLine adds a job (ARGV raw) to line stream k named n, creating
+// its group when the line is new, and puts the line in the ready set
+// unless it is there already (a line waiting for its key keeps its time).
+const luaIntoLine = `
+local function intoLine(k, n, raw, now)
+  redis.call('XADD', k, '*', 'j', raw)
+  if redis.call('SADD', KEYS[2], n) == 1 then
+    pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
+  end
+  redis.call('ZADD', KEYS[1], 'NX', now, n)
+end
+local function nowMs()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+`
+
+// routeScript moves routed jobs from the lane stream (KEYS[3]) into their
+// lines (KEYS[4..]): each only while this consumer still holds it.
+// ARGV: group, consumer, then per job: entry id, line name, raw job.
+var routeScript = redis.NewScript(luaIntoLine + `
+local now = nowMs()
+local moved = 0
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  if #redis.call('XPENDING', KEYS[3], ARGV[1], id, id, 1, ARGV[2]) > 0 then
+    redis.call('XACK', KEYS[3], ARGV[1], id)
+    redis.call('XDEL', KEYS[3], id)
+    intoLine(KEYS[4 + (i - 3) / 3], ARGV[i + 1], ARGV[i + 2], now)
+    moved = moved + 1
+  end
+end
+return moved
+`)
+
+// Routed is a job read from a lane with the line it belongs in.
+type Routed struct {
+	Delivery
+	Line Line
+}
+
+// Route moves held jobs of lane l into their lines, atomically: the lane
+// entry goes and the line entry comes in one step. It returns how many
+// moved (jobs no longer held by this consumer are left alone).
+func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
+	if len(rs) == 0 {
+		return 0, nil
+	}
+	keys := []string{q.ready(), q.lines(), q.Stream(l)}
+	args := []any{Group, q.consumer}
+	for _, r := range rs {
+		keys = append(keys, q.LineStream(r.Line))
+		args = append(args, r.StreamID, r.Line.Name(), r.Raw)
+	}
+	n, err := routeScript.Run(ctx, q.rdb, keys, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("route %d jobs of %s: %w", len(rs), l, err)
+	}
+	return n, nil
+}
+
+// Due returns up to n lines worth reading now, longest waiting first.
+func (q *Queue) Due(ctx context.Context, now time.Time, n int) ([]Line, error) {
+	names, err := q.rdb.ZRangeByScore(ctx, q.ready(), &redis.ZRangeBy{
+		Min: "-inf", Max: fmt.Sprint(now.UnixMilli()), Count: int64(n),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("due lines: %w", err)
+	}
+	out := make([]Line, 0, len(names))
+	for _, s := range names {
+		l, err := ParseLine(s)
+		if err != nil {
+			q.rdb.ZRem(ctx, q.ready(), s) // not ours: never read again
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// NextDue is when the earliest line is due (zero when none waits).
+func (q *Queue) NextDue(ctx context.Context) (time.Time, error) {
+	zs, err := q.rdb.ZRangeWithScores(ctx, q.ready(), 0, 0).Result()
+	if err != nil || len(zs) == 0 {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(int64(zs[0].Score)), nil
+}
+
+// Defer scores lines already in the ready set to be read again at the
+// given times (the throttle said "not before"), in one round trip.
+func (q *Queue) Defer(ctx context.Context, at map[Line]time.Time) error {
+	if len(at) == 0 {
+		return nil
+	}
+	pipe := q.rdb.Pipeline()
+	for l, t := range at {
+		pipe.ZAddXX(ctx, q.ready(), redis.Z{Score: float64(t.UnixMilli()), Member: l.Name()})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("defer lines: %w", err)
+	}
+	return nil
+}
+
+// Wake makes every line of throttle key due now (an operator changed its
+// limits): no waiting line keeps a time computed from the old ones.
+func (q *Queue) Wake(ctx context.Context, key string) (int, error) {
+	n := 0
+	iter := q.rdb.SScan(ctx, q.lines(), 0, "*|"+escapeGlob(key), 1000).Iterator()
+	now := float64(time.Now().UnixMilli())
+	for iter.Next(ctx) {
+		if err := q.rdb.ZAddXX(ctx, q.ready(), redis.Z{Score: now, Member: iter.Val()}).Err(); err != nil {
+			return n, fmt.Errorf("wake %s: %w", key, err)
+		}
+		n++
+	}
+	if err := iter.Err(); err != nil {
+		return n, fmt.Errorf("wake %s: %w", key, err)
+	}
+	return n, nil
+}
+
+func escapeGlob(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
+	return r.Replace(s)
+}
+
+// takeScript reads up to ARGV[3] new jobs of line KEYS[3] for this
+// consumer. A line with jobs left goes to the back of the ready set (so
+// lines sharing a key take turns); one with nothing new leaves it, and an
+// empty one is deleted.
+var takeScript = redis.NewScript(luaIntoLine + `
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]), 'STREAMS', KEYS[3], '>')
+local entries = {}
+if got then entries = got[1][2] end
+if #entries < tonumber(ARGV[3]) then
+  redis.call('ZREM', KEYS[1], ARGV[4])
+  if redis.call('XLEN', KEYS[3]) == 0 then
+    redis.call('DEL', KEYS[3])
+    redis.call('SREM', KEYS[2], ARGV[4])
+  end
+else
+  redis.call('ZADD', KEYS[1], 'XX', nowMs(), ARGV[4])
+end
+return entries
+`)
+
+// Take reads up to n jobs of line l for this consumer (held until
+// settled, as jobs read from a lane are).
+func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, error) {
+	stream := q.LineStream(l)
+	res, err := takeScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream}, Group, q.consumer, n, l.Name()).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("take from line %s: %w", l.Name(), err)
+	}
+	out := make([]Delivery, 0, len(res))
+	for _, e := range res {
+		m, ok := e.([]any)
+		if !ok || len(m) != 2 {
+			continue
+		}
+		id, _ := m[0].(string)
+		fields, _ := m[1].([]any)
+		var raw string
+		for i := 0; i+1 < len(fields); i += 2 {
+			if f, _ := fields[i].(string); f == "j" {
+				raw, _ = fields[i+1].(string)
+			}
+		}
+		j, err := decodeJob(raw)
+		if err != nil {
+			return out, fmt.Errorf("line %s entry %s: %w", l.Name(), id, err)
+		}
+		out = append(out, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream, Key: l.Key})
+	}
+	return out, nil
+}
+
+// requeueScript puts this consumer's (ARGV[2]) pending jobs of stream
+// KEYS[3] back at its end as new entries, up to ARGV[3] at a time; a line
+// (ARGV[4] its name, empty for a lane) is made ready. Returns how many.
+var requeueScript = redis.NewScript(luaIntoLine + `
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]), 'STREAMS', KEYS[3], '0')
+local entries = {}
+if got then entries = got[1][2] end
+local now = nowMs()
+local n = 0
+for _, e in ipairs(entries) do
+  local raw
+  for i = 1, #e[2], 2 do if e[2][i] == 'j' then raw = e[2][i + 1] end end
+  redis.call('XACK', KEYS[3], ARGV[1], e[1])
+  redis.call('XDEL', KEYS[3], e[1])
+  if raw then
+    if ARGV[4] ~= '' then intoLine(KEYS[3], ARGV[4], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
+    n = n + 1
+  end
+end
+return n
+`)
+
+// RequeueOwn puts every job this consumer holds in lane l back in line
+// (at a start: whatever a previous run of this consumer held is attempted
+// again once, by whichever engine gets to it).
+func (q *Queue) RequeueOwn(ctx context.Context, l Lane) (int, error) {
+	return q.requeueOwn(ctx, q.Stream(l), nil)
+}
+
+// RequeueOwnLine is RequeueOwn for line l.
+func (q *Queue) RequeueOwnLine(ctx context.Context, l Line) (int, error) {
+	return q.requeueOwn(ctx, q.LineStream(l), &l)
+}
+
+func (q *Queue) requeueOwn(ctx context.Context, stream string, line *Line) (int, error) {
+	name := ""
+	if line != nil {
+		name = line.Name()
+	}
+	total := 0
+	for {
+		n, err := requeueScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream}, Group, q.consumer, 500, name).Int()
+		if err != nil {
+			return total, fmt.Errorf("requeue own jobs of %s: %w", stream, err)
+		}
+		total += n
+		if n < 500 {
+			return total, nil
+		}
+	}
+}
+
+// Lines calls fn for every line that exists.
+func (q *Queue) Lines(ctx context.Context, fn func(Line) error) error {
+	iter := q.rdb.SScan(ctx, q.lines(), 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		l, err := ParseLine(iter.Val())
+		if err != nil {
+			continue
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("list lines: %w", err)
+	}
+	return nil
+}
+
+// putBackScript puts the given entries of line stream KEYS[3] (ARGV[3..],
+// id and raw job in turn) back at its end, each only while this consumer
+// (ARGV[2]) still holds it.
+var putBackScript = redis.NewScript(luaIntoLine + `
+local now = nowMs()
+local n = 0
+for i = 4, #ARGV, 2 do
+  local id = ARGV[i]
+  if #redis.call('XPENDING', KEYS[3], ARGV[1], id, id, 1, ARGV[2]) > 0 then
+    redis.call('XACK', KEYS[3], ARGV[1], id)
+    redis.call('XDEL', KEYS[3], id)
+    intoLine(KEYS[3], ARGV[3], ARGV[i + 1], now)
+    n = n + 1
+  end
+end
+return n
+`)
+
+// PutBack puts held jobs of line l back at its end (jobs a lost reply
+// handed this consumer without its knowing); it returns how many.
+func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error) {
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	args := []any{Group, q.consumer, l.Name()}
+	for _, d := range ds {
+		args = append(args, d.StreamID, d.Raw)
+	}
+	n, err := putBackScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), q.LineStream(l)}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("put back %d jobs of line %s: %w", len(ds), l.Name(), err)
+	}
+	return n, nil
+}
