@@ -40,7 +40,7 @@ type Config struct {
 	// implicit source "default" on the default route, in pool "default".
 	Sources []Source `yaml:"sources"`
 	Pools   []Pool   `yaml:"pools"`
-	Events      Events      `yaml:"events"`     // see events.go
+	Events  Events   `yaml:"events"` // see events.go
 }
 
 // Suppression configures automatic suppression beyond hard bounces.
