@@ -58,7 +58,13 @@ func resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 		return 0, err
 	}
 	q := streams.New(rdb, ks, "campaignctl")
-	return sweep(ctx, func() (int, error) { return q.Unpark(ctx, lane, st.ParkKey(id), batch) })
+	n, err := sweep(ctx, func() (int, error) { return q.Unpark(ctx, lane, st.ParkKey(id), batch) })
+	if err != nil {
+		return n, err
+	}
+	// Its lines were left alone while it was paused: due now.
+	_, err = q.WakeCampaign(ctx, id)
+	return n, err
 }
 
 // Cancel ends the campaign (if it is not cancelled already): parked jobs
@@ -85,6 +91,11 @@ func Cancel(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 	}
 	lane, err := st.Lane(ctx, id)
 	if err != nil {
+		return n, err
+	}
+	// Jobs waiting in lines (a suspended provider's too) are settled as
+	// cancelled as soon as an engine reads them: now.
+	if _, err := q.WakeCampaign(ctx, id); err != nil {
 		return n, err
 	}
 	return n, q.Expedite(ctx, lane, id, time.Now())

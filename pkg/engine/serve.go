@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/throttle"
@@ -62,6 +64,9 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 		})
 		later := map[streams.Line]time.Time{}
 		for _, l := range lines {
+			if l.Campaign != "" && !e.campaignSends(ctx, l, later) {
+				continue
+			}
 			n := e.slots.take(e.Config.Delivery.Workers)
 			if n == 0 {
 				break
@@ -82,6 +87,35 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 		}
 		e.waiting.note(later)
 	}
+}
+
+// campaignSends reports whether line l's campaign is sending. A paused
+// campaign's line is left alone (resume wakes it); a cancelled one's jobs
+// are settled as cancelled without the throttle's leave, a batch at a
+// time; a deleted one's line goes.
+func (e *Engine) campaignSends(ctx context.Context, l streams.Line, later map[streams.Line]time.Time) bool {
+	st, err := e.cache.stateOf(ctx, l.Campaign, e.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		e.Log.Warn("dropping the jobs of a deleted campaign", "line", l.Name())
+		if err := e.q.DropLine(ctx, l); err != nil {
+			e.Log.Error("drop line", "line", l.Name(), "err", err)
+		}
+		return false
+	case err != nil:
+		later[l] = e.Now().Add(paceRetry)
+		return false
+	case st == store.StatePaused:
+		later[l] = e.Now().Add(maxWait)
+		return false
+	case st == store.StateCancelled:
+		if _, err := e.q.CancelLine(ctx, l, e.store.Tally(l.Campaign), 500); err != nil && ctx.Err() == nil {
+			e.Log.Error("cancel waiting jobs", "line", l.Name(), "err", err)
+			later[l] = e.Now().Add(paceRetry)
+		}
+		return false
+	}
+	return true
 }
 
 // admitN asks the throttle for up to n permits for l's key; with none, it

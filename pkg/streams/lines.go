@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Line is where jobs wait for one destination: a stream per (lane,
@@ -332,4 +334,76 @@ func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error)
 		return 0, fmt.Errorf("put back %d jobs of line %s: %w", len(ds), l.Name(), err)
 	}
 	return n, nil
+}
+
+// cancelLineScript settles up to ARGV[1] jobs of a cancelled campaign's
+// line (KEYS[1]) as cancelled without sending them; a line left with
+// nothing new leaves the ready set (KEYS[4]) and an empty one is deleted
+// (and leaves the lines set, KEYS[5]; ARGV[3] its name, ARGV[4] the
+// group, ARGV[5] this consumer).
+var cancelLineScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCancelJob + `
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', tonumber(ARGV[1]), 'STREAMS', KEYS[1], '>')
+local entries = {}
+if got then entries = got[1][2] end
+for _, e in ipairs(entries) do
+  for i = 1, #e[2], 2 do if e[2][i] == 'j' then cancelJob(e[2][i + 1], KEYS[6], ARGV[6]) end end
+  redis.call('XACK', KEYS[1], ARGV[4], e[1])
+  redis.call('XDEL', KEYS[1], e[1])
+end
+if #entries < tonumber(ARGV[1]) then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+  if redis.call('XLEN', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[1])
+    redis.call('SREM', KEYS[5], ARGV[3])
+  end
+end
+return #entries
+`)
+
+// CancelLine settles up to n waiting jobs of a cancelled campaign's line
+// l as cancelled in t, without sending them or asking the throttle, and
+// returns how many.
+func (q *Queue) CancelLine(ctx context.Context, l Line, t Tally, n int) (int, error) {
+	done, err := cancelLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), t.Counters, t.Records, q.ready(), q.lines(), q.EventsKey()},
+		n, Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), l.Name(), Group, q.consumer, eventTime()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("cancel jobs of line %s: %w", l.Name(), err)
+	}
+	return done, nil
+}
+
+// WakeCampaign makes every line of campaign id due now (it was resumed or
+// cancelled: its waiting lines are to be read, or emptied, at once).
+func (q *Queue) WakeCampaign(ctx context.Context, id string) (int, error) {
+	n := 0
+	now := float64(time.Now().UnixMilli())
+	for _, lane := range Lanes {
+		iter := q.rdb.SScan(ctx, q.lines(), 0, escapeGlob(string(lane)+"|"+id+"|")+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := q.rdb.ZAdd(ctx, q.ready(), redis.Z{Score: now, Member: iter.Val()}).Err(); err != nil {
+				return n, fmt.Errorf("wake campaign %s: %w", id, err)
+			}
+			n++
+		}
+		if err := iter.Err(); err != nil {
+			return n, fmt.Errorf("wake campaign %s: %w", id, err)
+		}
+	}
+	return n, nil
+}
+
+var dropLineScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+`)
+
+// DropLine deletes line l with every job in it: its campaign was deleted,
+// and there is nothing left to record their outcomes in.
+func (q *Queue) DropLine(ctx context.Context, l Line) error {
+	if err := dropLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), q.ready(), q.lines()}, l.Name()).Err(); err != nil {
+		return fmt.Errorf("drop line %s: %w", l.Name(), err)
+	}
+	return nil
 }

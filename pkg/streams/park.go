@@ -46,13 +46,13 @@ func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, err
 	return moved, nil
 }
 
-// cancelParkedScript settles parked jobs as cancelled: each recipient's
-// record and the counters move as a settle would (queued → cancelled).
-var cancelParkedScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + `
-local n = 0
-for i = 1, tonumber(ARGV[1]) do
-  local raw = redis.call('LPOP', KEYS[1])
-  if not raw then break end
+// luaCancelJob settles one raw campaign job as cancelled: its record
+// (records hash KEYS[3], ARGV[2] the cancelled record) and the counters
+// (KEYS[2]) move as a settle would (queued → cancelled), and its
+// cancelled event goes to the events stream evkey (time at). It needs
+// luaEvent and luaJobEvent before it.
+const luaCancelJob = `
+local function cancelJob(raw, evkey, at)
   local j = cjson.decode(raw)
   local field = string.lower(j['to'])
   local prev = redis.call('HGET', KEYS[3], field)
@@ -63,8 +63,18 @@ for i = 1, tonumber(ARGV[1]) do
     redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
     redis.call('HINCRBY', KEYS[2], 'queued', -1)
     if ps == 'deferred' then redis.call('HINCRBY', KEYS[2], 'deferred', -1) end
-    job_event(KEYS[4], 'cancelled', ARGV[3], j, 'cancelled')
+    job_event(evkey, 'cancelled', at, j, 'cancelled')
   end
+end
+`
+
+// cancelParkedScript settles parked jobs as cancelled.
+var cancelParkedScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCancelJob + `
+local n = 0
+for i = 1, tonumber(ARGV[1]) do
+  local raw = redis.call('LPOP', KEYS[1])
+  if not raw then break end
+  cancelJob(raw, KEYS[4], ARGV[3])
   n = n + 1
 end
 return n
