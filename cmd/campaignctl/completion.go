@@ -15,7 +15,7 @@ var commandFlags = map[string][]string{
 	"preview":     {"--recipient", "--email", "--json", "--allow-outside"},
 	"launch":      {"--at", "--skip-invalid", "-q", "--allow-outside"},
 	"list":        {"--json"},
-	"status":      {"--json", "--watch", "--detail", "--by", "--top", "--interval"},
+	"status":      {"--json", "--watch", "--detail", "--by", "--top", "--interval", "--recipient"},
 	"pause":       {"--wait"},
 	"resume":      {"--wait"},
 	"cancel":      {"--wait"},

@@ -32,9 +32,13 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	by := fs.String("by", "domain", "group providers by recipient \"domain\" or by the \"mx\" host that answered")
 	top := fs.Int("top", 10, "show this many providers; the rest are summed up as (other)")
 	every := fs.Duration("interval", time.Second, "with --watch: time between refreshes (longer for big campaigns, whose records take a while to read)")
+	rcpt := fs.String("recipient", "", "with ID: one recipient's outcome and its attempts (time, MX host, code, reply)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *rcpt != "" {
+		return showRecipient(ctx, e, pos, *rcpt, *asJSON)
 	}
 	switch {
 	case len(pos) > 1:

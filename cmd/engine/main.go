@@ -28,16 +28,20 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/api"
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/dashboard"
 	"github.com/sluice-mta/sluice/pkg/deliver"
 	"github.com/sluice-mta/sluice/pkg/dkim"
 	"github.com/sluice-mta/sluice/pkg/engine"
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/metrics"
 	"github.com/sluice-mta/sluice/pkg/mx"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/submission"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 	"github.com/sluice-mta/sluice/pkg/unsubscribe"
+	"github.com/sluice-mta/sluice/pkg/webhook"
 )
 
 func main() {
@@ -165,6 +169,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	if err != nil {
 		return err
 	}
+	dash := dashboard.New(rdb, ks, supp, cfg.HTTP.DashboardTokens(), log)
+	go dash.Run(ctx)
+	mux.Handle("/", dash.Handler())
 	// Every listener is bound before the engine says it started: a port
 	// in use is an error at start, not a log line later.
 	hl, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -203,6 +210,10 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		return err
 	}
 	defer closeInbound()
+	// Events out: the stream kept to events.retention, and each webhook
+	// fed from its own cursor in its own goroutine (pkg/webhook).
+	go events.New(rdb, ks).KeepTrimmed(ctx, cfg.Events.Retention, log)
+	go webhook.Run(ctx, rdb, ks, cfg.Events.Webhooks, webhook.Options{Owner: cfg.Delivery.Consumer}, log)
 
 	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", hl.Addr().String(),
 		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes), "dkim_keys", len(cfg.DKIM), "dkim_rsa", dkim.Backend())
@@ -232,7 +243,7 @@ func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redi
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("/v1/", api.Handler(cfg.HTTP, q, rdb, ks, log))
+	mux.Handle("/v1/", metrics.HTTP(api.Handler(cfg.HTTP, q, rdb, ks, log)))
 	if cfg.Unsubscribe.BaseURL == "" || cfg.Unsubscribe.Secret == "" {
 		log.Warn("unsubscribe.base_url/secret not set: marketing mail goes out without RFC 8058 one-click List-Unsubscribe; Gmail and Yahoo require it from bulk senders")
 		return mux, nil
@@ -242,7 +253,7 @@ func handlers(cfg *config.Config, eng *engine.Engine, q *streams.Queue, rdb redi
 		return nil, fmt.Errorf("unsubscribe.secret: %w", err)
 	}
 	eng.Unsubscribe = us
-	mux.Handle("/u/", unsubscribe.Handler(us, supp, log))
+	mux.Handle("/u/", unsubscribe.HandlerWithEvents(us, supp, log, events.New(rdb, ks)))
 	return mux, nil
 }
 

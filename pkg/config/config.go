@@ -40,6 +40,7 @@ type Config struct {
 	// implicit source "default" on the default route, in pool "default".
 	Sources []Source `yaml:"sources"`
 	Pools   []Pool   `yaml:"pools"`
+	Events  Events   `yaml:"events"` // see events.go
 }
 
 // Suppression configures automatic suppression beyond hard bounces.
@@ -64,6 +65,9 @@ type HTTP struct {
 	Listen string `yaml:"listen"`
 	// APITokens may use the HTTP API (Authorization: Bearer TOKEN).
 	APITokens []APIToken `yaml:"api_tokens"`
+	// UIToken is the SHA-256 (hex) of the token that opens the dashboard
+	// at "/" (API tokens open it too); see dashboard.go.
+	UIToken string `yaml:"ui_token"`
 }
 
 // APIToken is one API client. The token itself is not stored, only its
@@ -375,6 +379,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.feedbackDefaults()
 	c.egressDefaults()
+	c.eventsDefaults()
 	tx, mk := &c.Lanes.Transactional, &c.Lanes.Marketing
 	if len(tx.Retry) == 0 {
 		tx.Retry = []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute}
@@ -477,6 +482,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.egressValidate(); err != nil {
+		return err
+	}
+	if err := c.eventsValidate(); err != nil {
 		return err
 	}
 	for i, d := range c.DKIM {

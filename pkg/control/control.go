@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
@@ -24,7 +25,16 @@ const batch = 1000
 
 // Pause stops every engine from sending the campaign within seconds.
 func Pause(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id string) error {
-	return store.New(rdb, ks).Pause(ctx, id)
+	if err := store.New(rdb, ks).Pause(ctx, id); err != nil {
+		return err
+	}
+	return note(ctx, rdb, ks, events.Paused, id, "")
+}
+
+// note appends a campaign's event after its state changed.
+func note(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, t events.Type, id, reason string) error {
+	_, err := events.New(rdb, ks).Append(ctx, events.Event{Type: t, Campaign: id, Reason: reason})
+	return err
 }
 
 // Resume lets engines send the campaign again and puts its parked jobs
@@ -38,6 +48,9 @@ func Resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 func resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id string, change func(*store.Store, context.Context, string) error) (int, error) {
 	st := store.New(rdb, ks)
 	if err := change(st, ctx, id); err != nil {
+		return 0, err
+	}
+	if err := note(ctx, rdb, ks, events.Resumed, id, ""); err != nil {
 		return 0, err
 	}
 	lane, err := st.Lane(ctx, id)

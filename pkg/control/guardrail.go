@@ -5,6 +5,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/store"
 )
@@ -13,7 +14,11 @@ import (
 // the reason for status. It returns false when there was nothing to do:
 // the campaign is not sending, or an operator overrode its guardrails.
 func PauseFor(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, id, reason string) (bool, error) {
-	return store.New(rdb, ks).PauseFor(ctx, id, reason)
+	ok, err := store.New(rdb, ks).PauseFor(ctx, id, reason)
+	if err != nil || !ok {
+		return ok, err
+	}
+	return true, note(ctx, rdb, ks, events.Paused, id, reason)
 }
 
 // ResumeForce resumes a paused campaign, also one a guardrail paused, and

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/metrics"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/text"
@@ -28,6 +29,7 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 	rec := streams.Record{
 		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
 		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
+		Earlier: d.History,
 	}
 	var next *streams.Job
 	var retryAt time.Time
@@ -41,6 +43,7 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 		} else {
 			j := d.Job
 			j.Attempts++
+			j.History = rec.NextEarlier()
 			next = &j
 		}
 	}
@@ -57,6 +60,9 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 		return err
 	}) {
 		return
+	}
+	if res == streams.Recorded {
+		metrics.Settled(d.Campaign, rec.Status, rec.Reason)
 	}
 	if res == streams.NotHeld {
 		// Taken over by another engine after this one fell silent, or

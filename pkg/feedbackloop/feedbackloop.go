@@ -37,6 +37,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/feedback"
 	"github.com/sluice-mta/sluice/pkg/inbound"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
@@ -45,6 +46,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/text"
 )
 
 // Source names this package in suppression entries and their audit trail.
@@ -301,7 +303,18 @@ func (l *Loop) amend(ctx context.Context, j *job, field string, rc feedback.Reci
 				in = append(in, streams.Incr{Key: l.DomainKey(j.domain), Field: DomainComplaints, By: 1})
 			}
 		}
-		return &streams.Amendment{Record: rec, Incrs: in}
+		ev := events.Complained
+		if hard {
+			ev = events.Bounced
+		}
+		to := rc.Address
+		if to == "" {
+			to = field
+		}
+		return &streams.Amendment{Record: rec, Incrs: in, Event: &events.Event{
+			Type: ev, Time: now, Campaign: j.campaign, Job: j.id, Recipient: to, Code: rec.Code, Enhanced: rec.Enhanced,
+			Reply: text.Clip(rec.Reply, events.ReplyLimit), MX: rec.Host, Attempt: rec.Attempts, Reason: rec.Reason,
+		}}
 	})
 }
 

@@ -26,6 +26,8 @@ var keyOwners = map[string]string{
 	"thr":       "pkg/throttle",
 	"warm":      "pkg/warmup",       // warm-up ramps: state, per-day counters, providers seen per source
 	"fb":        "pkg/feedbackloop", // per sending domain complaint and bounce counters
+	"events":    "pkg/events",       // the events stream
+	"webhook":   "pkg/webhook",      // webhook cursors and leases
 }
 
 // streamKeyMethods are streams.Queue's methods that name a stream, a

@@ -28,6 +28,19 @@ type Row struct {
 	// Provider() as "provider" instead, like the CSV's column.
 	Host string `json:"-"`
 	Line int    `json:"line,omitempty"` // in the recipients file
+	// History is every attempt kept (the last streams.HistoryLimit),
+	// oldest first; JSON only.
+	History []Attempt `json:"history,omitempty"`
+}
+
+// Attempt is one delivery attempt of a recipient.
+type Attempt struct {
+	At       time.Time `json:"at"`
+	Outcome  string    `json:"outcome,omitempty"`
+	MX       string    `json:"mx,omitempty"`
+	Code     int       `json:"code,omitempty"`
+	Enhanced string    `json:"enhanced_code,omitempty"`
+	Reply    string    `json:"reply,omitempty"`
 }
 
 // Domain is the recipient's domain.
@@ -54,6 +67,10 @@ func FromRecord(email string, rec streams.Record) Row {
 		Reply: rec.Reply, Reason: rec.Reason, Attempts: rec.Attempts, Host: rec.Host, Line: rec.Line}
 	if rec.At > 0 {
 		row.Last = time.UnixMilli(rec.At).UTC()
+	}
+	for _, a := range rec.History() {
+		row.History = append(row.History, Attempt{At: time.UnixMilli(a.At).UTC(), Outcome: a.Status, MX: a.Host,
+			Code: a.Code, Enhanced: a.Enhanced, Reply: a.Reply})
 	}
 	return row
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/events"
 )
 
 // Incr adds By to Field of the hash Key; an empty Key is the tally's
@@ -21,7 +23,7 @@ type Incr struct {
 // one step: a record and its counters never disagree.
 // ARGV: field, old, new, n increments, (key index, field, by) × n, fields
 // of KEYS[2] to read back.
-var amendScript = redis.NewScript(`
+var amendScript = redis.NewScript(luaEvent + `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur ~= ARGV[2] then return {0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
@@ -31,6 +33,8 @@ for _ = 1, n do
   redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
   i = i + 3
 end
+event(KEYS[3], ARGV[i])
+i = i + 1
 local out = {1}
 for j = i, #ARGV do
   out[#out + 1] = tonumber(redis.call('HGET', KEYS[2], ARGV[j]) or '0') or 0
@@ -40,8 +44,9 @@ return out
 
 // Amendment is what an Amend's change function decides for one record.
 type Amendment struct {
-	Record Record // the record to store
-	Incrs  []Incr // counters to move in the same step
+	Record Record        // the record to store
+	Incrs  []Incr        // counters to move in the same step
+	Event  *events.Event // appended in the same step, if set
 }
 
 // Amend changes a record after its job was settled (a bounce or a
@@ -67,7 +72,7 @@ func (q *Queue) Amend(ctx context.Context, t Tally, field string, read []string,
 		if a == nil {
 			return false, nil, nil
 		}
-		keys := []string{t.Records, t.Counters}
+		keys := []string{t.Records, t.Counters, q.EventsKey()}
 		args := []any{field, old, a.Record.Encode(), len(a.Incrs)}
 		for _, in := range a.Incrs {
 			idx := 2
@@ -77,6 +82,7 @@ func (q *Queue) Amend(ctx context.Context, t Tally, field string, read []string,
 			}
 			args = append(args, idx, in.Field, in.By)
 		}
+		args = append(args, amendEvent(a))
 		for _, f := range read {
 			args = append(args, f)
 		}

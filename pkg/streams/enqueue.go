@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
@@ -16,11 +17,11 @@ import (
 // never queued twice; then the launch checkpoint (in the counters hash,
 // at the field the tally names) moves past the batch. It returns the
 // counts, then the 0-based positions in the batch of the duplicates.
-var enqueueScript = redis.NewScript(`
+var enqueueScript = redis.NewScript(luaEvent + `
 local added, supp, dup = 0, 0, 0
 local dups = {}
-for i = 5, #ARGV, 3 do
-  local kind, field, payload = ARGV[i], ARGV[i+1], ARGV[i+2]
+for i = 5, #ARGV, 4 do
+  local kind, field, payload, ev = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   if kind == 'j' then
     if redis.call('HSETNX', KEYS[3], field, ARGV[2]) == 1 then
       if ARGV[3] == '0' then
@@ -29,16 +30,18 @@ for i = 5, #ARGV, 3 do
         redis.call('ZADD', KEYS[4], ARGV[3], payload)
       end
       added = added + 1
+      event(KEYS[5], ev)
     else
       dup = dup + 1
-      dups[#dups + 1] = (i - 5) / 3
+      dups[#dups + 1] = (i - 5) / 4
     end
   else
     if redis.call('HSETNX', KEYS[3], field, payload) == 1 then
       supp = supp + 1
+      event(KEYS[5], ev)
     else
       dup = dup + 1
-      dups[#dups + 1] = (i - 5) / 3
+      dups[#dups + 1] = (i - 5) / 4
     end
   end
 end
@@ -69,18 +72,18 @@ func (b *Batch) Add(j *Job) error {
 	if err != nil {
 		return err
 	}
-	b.items = append(b.items, "j", j.RecordField(), raw)
+	b.items = append(b.items, "j", j.RecordField(), raw, jobEvent(events.Queued, j, Record{}))
 	return nil
 }
 
 // AddFinal records a recipient that is settled without sending (suppressed
 // at launch) so it is counted but never queued.
 func (b *Batch) AddFinal(j *Job, rec Record) {
-	b.items = append(b.items, "s", j.RecordField(), rec.Encode())
+	b.items = append(b.items, "s", j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec))
 }
 
 // Len is the number of items in the batch.
-func (b *Batch) Len() int { return len(b.items) / 3 }
+func (b *Batch) Len() int { return len(b.items) / 4 }
 
 // BatchResult counts what an enqueue did.
 type BatchResult struct{ Added, Final, Duplicates int }
@@ -100,7 +103,7 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		due = b.Due.UnixMilli()
 	}
 	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField}, b.items...)
-	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane)}, args...).Int64Slice()
+	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane), q.EventsKey()}, args...).Int64Slice()
 	if err != nil {
 		return BatchResult{}, nil, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
 	}

@@ -49,6 +49,9 @@ type Job struct {
 	// (transactional mail); otherwise it is rendered from the campaign.
 	HasMessage bool   `json:"m,omitempty"`
 	From       string `json:"from,omitempty"` // envelope sender of a ready-made message
+	// History are the attempts made so far (Record.NextEarlier), carried
+	// to the record of the next attempt.
+	History []Attempt `json:"h,omitempty"`
 }
 
 func (j *Job) encode() (string, error) {

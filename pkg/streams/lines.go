@@ -357,12 +357,12 @@ func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error)
 // nothing new leaves the ready set (KEYS[4]) and an empty one is deleted
 // (and leaves the lines set, KEYS[5]; ARGV[3] its name, ARGV[4] the
 // group, ARGV[5] this consumer).
-var cancelLineScript = redis.NewScript(luaFinal + luaCancelJob + `
+var cancelLineScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCancelJob + `
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', tonumber(ARGV[1]), 'STREAMS', KEYS[1], '>')
 local entries = {}
 if got then entries = got[1][2] end
 for _, e in ipairs(entries) do
-  for i = 1, #e[2], 2 do if e[2][i] == 'j' then cancelJob(e[2][i + 1]) end end
+  for i = 1, #e[2], 2 do if e[2][i] == 'j' then cancelJob(e[2][i + 1], KEYS[6], ARGV[6]) end end
   redis.call('XACK', KEYS[1], ARGV[4], e[1])
   redis.call('XDEL', KEYS[1], e[1])
 end
@@ -380,8 +380,8 @@ return #entries
 // l as cancelled in t, without sending them or asking the throttle, and
 // returns how many.
 func (q *Queue) CancelLine(ctx context.Context, l Line, t Tally, n int) (int, error) {
-	done, err := cancelLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), t.Counters, t.Records, q.ready(), q.lines()},
-		n, Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), l.Name(), Group, q.consumer).Int()
+	done, err := cancelLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), t.Counters, t.Records, q.ready(), q.lines(), q.EventsKey()},
+		n, Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), l.Name(), Group, q.consumer, eventTime()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("cancel jobs of line %s: %w", l.Name(), err)
 	}

@@ -48,9 +48,11 @@ func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, err
 
 // luaCancelJob settles one raw campaign job as cancelled: its record
 // (records hash KEYS[3], ARGV[2] the cancelled record) and the counters
-// (KEYS[2]) move as a settle would (queued → cancelled).
+// (KEYS[2]) move as a settle would (queued → cancelled), and its
+// cancelled event goes to the events stream evkey (time at). It needs
+// luaEvent and luaJobEvent before it.
 const luaCancelJob = `
-local function cancelJob(raw)
+local function cancelJob(raw, evkey, at)
   local j = cjson.decode(raw)
   local field = string.lower(j['to'])
   local prev = redis.call('HGET', KEYS[3], field)
@@ -61,17 +63,18 @@ local function cancelJob(raw)
     redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
     redis.call('HINCRBY', KEYS[2], 'queued', -1)
     if ps == 'deferred' then redis.call('HINCRBY', KEYS[2], 'deferred', -1) end
+    job_event(evkey, 'cancelled', at, j, 'cancelled')
   end
 end
 `
 
 // cancelParkedScript settles parked jobs as cancelled.
-var cancelParkedScript = redis.NewScript(luaFinal + luaCancelJob + `
+var cancelParkedScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCancelJob + `
 local n = 0
 for i = 1, tonumber(ARGV[1]) do
   local raw = redis.call('LPOP', KEYS[1])
   if not raw then break end
-  cancelJob(raw)
+  cancelJob(raw, KEYS[4], ARGV[3])
   n = n + 1
 end
 return n
@@ -80,8 +83,8 @@ return n
 // CancelParked settles up to n parked campaign jobs from key as cancelled
 // in t and returns how many it took; call until it returns 0.
 func (q *Queue) CancelParked(ctx context.Context, key string, t Tally, n int) (int, error) {
-	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records}, n,
-		Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode()).Int()
+	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records, q.EventsKey()}, n,
+		Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), eventTime()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("cancel parked jobs in %s: %w", key, err)
 	}

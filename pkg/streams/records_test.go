@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -16,7 +17,7 @@ func TestReadAndScanRecords(t *testing.T) {
 	if err := rdb.HSet(ctx, tl.Records, "a@x.test", want.Encode(), "b@x.test", Record{Status: "queued"}.Encode()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := ReadRecord(ctx, rdb, tl, "a@x.test"); err != nil || got != want {
+	if got, err := ReadRecord(ctx, rdb, tl, "a@x.test"); err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("ReadRecord = %+v, %v", got, err)
 	}
 	seen := map[string]string{}

@@ -40,6 +40,9 @@ type Record struct {
 	At       int64  `json:"at,omitempty"` // unix ms of the last attempt
 	Line     int    `json:"ln,omitempty"`
 	JobID    string `json:"j,omitempty"`
+	// Earlier are the attempts before the last one, oldest first (at
+	// most HistoryLimit-1; see History).
+	Earlier []Attempt `json:"hist,omitempty"`
 }
 
 // Encode returns the stored form.
@@ -70,7 +73,7 @@ var luaFinal = func() string {
 	return b.String()
 }()
 
-var settleScript = redis.NewScript(luaFinal + releaseHeld + `
+var settleScript = redis.NewScript(luaEvent + luaFinal + releaseHeld + `
 local prev = redis.call('HGET', KEYS[4], ARGV[4])
 local ps = ''
 if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
@@ -87,6 +90,7 @@ else
   redis.call('HINCRBY', KEYS[3], 'queued', -1)
   if ps == 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', -1) end
 end
+event(KEYS[6], ARGV[10])
 return 1
 `)
 
@@ -125,8 +129,8 @@ func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, nex
 		hasMsg = "1"
 	}
 	n, err := settleScript.Run(ctx, q.rdb,
-		[]string{q.held(d), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID)},
-		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg).Int()
+		[]string{q.held(d), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID), q.EventsKey()},
+		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg, settleEvent(d, rec)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("settle %s: %w", d.ID, err)
 	}

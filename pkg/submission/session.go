@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sluice-mta/sluice/pkg/address"
+	"github.com/sluice-mta/sluice/pkg/metrics"
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
 )
 
@@ -168,7 +169,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 // Data implements smtp.Session: it checks the message, stores it with
 // one job per recipient and only then answers 250 with the job IDs.
-func (s *session) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) (err error) {
+	defer func() { metrics.Submission(err) }()
 	if s.user == nil || s.from == "" || len(s.to) == 0 {
 		return errAuthRequired
 	}

@@ -8,9 +8,10 @@ import (
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
-// Metrics, in the default registry, labelled by provider. Keys that are
-// not a named provider (one per MX host set: unbounded) are counted
-// together as "other" and get no gauges.
+// Metrics, in the default registry, labelled by provider. Routed
+// destinations (route:HOST, as many as the routes table has) are labelled
+// by their key. Other keys that are not a named provider (one per MX host
+// set: unbounded) are counted together as "other" and get no gauges.
 var (
 	rateGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_throttle_rate",

@@ -21,6 +21,7 @@ package throttle
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,6 +222,8 @@ func (l *Limiter) bucket(key string) *bucket {
 			b.label = key
 		} else if _, named := l.overrides[key]; named {
 			b.label = key
+		} else if strings.HasPrefix(key, "route:") {
+			b.label = key // one per route in the configuration: bounded
 		}
 		for _, r := range l.rules {
 			if r.applies(key) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/sluice-mta/sluice/pkg/events"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 )
 
@@ -28,10 +29,16 @@ const maxBody = 16 << 10
 // fails the answer is 500 and the request is logged at error level with
 // the address, so no unsubscribe is silently lost.
 func Handler(s *Signer, l *suppression.List, logger *slog.Logger) http.Handler {
+	return HandlerWithEvents(s, l, logger, nil)
+}
+
+// HandlerWithEvents is Handler that also appends an unsubscribed event
+// to ev (pkg/events) after each stored unsubscribe.
+func HandlerWithEvents(s *Signer, l *suppression.List, logger *slog.Logger, ev *events.Log) http.Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	h := &handler{s: s, l: l, log: logger}
+	h := &handler{s: s, l: l, log: logger, ev: ev}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /u/{token}", h.confirm)
 	mux.HandleFunc("POST /u/{token}", h.unsubscribe)
@@ -42,6 +49,7 @@ type handler struct {
 	s   *Signer
 	l   *suppression.List
 	log *slog.Logger
+	ev  *events.Log
 }
 
 func (h *handler) confirm(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +85,11 @@ func (h *handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("unsubscribed", "addr", addr, "campaign", campaign, "scope", scope, "one_click", oneClick)
+	if h.ev != nil {
+		if _, err := h.ev.Append(r.Context(), events.Event{Type: events.Unsubscribed, Campaign: campaign, Recipient: addr, Reason: detail}); err != nil {
+			h.log.Warn("unsubscribe: event not appended", "addr", addr, "err", err)
+		}
+	}
 	h.page(w, http.StatusOK, messagePage, pageData{Title: "Unsubscribed", Address: addr,
 		Text: "You will not receive these emails any more."})
 }

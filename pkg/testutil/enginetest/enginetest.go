@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,14 @@ func Config(prefix, addr string) *config.Config {
 
 // Start runs an engine with cfg until the test ends.
 func Start(tb testing.TB, cfg *config.Config) {
+	tb.Helper()
+	StartStoppable(tb, cfg)
+}
+
+// StartStoppable runs an engine with cfg until stop is called or the
+// test ends (stop may be called more than once): a restart is a stop and
+// a new engine with the same cfg.
+func StartStoppable(tb testing.TB, cfg *config.Config) (stop func()) {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -90,14 +99,19 @@ func Start(tb testing.TB, cfg *config.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		eng.Abandon()
-		<-done
-		sender.Close()
-		thr.Close()
-		_ = rdb.Close()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			eng.Abandon()
+			<-done
+			sender.Close()
+			thr.Close()
+			_ = rdb.Close()
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }
 
 // Campaign writes a campaign file with n recipients user%05d@<domain>

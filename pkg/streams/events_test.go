@@ -1,0 +1,106 @@
+package streams
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/events"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+)
+
+// TestEventsAreAppendedWithTheirChange checks each script appends exactly
+// one event per change it makes, and none when it changes nothing.
+func TestEventsAreAppendedWithTheirChange(t *testing.T) {
+	q, _, tl := setup(t, "ev1")
+	ctx := context.Background()
+	log := events.New(redistest.Client(t), keyspace.Space(q.ks))
+	b := &Batch{Lane: Marketing, Tally: tl}
+	for i := 0; i < 3; i++ {
+		if err := b.Add(campaignJob(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = b.Add(campaignJob(1)) // a duplicate: no event
+	b.AddFinal(campaignJob(9), Record{Status: "suppressed", Reason: "hard_bounce"})
+	if _, err := q.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := q.Read(ctx, Marketing, 10, -1)
+	if err != nil || len(ds) != 3 {
+		t.Fatalf("read %d jobs, %v", len(ds), err)
+	}
+	now := time.Now()
+	rec := Record{Status: "delivered", Code: 250, Enhanced: "2.0.0", Reply: "OK", Host: "mx.example.test", Attempts: 1, At: now.UnixMilli()}
+	if res, err := q.Settle(ctx, ds[0], tl, rec, nil, time.Time{}); err != nil || res != Recorded {
+		t.Fatalf("settle: %v %v", res, err)
+	}
+	if res, _ := q.Settle(ctx, ds[0], tl, rec, nil, time.Time{}); res != NotHeld { // nothing recorded, no event
+		t.Fatalf("second settle: %v", res)
+	}
+	next := ds[1].Job
+	next.Attempts++
+	if _, err := q.Settle(ctx, ds[1], tl, Record{Status: "deferred", Code: 451, Attempts: 1}, &next, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Settle(ctx, ds[2], tl, Record{Status: "bounced", Reason: "expired", Attempts: 7}, nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := q.Amend(ctx, tl, ds[0].RecordField(), nil, func(r Record) *Amendment {
+		r.Reason = "complaint"
+		return &Amendment{Record: r, Event: &events.Event{Type: events.Complained, Recipient: ds[0].To}}
+	}); err != nil || !ok {
+		t.Fatalf("amend: %v %v", ok, err)
+	}
+	got, err := log.Read(ctx, "0", 100, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []events.Type{events.Queued, events.Queued, events.Queued, events.Suppressed, events.Delivered, events.Deferred, events.Expired, events.Complained}
+	if len(got) != len(want) {
+		t.Fatalf("got %d events %+v, want %v", len(got), got, want)
+	}
+	for i, e := range got {
+		if e.Type != want[i] || e.ID == "" {
+			t.Errorf("event %d: %+v, want %s", i, e, want[i])
+		}
+	}
+	d := got[4]
+	if d.Campaign != "x" || d.Job != ds[0].ID || d.Recipient != ds[0].To || d.Code != 250 || d.Enhanced != "2.0.0" ||
+		d.MX != "mx.example.test" || d.Attempt != 1 || d.Time.UnixMilli() != now.UnixMilli() {
+		t.Errorf("delivered event %+v", d)
+	}
+	if n, err := log.Behind(ctx, got[5].ID, 100); err != nil || n != 2 {
+		t.Errorf("behind: %d %v", n, err)
+	}
+}
+
+func TestCancelParkedAppendsCancelledEvents(t *testing.T) {
+	q, rdb, tl := setup(t, "ev2")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl}
+	for i := 0; i < 2; i++ {
+		_ = b.Add(campaignJob(i))
+	}
+	if _, err := q.Enqueue(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := q.Read(ctx, Marketing, 10, -1)
+	park := q.ks.Key("parked-test")
+	for _, d := range ds {
+		if _, err := q.Park(ctx, d, park); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := q.CancelParked(ctx, park, tl, 10); err != nil || n != 2 {
+		t.Fatalf("cancel: %d %v", n, err)
+	}
+	got, err := events.New(rdb, q.ks).Read(ctx, "0", 100, -1)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("events %+v %v", got, err)
+	}
+	if c := got[3]; c.Type != events.Cancelled || c.Campaign != "x" || c.Job != "x/1" || c.Recipient != "u1@example.test" || c.Time.IsZero() {
+		t.Errorf("cancelled event %+v", c)
+	}
+}
