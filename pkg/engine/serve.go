@@ -181,19 +181,14 @@ func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits
 	for _, p := range permits[len(ds):] {
 		p.Done(unused)
 	}
-	// Spread the jobs evenly over the sessions reserved for them.
+	// Spread the jobs evenly over the sessions reserved for them. The
+	// runs are in the books before any worker can end one.
 	runs := min(sessions, len(jobs))
-	started := 0
+	e.flow.took(l, runs, left)
+	e.slots.give(sessions - runs)
 	for r := 0; r < runs; r++ {
-		lo, hi := r*len(jobs)/runs, (r+1)*len(jobs)/runs
-		if lo == hi {
-			continue
-		}
-		out <- task{line: l, jobs: jobs[lo:hi]}
-		started++
+		out <- task{line: l, jobs: jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]}
 	}
-	e.slots.give(sessions - started)
-	e.flow.took(l, started, left)
 }
 
 // checkBatch checks the recipients of a batch taken from a line against
