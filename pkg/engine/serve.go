@@ -91,7 +91,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			if n == 0 {
 				break
 			}
-			permits, at := e.admitN(ctx, l, n*perSession)
+			permits, at := e.admitN(ctx, l, n)
 			if len(permits) == 0 {
 				e.slots.give(n)
 				if limit := e.Now().Add(maxWait); at.IsZero() || at.After(limit) {
@@ -156,11 +156,13 @@ func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle
 	return ps, time.Time{}
 }
 
-// take reads up to len(permits) jobs of line l and hands them, with their
-// permits, to up to sessions workers in runs of at most perSession;
-// unused permits and worker slots are given back.
+// take reads up to perSession jobs of line l per permit and hands them to
+// workers in runs, one run per permit: the permit opens the run's first
+// attempt (and its session), and each later attempt of the run asks the
+// throttle again as the one before it ends (see work). Unused permits and
+// worker slots are given back.
 func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits []*throttle.Permit, out chan<- task) {
-	ds, left, err := e.q.Take(ctx, l, len(permits))
+	ds, left, err := e.q.Take(ctx, l, len(permits)*perSession)
 	if err != nil && ctx.Err() == nil {
 		e.health.failed(err)
 		e.Log.Error("take jobs", "line", l.Name(), "err", err)
@@ -173,22 +175,42 @@ func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits
 			// A worker of this engine holds this job already (it cannot
 			// happen without a bug elsewhere): never two attempts at once.
 			e.Log.Error("job already in flight; left pending", "job", d.ID, "line", l.Name())
-			permits[i].Done(unused)
 			continue
 		}
-		jobs = append(jobs, job{d: d, permit: permits[i], suppressed: blocked[i], checkErr: checkErr})
+		jobs = append(jobs, job{d: d, suppressed: blocked[i], checkErr: checkErr})
 	}
-	for _, p := range permits[len(ds):] {
+	runs := min(len(permits), len(jobs))
+	for _, p := range permits[runs:] {
 		p.Done(unused)
 	}
-	// Spread the jobs evenly over the sessions reserved for them. The
-	// runs are in the books before any worker can end one.
-	runs := min(sessions, len(jobs))
+	// The runs are in the books before any worker can end one.
 	e.flow.took(l, runs, left)
 	e.slots.give(sessions - runs)
 	for r := 0; r < runs; r++ {
-		out <- task{line: l, jobs: jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]}
+		run := jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]
+		run[0].permit = permits[r]
+		out <- task{line: l, jobs: run}
 	}
+}
+
+// runWait is the longest a worker waits for the throttle between two
+// attempts of a run (the next send slot of a paced key); a longer wait
+// puts the rest of the run back in its line.
+const runWait = 100 * time.Millisecond
+
+// admitInRun asks the throttle for the next attempt of a run on l.
+func (e *Engine) admitInRun(ctx context.Context, l streams.Line) *throttle.Permit {
+	for ctx.Err() == nil {
+		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+		if p != nil {
+			return p
+		}
+		if err != nil || at.Sub(e.Now()) > runWait {
+			return nil
+		}
+		sleep(ctx, at.Sub(e.Now()))
+	}
+	return nil
 }
 
 // checkBatch checks the recipients of a batch taken from a line against
