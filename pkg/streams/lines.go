@@ -73,21 +73,37 @@ end
 `
 
 // routeScript moves routed jobs from the lane stream (KEYS[3]) into their
-// lines (KEYS[4..]): each only while this consumer still holds it.
+// lines (KEYS[4..]): each only while this consumer still holds it (one
+// XPENDING over the batch's range), acknowledged and deleted from the
+// lane in one XACK and one XDEL, each line marked once.
 // ARGV: group, consumer, then per job: entry id, line name, raw job.
 var routeScript = redis.NewScript(luaIntoLine + `
 local now = nowMs()
-local moved = 0
+local n = (#ARGV - 2) / 3
+local held = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[3], ARGV[1], ARGV[3], ARGV[#ARGV - 2], n, ARGV[2])) do
+  held[p[1]] = true
+end
+local ids, marked = {}, {}
 for i = 3, #ARGV, 3 do
-  local id = ARGV[i]
-  if #redis.call('XPENDING', KEYS[3], ARGV[1], id, id, 1, ARGV[2]) > 0 then
-    redis.call('XACK', KEYS[3], ARGV[1], id)
-    redis.call('XDEL', KEYS[3], id)
-    intoLine(KEYS[4 + (i - 3) / 3], ARGV[i + 1], ARGV[i + 2], now)
-    moved = moved + 1
+  if held[ARGV[i]] then
+    ids[#ids + 1] = ARGV[i]
+    local k, name = KEYS[4 + (i - 3) / 3], ARGV[i + 1]
+    redis.call('XADD', k, '*', 'j', ARGV[i + 2])
+    if not marked[name] then
+      marked[name] = true
+      if redis.call('SADD', KEYS[2], name) == 1 then
+        pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
+      end
+      redis.call('ZADD', KEYS[1], 'NX', now, name)
+    end
   end
 end
-return moved
+if #ids > 0 then
+  redis.call('XACK', KEYS[3], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[3], unpack(ids))
+end
+return #ids
 `)
 
 // Routed is a job read from a lane with the line it belongs in.
