@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/store"
 
 	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
@@ -115,5 +116,60 @@ func TestMeterPipedPrintsTheLastLineOnce(t *testing.T) {
 	m.done("line 3: 3 enqueued")
 	if b.String() != "line 3: 3 enqueued\n" {
 		t.Fatalf("printed %q", b.String())
+	}
+}
+
+// TestStatusShowsLinesAndWhy: a campaign whose provider is suspended (a
+// TSS04 reply and a response rule): status names the line its jobs wait
+// in, the suspension with the reply that caused it, and an ETA past it.
+func TestStatusShowsLinesAndWhy(t *testing.T) {
+	t.Parallel()
+	const n = 30
+	prefix := redistest.Prefix(t)
+	srv := smtptest.Start(t, smtptest.Options{Quiet: true, Rcpt: func(string) error {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "[TSS04] Messages from 127.0.0.1 temporarily deferred"}
+	}})
+	cfg := enginetest.Config(prefix, srv.Addr)
+	key := "route:" + srv.Addr
+	cfg.Throttle.Rules = []config.Rule{{Name: "tss04", Providers: []string{key}, Match: "TSS04", Action: "suspend", Duration: 10 * time.Minute}}
+	enginetest.Start(t, cfg)
+	path := enginetest.Campaign(t, t.TempDir(), "held", n, "example.test")
+	mustCtl(t, prefix, "launch", path)
+
+	var d struct {
+		ETASeconds *float64 `json:"eta_seconds"`
+		Lines      []struct {
+			Key     string     `json:"key"`
+			Waiting int64      `json:"waiting"`
+			State   string     `json:"state"`
+			Until   *time.Time `json:"until"`
+			Reply   string     `json:"reply"`
+		} `json:"lines"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var out string
+	for {
+		out = mustCtl(t, prefix, "status", "held", "--json", "--detail")
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if len(d.Lines) == 1 && d.Lines[0].State == "suspended" && d.Lines[0].Waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no suspended line in status:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l := d.Lines[0]
+	if l.Key != key || l.Until == nil || time.Until(*l.Until) < 9*time.Minute || !strings.Contains(l.Reply, "TSS04") {
+		t.Fatalf("line %+v\n%s", l, out)
+	}
+	if d.ETASeconds == nil || *d.ETASeconds < 9*60 {
+		t.Fatalf("eta_seconds %v, want past the suspension\n%s", d.ETASeconds, out)
+	}
+	out = mustCtl(t, prefix, "status", "held")
+	if !strings.Contains(out, "WAITING FOR") || !strings.Contains(out, key) || !strings.Contains(out, "suspended until") || !strings.Contains(out, "TSS04") {
+		t.Fatalf("status:\n%s", out)
 	}
 }

@@ -461,3 +461,58 @@ func (q *Queue) WakeAll(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// LineDepth is what waits in one line.
+type LineDepth struct {
+	Line      Line
+	Waiting   int64     // jobs not yet taken
+	Held      int64     // jobs taken by an engine and not settled yet
+	NotBefore time.Time // when the line may be read again; zero when due or idle
+}
+
+// CampaignLines reports the lines of campaign id with their depths.
+func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, error) {
+	var lines []Line
+	for _, lane := range Lanes {
+		iter := q.rdb.SScan(ctx, q.lines(), 0, escapeGlob(string(lane)+"|"+id+"|")+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if l, err := ParseLine(iter.Val()); err == nil {
+				lines = append(lines, l)
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return nil, fmt.Errorf("lines of %s: %w", id, err)
+		}
+	}
+	if len(lines) == 0 {
+		return nil, nil
+	}
+	pipe := q.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(lines))
+	pend := make([]*redis.XPendingCmd, len(lines))
+	score := make([]*redis.FloatCmd, len(lines))
+	for i, l := range lines {
+		lens[i] = pipe.XLen(ctx, q.LineStream(l))
+		pend[i] = pipe.XPending(ctx, q.LineStream(l), Group)
+		score[i] = pipe.ZScore(ctx, q.ready(), l.Name())
+	}
+	_, _ = pipe.Exec(ctx) // a line gone meanwhile answers with errors: read as empty
+	out := make([]LineDepth, 0, len(lines))
+	now := time.Now()
+	for i, l := range lines {
+		d := LineDepth{Line: l}
+		if p, err := pend[i].Result(); err == nil {
+			d.Held = p.Count
+		}
+		d.Waiting = max(lens[i].Val()-d.Held, 0)
+		if sc, err := score[i].Result(); err == nil {
+			if t := time.UnixMilli(int64(sc)); t.After(now) {
+				d.NotBefore = t
+			}
+		}
+		if d.Waiting > 0 || d.Held > 0 {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
