@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
@@ -78,5 +80,54 @@ recipients: mix.csv
 	s, _ := st.Status(context.Background(), "mix")
 	if s.Deferred != 0 || s.Delivered != int64(fast.Count()+paced.Count()) {
 		t.Fatalf("status %+v with %d+%d received", s, fast.Count(), paced.Count())
+	}
+}
+
+// TestQueueDepthGauges: /metrics' line depth for a paced destination
+// shows its waiting jobs, and the figure goes down as they are sent.
+func TestQueueDepthGauges(t *testing.T) {
+	const n, rate = 300, 25.0
+	srv := smtptest.Start(t, smtptest.Options{Discard: true})
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "gauge", n, "gauge.test")
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, srv.Addr)
+	key := "route:" + srv.Addr
+	cfg.Throttle.Providers = map[string]config.Limits{key: {StartRate: rate, MinRate: rate, MaxRate: rate, Burst: 1, MaxConnections: 2}}
+	enginetest.Start(t, cfg)
+	waiting := func() float64 {
+		mfs, err := prometheus.DefaultGatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() != "sluice_line_depth" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "key" && lp.GetValue() == key {
+						sum += m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return sum
+	}
+	var first float64
+	deadline := time.Now().Add(5 * time.Second)
+	for first = waiting(); first == 0 && time.Now().Before(deadline); first = waiting() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(6 * time.Second) // the gauges are refreshed every 5 s
+	later := waiting()
+	t.Logf("line depth of %s: %.0f, then %.0f (delivered %d)", key, first, later, srv.Count())
+	if first < n/2 || later >= first || later <= 0 {
+		t.Fatalf("line depth %v then %v: want most of %d waiting, then fewer but some", first, later, n)
 	}
 }

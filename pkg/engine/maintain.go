@@ -21,7 +21,7 @@ const takeoverEvery = 2 * time.Second
 func (e *Engine) maintain(ctx, hard context.Context) {
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
-	var lastTakeover, beating time.Time
+	var lastTakeover, lastGauge, beating time.Time
 	for {
 		select {
 		case <-hard.Done():
@@ -44,6 +44,10 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 		}
 		if _, err := e.q.MoveDue(ctx, e.Now(), 1000); err != nil && ctx.Err() == nil {
 			e.Log.Error("move due retries", "err", err)
+		}
+		if time.Since(lastGauge) >= depthEvery {
+			lastGauge = time.Now()
+			e.gauge(ctx)
 		}
 		if time.Since(lastTakeover) >= takeoverEvery && time.Since(beating) >= e.Config.Delivery.ReclaimIdle {
 			lastTakeover = time.Now()
