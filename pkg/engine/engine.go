@@ -260,7 +260,7 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 			e.inflight.remove(j.d.ID)
 		}
 		e.slots.give(1)
-		e.finished(t.line)
+		e.finished(t.line, len(t.jobs))
 	}
 }
 

@@ -184,7 +184,7 @@ func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits
 		p.Done(unused)
 	}
 	// The runs are in the books before any worker can end one.
-	e.flow.took(l, runs, left)
+	e.flow.took(l, runs, len(jobs), left)
 	e.slots.give(sessions - runs)
 	for r := 0; r < runs; r++ {
 		run := jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]
@@ -348,9 +348,10 @@ type flow struct {
 }
 
 type lineFlow struct {
-	inFlight, left int
-	known          bool // left was read at least once
-	held           bool // passed over for enough in flight: wake it when one ends
+	runs, jobs int  // runs this engine's workers hold, and their jobs
+	left       int  // jobs left waiting at the last take
+	known      bool // left was read at least once
+	held       bool // passed over for enough in flight: wake it when one ends
 }
 
 // want is how many runs of l's jobs to start now; 0 marks the line to be
@@ -362,9 +363,9 @@ func (f *flow) want(l streams.Line) int {
 	if lf == nil || !lf.known {
 		return 1
 	}
-	n := (lf.inFlight+lf.left+perSession-1)/perSession - lf.inFlight
+	n := (lf.jobs+lf.left+perSession-1)/perSession - lf.runs
 	if n <= 0 {
-		if lf.inFlight == 0 {
+		if lf.runs == 0 {
 			return 1
 		}
 		lf.held = true
@@ -373,8 +374,9 @@ func (f *flow) want(l streams.Line) int {
 	return n
 }
 
-// took records a take of l: n runs started, left jobs still waiting.
-func (f *flow) took(l streams.Line, n, left int) {
+// took records a take of l: n runs of jobs jobs started, left jobs still
+// waiting.
+func (f *flow) took(l streams.Line, n, jobs, left int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lines == nil {
@@ -385,23 +387,25 @@ func (f *flow) took(l streams.Line, n, left int) {
 		lf = &lineFlow{}
 		f.lines[l] = lf
 	}
-	lf.inFlight += n
+	lf.runs += n
+	lf.jobs += jobs
 	lf.left, lf.known = left, true
-	if lf.inFlight == 0 && lf.left == 0 {
+	if lf.runs == 0 && lf.left == 0 {
 		delete(f.lines, l)
 	}
 }
 
-// finished records the end of one of l's attempts; true when the line was
-// passed over and is to be woken.
-func (f *flow) finished(l streams.Line) bool {
+// finished records the end of one of l's runs, of jobs jobs; true when
+// the line was passed over and is to be woken.
+func (f *flow) finished(l streams.Line, jobs int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	lf := f.lines[l]
 	if lf == nil {
 		return false
 	}
-	lf.inFlight--
+	lf.runs--
+	lf.jobs -= jobs
 	wake := lf.held
 	lf.held = false
 	if wake {
@@ -410,7 +414,7 @@ func (f *flow) finished(l streams.Line) bool {
 		}
 		f.wake[l] = true
 	}
-	if lf.inFlight <= 0 && lf.left == 0 {
+	if lf.runs <= 0 && lf.left == 0 {
 		delete(f.lines, l)
 	}
 	return wake
@@ -432,10 +436,10 @@ func (f *flow) woken() map[streams.Line]time.Time {
 	return out
 }
 
-// finished ends one of l's attempts in this engine's books; a line passed
-// over for the attempts it had running is woken by the line server.
-func (e *Engine) finished(l streams.Line) {
-	if e.flow.finished(l) {
+// finished ends one of l's runs (of jobs jobs) in this engine's books; a
+// line passed over for the runs it had going is woken by the line server.
+func (e *Engine) finished(l streams.Line, jobs int) {
+	if e.flow.finished(l, jobs) {
 		e.wake()
 	}
 }
