@@ -484,8 +484,21 @@ func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, erro
 			return nil, fmt.Errorf("lines of %s: %w", id, err)
 		}
 	}
+	ds := q.measure(ctx, lines)
+	out := ds[:0]
+	for _, d := range ds {
+		if d.Waiting > 0 || d.Held > 0 {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// measure reads the depth of each line in one pipelined round trip; a line
+// gone meanwhile reads as empty.
+func (q *Queue) measure(ctx context.Context, lines []Line) []LineDepth {
 	if len(lines) == 0 {
-		return nil, nil
+		return nil
 	}
 	pipe := q.rdb.Pipeline()
 	lens := make([]*redis.IntCmd, len(lines))
@@ -496,8 +509,8 @@ func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, erro
 		pend[i] = pipe.XPending(ctx, q.LineStream(l), Group)
 		score[i] = pipe.ZScore(ctx, q.ready(), l.Name())
 	}
-	_, _ = pipe.Exec(ctx) // a line gone meanwhile answers with errors: read as empty
-	out := make([]LineDepth, 0, len(lines))
+	_, _ = pipe.Exec(ctx)
+	out := make([]LineDepth, len(lines))
 	now := time.Now()
 	for i, l := range lines {
 		d := LineDepth{Line: l}
@@ -510,11 +523,9 @@ func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, erro
 				d.NotBefore = t
 			}
 		}
-		if d.Waiting > 0 || d.Held > 0 {
-			out = append(out, d)
-		}
+		out[i] = d
 	}
-	return out, nil
+	return out
 }
 
 // KeyDepth is what waits for one throttle key in one lane, over all
@@ -533,42 +544,23 @@ func (q *Queue) Depths(ctx context.Context) ([]KeyDepth, error) {
 	if err := q.Lines(ctx, func(l Line) error { lines = append(lines, l); return nil }); err != nil {
 		return nil, err
 	}
-	if len(lines) == 0 {
-		return nil, nil
-	}
-	pipe := q.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, len(lines))
-	pend := make([]*redis.XPendingCmd, len(lines))
-	score := make([]*redis.FloatCmd, len(lines))
-	for i, l := range lines {
-		lens[i] = pipe.XLen(ctx, q.LineStream(l))
-		pend[i] = pipe.XPending(ctx, q.LineStream(l), Group)
-		score[i] = pipe.ZScore(ctx, q.ready(), l.Name())
-	}
-	_, _ = pipe.Exec(ctx) // a line gone meanwhile answers with errors: read as empty
-	now := float64(time.Now().UnixMilli())
 	type lk struct {
 		lane Lane
 		key  string
 	}
 	sums := map[lk]*KeyDepth{}
 	var order []lk
-	for i, l := range lines {
-		held := int64(0)
-		if p, err := pend[i].Result(); err == nil {
-			held = p.Count
-		}
-		waiting := max(lens[i].Val()-held, 0)
-		k := lk{l.Lane, l.Key}
+	for _, ld := range q.measure(ctx, lines) {
+		k := lk{ld.Line.Lane, ld.Line.Key}
 		d := sums[k]
 		if d == nil {
-			d = &KeyDepth{Lane: l.Lane, Key: l.Key}
+			d = &KeyDepth{Lane: k.lane, Key: k.key}
 			sums[k] = d
 			order = append(order, k)
 		}
-		d.Waiting += waiting
-		if sc, err := score[i].Result(); err == nil && sc > now {
-			d.Scheduled += waiting
+		d.Waiting += ld.Waiting
+		if !ld.NotBefore.IsZero() {
+			d.Scheduled += ld.Waiting
 		}
 	}
 	out := make([]KeyDepth, len(order))
