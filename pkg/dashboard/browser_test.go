@@ -167,7 +167,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !strings.Contains(row, "suspended") || !strings.Contains(row, "[TSS04] Messages from 192.0.2.1 temporarily deferred") {
 		t.Fatalf("providers table lacks the suspension and its reply:\n%s", row)
 	}
-	t.Logf("progress %.1f%% → %.1f%%; providers: %s", first, second, strings.Join(strings.Fields(row), " "))
+	// The chart's provider choice lists the providers, and drawing one
+	// provider's series works (chart() throws nothing).
+	choices, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#prov option")].map(o => o.value)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(choices) < 2 || choices[0] != "" {
+		t.Fatalf("chart provider choice %q: want all providers, then each", choices)
+	}
+	drawn, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.getElementById("prov"); s.value = s.options[1].value; s.dispatchEvent(new Event("change")); return true })()`))
+	if err != nil || !drawn {
+		t.Fatalf("chart for one provider: %v", err)
+	}
+	t.Logf("progress %.1f%% → %.1f%%; providers: %s; chart choices %q", first, second, strings.Join(strings.Fields(row), " "), choices)
 	if path := os.Getenv("SLUICE_DASHBOARD_SCREENSHOT"); path != "" {
 		time.Sleep(4 * time.Second) // a few seconds of chart
 		// Quality 100 makes a PNG (less, a JPEG).

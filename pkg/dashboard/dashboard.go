@@ -57,11 +57,14 @@ type Provider struct {
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 }
 
-// Point is one second of the chart, all providers together.
+// Point is one second of the chart: all providers together, and each
+// provider that delivered or deferred anything in it ([delivered,
+// deferred] by provider name).
 type Point struct {
-	T         int64 `json:"t"` // unix seconds
-	Delivered int64 `json:"delivered"`
-	Deferred  int64 `json:"deferred"`
+	T         int64               `json:"t"` // unix seconds
+	Delivered int64               `json:"delivered"`
+	Deferred  int64               `json:"deferred"`
+	By        map[string][2]int64 `json:"by,omitempty"`
 }
 
 // Snapshot is what /dashboard.json answers.
@@ -167,6 +170,7 @@ func (d *Dashboard) sample(ctx context.Context, now time.Time) {
 	}
 	// The per-second chart: deltas of the providers' shared counters.
 	var del, def int64
+	by := map[string][2]int64{}
 	prev := d.prevProv
 	d.prevProv = make(map[string][2]int64, len(provs))
 	dt := now.Sub(d.prevAt).Seconds()
@@ -174,8 +178,12 @@ func (d *Dashboard) sample(ctx context.Context, now time.Time) {
 		d.prevProv[p.Provider] = [2]int64{p.Delivered, p.Deferred}
 		pp := Provider{Status: p}
 		if old, ok := prev[p.Provider]; ok {
-			del += max(p.Delivered-old[0], 0)
-			def += max(p.Deferred-old[1], 0)
+			pd, pf := max(p.Delivered-old[0], 0), max(p.Deferred-old[1], 0)
+			del += pd
+			def += pf
+			if pd > 0 || pf > 0 {
+				by[p.Provider] = [2]int64{pd, pf}
+			}
 			if dt > 0 {
 				pp.DeliveredPerSec = float64(max(p.Delivered-old[0], 0)) / dt
 			}
@@ -184,7 +192,11 @@ func (d *Dashboard) sample(ctx context.Context, now time.Time) {
 	}
 	sort.Slice(snap.Providers, func(i, j int) bool { return snap.Providers[i].Provider < snap.Providers[j].Provider })
 	if prev != nil {
-		d.points = append(d.points, Point{T: now.Unix(), Delivered: del, Deferred: def})
+		pt := Point{T: now.Unix(), Delivered: del, Deferred: def}
+		if len(by) > 0 {
+			pt.By = by
+		}
+		d.points = append(d.points, pt)
 		if len(d.points) > window {
 			d.points = d.points[len(d.points)-window:]
 		}

@@ -130,4 +130,14 @@ func TestQueueDepthGauges(t *testing.T) {
 	if first < n/2 || later >= first || later <= 0 {
 		t.Fatalf("line depth %v then %v: want most of %d waiting, then fewer but some", first, later, n)
 	}
+	mfs, _ := prometheus.DefaultGatherer.Gather()
+	settled := uint64(0)
+	for _, mf := range mfs {
+		if mf.GetName() == "sluice_settle_seconds" {
+			settled = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if settled+10 < uint64(srv.Count()) { // a few may be received and not settled yet
+		t.Fatalf("sluice_settle_seconds counted %d settles, %d messages were delivered", settled, srv.Count())
+	}
 }

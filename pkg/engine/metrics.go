@@ -20,9 +20,14 @@ var (
 		Name: "sluice_line_depth",
 		Help: "Jobs waiting in the lines of a destination (throttle key), all campaigns; reason: due (to be read now) or paced (the throttle named a later time: rate, connections, suspension).",
 	}, []string{"lane", "key", "reason"})
+	settleSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sluice_settle_seconds",
+		Help:    "Time to record an attempt's outcome durably in Redis (the settle step, retries through an outage included).",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 4, 10), // 0.2 ms … 52 s
+	})
 )
 
-func init() { prometheus.MustRegister(laneDepth, lineDepth) }
+func init() { prometheus.MustRegister(laneDepth, lineDepth, settleSeconds) }
 
 // depthEvery is how often an engine refreshes the queue depth gauges.
 const depthEvery = 5 * time.Second

@@ -55,6 +55,8 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 		return
 	}
 	var res streams.Settled
+	t0 := time.Now()
+	defer func() { settleSeconds.Observe(time.Since(t0).Seconds()) }()
 	if !e.durably(hard, "settle", d, func(ctx context.Context) (err error) {
 		res, err = e.q.Settle(ctx, d, e.tally(d.Job), rec, next, retryAt)
 		return err
