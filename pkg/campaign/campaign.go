@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/message"
+	"github.com/sluice-mta/sluice/pkg/yamlnode"
 )
 
 // Spec is one campaign file.
@@ -109,9 +110,9 @@ func LoadWith(path string, opt LoadOptions) (*Spec, error) {
 	if len(doc.Content) == 0 {
 		return nil, fmt.Errorf("%s: empty file: want a mapping of campaign keys (%s)", path, strings.Join(keys, ", "))
 	}
-	root := deref(doc.Content[0])
+	root := yamlnode.Deref(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s:%d: want a mapping of campaign keys, got a %s", path, root.Line, kindName(root))
+		return nil, fmt.Errorf("%s:%d: want a mapping of campaign keys, got a %s", path, root.Line, yamlnode.KindName(root))
 	}
 	l := &loader{path: path, s: &Spec{Path: path}, line: map[string]int{}, headerLine: map[string]int{}, suggested: map[string]bool{}, opt: opt}
 	l.decode(root)

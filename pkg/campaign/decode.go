@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/yamlnode"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-mta/sluice/pkg/suggest"
@@ -19,10 +21,10 @@ import (
 
 func (l *loader) decode(root *yaml.Node) {
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], deref(root.Content[i+1])
+		k, v := root.Content[i], yamlnode.Deref(root.Content[i+1])
 		key := k.Value
 		if k.Kind != yaml.ScalarNode {
-			l.errorf(k.Line, "keys must be plain names, got a %s", kindName(k))
+			l.errorf(k.Line, "keys must be plain names, got a %s", yamlnode.KindName(k))
 			continue
 		}
 		if first, dup := l.line[key]; dup {
@@ -68,7 +70,7 @@ func (l *loader) field(key string) *string {
 // as written (an id of 2025 is the string "2025").
 func (l *loader) str(key string, line int, v *yaml.Node) string {
 	if v.Kind != yaml.ScalarNode {
-		l.errorf(line, "%s: want a string, got a %s", key, kindName(v))
+		l.errorf(line, "%s: want a string, got a %s", key, yamlnode.KindName(v))
 		return ""
 	}
 	if v.Tag == "!!null" {
@@ -82,12 +84,12 @@ func (l *loader) headers(v *yaml.Node) {
 		return
 	}
 	if v.Kind != yaml.MappingNode {
-		l.errorf(l.line["headers"], "headers: want a mapping of header names to values, got a %s", kindName(v))
+		l.errorf(l.line["headers"], "headers: want a mapping of header names to values, got a %s", yamlnode.KindName(v))
 		return
 	}
 	l.s.Headers = make(map[string]string, len(v.Content)/2)
 	for i := 0; i+1 < len(v.Content); i += 2 {
-		k, hv := v.Content[i], deref(v.Content[i+1])
+		k, hv := v.Content[i], yamlnode.Deref(v.Content[i+1])
 		if first, dup := l.headerLine[k.Value]; dup {
 			l.errorf(k.Line, "headers: duplicate header %q (first at line %d)", k.Value, first)
 			continue
@@ -102,11 +104,11 @@ func (l *loader) unsubscribe(v *yaml.Node) {
 		return
 	}
 	if v.Kind != yaml.MappingNode {
-		l.errorf(l.line["unsubscribe"], "unsubscribe: want a mapping (mailto: address), got a %s", kindName(v))
+		l.errorf(l.line["unsubscribe"], "unsubscribe: want a mapping (mailto: address), got a %s", yamlnode.KindName(v))
 		return
 	}
 	for i := 0; i+1 < len(v.Content); i += 2 {
-		k, uv := v.Content[i], deref(v.Content[i+1])
+		k, uv := v.Content[i], yamlnode.Deref(v.Content[i+1])
 		if k.Value != "mailto" {
 			l.errorf(k.Line, "unknown key %q in unsubscribe%s", k.Value, suggest.Hint(k.Value, []string{"mailto"}))
 			continue
@@ -127,26 +129,6 @@ func (l *loader) sendAt(v *yaml.Node) {
 		return
 	}
 	l.s.SendAt = t
-}
-
-// deref follows a YAML alias (*name) to the node it names.
-func deref(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.ScalarNode:
-		return "scalar"
-	}
-	return "node"
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

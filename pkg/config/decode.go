@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/yamlnode"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-mta/sluice/pkg/suggest"
@@ -86,7 +88,7 @@ func decodeStrict(name string, data []byte, cfg *Config) (*checker, error) {
 	if len(doc.Content) == 0 {
 		return c, nil // an empty file: every default
 	}
-	root := deref(doc.Content[0])
+	root := yamlnode.Deref(doc.Content[0])
 	if root.Tag == "!!null" {
 		return c, nil
 	}
@@ -114,13 +116,13 @@ func (c *checker) syntax(err error) error {
 // node checks n against type t; path names n in messages ("" is the
 // top level).
 func (c *checker) node(n *yaml.Node, t reflect.Type, path string) {
-	n = deref(n)
+	n = yamlnode.Deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // the zero value, then the default
 	}
 	if t == durationType {
 		if n.Kind != yaml.ScalarNode {
-			c.errorf(n.Line, "%s: want a duration (e.g. 30s, 5m, 1h), got a %s", path, kindName(n))
+			c.errorf(n.Line, "%s: want a duration (e.g. 30s, 5m, 1h), got a %s", path, yamlnode.KindName(n))
 		} else if _, err := time.ParseDuration(n.Value); err != nil || n.Tag != "!!str" {
 			c.errorf(n.Line, "%s: %q is not a duration (use e.g. 30s, 5m, 1h)", path, n.Value)
 		}
@@ -131,7 +133,7 @@ func (c *checker) node(n *yaml.Node, t reflect.Type, path string) {
 		c.mapping(n, t, path)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			c.errorf(n.Line, "%s: want a mapping of names to settings, got a %s", path, kindName(n))
+			c.errorf(n.Line, "%s: want a mapping of names to settings, got a %s", path, yamlnode.KindName(n))
 			return
 		}
 		seen := map[string]int{}
@@ -149,7 +151,7 @@ func (c *checker) node(n *yaml.Node, t reflect.Type, path string) {
 		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			c.errorf(n.Line, "%s: want a list, got a %s", path, kindName(n))
+			c.errorf(n.Line, "%s: want a list, got a %s", path, yamlnode.KindName(n))
 			return
 		}
 		for i, e := range n.Content {
@@ -171,9 +173,9 @@ func (c *checker) mapping(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if n.Kind != yaml.MappingNode {
 		if path == "" {
-			c.errorf(n.Line, "want a mapping of configuration keys, got a %s", kindName(n))
+			c.errorf(n.Line, "want a mapping of configuration keys, got a %s", yamlnode.KindName(n))
 		} else {
-			c.errorf(n.Line, "%s: want a mapping of keys, got a %s", path, kindName(n))
+			c.errorf(n.Line, "%s: want a mapping of keys, got a %s", path, yamlnode.KindName(n))
 		}
 		return
 	}
@@ -221,20 +223,20 @@ func (c *checker) pairs(n *yaml.Node, merged bool, f func(k, v *yaml.Node, merge
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Tag == "!!merge" {
-			v = deref(v)
+			v = yamlnode.Deref(v)
 			merged := []*yaml.Node{v}
 			if v.Kind == yaml.SequenceNode {
 				merged = v.Content
 			}
 			for _, m := range merged {
-				if m = deref(m); m.Kind == yaml.MappingNode {
+				if m = yamlnode.Deref(m); m.Kind == yaml.MappingNode {
 					c.pairs(m, true, f)
 				}
 			}
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			c.errorf(k.Line, "keys must be plain names, got a %s", kindName(k))
+			c.errorf(k.Line, "keys must be plain names, got a %s", yamlnode.KindName(k))
 			continue
 		}
 		f(k, v, merged)
@@ -251,30 +253,10 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 		want = "a whole number"
 	}
 	if n.Kind != yaml.ScalarNode {
-		c.errorf(n.Line, "%s: want %s, got a %s", path, want, kindName(n))
+		c.errorf(n.Line, "%s: want %s, got a %s", path, want, yamlnode.KindName(n))
 		return
 	}
 	if err := n.Decode(reflect.New(t).Interface()); err != nil {
 		c.errorf(n.Line, "%s: %q is not %s", path, n.Value, want)
 	}
-}
-
-// deref follows a YAML alias (*name) to the node it names.
-func deref(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.ScalarNode:
-		return "scalar"
-	}
-	return "node"
 }
