@@ -67,8 +67,12 @@ func TestKeysHaveOneOwner(t *testing.T) {
 				return true
 			}
 			switch {
-			case sel.Sel.Name == "Key" && len(call.Args) > 0:
-				lit, ok := call.Args[0].(*ast.BasicLit)
+			case (sel.Sel.Name == "Key" && len(call.Args) > 0) || (sel.Sel.Name == "In" && len(call.Args) > 1):
+				arg := call.Args[0]
+				if sel.Sel.Name == "In" {
+					arg = call.Args[1]
+				}
+				lit, ok := arg.(*ast.BasicLit)
 				if !ok || lit.Kind != token.STRING {
 					return true
 				}
