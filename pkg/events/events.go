@@ -109,6 +109,15 @@ func Decode(id, payload string) (Event, error) {
 // pkg/streams' scripts append to it (their keys are passed in).
 func Key(ks keyspace.Space) string { return ks.Key("events") }
 
+// ShardKey is shard's events stream (see keyspace: the scripts that
+// change a shard's jobs append there). An entry holds one event in field
+// Field, or several, as a JSON array, in field BatchField.
+func ShardKey(ks keyspace.Space, shard int) string { return ks.In(shard, "events") }
+
+// BatchField is the field of an entry holding a JSON array of events
+// (a settle of a whole run appends them as one entry).
+const BatchField = "es"
+
 // Log reads and appends to a deployment's events stream.
 type Log struct {
 	rdb redis.UniversalClient

@@ -4,6 +4,8 @@
 //
 //   - Key: "{prefix}:..." for what is small and shared (campaign
 //     definitions and state, the campaign index, engine heartbeats).
+//   - Own: "{prefix~name}:..." for state of one thing that is touched
+//     often and alone (a throttle key's shared state).
 //   - In: "{prefix.N.S}:..." for one of Shards partitions (N in
 //     0..Shards-1) of what grows with the mail: lane streams, lines,
 //     retry sets, recipient records, counters, events, the suppression
@@ -42,6 +44,14 @@ func (s Space) Key(parts ...string) string {
 // is "{sluice.3.S}:line:x" for the shard's salt S.
 func (s Space) In(shard int, parts ...string) string {
 	return join(s.Tag(shard), parts)
+}
+
+// Own joins parts under a hash tag of their own, for state that one key
+// of a kind holds alone (a throttle key's shared state): Space("sluice").Own(
+// "thr:gmail", "eng") is "{sluice~thr:gmail}:eng". Such keys spread over a
+// cluster by their names.
+func (s Space) Own(tag string, parts ...string) string {
+	return join("{"+string(s)+"~"+tag+"}", parts)
 }
 
 // Tag is shard's hash tag, braces included.
