@@ -20,7 +20,7 @@ type Config struct {
 	// Hostname is the EHLO name. (Message-IDs are on the From domain.)
 	Hostname string `yaml:"hostname"`
 	Log      Log    `yaml:"log"`
-	Redis    Redis  `yaml:"redis"`
+	Redis    Redis  `yaml:"redis"` // see redis.go
 	HTTP     HTTP   `yaml:"http"`
 	// Routes is the transport map: a matching recipient domain is sent to
 	// a fixed host instead of its MX.
@@ -49,15 +49,6 @@ type Suppression struct {
 	// over at least SoftBounceSpan is suppressed as soft_bounce_limit.
 	SoftBounceCount int           `yaml:"soft_bounce_count"`
 	SoftBounceSpan  time.Duration `yaml:"soft_bounce_span"`
-}
-
-// Redis locates the shared state. An empty URL (and no REDIS_URL) runs an
-// embedded in-process Redis that keeps nothing across restarts.
-type Redis struct {
-	URL string `yaml:"url"`
-	// Prefix starts every key; all keys of one prefix share a hash tag
-	// so a Redis Cluster keeps them in one slot.
-	Prefix string `yaml:"prefix"`
 }
 
 // HTTP is the engine's listener for metrics, the API and unsubscribes.
@@ -258,7 +249,7 @@ func Default() *Config {
 }
 
 // Load reads and validates path, then applies environment overrides
-// (REDIS_URL, SLUICE_UNSUBSCRIBE_SECRET).
+// (REDIS_URL or REDIS_CLUSTER, SLUICE_UNSUBSCRIBE_SECRET).
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -286,7 +277,9 @@ func parse(name string, data []byte) (*Config, *checker, error) {
 	if err != nil {
 		return nil, chk, err
 	}
-	c.applyEnv()
+	if err := c.applyEnv(); err != nil {
+		return nil, chk, err // the environment's, not the file's
+	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		var fe *FieldError
@@ -298,13 +291,14 @@ func parse(name string, data []byte) (*Config, *checker, error) {
 	return c, chk, nil
 }
 
-func (c *Config) applyEnv() {
-	if v := os.Getenv("REDIS_URL"); v != "" {
-		c.Redis.URL = v
+func (c *Config) applyEnv() error {
+	if err := c.Redis.ApplyEnv(); err != nil {
+		return err
 	}
 	if v := os.Getenv("SLUICE_UNSUBSCRIBE_SECRET"); v != "" {
 		c.Unsubscribe.Secret = v
 	}
+	return nil
 }
 
 func (c *Config) applyDefaults() {
@@ -350,6 +344,9 @@ func (c *Config) applyDefaults() {
 	}
 	if d.Consumer == "" {
 		d.Consumer = c.Hostname
+	}
+	if c.Redis.PoolSize == 0 {
+		c.Redis.PoolSize = d.Workers + poolSpare
 	}
 	t := &c.Throttle.Default
 	if t.StartRate == 0 {
@@ -440,6 +437,9 @@ func (c *Config) Validate() error {
 		return &FieldError{Path: path, Msg: msg}
 	}
 	if err := c.Log.validate(); err != nil {
+		return err
+	}
+	if err := c.Redis.validate(); err != nil {
 		return err
 	}
 	d := c.Delivery
