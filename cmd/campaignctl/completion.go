@@ -34,7 +34,7 @@ func init() {
 	commands["completion"] = command{"print a shell completion script: completion bash|zsh|fish", cmdCompletion}
 }
 
-var globalFlags = []string{"-redis", "-config", "-prefix"}
+var globalFlags = []string{"-redis", "-redis-cluster", "-config", "-prefix"}
 
 func cmdCompletion(_ context.Context, e *env, args []string) error {
 	fs := newFlags(e, "completion", "bash|zsh|fish",
@@ -69,7 +69,7 @@ _campaignctl() {
   cmd=""
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${COMP_WORDS[i]}" in
-      -redis|-config|-prefix|--redis|--config|--prefix) i=$((i + 1)) ;;
+      -redis|-redis-cluster|-config|-prefix|--redis|--redis-cluster|--config|--prefix) i=$((i + 1)) ;;
       -*) ;;
       *) cmd="${COMP_WORDS[i]}"; break ;;
     esac

@@ -33,9 +33,10 @@ import (
 type env struct {
 	stdout, stderr io.Writer
 	redisURL       string
+	redisCluster   string
 	configPath     string
 	prefix         string
-	rdb            *redis.Client
+	rdb            redis.UniversalClient
 	cfg            *config.Config
 }
 
@@ -53,43 +54,64 @@ func (e *env) config() (*config.Config, error) {
 	return cfg, nil
 }
 
-// redis connects on first use: -redis, then REDIS_URL, then the engine
-// config given with -config, then the embedded demo address.
-func (e *env) redis(ctx context.Context) (*redis.Client, keyspace.Space, error) {
-	r := config.Redis{URL: e.redisURL, Prefix: e.prefix}
-	if r.URL == "" {
-		r.URL = os.Getenv("REDIS_URL")
-	}
-	cfg, err := e.config()
+// redis connects on first use to one server or a Redis Cluster:
+// -redis or -redis-cluster, then REDIS_URL or REDIS_CLUSTER, then the
+// engine config given with -config, then the embedded demo address.
+func (e *env) redis(ctx context.Context) (redis.UniversalClient, keyspace.Space, error) {
+	r, err := e.redisConfig()
 	if err != nil {
 		return nil, "", err
 	}
+	if e.rdb == nil {
+		rdb, err := r.Connect(ctx)
+		if err != nil {
+			hint := ""
+			if r.Embedded() {
+				hint = " (no -redis, -redis-cluster, REDIS_URL, REDIS_CLUSTER or -config given: is a demo engine running?)"
+			}
+			return nil, "", fmt.Errorf("redis %s: %w%s", r.Where(), err, hint)
+		}
+		e.rdb = rdb
+	}
+	return e.rdb, keyspace.Space(r.Prefix), nil
+}
+
+// redisConfig is the Redis settings of -config (with the environment's
+// REDIS_URL or REDIS_CLUSTER applied), or of the environment alone, with
+// the global flags over them.
+func (e *env) redisConfig() (config.Redis, error) {
+	var r config.Redis
+	cfg, err := e.config()
+	if err != nil {
+		return r, err
+	}
 	if cfg != nil {
-		if r.URL == "" {
-			r.URL = cfg.Redis.URL
+		r = cfg.Redis
+	} else if err := r.ApplyEnv(); err != nil {
+		return r, fmt.Errorf("%w: %w", err, errUsage)
+	}
+	switch {
+	case e.redisURL != "" && e.redisCluster != "":
+		return r, fmt.Errorf("-redis and -redis-cluster both given: one server or one cluster: %w", errUsage)
+	case e.redisURL != "":
+		r.URL, r.Cluster = e.redisURL, nil
+	case e.redisCluster != "":
+		r.URL, r.Cluster = "", config.SplitAddrs(e.redisCluster)
+		if err := r.Validate(); err != nil {
+			var fe *config.FieldError
+			if errors.As(err, &fe) {
+				err = errors.New(fe.Msg)
+			}
+			return r, fmt.Errorf("-redis-cluster: %w: %w", err, errUsage)
 		}
-		if r.Prefix == "" {
-			r.Prefix = cfg.Redis.Prefix
-		}
+	}
+	if e.prefix != "" {
+		r.Prefix = e.prefix
 	}
 	if r.Prefix == "" {
 		r.Prefix = "sluice"
 	}
-	if e.rdb == nil {
-		opts, err := r.Options()
-		if err != nil {
-			return nil, "", err
-		}
-		e.rdb = redis.NewClient(opts)
-		if err := e.rdb.Ping(ctx).Err(); err != nil {
-			hint := ""
-			if r.URL == "" {
-				hint = " (no -redis, REDIS_URL or -config given: is a demo engine running?)"
-			}
-			return nil, "", fmt.Errorf("redis %s: %w%s", opts.Addr, err, hint)
-		}
-	}
-	return e.rdb, keyspace.Space(r.Prefix), nil
+	return r, nil
 }
 
 type command struct {
@@ -135,7 +157,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("campaignctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&e.redisURL, "redis", "", "Redis URL (default: $REDIS_URL, the -config file's redis.url, or the demo engine's embedded Redis)")
+	fs.StringVar(&e.redisURL, "redis", "", "Redis URL of one server (default: $REDIS_URL, the -config file's redis.url, or the demo engine's embedded Redis)")
+	fs.StringVar(&e.redisCluster, "redis-cluster", "", "seed nodes of a Redis Cluster, `host:port,host:port` (default: $REDIS_CLUSTER, the -config file's redis.cluster)")
 	fs.StringVar(&e.configPath, "config", "", "engine configuration file: Redis settings, and the DKIM keys and unsubscribe settings lint and preview check")
 	fs.StringVar(&e.prefix, "prefix", "", "Redis key prefix (default: from -config, else sluice)")
 	// Parse into a buffer: -h prints the usage on stdout (it is what was
@@ -216,7 +239,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 
 // globals are the global flags also accepted after the command name
 // (campaignctl status -redis URL ID), as operators tend to write them.
-var globals = []string{"redis", "config", "prefix"}
+var globals = []string{"redis", "redis-cluster", "config", "prefix"}
 
 // globalsAfter takes the global flags out of a command's arguments and
 // sets them on fs, leaving the rest, in order, to the command. Arguments

@@ -71,7 +71,7 @@ func TestRedisRefusedIsOneClearError(t *testing.T) {
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-config", path}, &out, nil)
-	want := "redis " + addr + ": connection refused (is redis-server running? set redis.url or REDIS_URL)"
+	want := "redis " + addr + ": connection refused (is redis-server running? set redis.url or REDIS_URL, or redis.cluster or REDIS_CLUSTER)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}

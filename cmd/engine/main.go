@@ -3,8 +3,10 @@
 //
 //	engine -config engine.yaml
 //
-// Without a Redis URL (config redis.url or REDIS_URL) it runs an embedded,
-// in-memory Redis for demos; nothing survives a restart then.
+// Its Redis is one server (config redis.url or REDIS_URL) or a Redis
+// Cluster (redis.cluster or REDIS_CLUSTER, the seed nodes). Without
+// either it runs an embedded, in-memory Redis for demos; nothing survives
+// a restart then.
 package main
 
 import (
@@ -91,8 +93,8 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		if cfg, err = config.Load(*cfgPath); err != nil {
 			return err
 		}
-	} else if v := os.Getenv("REDIS_URL"); v != "" {
-		cfg.Redis.URL = v
+	} else if err := cfg.Redis.ApplyEnv(); err != nil {
+		return err
 	}
 	log := cfg.Log.Logger(logOut, *verbose)
 	// Packages that fall back to slog.Default() (and the standard log
@@ -114,18 +116,13 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 		}
 		defer mr.Close()
 		log.Warn("NO REDIS CONFIGURED: running an embedded in-memory Redis on " + config.EmbeddedAddr +
-			"; every queued job and counter is LOST when this engine stops. Set redis.url or REDIS_URL for real use.")
+			"; every queued job and counter is LOST when this engine stops. Set redis.url or redis.cluster (REDIS_URL, REDIS_CLUSTER) for real use.")
 	}
-	opts, err := cfg.Redis.Options()
+	rdb, err := cfg.Redis.Connect(ctx)
 	if err != nil {
-		return err
+		return redisError(cfg.Redis.Where(), err)
 	}
-	opts.PoolSize = cfg.Delivery.Workers + 16
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return redisError(opts.Addr, err)
-	}
 
 	resolver, err := mx.NewDNS(mx.DNSConfig{Server: cfg.DNS.Resolver, Timeout: cfg.DNS.Timeout})
 	if err != nil {
@@ -215,7 +212,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	go events.New(rdb, ks).KeepTrimmed(ctx, cfg.Events.Retention, log)
 	go webhook.Run(ctx, rdb, ks, cfg.Events.Webhooks, webhook.Options{Owner: cfg.Delivery.Consumer}, log)
 
-	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", opts.Addr, "http", hl.Addr().String(),
+	log.Info("engine started", "consumer", cfg.Delivery.Consumer, "redis", cfg.Redis.Where(), "http", hl.Addr().String(),
 		"workers", cfg.Delivery.Workers, "routes", len(cfg.Routes), "dkim_keys", len(cfg.DKIM), "dkim_rsa", dkim.Backend())
 	go func() {
 		select {

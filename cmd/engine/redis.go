@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/config"
 )
 
 // redisLog routes go-redis's internal messages (a line per failed dial,
@@ -23,11 +25,16 @@ func quietRedis(log *slog.Logger) { redis.SetLogger(redisLog{log}) }
 
 // redisError explains a failed first PING.
 func redisError(addr string, err error) error {
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return &refusedError{addr: addr, err: err}
+	case errors.Is(err, config.ErrClusterNode):
+		return fmt.Errorf("redis %s: %w", addr, err)
 	}
-	return fmt.Errorf("redis %s: %w (set redis.url or REDIS_URL)", addr, err)
+	return fmt.Errorf("redis %s: %w (%s)", addr, err, setRedis)
 }
+
+const setRedis = "set redis.url or REDIS_URL, or redis.cluster or REDIS_CLUSTER"
 
 // refusedError is a Redis nobody listens for; it unwraps to the dial
 // error but says in plain words what to do.
@@ -37,7 +44,7 @@ type refusedError struct {
 }
 
 func (e *refusedError) Error() string {
-	return "redis " + e.addr + ": connection refused (is redis-server running? set redis.url or REDIS_URL)"
+	return "redis " + e.addr + ": connection refused (is redis-server running? " + setRedis + ")"
 }
 
 func (e *refusedError) Unwrap() error { return e.err }

@@ -439,7 +439,7 @@ func (c *Config) Validate() error {
 	if err := c.Log.validate(); err != nil {
 		return err
 	}
-	if err := c.Redis.validate(); err != nil {
+	if err := c.Redis.Validate(); err != nil {
 		return err
 	}
 	d := c.Delivery

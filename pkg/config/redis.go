@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -57,6 +59,13 @@ const poolSpare = 16 + 2*keyspace.Shards
 // outage to the engine, which retries by itself.
 const maxRedirects = 8
 
+// slotMapAge is how old the cluster client's slot map may grow before a
+// command has it reloaded (in the background). go-redis reloads at once on
+// MOVED, but not when a master is gone: a dead master's commands keep
+// failing until the map is older than this (go-redis#3979; its default is
+// 60 s). One CLUSTER SLOTS per client every 2 s is nothing.
+const slotMapAge = 2 * time.Second
+
 // Embedded reports whether no Redis was configured (the demo mode).
 func (r Redis) Embedded() bool { return r.URL == "" && len(r.Cluster) == 0 }
 
@@ -104,7 +113,9 @@ func SplitAddrs(s string) []string {
 	return out
 }
 
-func (r Redis) validate() error {
+// Validate checks what Parse checks of the section, for settings given
+// otherwise (campaignctl's flags); a problem is a *FieldError.
+func (r Redis) Validate() error {
 	if r.URL != "" && len(r.Cluster) > 0 {
 		return invalid("redis.cluster", "redis.url is set too: give url for one Redis server or cluster for the seed nodes of a Redis Cluster, not both")
 	}
@@ -140,6 +151,32 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 	return redis.NewClient(o), nil
 }
 
+// ErrClusterNode is Connect's answer when redis.url names a cluster node.
+var ErrClusterNode = errors.New("a node of a Redis Cluster: name the cluster's nodes (redis.cluster, REDIS_CLUSTER or campaignctl -redis-cluster), not a URL")
+
+// Connect returns a client of the configured Redis once it answers, and
+// refuses a server that is not what the configuration says: redis.url
+// naming a node of a Redis Cluster would be answered MOVED for most keys.
+// (A cluster's seeds that are not cluster nodes fail the first command.)
+func (r Redis) Connect(ctx context.Context) (redis.UniversalClient, error) {
+	rdb, err := r.Client()
+	if err != nil {
+		return nil, err
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	if len(r.Cluster) == 0 {
+		info, err := rdb.Info(ctx, "cluster").Result()
+		if err == nil && strings.Contains(info, "cluster_enabled:1") {
+			_ = rdb.Close()
+			return nil, ErrClusterNode
+		}
+	}
+	return rdb, nil
+}
+
 // ClusterOptions are the go-redis options for the cluster of seed nodes
 // r.Cluster. Reads go to masters too: a job just written must be seen.
 func (r Redis) ClusterOptions() *redis.ClusterOptions {
@@ -149,6 +186,8 @@ func (r Redis) ClusterOptions() *redis.ClusterOptions {
 		Password:     r.Password,
 		PoolSize:     r.PoolSize,
 		MaxRedirects: maxRedirects,
+
+		ClusterStateReloadInterval: slotMapAge,
 	}
 	if r.TLS {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

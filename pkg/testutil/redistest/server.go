@@ -20,6 +20,11 @@ type Options struct {
 	// AOF turns the append-only file on (appendfsync everysec), so the
 	// data survives Stop and Start.
 	AOF bool
+	// Cluster makes the server a Redis Cluster node (cluster-enabled, its
+	// bus on a second free port, nodes.conf in Dir); see clustertest.
+	Cluster bool
+	// Args are more redis-server arguments ("--cluster-node-timeout", "1000").
+	Args []string
 }
 
 // Server is a redis-server of one test's own, on a free loopback port,
@@ -35,15 +40,20 @@ type Server struct {
 func NewServer(t testing.TB, o Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	port, err := freePort()
+	ports, err := freePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir,
+	s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), dir: dir,
 		extra: []string{"--save", "", "--appendonly", "no"}}
 	if o.AOF {
 		s.extra = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "everysec"}
 	}
+	if o.Cluster {
+		s.extra = append(s.extra, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(ports[1]),
+			"--cluster-config-file", "nodes.conf")
+	}
+	s.extra = append(s.extra, o.Args...)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,4 +121,19 @@ func (s *Server) Stop() error {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 		return fmt.Errorf("redistest: redis-server on %s did not stop in 10s; killed\n%s", s.addr, log)
 	}
+}
+
+// Kill ends the server as a crash would (SIGKILL: nothing flushed) and
+// waits for it. Start brings it back.
+func (s *Server) Kill() error {
+	if s.cmd == nil {
+		return nil
+	}
+	cmd := s.cmd
+	s.cmd = nil
+	if err := cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("redistest: kill redis-server: %w", err)
+	}
+	_ = cmd.Wait() // "signal: killed"
+	return nil
 }

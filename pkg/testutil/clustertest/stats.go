@@ -1,0 +1,87 @@
+package clustertest
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Stats are one master's figures: how much data it holds and how much
+// work it has done. Counters run from the node's start; Since takes the
+// difference over a run.
+type Stats struct {
+	Master
+	Keys     int64            // DBSIZE
+	Commands int64            // total_commands_processed
+	CPU      time.Duration    // used_cpu_sys + used_cpu_user
+	Calls    map[string]int64 // calls per command (INFO commandstats: "set", "evalsha", "cluster|info"...)
+}
+
+// Stats returns every master's figures, in slot order.
+func (c *Cluster) Stats(t testing.TB) []Stats {
+	t.Helper()
+	ctx := context.Background()
+	var out []Stats
+	for _, m := range c.Masters(t) {
+		node := c.admin[m.Addr]
+		info, err := node.InfoMap(ctx, "stats", "cpu", "commandstats").Result()
+		if err != nil {
+			t.Fatalf("clustertest: %s: INFO: %v", m.Addr, err)
+		}
+		keys, err := node.DBSize(ctx).Result()
+		if err != nil {
+			t.Fatalf("clustertest: %s: DBSIZE: %v", m.Addr, err)
+		}
+		s := Stats{Master: m, Keys: keys, Calls: map[string]int64{}}
+		s.Commands, _ = strconv.ParseInt(info["Stats"]["total_commands_processed"], 10, 64)
+		s.CPU = seconds(info["CPU"]["used_cpu_sys"]) + seconds(info["CPU"]["used_cpu_user"])
+		for k, v := range info["Commandstats"] { // cmdstat_set: calls=3,usec=...
+			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+			s.Calls[strings.TrimPrefix(k, "cmdstat_")], _ = strconv.ParseInt(calls, 10, 64)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Since is s less the counters of before, the same node's earlier Stats:
+// the commands, calls and CPU of the time between. Keys stays as in s.
+func (s Stats) Since(before Stats) Stats {
+	d := s
+	d.Commands -= before.Commands
+	d.CPU -= before.CPU
+	d.Calls = map[string]int64{}
+	for k, v := range s.Calls {
+		if n := v - before.Calls[k]; n != 0 {
+			d.Calls[k] = n
+		}
+	}
+	return d
+}
+
+// Keys counts each master's keys matching the glob pattern (SCAN MATCH on
+// every master), in slot order.
+func (c *Cluster) Keys(t testing.TB, pattern string) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	var out []int64
+	for _, m := range c.Masters(t) {
+		var n int64
+		iter := c.admin[m.Addr].Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			n++
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatalf("clustertest: %s: SCAN: %v", m.Addr, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func seconds(s string) time.Duration {
+	f, _ := strconv.ParseFloat(s, 64)
+	return time.Duration(f * float64(time.Second))
+}
