@@ -46,12 +46,19 @@ func testMain(m *testing.M) int {
 // ctl runs the campaignctl binary against the test's Redis under prefix.
 func ctl(t *testing.T, prefix string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return ctlEnv(t, nil, append([]string{"-redis", redistest.URL(), "-prefix", prefix}, args...)...)
+}
+
+// ctlEnv runs the campaignctl binary with args as given, and env added to
+// an environment that names no Redis.
+func ctlEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	all := append([]string{"-redis", redistest.URL(), "-prefix", prefix}, args...)
-	cmd := exec.CommandContext(ctx, bin, all...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	// A -race binary sleeps a second at exit unless told not to.
-	cmd.Env = append(os.Environ(), "REDIS_URL=", "SLUICE_UNSUBSCRIBE_SECRET=", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), "REDIS_URL=", "REDIS_CLUSTER=", "REDIS_PASSWORD=", "SLUICE_UNSUBSCRIBE_SECRET=", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

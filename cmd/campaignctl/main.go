@@ -114,6 +114,11 @@ func (e *env) redisConfig() (config.Redis, error) {
 	return r, nil
 }
 
+// quietRedis drops go-redis's own log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 type command struct {
 	summary string
 	run     func(ctx context.Context, e *env, args []string) error
@@ -154,11 +159,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	redis.SetLogger(quietRedis{}) // a failed command says why; go-redis's dial lines would repeat it
 	e := &env{stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("campaignctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&e.redisURL, "redis", "", "Redis URL of one server (default: $REDIS_URL, the -config file's redis.url, or the demo engine's embedded Redis)")
-	fs.StringVar(&e.redisCluster, "redis-cluster", "", "seed nodes of a Redis Cluster, `host:port,host:port` (default: $REDIS_CLUSTER, the -config file's redis.cluster)")
+	fs.StringVar(&e.redisCluster, "redis-cluster", "", "seed nodes of a Redis Cluster, comma-separated `host:port,...` (default: $REDIS_CLUSTER, the -config file's redis.cluster)")
 	fs.StringVar(&e.configPath, "config", "", "engine configuration file: Redis settings, and the DKIM keys and unsubscribe settings lint and preview check")
 	fs.StringVar(&e.prefix, "prefix", "", "Redis key prefix (default: from -config, else sluice)")
 	// Parse into a buffer: -h prints the usage on stdout (it is what was

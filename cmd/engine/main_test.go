@@ -37,19 +37,27 @@ func freeAddr(t *testing.T) string {
 // TestEngineBinaryWiring runs the engine as main does, from a config file,
 // and sends through its HTTP API: config → Redis → SMTP → GET shows 250.
 func TestEngineBinaryWiring(t *testing.T) {
+	redisYAML := fmt.Sprintf("{url: %q, prefix: %q}", redistest.URL(), redistest.Prefix(t))
+	sendThrough(t, redisYAML)
+}
+
+// sendThrough starts an engine with the redis section redisYAML, sends a
+// message through its HTTP API and waits until the API says it was
+// delivered, and the receiver has it.
+func sendThrough(t *testing.T, redisYAML string) {
 	srv := smtptest.Start(t, smtptest.Options{})
 	httpAddr := freeAddr(t)
 	sum := sha256.Sum256([]byte("s3cret-token"))
 	cfgPath := filepath.Join(t.TempDir(), "engine.yaml")
 	cfg := fmt.Sprintf(`hostname: mta.sluice.test
-redis: {url: %q, prefix: %q}
+redis: %s
 http:
   listen: %q
   api_tokens: [{name: app, sha256: %s}]
 routes: [{match: "*", host: %q}]
 delivery: {consumer: wiring}
 unsubscribe: {base_url: "http://%s", secret: "0123456789abcdef0123456789abcdef"}
-`, redistest.URL(), redistest.Prefix(t), httpAddr, hex.EncodeToString(sum[:]), srv.Addr, httpAddr)
+`, redisYAML, httpAddr, hex.EncodeToString(sum[:]), srv.Addr, httpAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
