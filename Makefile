@@ -63,7 +63,7 @@ clean:
 	rm -rf $(BIN)
 
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || ./scripts/install-redis.sh
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || ./scripts/install-redis.sh
 
 # libssl-dev (libcrypto signer) and python3-dkim (dkimpy cross-check).
 dkim-deps:
