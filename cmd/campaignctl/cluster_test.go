@@ -1,13 +1,18 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/testutil/clustertest"
+	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
 // campaignctl reaches a Redis Cluster by -redis-cluster, REDIS_CLUSTER or
@@ -87,4 +92,36 @@ func TestRedisURLOfAClusterNode(t *testing.T) {
 	if want := "a node of a Redis Cluster: name the cluster's nodes"; code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, stderr %q, want %q", code, stderr, want)
 	}
+}
+
+// A campaign launched with -redis-cluster is delivered by an engine on the
+// cluster, once per recipient, and its status read back from there.
+func TestCampaignOnACluster(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	c := clustertest.Start(t)
+	seeds := strings.Join(c.Addrs(), ",")
+	srv := smtptest.Start(t, smtptest.Options{})
+	path := enginetest.Campaign(t, t.TempDir(), "onc", n, "example.test")
+	if out, stderr, code := ctlEnv(t, nil, "-redis-cluster", seeds, "launch", "-q", path); code != 0 {
+		t.Fatalf("launch: exit %d\n%s%s", code, out, stderr)
+	}
+	cfg := enginetest.Config("sluice", srv.Addr)
+	cfg.Redis.Cluster = c.Addrs()
+	enginetest.Start(t, cfg)
+	var st store.Status
+	for deadline := time.Now().Add(60 * time.Second); st.State != store.StateFinished && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		out, stderr, code := ctlEnv(t, []string{"REDIS_CLUSTER=" + seeds}, "status", "onc", "--json")
+		if code != 0 {
+			t.Fatalf("status: exit %d\n%s", code, stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+	}
+	if st.State != store.StateFinished || st.Delivered != n || st.Queued != 0 {
+		t.Fatalf("status %+v, want finished with %d delivered", st, n)
+	}
+	eachOnce(t, srv, n, "example.test")
 }

@@ -1,5 +1,6 @@
 // Package enginetest runs a real engine in-process against the test
-// package's redis-server (see redistest), and writes campaign fixtures.
+// package's redis-server (see redistest), or the Redis Cluster its config
+// names (redis.cluster, see clustertest), and writes campaign fixtures.
 package enginetest
 
 import (
@@ -58,7 +59,12 @@ func Start(tb testing.TB, cfg *config.Config) {
 // a new engine with the same cfg.
 func StartStoppable(tb testing.TB, cfg *config.Config) (stop func()) {
 	tb.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
+	var rdb redis.UniversalClient
+	if len(cfg.Redis.Cluster) > 0 {
+		rdb = redis.NewClusterClient(cfg.Redis.ClusterOptions())
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var resolver mx.Resolver
 	if cfg.DNS.Resolver != "" {
