@@ -117,8 +117,8 @@ func TestStatsPerMaster(t *testing.T) {
 		if d.Calls["set"] != want || d.Commands < want {
 			t.Errorf("master %d: %d SETs of %d commands, want %d SETs (calls %v)", i, d.Calls["set"], d.Commands, want, d.Calls)
 		}
-		if d.CPU < 0 || after[i].CPU <= 0 {
-			t.Errorf("master %d: CPU %v (since %v)", i, after[i].CPU, d.CPU)
+		if d.CPU < 0 || after[i].CPU <= 0 || d.Busy < 0 || after[i].Busy <= 0 {
+			t.Errorf("master %d: CPU %v (since %v), busy %v", i, after[i].CPU, d.CPU, d.Busy)
 		}
 	}
 	if after[1].Keys != 0 || after[0].Keys+after[2].Keys < 30 {

@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +17,10 @@ type Stats struct {
 	Keys     int64            // DBSIZE
 	Commands int64            // total_commands_processed
 	CPU      time.Duration    // used_cpu_sys + used_cpu_user
-	Calls    map[string]int64 // calls per command (INFO commandstats: "set", "evalsha", "cluster|info"...)
+	// Busy is the time spent executing commands (INFO commandstats usec,
+	// summed; a script counts with all it does), as bench's redis-µs/msg.
+	Busy  time.Duration
+	Calls map[string]int64 // calls per command (INFO commandstats: "set", "evalsha", "cluster|info"...)
 }
 
 // Stats returns every master's figures, in slot order.
@@ -37,9 +41,13 @@ func (c *Cluster) Stats(t testing.TB) []Stats {
 		s := Stats{Master: m, Keys: keys, Calls: map[string]int64{}}
 		s.Commands, _ = strconv.ParseInt(info["Stats"]["total_commands_processed"], 10, 64)
 		s.CPU = seconds(info["CPU"]["used_cpu_sys"]) + seconds(info["CPU"]["used_cpu_user"])
-		for k, v := range info["Commandstats"] { // cmdstat_set: calls=3,usec=...
-			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
-			s.Calls[strings.TrimPrefix(k, "cmdstat_")], _ = strconv.ParseInt(calls, 10, 64)
+		for k, v := range info["Commandstats"] { // cmdstat_set: calls=3,usec=12,...
+			var calls, usec int64
+			if _, err := fmt.Sscanf(v, "calls=%d,usec=%d", &calls, &usec); err != nil {
+				t.Fatalf("clustertest: %s: INFO commandstats %s:%s: %v", m.Addr, k, v, err)
+			}
+			s.Calls[strings.TrimPrefix(k, "cmdstat_")] = calls
+			s.Busy += time.Duration(usec) * time.Microsecond
 		}
 		out = append(out, s)
 	}
@@ -52,6 +60,7 @@ func (s Stats) Since(before Stats) Stats {
 	d := s
 	d.Commands -= before.Commands
 	d.CPU -= before.CPU
+	d.Busy -= before.Busy
 	d.Calls = map[string]int64{}
 	for k, v := range s.Calls {
 		if n := v - before.Calls[k]; n != 0 {
