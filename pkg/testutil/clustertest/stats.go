@@ -14,9 +14,9 @@ import (
 // difference over a run.
 type Stats struct {
 	Master
-	Keys     int64            // DBSIZE
-	Commands int64            // total_commands_processed
-	CPU      time.Duration    // used_cpu_sys + used_cpu_user
+	Keys     int64         // DBSIZE
+	Commands int64         // total_commands_processed
+	CPU      time.Duration // used_cpu_sys + used_cpu_user
 	// Busy is the time spent executing commands (INFO commandstats usec,
 	// summed; a script counts with all it does), as bench's redis-µs/msg.
 	Busy  time.Duration
