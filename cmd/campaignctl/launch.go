@@ -66,6 +66,9 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	opt := launch.Options{SkipInvalid: *skip, Suppressed: suppressedFunc(rdb, ks), SendAt: sendAt, AllowOutside: *outside}
+	if r, err := e.redisConfig(); err == nil {
+		opt.WaitReplicas, opt.WaitTimeout = r.WaitReplicas, r.WaitTimeout
+	}
 	start := time.Now()
 	var m *meter
 	final := ""

@@ -348,6 +348,9 @@ func (c *Config) applyDefaults() {
 	if c.Redis.PoolSize == 0 {
 		c.Redis.PoolSize = d.Workers + poolSpare
 	}
+	if c.Redis.WaitTimeout == 0 {
+		c.Redis.WaitTimeout = time.Second
+	}
 	t := &c.Throttle.Default
 	if t.StartRate == 0 {
 		t.StartRate = 100

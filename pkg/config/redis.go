@@ -39,6 +39,16 @@ type Redis struct {
 	// each master of a cluster). Default: delivery.workers + 40, room for
 	// every worker and every blocking reader on any one node.
 	PoolSize int `yaml:"pool_size"`
+	// WaitReplicas makes every settle, route and launch batch wait until
+	// this many replicas of its master have it (WAIT), for up to
+	// WaitTimeout (default 1s) each, before it counts as done; one not
+	// replicated in time is done again (it changes nothing twice). Redis
+	// replication is asynchronous: without it (0, the default) a failover
+	// may lose the last writes its master acknowledged (see README, Redis
+	// Cluster). A master with fewer replicas online is waited on for those
+	// it has.
+	WaitReplicas int           `yaml:"wait_replicas"`
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`
 	// Prefix starts every key (keyspace.Space): the hash tags of one
 	// deployment's keys. Two deployments side by side take two prefixes.
 	Prefix string `yaml:"prefix"`
@@ -132,6 +142,12 @@ func (r Redis) Validate() error {
 	}
 	if r.PoolSize < 0 {
 		return invalid("redis.pool_size", "%d must not be negative", r.PoolSize)
+	}
+	if r.WaitReplicas < 0 {
+		return invalid("redis.wait_replicas", "%d must not be negative", r.WaitReplicas)
+	}
+	if r.WaitTimeout < 0 {
+		return invalid("redis.wait_timeout", "%s must not be negative", short(r.WaitTimeout))
 	}
 	return nil
 }

@@ -116,6 +116,7 @@ func TestRedisErrorsNameTheLine(t *testing.T) {
 		"redis:\n  cluster: h:1\n":                                         `e.yaml:2: redis.cluster: want a list, got a scalar`,
 		"redis:\n  url: http://h:1\n":                                      `e.yaml:2: redis.url: "http://h:1": redis: invalid URL scheme: http`,
 		"redis: {pool_size: -1}\n":                                         `e.yaml:1: redis.pool_size: -1 must not be negative`,
+		"redis:\n  wait_replicas: -1\n":                                    `e.yaml:2: redis.wait_replicas: -1 must not be negative`,
 	} {
 		if _, err := Parse("e.yaml", []byte(doc)); err == nil || err.Error() != want {
 			t.Errorf("%q:\n got: %v\nwant: %s", doc, err, want)

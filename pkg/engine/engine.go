@@ -69,6 +69,7 @@ type Engine struct {
 	store    *store.Store
 	cache    campaignCache
 	inflight inflight
+	sweeps   sweeps
 	health   health
 	slots    *slots
 	flow     flow
@@ -114,6 +115,7 @@ func New(d Deps) *Engine {
 		tick:    500 * time.Millisecond,
 	}
 	e.cache.store = e.store
+	e.q.WaitReplicas(d.Config.Redis.WaitReplicas, d.Config.Redis.WaitTimeout)
 	if t, ok := d.Throttle.(interface{ OnRaise(func(string)) }); ok {
 		// A key's rate went up or its suspension ended: its lines,
 		// scored with the old limits' times, are due now.

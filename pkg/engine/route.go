@@ -26,6 +26,7 @@ func (e *Engine) routeLane(ctx, hard context.Context, l streams.Lane) {
 		if !e.waitHealthy(ctx) {
 			return
 		}
+		e.sweepLane(ctx, l)
 		ds, err := e.q.Read(ctx, l, routeBatch, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -49,6 +49,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 		if !e.waitHealthy(ctx) {
 			return
 		}
+		e.sweepLines(ctx)
 		if !e.slots.wait(ctx) {
 			return
 		}
@@ -165,7 +166,9 @@ func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits
 	if err != nil && ctx.Err() == nil {
 		e.health.failed(err)
 		e.Log.Error("take jobs", "line", l.Name(), "err", err)
-		e.putBackLost(ctx, l)
+		if n, _ := e.putBackLost(ctx, l); n > 0 {
+			e.Log.Warn("put back jobs of a lost reply", "line", l.Name(), "jobs", n)
+		}
 	}
 	blocked, checkErr := e.checkBatch(ctx, l.Lane, ds)
 	var jobs []job
@@ -229,28 +232,6 @@ func (e *Engine) checkBatch(ctx context.Context, l streams.Lane, ds []streams.De
 		return blocked, err
 	}
 	return res, nil
-}
-
-// putBackLost puts back in line the jobs of l a lost reply may have given
-// this consumer: those of its pending ones that no worker holds, each
-// claimed first and checked still pending, so none is ever held twice.
-func (e *Engine) putBackLost(ctx context.Context, l streams.Line) {
-	ds, err := e.q.ReadPendingLine(ctx, l, "0", 500)
-	if err != nil {
-		return // the next failure, or the next start, tries again
-	}
-	var mine []streams.Delivery
-	for _, d := range ds {
-		if e.inflight.add(d.ID) {
-			mine = append(mine, d)
-		}
-	}
-	if n, err := e.q.PutBack(ctx, l, mine); err == nil && n > 0 {
-		e.Log.Warn("put back jobs of a lost reply", "line", l.Name(), "jobs", n)
-	}
-	for _, d := range mine {
-		e.inflight.remove(d.ID)
-	}
 }
 
 // sleepUntilDue waits for the earliest line to come due, a wake-up from a

@@ -45,6 +45,12 @@ type Options struct {
 	// AllowOutside lets text_file/html_file name files outside the
 	// campaign file's directory (campaign.LoadOptions).
 	AllowOutside bool
+	// WaitReplicas makes each batch wait until that many replicas of its
+	// master have it, for up to WaitTimeout (zero: 1s), or the launch
+	// fails there and resumes from the last batch replicated
+	// (redis.wait_replicas; streams.Queue.WaitReplicas).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Progress is reported while enqueuing.
@@ -252,6 +258,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	}
 	defer r.Close()
 	q := streams.New(rdb, ks, "campaignctl")
+	q.WaitReplicas(opt.WaitReplicas, opt.WaitTimeout)
 	if err := q.Init(ctx); err != nil {
 		return err
 	}

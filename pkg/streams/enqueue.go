@@ -103,7 +103,7 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		due = b.Due.UnixMilli()
 	}
 	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField}, b.items...)
-	res, err := enqueueScript.Run(ctx, q.rdb, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane), q.EventsKey()}, args...).Int64Slice()
+	res, err := q.runReplicated(ctx, enqueueScript, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane), q.EventsKey()}, args...).Int64Slice()
 	if err != nil {
 		return BatchResult{}, nil, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
 	}

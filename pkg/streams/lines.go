@@ -125,7 +125,7 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 		keys = append(keys, q.LineStream(r.Line))
 		args = append(args, r.StreamID, r.Line.Name(), r.Raw)
 	}
-	n, err := routeScript.Run(ctx, q.rdb, keys, args...).Int()
+	n, err := q.runReplicated(ctx, routeScript, keys, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("route %d jobs of %s: %w", len(rs), l, err)
 	}

@@ -20,6 +20,7 @@ type Queue struct {
 	rdb      redis.UniversalClient
 	ks       keyspace.Space
 	consumer string
+	repl     *replication // nil: writes wait for no replica (see WaitReplicas)
 }
 
 // New returns a queue in space for consumer (stable across restarts, so an

@@ -128,7 +128,7 @@ func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, nex
 	if d.HasMessage {
 		hasMsg = "1"
 	}
-	n, err := settleScript.Run(ctx, q.rdb,
+	n, err := q.runReplicated(ctx, settleScript,
 		[]string{q.held(d), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID), q.EventsKey()},
 		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg, settleEvent(d, rec)).Int()
 	if err != nil {

@@ -1,0 +1,161 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotReplicated is a write's error when its master acknowledged it but
+// fewer replicas than asked (WaitReplicas) had it within the timeout,
+// though the master has that many replicas online. A failover now could
+// lose it, so it does not count as done; the write is safe to repeat (it
+// changes nothing twice), and a caller retries it.
+var ErrNotReplicated = errors.New("not on enough replicas in time")
+
+// replicaCheck is how long a master's count of online replicas is
+// trusted before it is read again (INFO replication).
+const replicaCheck = time.Second
+
+// replication is what a queue waits for after a write that acknowledges
+// or moves jobs (settle, route, enqueue): n replicas of the master within
+// timeout (WAIT n timeout, sent after the write on its connection).
+type replication struct {
+	n       int
+	timeout time.Duration
+
+	mu     sync.Mutex
+	online map[string]replicaCount // master address → its replicas online
+}
+
+type replicaCount struct {
+	n  int
+	at time.Time
+}
+
+// WaitReplicas makes the queue's settles, routes and enqueues wait until n
+// replicas of the master they wrote to have them, for up to timeout each,
+// before they count as done (redis.wait_replicas). A master with fewer
+// replicas online than n (its replica is gone, or it was just promoted)
+// is waited on for those it has; with none, not at all. n = 0 (the
+// default) waits for nothing: Redis replication is asynchronous, and a
+// failover can lose the writes of the last moments before it. A timeout
+// of zero is one second (WAIT's 0 would wait for ever).
+func (q *Queue) WaitReplicas(n int, timeout time.Duration) {
+	if n <= 0 {
+		q.repl = nil
+		return
+	}
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	q.repl = &replication{n: n, timeout: timeout, online: map[string]replicaCount{}}
+}
+
+// runReplicated runs script like script.Run, on the master of keys[0],
+// and then, when WaitReplicas asks for it, waits until the replicas have
+// the write: WAIT is sent right after the script on the same connection
+// (WAIT waits for the connection's own last write), in one round trip.
+func (q *Queue) runReplicated(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if q.repl == nil {
+		return script.Run(ctx, q.rdb, keys, args...)
+	}
+	node := q.masterOf(ctx, keys[0])
+	if node == nil || q.repl.want(ctx, node) == 0 {
+		return script.Run(ctx, q.rdb, keys, args...)
+	}
+	want := q.repl.want(ctx, node)
+	run, acked, err := q.evalAndWait(ctx, node, script, keys, args, want)
+	if err == nil && acked < want && q.repl.recount(ctx, node) >= want {
+		err = fmt.Errorf("%w: %d of %d replicas of %s after %v", ErrNotReplicated, acked, want, node.Options().Addr, q.repl.timeout)
+	}
+	if err != nil {
+		if c, ok := q.rdb.(*redis.ClusterClient); ok && !errors.Is(err, ErrNotReplicated) {
+			c.ReloadState(ctx) // a failover or a resharding: learn the new master
+		}
+		run.SetErr(err)
+	}
+	return run
+}
+
+// evalAndWait sends EVALSHA and WAIT in one pipeline (one connection) to
+// node, loading the script first when node lacks it.
+func (q *Queue) evalAndWait(ctx context.Context, node *redis.Client, script *redis.Script, keys []string, args []any, want int) (*redis.Cmd, int, error) {
+	for try := 0; ; try++ {
+		var run *redis.Cmd
+		var wait *redis.Cmd
+		_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			run = script.EvalSha(ctx, p, keys, args...)
+			wait = p.Do(ctx, "wait", want, q.repl.timeout.Milliseconds())
+			return nil
+		})
+		if try == 0 && redis.HasErrorPrefix(run.Err(), "NOSCRIPT") {
+			if err := script.Load(ctx, node).Err(); err != nil {
+				return run, 0, err
+			}
+			continue
+		}
+		if err == nil {
+			err = run.Err()
+		}
+		acked, werr := wait.Int()
+		if err == nil {
+			err = werr
+		}
+		return run, acked, err
+	}
+}
+
+// masterOf is the client of the master holding key, or nil when the
+// queue's client is neither a single server nor a cluster.
+func (q *Queue) masterOf(ctx context.Context, key string) *redis.Client {
+	switch c := q.rdb.(type) {
+	case *redis.Client:
+		return c
+	case *redis.ClusterClient:
+		node, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil // the cluster client's own error will tell
+		}
+		return node
+	}
+	return nil
+}
+
+// want is how many replicas to wait for on node: n, or as many as it has
+// online when fewer.
+func (r *replication) want(ctx context.Context, node *redis.Client) int {
+	addr := node.Options().Addr
+	r.mu.Lock()
+	c, ok := r.online[addr]
+	r.mu.Unlock()
+	if !ok || time.Since(c.at) > replicaCheck {
+		return min(r.n, r.recount(ctx, node))
+	}
+	return min(r.n, c.n)
+}
+
+// recount reads how many replicas node has online now. When it cannot
+// tell, it says n: a write is then held to what was asked.
+func (r *replication) recount(ctx context.Context, node *redis.Client) int {
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return r.n
+	}
+	n := 0
+	for line := range strings.SplitSeq(info, "\n") {
+		// slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, ",state=online,") {
+			n++
+		}
+	}
+	r.mu.Lock()
+	r.online[node.Options().Addr] = replicaCount{n: n, at: time.Now()}
+	r.mu.Unlock()
+	return n
+}
