@@ -76,22 +76,9 @@ func benchCluster(b *testing.B, cluster bool, wait int) {
 			}
 			enginetest.Start(b, cfg)
 		}
-		st := store.New(rdb, ks)
-		for {
-			s, err := st.Status(ctx, "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if s.State == store.StateFinished {
-				if s.Delivered != n || srv.Count() != n {
-					b.Fatalf("delivered %d, sink got %d; want %d", s.Delivered, srv.Count(), n)
-				}
-				break
-			}
-			if time.Since(start) > 5*time.Minute {
-				b.Fatalf("not finished after 5 minutes: %+v", s)
-			}
-			time.Sleep(20 * time.Millisecond)
+		s := enginetest.WaitFinished(b, store.New(rdb, ks), "bench", 5*time.Minute)
+		if s.Delivered != n || srv.Count() != n {
+			b.Fatalf("delivered %d, sink got %d; want %d", s.Delivered, srv.Count(), n)
 		}
 		took := time.Since(start)
 		after := loads(b, c)
