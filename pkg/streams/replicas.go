@@ -13,13 +13,13 @@ import (
 
 // ErrNotReplicated is a write's error when its master acknowledged it but
 // fewer replicas than asked (WaitReplicas) had it within the timeout,
-// though the master has that many replicas online. A failover now could
+// though the master has that many replicas (see recount). A failover now could
 // lose it, so it does not count as done; the write is safe to repeat (it
 // changes nothing twice), and a caller retries it.
 var ErrNotReplicated = errors.New("not on enough replicas in time")
 
-// replicaCheck is how long a master's count of online replicas is
-// trusted before it is read again (INFO replication).
+// replicaCheck is how long a master's count of replicas is trusted
+// before it is read again (see recount).
 const replicaCheck = time.Second
 
 // replication is what a queue waits for after a write that acknowledges
@@ -30,7 +30,7 @@ type replication struct {
 	timeout time.Duration
 
 	mu     sync.Mutex
-	online map[string]replicaCount // master address → its replicas online
+	online map[string]replicaCount // master address → its replicas (recount)
 }
 
 type replicaCount struct {
@@ -41,8 +41,8 @@ type replicaCount struct {
 // WaitReplicas makes the queue's settles, routes and enqueues wait until n
 // replicas of the master they wrote to have them, for up to timeout each,
 // before they count as done (redis.wait_replicas). A master with fewer
-// replicas online than n (its replica is gone, or it was just promoted)
-// is waited on for those it has; with none, not at all. n = 0 (the
+// replicas than n (its replica failed, or it was just promoted) is
+// waited on for those it has; with none, not at all. n = 0 (the
 // default) waits for nothing: Redis replication is asynchronous, and a
 // failover can lose the writes of the last moments before it. A timeout
 // of zero is one second (WAIT's 0 would wait for ever).
@@ -66,12 +66,16 @@ func (q *Queue) runReplicated(ctx context.Context, script *redis.Script, keys []
 		return script.Run(ctx, q.rdb, keys, args...)
 	}
 	node := q.masterOf(ctx, keys[0])
-	if node == nil || q.repl.want(ctx, node) == 0 {
+	_, cluster := q.rdb.(*redis.ClusterClient)
+	want := 0
+	if node != nil {
+		want = q.repl.want(ctx, node, cluster)
+	}
+	if want == 0 {
 		return script.Run(ctx, q.rdb, keys, args...)
 	}
-	want := q.repl.want(ctx, node)
 	run, acked, err := q.evalAndWait(ctx, node, script, keys, args, want)
-	if err == nil && acked < want && q.repl.recount(ctx, node) >= want {
+	if err == nil && acked < want && q.repl.recount(ctx, node, cluster) >= want {
 		err = fmt.Errorf("%w: %d of %d replicas of %s after %v", ErrNotReplicated, acked, want, node.Options().Addr, q.repl.timeout)
 	}
 	if err != nil {
@@ -128,34 +132,67 @@ func (q *Queue) masterOf(ctx context.Context, key string) *redis.Client {
 }
 
 // want is how many replicas to wait for on node: n, or as many as it has
-// online when fewer.
-func (r *replication) want(ctx context.Context, node *redis.Client) int {
+// when fewer (see recount).
+func (r *replication) want(ctx context.Context, node *redis.Client, cluster bool) int {
 	addr := node.Options().Addr
 	r.mu.Lock()
 	c, ok := r.online[addr]
 	r.mu.Unlock()
 	if !ok || time.Since(c.at) > replicaCheck {
-		return min(r.n, r.recount(ctx, node))
+		return min(r.n, r.recount(ctx, node, cluster))
 	}
 	return min(r.n, c.n)
 }
 
-// recount reads how many replicas node has online now. When it cannot
-// tell, it says n: a write is then held to what was asked.
-func (r *replication) recount(ctx context.Context, node *redis.Client) int {
-	info, err := node.Info(ctx, "replication").Result()
+// recount reads how many replicas node has now: those online, and on a
+// cluster also those the master does not deem failed (flags fail? or
+// fail: silent for the cluster's node timeout), connected or not: a replica cut off a
+// moment ago holds writes up (ErrNotReplicated) rather than let them go
+// unreplicated, and one gone for good stops doing so after the node
+// timeout. On one server, the replicas online (INFO replication) count.
+// When it cannot tell, it says n: a write is then held to what was asked.
+func (r *replication) recount(ctx context.Context, node *redis.Client, cluster bool) int {
+	n, err := replicasOf(ctx, node, cluster)
 	if err != nil {
 		return r.n
-	}
-	n := 0
-	for line := range strings.SplitSeq(info, "\n") {
-		// slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0
-		if strings.HasPrefix(line, "slave") && strings.Contains(line, ",state=online,") {
-			n++
-		}
 	}
 	r.mu.Lock()
 	r.online[node.Options().Addr] = replicaCount{n: n, at: time.Now()}
 	r.mu.Unlock()
 	return n
+}
+
+func replicasOf(ctx context.Context, node *redis.Client, cluster bool) (int, error) {
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, err
+	}
+	online := 0
+	for line := range strings.SplitSeq(info, "\n") {
+		// slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, ",state=online,") {
+			online++
+		}
+	}
+	if !cluster {
+		return online, nil
+	}
+	id, err := node.ClusterMyID(ctx).Result()
+	if err != nil {
+		return 0, err
+	}
+	lines, err := node.ClusterSlaves(ctx, id).Result()
+	if err != nil {
+		return 0, err
+	}
+	known := 0
+	for _, l := range lines {
+		// <id> <ip:port@cport> <flags> <master> ...
+		if f := strings.Fields(l); len(f) > 2 && !strings.Contains(f[2], "fail") {
+			known++
+		}
+	}
+	// A replica just joined may be online before the master's node table
+	// says whose it is.
+	return max(online, known), nil
 }
