@@ -8,11 +8,11 @@
 //     once; each master holds 20–45% of the deployment's keys and served
 //     20–45% of its commands (this part needs the sharding of issue #12:
 //     before it, every key sits under one hash tag on one master).
-//   - TestFailover: kill -9 of a master mid-campaign; both engines carry
-//     on without a restart and the campaign completes. Lost recipients
-//     (never received) and duplicates (received twice) are printed and
-//     held to what the README promises, with and without
-//     redis.wait_replicas.
+//   - TestFailover: kill -9 of a master mid-campaign, as is and with its
+//     replica cut off half a second before; both engines carry on without
+//     a restart and the campaign completes. Lost recipients (never
+//     received) and duplicates (received twice) are printed and held to
+//     what the README promises, with and without redis.wait_replicas.
 //   - TestProviderLimits: a provider limited to 50 msg/s and 5 connections
 //     sees no more from the two engines together.
 //

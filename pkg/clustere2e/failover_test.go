@@ -31,10 +31,13 @@ import (
 //
 // A kill -9 alone loses next to nothing: the master hands the replication
 // stream to the kernel in the same event-loop turn as its replies, and the
-// kernel still delivers it. So each case runs twice: once as is, once
-// with the replica frozen (SIGSTOP) for lag before the kill, standing for
-// a replica cut off (a partition, a host crash): then what its master
-// acknowledged meanwhile is really lost in the failover.
+// kernel still delivers it. So each case runs twice: once as is, and once
+// with the replica cut off for lag before the kill (frozen, its link
+// closed: a partition, a replica's host gone), while the cluster still
+// counts it. Then what the master acknowledged meanwhile is really lost:
+// without wait_replicas those settles are sent again; with it, the
+// engines wait (WAIT times out, the write is retried) and nothing that
+// counted as done is lost.
 func TestFailover(t *testing.T) {
 	for _, lag := range []time.Duration{0, 500 * time.Millisecond} {
 		for _, wait := range []int{0, 1} {
