@@ -89,7 +89,7 @@ func benchCluster(b *testing.B, cluster bool, wait int) {
 			per = append(per, fmt.Sprintf("%.1f µs", perMsg(cpu, n)))
 			most, total = max(most, cpu), total+cpu
 		}
-				b.Logf("%d engine(s) on %d master(s), wait_replicas %d: %.0f delivered msg/s; redis CPU per message on each master: %s; all masters %.1f µs",
+		b.Logf("%d engine(s) on %d master(s), wait_replicas %d: %.0f delivered msg/s; redis CPU per message on each master: %s; all masters %.1f µs",
 			engines, len(after), wait, n/took.Seconds(), strings.Join(per, ", "), perMsg(total, n))
 		b.ReportMetric(n/took.Seconds(), "delivered-msg/s")
 		b.ReportMetric(perMsg(most, n), "redis-cpu-µs/msg/busiest-master")

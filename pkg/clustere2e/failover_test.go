@@ -133,7 +133,7 @@ func masterOf(t *testing.T, c *clustertest.Cluster, key string) victim {
 }
 
 // held counts the jobs the engines hold (pending in a line or a lane)
-// among the streams on the master at addr.
+// among the streams on the master at addr (others' keys are not there).
 func (w *world) held(addr string) int {
 	w.t.Helper()
 	ctx := context.Background()
@@ -142,7 +142,10 @@ func (w *world) held(addr string) int {
 	q := streams.New(w.rdb, w.ks, "")
 	var keys []string
 	for _, l := range streams.Lanes {
-		keys = append(keys, w.ks.Key("q", string(l)))
+		keys = append(keys, w.ks.Key("q", string(l))) // one lane stream, or one per shard
+		for n := range keyspace.Shards {
+			keys = append(keys, w.ks.In(n, "q", string(l)))
+		}
 	}
 	err := q.Lines(ctx, func(l streams.Line) error {
 		keys = append(keys, q.LineStream(l))
