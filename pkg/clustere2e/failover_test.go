@@ -24,10 +24,10 @@ import (
 //   - lost: none, with or without redis.wait_replicas, once the launch has
 //     returned (a settle or route lost in the failover leaves its job
 //     pending again, and the engine's sweep puts it back in line);
-//   - duplicates: with wait_replicas 1, at most the jobs in flight at the
-//     kill (taken but not settled: a take the failover lost sends them
-//     again); without, that plus the settles of the last moments before
-//     the kill that had not reached the replica — figures printed.
+//   - duplicates: with wait_replicas 1, none (takes and settles wait for
+//     the replica); without, up to the jobs in flight at the kill plus
+//     the settles of the last moments before it that had not reached the
+//     replica — figures printed.
 //
 // A kill -9 alone loses next to nothing: the master hands the replication
 // stream to the kernel in the same event-loop turn as its replies, and the
@@ -105,8 +105,11 @@ func failover(t *testing.T, wait int, lag time.Duration) {
 	if got.lost != 0 || got.strangers != 0 {
 		t.Errorf("lost recipients: %s", got)
 	}
-	if wait > 0 && got.duplicates > inFlight {
-		t.Errorf("%d duplicates, more than the %d jobs in flight at the kill: %s", got.duplicates, inFlight, got)
+	// With wait_replicas a job is sent only once its take is replicated
+	// and done only once its settle is: nothing to send again (the bound
+	// the brief of issue #12 asked for, jobs in flight, is far looser).
+	if wait > 0 && got.duplicates != 0 {
+		t.Errorf("%d duplicates with wait_replicas %d (%d jobs in flight at the kill), want none: %s", got.duplicates, wait, inFlight, got)
 	}
 	if st.Delivered != int64(n) || st.Queued != 0 {
 		t.Errorf("status %+v, want %d delivered", st, n)

@@ -39,8 +39,8 @@ type Redis struct {
 	// each master of a cluster). Default: delivery.workers + 40, room for
 	// every worker and every blocking reader on any one node.
 	PoolSize int `yaml:"pool_size"`
-	// WaitReplicas makes every settle, route and launch batch wait until
-	// this many replicas of its master have it (WAIT), for up to
+	// WaitReplicas makes every settle, route, take and launch batch wait
+	// until this many replicas of its master have it (WAIT), for up to
 	// WaitTimeout (default 1s) each, before it counts as done; one not
 	// replicated in time is done again (it changes nothing twice). Redis
 	// replication is asynchronous: without it (0, the default) a failover

@@ -208,7 +208,7 @@ return {entries, left}
 // waiting in the line after them.
 func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error) {
 	stream := q.LineStream(l)
-	reply, err := takeScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream}, Group, q.consumer, n, l.Name()).Slice()
+	reply, err := q.runReplicated(ctx, takeScript, []string{q.ready(), q.lines(), stream}, Group, q.consumer, n, l.Name()).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, 0, fmt.Errorf("take from line %s: %w", l.Name(), err)
 	}

@@ -22,9 +22,10 @@ var ErrNotReplicated = errors.New("not on enough replicas in time")
 // before it is read again (see recount).
 const replicaCheck = time.Second
 
-// replication is what a queue waits for after a write that acknowledges
-// or moves jobs (settle, route, enqueue): n replicas of the master within
-// timeout (WAIT n timeout, sent after the write on its connection).
+// replication is what a queue waits for after a write that acknowledges,
+// moves or hands out jobs (settle, route, take, enqueue): n replicas of
+// the master within timeout (WAIT n timeout, sent after the write on its
+// connection).
 type replication struct {
 	n       int
 	timeout time.Duration
@@ -38,9 +39,11 @@ type replicaCount struct {
 	at time.Time
 }
 
-// WaitReplicas makes the queue's settles, routes and enqueues wait until n
-// replicas of the master they wrote to have them, for up to timeout each,
-// before they count as done (redis.wait_replicas). A master with fewer
+// WaitReplicas makes the queue's settles, routes, takes and enqueues wait
+// until n replicas of the master they wrote to have them, for up to
+// timeout each, before they count as done (redis.wait_replicas): a job is
+// attempted only once its take is replicated, so a failover can neither
+// hand it out again nor lose its outcome. A master with fewer
 // replicas than n (its replica failed, or it was just promoted) is
 // waited on for those it has; with none, not at all. n = 0 (the
 // default) waits for nothing: Redis replication is asynchronous, and a
