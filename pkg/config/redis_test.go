@@ -3,6 +3,7 @@ package config
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -121,5 +122,23 @@ func TestRedisErrorsNameTheLine(t *testing.T) {
 		if _, err := Parse("e.yaml", []byte(doc)); err == nil || err.Error() != want {
 			t.Errorf("%q:\n got: %v\nwant: %s", doc, err, want)
 		}
+	}
+}
+
+// wait_replicas is off by default; wait_timeout defaults to a second.
+func TestRedisWaitReplicas(t *testing.T) {
+	c, err := Parse("e.yaml", []byte(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.WaitReplicas != 0 || c.Redis.WaitTimeout != time.Second {
+		t.Errorf("defaults: wait_replicas %d, wait_timeout %v", c.Redis.WaitReplicas, c.Redis.WaitTimeout)
+	}
+	c, err = Parse("e.yaml", []byte("redis: {wait_replicas: 1, wait_timeout: 250ms}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.WaitReplicas != 1 || c.Redis.WaitTimeout != 250*time.Millisecond {
+		t.Errorf("wait_replicas %d, wait_timeout %v", c.Redis.WaitReplicas, c.Redis.WaitTimeout)
 	}
 }
