@@ -49,19 +49,22 @@ func (s *sweeps) due(what string, now, failedAt time.Time) bool {
 		c = &sweepClock{next: now.Add(sweepEvery), began: now}
 		s.clocks[what] = c
 	}
-	return !now.Before(c.next) || failedAt.After(c.began)
+	if failedAt.After(c.began) && c.next.After(now.Add(sweepRetry)) {
+		c.next = now // a streak of errors since the last sweep: now, but no faster than retries
+	}
+	return !now.Before(c.next)
 }
 
-// done records a sweep begun at began: the next is due sweepEvery later,
-// or sweepRetry later when this one failed.
-func (s *sweeps) done(what string, began time.Time, ok bool) {
+// done records a sweep begun at began and ended now: the next is due
+// sweepEvery after began, or sweepRetry after now when this one failed.
+func (s *sweeps) done(what string, began, now time.Time, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.clocks[what]
 	if ok {
 		c.began, c.next = began, began.Add(sweepEvery)
 	} else {
-		c.next = time.Now().Add(sweepRetry)
+		c.next = now.Add(sweepRetry)
 	}
 }
 
@@ -88,7 +91,7 @@ func (e *Engine) sweepLines(ctx context.Context) {
 		}
 		return err
 	})
-	e.sweeps.done("lines", began, err == nil)
+	e.sweeps.done("lines", began, time.Now(), err == nil)
 	if moved > 0 {
 		e.Log.Warn("put back in line jobs held in Redis but by no worker (a settle lost in a failover, or a lost reply)", "jobs", moved)
 		e.wake()
@@ -106,7 +109,7 @@ func (e *Engine) sweepLane(ctx context.Context, l streams.Lane) {
 	}
 	began := time.Now()
 	n, err := e.q.RequeueOwn(ctx, l)
-	e.sweeps.done(what, began, err == nil)
+	e.sweeps.done(what, began, time.Now(), err == nil)
 	if n > 0 {
 		e.Log.Warn("put back in its lane jobs read but never routed (a route lost in a failover, or a lost reply)", "lane", l, "jobs", n)
 	}
