@@ -48,8 +48,9 @@ return {last, #msgs, out}
 
 // Audit returns the retained events of addr, oldest first; for an address
 // its domain's events are included, since they are part of why the
-// address is (or was) suppressed. One stream holds the whole list's
-// history (capped, see WithAuditCap), so this reads all of it, filtered
+// address is (or was) suppressed. The events of an entry are in its
+// shard's stream, which holds that shard's history (capped, see
+// WithAuditCap), so this reads all of one or two shards' streams, filtered
 // inside Redis page by page: about 1.5 s per million events, an operator's
 // question, not something for the sending path.
 func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
@@ -57,20 +58,34 @@ func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("suppression: audit: %w", err)
 	}
-	want := []any{f}
+	want := map[int][]any{shardOf(f): {f}}
 	if d := domainOf(f); d != f {
-		want = append(want, d)
+		want[shardOf(d)] = append(want[shardOf(d)], d)
 	}
 	var out []AuditEvent
-	start := "-"
-	for {
-		args := append([]any{start, auditPage}, want...)
-		res, err := auditFilterScript.Run(ctx, l.rdb, []string{l.audit}, args...).Slice()
+	for n, fields := range want {
+		evs, err := l.auditShard(ctx, n, fields)
 		if err != nil {
 			return nil, fmt.Errorf("suppression: audit %s: %w", f, err)
 		}
+		out = append(out, evs...)
+	}
+	sortAudit(out)
+	return out, nil
+}
+
+// auditShard reads shard n's audit stream for the events of fields.
+func (l *List) auditShard(ctx context.Context, n int, fields []any) ([]AuditEvent, error) {
+	var out []AuditEvent
+	start := "-"
+	for {
+		args := append([]any{start, auditPage}, fields...)
+		res, err := auditFilterScript.Run(ctx, l.rdb, []string{l.auditKey(n)}, args...).Slice()
+		if err != nil {
+			return nil, err
+		}
 		if len(res) != 3 {
-			return nil, fmt.Errorf("suppression: audit %s: unexpected reply %v", f, res)
+			return nil, fmt.Errorf("unexpected reply %v", res)
 		}
 		last, _ := res[0].(string)
 		read, _ := res[1].(int64)
@@ -78,7 +93,7 @@ func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
 		for _, m := range msgs {
 			ev, err := parseAuditReply(m)
 			if err != nil {
-				return nil, fmt.Errorf("suppression: audit %s: %w", f, err)
+				return nil, err
 			}
 			out = append(out, ev)
 		}

@@ -70,20 +70,30 @@ func mustAdd(t testing.TB, l *List, es ...Entry) {
 	}
 }
 
+// hlen is the number of entries in every shard's hash together.
 func hlen(t testing.TB, f fixture) int64 {
 	t.Helper()
-	n, err := f.rdb.HLen(context.Background(), f.l.hash).Result()
-	if err != nil {
-		t.Fatal(err)
+	var sum int64
+	for n := range keyspace.Shards {
+		x, err := f.rdb.HLen(context.Background(), f.l.entriesKey(n)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += x
 	}
-	return n
+	return sum
 }
 
+// xlen is the length of every shard's audit stream together.
 func xlen(t testing.TB, f fixture) int64 {
 	t.Helper()
-	n, err := f.rdb.XLen(context.Background(), f.l.audit).Result()
-	if err != nil {
-		t.Fatal(err)
+	var sum int64
+	for n := range keyspace.Shards {
+		x, err := f.rdb.XLen(context.Background(), f.l.auditKey(n)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += x
 	}
-	return n
+	return sum
 }
