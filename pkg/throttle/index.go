@@ -24,7 +24,7 @@ const indexEvery = 10 * time.Minute
 
 func stateKey(ks keyspace.Space, key string) string { return ks.Own("thr:" + key) }
 func engKey(ks keyspace.Space, key string) string   { return ks.Own("thr:"+key, "eng") }
-func indexKey(ks keyspace.Space) string              { return ks.Key("thr", "keys") }
+func indexKey(ks keyspace.Space) string             { return ks.Key("thr", "keys") }
 
 // index adds keys to the index at now and drops the keys unused for
 // stateTTL, in one round trip.
