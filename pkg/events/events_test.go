@@ -73,7 +73,9 @@ func TestAppendReadTrim(t *testing.T) {
 func fill(t *testing.T, l *Log, rdb *redis.Client) []string {
 	t.Helper()
 	ctx := context.Background()
-	ev := func(r string) string { return Event{Type: Delivered, Recipient: r, Time: time.UnixMilli(1000)}.Encode() }
+	ev := func(r string) string {
+		return Event{Type: Delivered, Recipient: r, Time: time.UnixMilli(1000)}.Encode()
+	}
 	add := func(src int, id string, vals ...string) {
 		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.keys[src], ID: id, Values: vals}).Err(); err != nil {
 			t.Fatal(err)
