@@ -222,7 +222,13 @@ func (l *Log) Behind(ctx context.Context, after string, limit int64) (int64, err
 	for src, cmd := range cmds {
 		for _, m := range cmd.Val() {
 			id, _ := parseStreamID(m.ID)
-			k := int64(len(entryEvents(src, id, m)))
+			k := int64(1)
+			if raw, ok := m.Values[BatchField].(string); ok {
+				var list []json.RawMessage
+				if json.Unmarshal([]byte(raw), &list) == nil {
+					k = int64(len(list))
+				}
+			}
 			if p := c.pos[src]; p.part > 0 && id == p.entry {
 				k = max(k-int64(p.part), 0)
 			}

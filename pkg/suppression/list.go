@@ -20,10 +20,11 @@ const DefaultAuditCap = 1_000_000
 // entry holds it in full, and the stream holds up to a million events.
 const auditDetail = 80
 
-// batch is how many entries go in one pipeline: large enough to amortise
-// round trips, small enough not to stall Redis for other clients; spread
-// over the shards, about perCall entries per shard's script call.
-const batch = perCall * keyspace.Shards
+// MergeBatch is how many entries go in one pipeline: large enough to
+// amortise round trips, small enough not to stall Redis for other
+// clients; spread over the shards, about perCall entries per shard's
+// script call. Bulk writers hand Merge this many at a time.
+const MergeBatch = perCall * keyspace.Shards
 
 // perCall is how many entries one script call handles: the per-call cost
 // of a Lua script is about twice that of an entry's work, and 100 entries
@@ -115,8 +116,8 @@ func (l *List) Merge(ctx context.Context, es []Entry, actor string) (Counts, err
 	if err := CheckName(actor); err != nil {
 		return c, fmt.Errorf("suppression: merge: actor %w", err)
 	}
-	for start := 0; start < len(es); start += batch {
-		res, err := l.upsert(ctx, es[start:min(start+batch, len(es))], actor)
+	for start := 0; start < len(es); start += MergeBatch {
+		res, err := l.upsert(ctx, es[start:min(start+MergeBatch, len(es))], actor)
 		if err != nil {
 			return c, fmt.Errorf("suppression: merge: %w", err)
 		}
@@ -200,8 +201,8 @@ func (l *List) RemoveMany(ctx context.Context, addrs []string, actor, why string
 	}
 	actor, why = cleanText(actor, maxIdent), cleanText(why, MaxDetail)
 	removed := 0
-	for start := 0; start < len(fields); start += batch {
-		part := fields[start:min(start+batch, len(fields))]
+	for start := 0; start < len(fields); start += MergeBatch {
+		part := fields[start:min(start+MergeBatch, len(fields))]
 		var calls []scriptCall
 		for n, g := range byShard(len(part), func(i int) string { return part[i] }) {
 			keys := []string{l.entriesKey(n), l.auditKey(n)}

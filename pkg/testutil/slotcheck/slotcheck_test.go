@@ -26,31 +26,24 @@ func TestFindsCrossSlotKeys(t *testing.T) {
 	h.info = info
 	rdb.AddHook(h)
 	script := redis.NewScript(`return #KEYS`)
-	ok := func() {
-		_ = script.Run(ctx, rdb, []string{"{t}:a", "{t}:b"}, 1).Err()
-		_ = rdb.Del(ctx, "{t}:a", "{t}:b").Err()
-		_ = rdb.MSet(ctx, "{t}:a", 1, "{t}:b", 2).Err()
-		_ = rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{"{t}:x", "{t}:y", "0", "0"}, Block: -1}).Err()
+	// send sends each kind of command with keys under tag {t} and other.
+	send := func(other string) {
+		_ = script.Run(ctx, rdb, []string{"{t}:a", other}, 1).Err()
+		_ = rdb.Del(ctx, "{t}:a", other).Err()
+		_ = rdb.MSet(ctx, "{t}:a", 1, other, 2).Err()
+		_ = rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{"{t}:x", other, "0", "0"}, Block: -1}).Err()
 		_, _ = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Incr(ctx, "{t}:a")
-			p.Incr(ctx, "{t}:b")
+			p.Incr(ctx, other)
 			return nil
 		})
 		_ = rdb.Get(ctx, "plain").Err()
 	}
-	ok()
+	send("{t}:b")
 	if v := h.Violations(); len(v) != 0 || h.Checked() < 6 {
 		t.Fatalf("one slot: %v (%d checked)", v, h.Checked())
 	}
-	_ = script.Run(ctx, rdb, []string{"{t}:a", "{u}:b"}, 1).Err()
-	_ = rdb.Del(ctx, "{t}:a", "{u}:b").Err()
-	_ = rdb.MSet(ctx, "{t}:a", 1, "{u}:b", 2).Err()
-	_ = rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{"{t}:x", "{u}:y", "0", "0"}, Block: -1}).Err()
-	_, _ = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Incr(ctx, "{t}:a")
-		p.Incr(ctx, "{u}:b")
-		return nil
-	})
+	send("{u}:b")
 	if v := h.Violations(); len(v) != 5 {
 		t.Fatalf("want 5 violations (eval, del, mset, xread, multi), got %d: %v", len(v), v)
 	}
