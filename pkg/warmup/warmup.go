@@ -217,9 +217,7 @@ func (w *Warmup) run(ctx context.Context, source, provider string, n int, now ti
 			guess, _ = v[1].(string)
 			continue
 		}
-		if err := w.note(ctx, source, provider); err != nil {
-			return result{}, "", err
-		}
+		w.note(ctx, source, provider)
 		num := func(i int) int { x, _ := v[i].(int64); return int(x) }
 		str := func(i int) string { s, _ := v[i].(string); return s }
 		st := Status{Source: source, Provider: provider, Days: len(p.Schedule), Day: num(2) + 1,
@@ -315,17 +313,17 @@ func (w *Warmup) Providers(ctx context.Context, source string) ([]string, error)
 }
 
 // note adds provider to source's set of providers seen, once per process
-// (a command apart from the script: the set is in the shared slot).
-func (w *Warmup) note(ctx context.Context, source, provider string) error {
+// (a command apart from the script: the set is in the shared slot). It
+// only feeds `campaignctl sources`, so a failure is tried again next time
+// rather than failing the units the script granted.
+func (w *Warmup) note(ctx context.Context, source, provider string) {
 	id := source + "\x00" + provider
 	if _, ok := w.seen.Load(id); ok {
-		return nil
+		return
 	}
-	if err := w.rdb.SAdd(ctx, w.ks.Key("warm", "src", source), provider).Err(); err != nil {
-		return fmt.Errorf("warmup: note provider %s of %s: %w", provider, source, err)
+	if w.rdb.SAdd(ctx, w.ks.Key("warm", "src", source), provider).Err() == nil {
+		w.seen.Store(id, true)
 	}
-	w.seen.Store(id, true)
-	return nil
 }
 
 // A (source, provider)'s state and day counters share a hash tag of their
