@@ -48,7 +48,8 @@ return {last, #msgs, out}
 
 // Audit returns the retained events of addr, oldest first; for an address
 // its domain's events are included, since they are part of why the
-// address is (or was) suppressed. The events of an entry are in its
+// address is (or was) suppressed (the two shards' events are ordered to
+// the millisecond). The events of an entry are in its
 // shard's stream, which holds that shard's history (capped, see
 // WithAuditCap), so this reads all of one or two shards' streams, filtered
 // inside Redis page by page: about 1.5 s per million events, an operator's
@@ -58,13 +59,19 @@ func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("suppression: audit: %w", err)
 	}
-	want := map[int][]any{shardOf(f): {f}}
+	// The address's shard first: events of one millisecond in two shards
+	// keep that order.
+	shards, fields := []int{shardOf(f)}, [][]any{{f}}
 	if d := domainOf(f); d != f {
-		want[shardOf(d)] = append(want[shardOf(d)], d)
+		if n := shardOf(d); n == shards[0] {
+			fields[0] = append(fields[0], d)
+		} else {
+			shards, fields = append(shards, n), append(fields, []any{d})
+		}
 	}
 	var out []AuditEvent
-	for n, fields := range want {
-		evs, err := l.auditShard(ctx, n, fields)
+	for i, n := range shards {
+		evs, err := l.auditShard(ctx, n, fields[i])
 		if err != nil {
 			return nil, fmt.Errorf("suppression: audit %s: %w", f, err)
 		}

@@ -32,9 +32,20 @@ func (l *List) softKey(addr string) string {
 // byShard groups the indexes 0..n-1 by the shard of field(i), each group
 // in input order.
 func byShard(n int, field func(int) string) [keyspace.Shards][]int {
+	of := make([]uint8, n)
+	var size [keyspace.Shards]int
+	for i := range n {
+		of[i] = uint8(shardOf(field(i)))
+		size[of[i]]++
+	}
+	all := make([]int, n) // one allocation, cut into the groups
 	var g [keyspace.Shards][]int
-	for i := 0; i < n; i++ {
-		s := shardOf(field(i))
+	start := 0
+	for s, k := range size {
+		g[s] = all[start : start : start+k]
+		start += k
+	}
+	for i, s := range of {
 		g[s] = append(g[s], i)
 	}
 	return g
@@ -49,12 +60,15 @@ func (l *List) hmget(ctx context.Context, fields []string) ([]any, error) {
 		cmd *redis.SliceCmd
 		idx []int
 	}
-	var reads []read
+	reads := make([]read, 0, keyspace.Shards)
+	names := make([]string, len(fields)) // fields in shard order, cut per HMGET
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		at := 0
 		for n, g := range groups {
 			for start := 0; start < len(g); start += checkChunk {
 				idx := g[start:min(start+checkChunk, len(g))]
-				names := make([]string, len(idx))
+				names := names[at : at+len(idx)]
+				at += len(idx)
 				for k, i := range idx {
 					names[k] = fields[i]
 				}
