@@ -13,7 +13,7 @@ import (
 
 // pollEvery is how often a blocking read on a Redis Cluster looks again:
 // one XREAD cannot wait on keys of several slots there.
-const pollEvery = 250 * time.Millisecond
+const pollEvery = 500 * time.Millisecond
 
 // item is one event read, with its place.
 type item struct {
