@@ -546,6 +546,9 @@ func BenchmarkRender(b *testing.B) {
 		{"merge-heavy",
 			strings.Repeat("Text for {{.first_name}} in {{.city}}.\n", 20),
 			strings.Repeat("<p>Text for <b>{{.first_name}}</b> in {{.city}}.</p>\n", 20)},
+		{"100KiB",
+			"Hi {{.first_name}},\n" + strings.Repeat(para, 300) + "Greetings to {{.city}}.\n",
+			"<p>Hi {{.first_name}},</p>\n" + strings.Repeat("<p>"+para+"</p>\n", 700) + "<a href=\"{{.UnsubscribeURL}}\">unsubscribe</a>\n"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := demoParts()
