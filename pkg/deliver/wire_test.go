@@ -187,3 +187,47 @@ func TestIDNADomainNeedsNoSMTPUTF8(t *testing.T) {
 		t.Errorf("wire:\n%s", utf8.Wire())
 	}
 }
+
+// TestSendPartsAsOneMessage: pieces go on the wire exactly as the joined
+// message would, with dot-stuffing where a line starts in a new piece and
+// CRLFs that straddle two pieces; pieces that are not canonical together
+// are canonicalised as Send does.
+func TestSendPartsAsOneMessage(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{Wire: true})
+	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test"})
+	defer s.Close()
+	for _, parts := range [][]string{
+		{"Subject: x\r\n\r\n", ".starts a piece\r\n", "mid", "dle\r", "\n.after a straddling CRLF\r\n", "..", "\r\n"},
+		{".first\r\nSubject: y\r\n", "\r\n", "body\r\n.", "\r\nend\r\n"},
+		{"Subject: z\n\n", ".bare LF\n", "x"}, // not canonical: joined, then made CRLF
+	} {
+		joined := []byte(strings.Join(parts, ""))
+		var bs [][]byte
+		for _, p := range parts {
+			bs = append(bs, []byte(p))
+		}
+		n0 := len(srv.Wire())
+		if out := s.SendParts(context.Background(), local(srv), testEnv, bs); out.Status != outcome.Delivered {
+			t.Fatal(out)
+		}
+		n1 := len(srv.Wire())
+		if out := s.Send(context.Background(), local(srv), testEnv, joined); out.Status != outcome.Delivered {
+			t.Fatal(out)
+		}
+		wire := srv.Wire()
+		msgs := srv.Messages()
+		got, want := msgs[len(msgs)-2].Data, msgs[len(msgs)-1].Data
+		if !bytes.Equal(got, want) {
+			t.Fatalf("pieces %q arrived as %q; joined: %q", parts, got, want)
+		}
+		if a, b := dataOf(wire[n0:n1]), dataOf(wire[n1:]); !bytes.Equal(a, b) {
+			t.Fatalf("pieces %q on the wire:\n%q\njoined:\n%q", parts, a, b)
+		}
+	}
+}
+
+// dataOf is what a transaction's client bytes carry after DATA.
+func dataOf(wire []byte) []byte {
+	_, after, _ := bytes.Cut(wire, []byte("DATA\r\n"))
+	return after
+}
