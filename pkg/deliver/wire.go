@@ -12,10 +12,17 @@ var (
 	endOfMsg = []byte(".\r\n")
 )
 
-// has8bit reports whether any byte has the high bit set, eight bytes at a
+// has8bit reports whether any byte has the high bit set, 32 bytes at a
 // time.
 func has8bit(b []byte) bool {
 	const high = 0x8080808080808080
+	for len(b) >= 32 {
+		le := binary.LittleEndian
+		if (le.Uint64(b)|le.Uint64(b[8:])|le.Uint64(b[16:])|le.Uint64(b[24:]))&high != 0 {
+			return true
+		}
+		b = b[32:]
+	}
 	for len(b) >= 8 {
 		if binary.LittleEndian.Uint64(b)&high != 0 {
 			return true

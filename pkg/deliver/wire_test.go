@@ -1,8 +1,10 @@
 package deliver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,4 +232,35 @@ func TestSendPartsAsOneMessage(t *testing.T) {
 func dataOf(wire []byte) []byte {
 	_, after, _ := bytes.Cut(wire, []byte("DATA\r\n"))
 	return after
+}
+
+// BenchmarkPrepareAndWrite is the client's own work per message, without
+// a receiver: checking the pieces (CRLF, 8-bit, header) and writing them
+// dot-stuffed to a buffered writer. 100 KiB in one slice, and as the
+// pieces a composed message would be (own header, a shared body).
+func BenchmarkPrepareAndWrite(b *testing.B) {
+	head := []byte("From: b@sluice.test\r\nTo: a@example.test\r\nSubject: bench\r\n\r\n")
+	body := append(bytes.Repeat([]byte(strings.Repeat("x", 73)+"=C3=A9\r\n"), 1400), ".dot\r\n"...)
+	for _, bc := range []struct {
+		name  string
+		parts [][]byte
+	}{
+		{"100KiB-one", [][]byte{append(append([]byte{}, head...), body...)}},
+		{"100KiB-pieces", [][]byte{head, body[:len(body)/2], body[len(body)/2:]}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			w := bufio.NewWriterSize(io.Discard, 32<<10)
+			b.SetBytes(int64(dataSize(bc.parts)))
+			b.ReportAllocs()
+			for b.Loop() {
+				p, out, ok := prepare(testEnv, bc.parts)
+				if !ok {
+					b.Fatal(out)
+				}
+				if err := writeData(w, p.data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

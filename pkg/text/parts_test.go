@@ -34,3 +34,35 @@ func TestIsCRLFParts(t *testing.T) {
 		}
 	}
 }
+
+// TestIsCRLFPartsAgrees compares with IsCRLF on every split of many
+// short strings of CR, LF and other bytes (word-sized runs included).
+func TestIsCRLFPartsAgrees(t *testing.T) {
+	alphabet := []string{"\r", "\n", "\r\n", "x", "xxxxxxx", "\x8d"}
+	var gen func(prefix string, depth int)
+	n := 0
+	gen = func(s string, depth int) {
+		if s != "" {
+			want := IsCRLF([]byte(s))
+			for cut := 0; cut <= len(s); cut++ {
+				for cut2 := cut; cut2 <= len(s); cut2 += 3 {
+					parts := [][]byte{[]byte(s[:cut]), []byte(s[cut:cut2]), []byte(s[cut2:])}
+					if got := IsCRLFParts(parts); got != want {
+						t.Fatalf("IsCRLFParts(%q) = %v, IsCRLF = %v", parts, got, want)
+					}
+					n++
+				}
+			}
+		}
+		if depth == 0 {
+			return
+		}
+		for _, a := range alphabet {
+			gen(s+a, depth-1)
+		}
+	}
+	gen("", 5)
+	if n < 10000 {
+		t.Fatalf("only %d cases", n)
+	}
+}
