@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,10 @@ import (
 	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
+
+// timestamps finds the t= tags of a message's signatures (fields are folded
+// before t=, so the tag starts a line).
+var timestamps = regexp.MustCompile(`(?s)\st=\d+;.*\st=\d+;`)
 
 // TestStreamedMessagesVerify takes composed messages the streaming way —
 // message.Compose's pieces, SignParts over them, SendParts to a real SMTP
@@ -70,8 +75,8 @@ func TestStreamedMessagesVerify(t *testing.T) {
 				}
 				if signed, err := s.Sign("sluice.test", rendered); err != nil {
 					t.Fatal(err)
-				} else if bytes.Equal(tTag.Find(signed), tTag.Find(sig)) && !bytes.Equal(signed, append(sig, rendered...)) {
-					t.Fatal("SignParts and Sign disagree on the same message")
+				} else if bytes.Equal(timestamps.Find(signed), timestamps.Find(sig)) && !bytes.Equal(signed, append(sig, rendered...)) {
+					t.Fatalf("SignParts and Sign disagree on the same message:\n%s\n%s", signed[:len(sig)], sig)
 				}
 				want = append(want, append(sig, rendered...))
 				m.Release()
