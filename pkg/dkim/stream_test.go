@@ -16,8 +16,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 )
 
-// timestamps finds the t= tags of a message's signatures (fields are folded
-// before t=, so the tag starts a line).
+// timestamps finds the t= tags of a message's two signatures.
 var timestamps = regexp.MustCompile(`(?s)\st=\d+;.*\st=\d+;`)
 
 // TestStreamedMessagesVerify takes composed messages the streaming way —
