@@ -43,7 +43,9 @@ func (m *Message) Release() {
 		return
 	}
 	clear(m.fields)
-	clear(m.parts)
+	clear(m.parts) // the shared pieces: let a template go when its campaign does
+	clear(m.segs)
+	m.body.static = nil
 	if cap(m.buf) > 1<<20 { // one huge message should not pin its buffer
 		m.buf = nil
 	}
