@@ -550,13 +550,13 @@ func BenchmarkRender(b *testing.B) {
 			"Hi {{.first_name}},\n" + strings.Repeat(para, 300) + "Greetings to {{.city}}.\n",
 			"<p>Hi {{.first_name}},</p>\n" + strings.Repeat("<p>"+para+"</p>\n", 700) + "<a href=\"{{.UnsubscribeURL}}\">unsubscribe</a>\n"},
 	} {
+		p := demoParts()
+		p.Text, p.HTML = bc.text, bc.html
+		tm := mustCompile(b, p)
+		fields := map[string]string{"first_name": "Zoë", "city": "Oslo"}
+		x := demoExtra()
+		x.MessageID = ""
 		b.Run(bc.name, func(b *testing.B) {
-			p := demoParts()
-			p.Text, p.HTML = bc.text, bc.html
-			tm := mustCompile(b, p)
-			fields := map[string]string{"first_name": "Zoë", "city": "Oslo"}
-			x := demoExtra()
-			x.MessageID = ""
 			b.ReportAllocs()
 			var n int
 			for b.Loop() {
@@ -565,6 +565,20 @@ func BenchmarkRender(b *testing.B) {
 					b.Fatal(err)
 				}
 				n = len(raw)
+			}
+			b.SetBytes(int64(n))
+		})
+		// Compose without Bytes: the message as pieces, to be streamed.
+		b.Run(bc.name+"/compose", func(b *testing.B) {
+			b.ReportAllocs()
+			var n int
+			for b.Loop() {
+				m, err := tm.Compose("zoe@example.test", fields, x)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = m.Len()
+				m.Release()
 			}
 			b.SetBytes(int64(n))
 		})
