@@ -155,6 +155,19 @@ func (m *monitor) report(tb testing.TB, t0 time.Time, firstAt time.Duration) {
 	fmt.Fprintf(os.Stderr, "first message at %.1f ms; first time each command was seen:\n%s\n", float64(firstAt.Microseconds())/1000, strings.Join(out, "\n"))
 }
 
+// keyShape drops the quotes, the test's prefix and everything from the
+// first digit or "|" of a key.
+func keyShape(key string) string {
+	key = strings.Trim(key, `"`)
+	if i := strings.IndexByte(key, ':'); i >= 0 {
+		key = key[i+1:]
+	}
+	if j := strings.IndexAny(key, "|0123456789"); j > 0 {
+		key = key[:j]
+	}
+	return key
+}
+
 // commandKind reduces a MONITOR line (`1700000000.123456 [0 127.0.0.1:5]
 // "XADD" "{p}:q:marketing" ...`) to its command and the shape of its first
 // key (digits and the test's prefix dropped), or "" for the monitor's own.
@@ -168,24 +181,12 @@ func commandKind(line string) string {
 		return ""
 	}
 	kind := strings.Trim(f[0], `"`)
-	if len(f) > 1 && !strings.EqualFold(kind, "evalsha") {
-		key := strings.Trim(f[1], `"`)
-		if i := strings.IndexByte(key, ':'); i >= 0 {
-			key = key[i+1:]
-		}
-		if j := strings.IndexAny(key, "|0123456789"); j > 0 {
-			key = key[:j]
-		}
-		kind += " " + key
-	} else if len(f) > 3 { // EVALSHA sha numkeys key...: name the script by its first key
-		key := strings.Trim(f[3], `"`)
-		if i := strings.IndexByte(key, ':'); i >= 0 {
-			key = key[i+1:]
-		}
-		if j := strings.IndexAny(key, "|0123456789"); j > 0 {
-			key = key[:j]
-		}
-		kind += " " + strings.Trim(f[1], `"`)[:8] + " " + key
+	switch {
+	case strings.EqualFold(kind, "evalsha") && len(f) > 3: // EVALSHA sha numkeys key...
+		sha := strings.Trim(f[1], `"`)
+		kind += " " + sha[:min(8, len(sha))] + " " + keyShape(f[3])
+	case len(f) > 1:
+		kind += " " + keyShape(f[1])
 	}
 	return kind
 }
