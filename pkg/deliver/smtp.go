@@ -40,6 +40,9 @@ type SMTPConfig struct {
 	// PIPELINING is offered, for receivers that mishandle it (Exim's
 	// hosts_avoid_pipelining).
 	DisablePipelining bool
+	// DisableChunking sends the message after DATA, dot-stuffed, even
+	// where CHUNKING (RFC 3030 BDAT) is offered with PIPELINING.
+	DisableChunking bool
 
 	// RequireTLS refuses plaintext delivery everywhere, as
 	// Destination.RequireTLS does for one destination.

@@ -47,8 +47,12 @@ func (c *conn) transact(p *prepared, reused bool) (outcome.Outcome, txState) {
 	if reused {
 		cmds = append(cmds, "RSET")
 	}
-	cmds = append(cmds, c.mailCommand(p, utf8), "RCPT TO:<"+p.env.To+">", "DATA")
+	cmds = append(cmds, c.mailCommand(p, utf8), "RCPT TO:<"+p.env.To+">")
 	pipelined := c.has("PIPELINING") && !c.cfg.DisablePipelining
+	if pipelined && c.has("CHUNKING") && !c.cfg.DisableChunking {
+		return c.chunked(p, reused, cmds)
+	}
+	cmds = append(cmds, "DATA")
 	if pipelined {
 		if err := c.send(cmds...); err != nil {
 			return c.txIOFail(outcome.StageMail, "MAIL", err, reused, true)
