@@ -112,7 +112,8 @@ func NewSMTP(cfg SMTPConfig) *SMTP {
 // Send delivers msg to env.To at d, trying d's hosts in order (RFC 5321
 // §5.1) until one gives an answer about the message: a host that cannot be
 // reached, greets with 4xx/5xx or fails a required TLS is skipped. msg is
-// sent with CRLF line ends and dot-stuffing whatever it holds. Cancelling
+// sent with CRLF line ends, and dot-stuffed when it goes after DATA,
+// whatever it holds. Cancelling
 // ctx interrupts the attempt at once (Outcome.Reason outcome.Interrupted).
 func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte) outcome.Outcome {
 	return s.SendParts(ctx, d, env, [][]byte{msg})
@@ -120,9 +121,9 @@ func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte
 
 // SendParts is Send for a message given as pieces written in turn (a
 // message.Message's Parts, with DKIM-Signature fields in front): they go
-// to the DATA stream as they are, dot-stuffed on the way, never joined
-// into one slice. Pieces that are not CRLF-canonical together are joined
-// and canonicalised first, as Send does.
+// on the wire as they are (after BDAT, or dot-stuffed on the way after
+// DATA), never joined into one slice. Pieces that are not CRLF-canonical
+// together are joined and canonicalised first, as Send does.
 func (s *SMTP) SendParts(ctx context.Context, d Destination, env Envelope, parts [][]byte) outcome.Outcome {
 	out := s.send(ctx, d, env, parts)
 	if out.Source == "" {
@@ -218,7 +219,7 @@ func prepare(env Envelope, parts [][]byte) (*prepared, outcome.Outcome, bool) {
 	return &prepared{
 		env:        env,
 		data:       parts,
-		size:       dataSize(parts),
+		size:       dataSize(parts), // after canonicalising
 		eightBit:   eightBit,
 		utf8Addr:   has8bit([]byte(env.From)) || has8bit([]byte(env.To)),
 		utf8Header: eightBit && has8bit(header(parts)),
