@@ -13,7 +13,7 @@ TAGS := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && echo 'int main(void){retu
 endif
 GOTAGS  := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build test test-short bench demo lint tidy-check fmt clean redis-server dkim-deps
+.PHONY: all build test test-short bench demo lint tidy-check fmt clean redis-server smtp-sink dkim-deps
 
 all: build
 
@@ -31,8 +31,10 @@ test: redis-server
 	$(GO) test $(GOTAGS) -race -count=1 -timeout 8m -v ./pkg/faulttest/
 	$(if $(TAGS),$(GO) test -race -count=1 ./pkg/dkim/...)
 
-# Benchmarks print throughput figures; record them in BENCHMARKS.md.
-bench: redis-server build
+# Benchmarks print throughput figures; record them in BENCHMARKS.md. The
+# raw smtp-source → smtp-sink rate (Postfix's tools) is measured in the same
+# run, and figures are printed with their ratio to it (bench/rawsink_test.go).
+bench: redis-server smtp-sink build
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
 	$(GO) test $(GOTAGS) -run '^$$' -bench . -benchmem -timeout 10m ./pkg/message/ ./pkg/deliver/ ./pkg/dkim/... ./pkg/suppression/...
 	./scripts/bench-suppression-1m.sh
@@ -64,6 +66,10 @@ clean:
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || ./scripts/install-redis.sh
+
+# Postfix's smtp-sink and smtp-source (the raw loopback rate for `make bench`).
+smtp-sink:
+	@./scripts/install-postfix.sh
 
 # libssl-dev (libcrypto signer) and python3-dkim (dkimpy cross-check).
 dkim-deps:

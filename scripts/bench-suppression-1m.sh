@@ -33,7 +33,8 @@ PY
 echo "suppression round trip, $N entries (campaignctl binary):"
 measure seed "${CTL[@]}" suppression import "$work/seed.csv"
 measure export "${CTL[@]}" suppression export -o "$work/a.csv"
-redis-cli -p "$port" del "{bench1m}:supp:entries" >/dev/null   # remove all
+# remove all: every shard's entries hash ({bench1m.N.S}:supp:entries)
+redis-cli -p "$port" --scan --pattern '{bench1m.*}:supp:entries' | xargs redis-cli -p "$port" del >/dev/null
 measure import "${CTL[@]}" suppression import "$work/a.csv"
 measure export2 "${CTL[@]}" suppression export -o "$work/b.csv"
 if cmp -s "$work/a.csv" "$work/b.csv"; then echo "round trip: identical ($(wc -l <"$work/a.csv") lines)"; else echo "round trip: DIFFERENT"; exit 1; fi

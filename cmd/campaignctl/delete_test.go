@@ -54,8 +54,11 @@ func TestListAndDelete(t *testing.T) {
 		t.Fatalf("delete said %q", out)
 	}
 	ctx := context.Background()
-	if n := rdb.Exists(ctx, keyspace.Space(prefix).Key("campaign", "old"), st.Tally("old").Records, st.ParkKey("old")).Val(); n != 0 {
-		t.Fatalf("%d of old's keys remain", n)
+	for sh := 0; sh < keyspace.Shards; sh++ {
+		tl := st.Tally("old").In(sh)
+		if n := rdb.Exists(ctx, keyspace.Space(prefix).Key("campaign", "old"), tl.Records, tl.Counters, st.ParkKey("old", sh)).Val(); n != 0 {
+			t.Fatalf("%d of old's keys remain", n)
+		}
 	}
 	if _, stderr, code := ctl(t, prefix, "status", "old"); code != 1 || !strings.Contains(stderr, "no campaign") {
 		t.Fatalf("status of a deleted campaign: exit %d %q", code, stderr)

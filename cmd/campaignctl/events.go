@@ -20,11 +20,12 @@ func init() {
 
 func cmdEvents(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "events", "[flags]",
-		"Prints events from the stream {prefix}:events, oldest first: one line per state change\n"+
+		"Prints events from the event streams (one per shard, merged in time order), oldest first: one line per state change\n"+
 			"(time, event id, type, campaign, job, recipient, code, enhanced code, MX host, attempt, reply),\n"+
 			"or with --json one object per line. Types: "+typeNames()+".\n"+
 			"Without --follow it prints what is kept since --since and exits; with --follow it then waits\n"+
-			"for new events until interrupted. The event id is stable: pass it to --since to go on from it.",
+			"for new events until interrupted. The event id (SHARD/STREAM-ID, or SHARD/STREAM-ID/N for the N-th of a\n"+
+			"batch) is stable: pass it to --since to go on after it.",
 		"campaignctl events --follow --campaign welcome-2025 --since 10m")
 	follow := fs.Bool("follow", false, "keep printing new events as they come (XREAD BLOCK)")
 	campaign := fs.String("campaign", "", "only this campaign's events")
@@ -50,17 +51,20 @@ func cmdEvents(ctx context.Context, e *env, args []string) error {
 	if s == "" && !*follow {
 		s = "1h"
 	}
-	after, err := events.Since(s, time.Now())
-	if err != nil {
-		return fmt.Errorf("%w: %w", err, errUsage)
+	var cur events.Cursor
+	if s != "" {
+		var err error
+		if cur, err = events.Since(s, time.Now()); err != nil {
+			return fmt.Errorf("%w: %w", err, errUsage)
+		}
 	}
 	rdb, ks, err := e.redis(ctx)
 	if err != nil {
 		return err
 	}
 	log := events.New(rdb, ks)
-	if after == "$" {
-		if after, err = log.Last(ctx); err != nil {
+	if s == "" {
+		if cur, err = log.Last(ctx); err != nil {
 			return err
 		}
 	}
@@ -70,15 +74,15 @@ func cmdEvents(ctx context.Context, e *env, args []string) error {
 		if *follow {
 			block = 2 * time.Second
 		}
-		evs, err := log.Read(ctx, after, 500, block)
+		evs, next, err := log.ReadFrom(ctx, cur, 500, block)
 		if ctx.Err() != nil {
 			return nil // interrupted: a normal end of --follow
 		}
 		if err != nil {
 			return err
 		}
+		cur = next
 		for _, ev := range evs {
-			after = ev.ID
 			if (*campaign != "" && ev.Campaign != *campaign) || (len(want) > 0 && !want[ev.Type]) {
 				continue
 			}

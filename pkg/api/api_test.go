@@ -228,7 +228,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	ctx := context.Background()
 	tl := intake.Tally(e.ks, intake.NewID(time.Now())) // today's records
-	if n := e.rdb.XLen(ctx, e.q.Stream(streams.Transactional)).Val(); n != 0 {
+	if n, _, _ := e.q.Depth(ctx, streams.Transactional); n != 0 {
 		t.Errorf("stream holds %d jobs after bad requests", n)
 	}
 	if n := e.rdb.Exists(ctx, tl.Records, tl.Counters).Val(); n != 0 {

@@ -58,7 +58,9 @@ func resume(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 		return 0, err
 	}
 	q := streams.New(rdb, ks, "campaignctl")
-	n, err := sweep(ctx, func() (int, error) { return q.Unpark(ctx, lane, st.ParkKey(id), batch) })
+	n, err := sweep(ctx, func() (int, error) {
+		return eachShard(func(sh int) (int, error) { return q.Unpark(ctx, sh, lane, st.ParkKey(id, sh), batch) })
+	})
 	if err != nil {
 		return n, err
 	}
@@ -84,7 +86,9 @@ func Cancel(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 		if err := st.Cancel(ctx, id); err != nil {
 			return 0, err
 		}
-		n, err = sweep(ctx, func() (int, error) { return q.CancelParked(ctx, st.ParkKey(id), st.Tally(id), batch) })
+		n, err = sweep(ctx, func() (int, error) {
+			return eachShard(func(sh int) (int, error) { return q.CancelParked(ctx, sh, st.ParkKey(id, sh), st.Tally(id), batch) })
+		})
 		if err != nil {
 			return n, err
 		}
@@ -99,6 +103,19 @@ func Cancel(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, i
 		return n, err
 	}
 	return n, q.Expedite(ctx, lane, id, time.Now())
+}
+
+// eachShard runs step on every shard and sums what it did.
+func eachShard(step func(shard int) (int, error)) (int, error) {
+	total := 0
+	for sh := 0; sh < keyspace.Shards; sh++ {
+		n, err := step(sh)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // sweep runs step until it finds nothing, twice, settle apart.

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -39,6 +40,9 @@ type SMTPConfig struct {
 	// PIPELINING is offered, for receivers that mishandle it (Exim's
 	// hosts_avoid_pipelining).
 	DisablePipelining bool
+	// DisableChunking sends the message after DATA, dot-stuffed, even
+	// where CHUNKING (RFC 3030 BDAT) is offered with PIPELINING.
+	DisableChunking bool
 
 	// RequireTLS refuses plaintext delivery everywhere, as
 	// Destination.RequireTLS does for one destination.
@@ -108,18 +112,28 @@ func NewSMTP(cfg SMTPConfig) *SMTP {
 // Send delivers msg to env.To at d, trying d's hosts in order (RFC 5321
 // §5.1) until one gives an answer about the message: a host that cannot be
 // reached, greets with 4xx/5xx or fails a required TLS is skipped. msg is
-// sent with CRLF line ends and dot-stuffing whatever it holds. Cancelling
+// sent with CRLF line ends, and dot-stuffed when it goes after DATA,
+// whatever it holds. Cancelling
 // ctx interrupts the attempt at once (Outcome.Reason outcome.Interrupted).
 func (s *SMTP) Send(ctx context.Context, d Destination, env Envelope, msg []byte) outcome.Outcome {
-	out := s.send(ctx, d, env, msg)
+	return s.SendParts(ctx, d, env, [][]byte{msg})
+}
+
+// SendParts is Send for a message given as pieces written in turn (a
+// message.Message's Parts, with DKIM-Signature fields in front): they go
+// on the wire as they are (after BDAT, or dot-stuffed on the way after
+// DATA), never joined into one slice. Pieces that are not CRLF-canonical
+// together are joined and canonicalised first, as Send does.
+func (s *SMTP) SendParts(ctx context.Context, d Destination, env Envelope, parts [][]byte) outcome.Outcome {
+	out := s.send(ctx, d, env, parts)
 	if out.Source == "" {
 		out.Source = d.Source.Name
 	}
 	return out
 }
 
-func (s *SMTP) send(ctx context.Context, d Destination, env Envelope, msg []byte) outcome.Outcome {
-	p, out, ok := prepare(env, msg)
+func (s *SMTP) send(ctx context.Context, d Destination, env Envelope, parts [][]byte) outcome.Outcome {
+	p, out, ok := prepare(env, parts)
 	if !ok {
 		return out
 	}
@@ -177,7 +191,7 @@ func (s *SMTP) sendHost(ctx context.Context, src Source, h Host, p *prepared, ne
 }
 
 // prepare validates the envelope and canonicalises the message once.
-func prepare(env Envelope, msg []byte) (*prepared, outcome.Outcome, bool) {
+func prepare(env Envelope, parts [][]byte) (*prepared, outcome.Outcome, bool) {
 	if !validAddr(env.To) || env.To == "" {
 		return nil, outcome.Outcome{Status: outcome.Bounced, Scope: outcome.ScopeRecipient, Stage: outcome.StageBuild, Enhanced: "5.1.3",
 			Text: fmt.Sprintf("invalid recipient address %q", text.Clip(env.To, 80))}, false
@@ -186,21 +200,38 @@ func prepare(env Envelope, msg []byte) (*prepared, outcome.Outcome, bool) {
 		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Enhanced: "5.1.7",
 			Text: fmt.Sprintf("invalid sender address %q", text.Clip(env.From, 80))}, false
 	}
-	if len(msg) == 0 {
+	if dataSize(parts) == 0 {
 		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Enhanced: "5.6.0",
 			Text: "empty message"}, false
 	}
-	data := text.CRLF(msg)
+	if !text.IsCRLFParts(parts) {
+		parts = [][]byte{text.CRLF(bytes.Join(parts, nil))}
+	}
+	eightBit := false
+	for _, part := range parts {
+		if eightBit = has8bit(part); eightBit {
+			break
+		}
+	}
 	// The envelope goes out with A-label domains wherever the local part
 	// is ASCII, so an internationalised domain needs no SMTPUTF8.
 	env.From, env.To = wireAddr(env.From), wireAddr(env.To)
 	return &prepared{
 		env:        env,
-		data:       data,
-		eightBit:   has8bit(data),
+		data:       parts,
+		size:       dataSize(parts), // after canonicalising
+		eightBit:   eightBit,
 		utf8Addr:   has8bit([]byte(env.From)) || has8bit([]byte(env.To)),
-		utf8Header: has8bit(header(data)),
+		utf8Header: eightBit && has8bit(header(parts)),
 	}, outcome.Outcome{}, true
+}
+
+func dataSize(parts [][]byte) int {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return n
 }
 
 // validAddr rejects what would break the command line: controls (CR, LF

@@ -20,10 +20,11 @@ const (
 // prepared is a message made ready once for every host it may be tried on.
 type prepared struct {
 	env        Envelope
-	data       []byte // CRLF-canonical
-	eightBit   bool   // body or header has 8-bit bytes
-	utf8Addr   bool   // an envelope address is not ASCII (RFC 6531)
-	utf8Header bool   // the header has 8-bit bytes (RFC 6532)
+	data       [][]byte // CRLF-canonical, in pieces written in turn
+	size       int      // of data
+	eightBit   bool     // body or header has 8-bit bytes
+	utf8Addr   bool     // an envelope address is not ASCII (RFC 6531)
+	utf8Header bool     // the header has 8-bit bytes (RFC 6532)
 }
 
 // transact runs one transaction. On a reused session it first sends RSET,
@@ -32,9 +33,9 @@ type prepared struct {
 // in one write and cost one round trip.
 func (c *conn) transact(p *prepared, reused bool) (outcome.Outcome, txState) {
 	c.wtimeout = c.cfg.CommandTimeout
-	if lim := c.sizeLimit(); lim > 0 && int64(len(p.data)) > lim {
+	if lim := c.sizeLimit(); lim > 0 && int64(p.size) > lim {
 		return outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageMail, Host: c.host, Enhanced: "5.3.4",
-			Text: fmt.Sprintf("message of %d bytes exceeds the SIZE %d that %s advertises (RFC 1870)", len(p.data), lim, c.host)}, txClean
+			Text: fmt.Sprintf("message of %d bytes exceeds the SIZE %d that %s advertises (RFC 1870)", p.size, lim, c.host)}, txClean
 	}
 	utf8 := p.utf8Addr || p.utf8Header && c.has("SMTPUTF8")
 	if p.utf8Addr && !c.has("SMTPUTF8") {
@@ -46,8 +47,12 @@ func (c *conn) transact(p *prepared, reused bool) (outcome.Outcome, txState) {
 	if reused {
 		cmds = append(cmds, "RSET")
 	}
-	cmds = append(cmds, c.mailCommand(p, utf8), "RCPT TO:<"+p.env.To+">", "DATA")
+	cmds = append(cmds, c.mailCommand(p, utf8), "RCPT TO:<"+p.env.To+">")
 	pipelined := c.has("PIPELINING") && !c.cfg.DisablePipelining
+	if pipelined && c.has("CHUNKING") && !c.cfg.DisableChunking {
+		return c.chunked(p, reused, cmds)
+	}
+	cmds = append(cmds, "DATA")
 	if pipelined {
 		if err := c.send(cmds...); err != nil {
 			return c.txIOFail(outcome.StageMail, "MAIL", err, reused, true)
@@ -164,7 +169,7 @@ func (c *conn) mailCommand(p *prepared, utf8 bool) string {
 	}
 	if c.has("SIZE") {
 		b.WriteString(" SIZE=")
-		b.WriteString(strconv.Itoa(len(p.data)))
+		b.WriteString(strconv.Itoa(p.size))
 	}
 	return b.String()
 }

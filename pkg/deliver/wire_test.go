@@ -1,8 +1,11 @@
 package deliver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +21,7 @@ import (
 // message early, and no bare CR or LF is ever sent.
 func TestWireDotStuffingAndLineEnds(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{Wire: true})
-	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test"})
+	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test", DisableChunking: true})
 	defer s.Close()
 	msg := ".first\nSubject: x\n\n.hidden\n..two\nbare\rcr\r\n.\nend" // bare LF, bare CR, no final newline
 	want := ".first\r\nSubject: x\r\n\r\n.hidden\r\n..two\r\nbare\r\ncr\r\n.\r\nend\r\n"
@@ -185,5 +188,89 @@ func TestIDNADomainNeedsNoSMTPUTF8(t *testing.T) {
 	}
 	if !bytes.Contains(utf8.Wire(), []byte("RCPT TO:<müller@bücher.example>")) {
 		t.Errorf("wire:\n%s", utf8.Wire())
+	}
+}
+
+// TestSendPartsAsOneMessage: pieces go on the wire exactly as the joined
+// message would, with dot-stuffing where a line starts in a new piece and
+// CRLFs that straddle two pieces; pieces that are not canonical together
+// are canonicalised as Send does.
+func TestSendPartsAsOneMessage(t *testing.T) {
+	for _, chunking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunking=%v", chunking), func(t *testing.T) { testSendParts(t, chunking) })
+	}
+}
+
+func testSendParts(t *testing.T, chunking bool) {
+	srv := smtptest.Start(t, smtptest.Options{Wire: true})
+	s := NewSMTP(SMTPConfig{Hostname: "out.sluice.test", DisableChunking: !chunking})
+	defer s.Close()
+	for _, parts := range [][]string{
+		{"Subject: x\r\n\r\n", ".starts a piece\r\n", "mid", "dle\r", "\n.after a straddling CRLF\r\n", "..", "\r\n"},
+		{".first\r\nSubject: y\r\n", "\r\n", "body\r\n.", "\r\nend\r\n"},
+		{"Subject: z\n\n", ".bare LF\n", "x"}, // not canonical: joined, then made CRLF
+	} {
+		joined := []byte(strings.Join(parts, ""))
+		var bs [][]byte
+		for _, p := range parts {
+			bs = append(bs, []byte(p))
+		}
+		n0 := len(srv.Wire())
+		if out := s.SendParts(context.Background(), local(srv), testEnv, bs); out.Status != outcome.Delivered {
+			t.Fatal(out)
+		}
+		n1 := len(srv.Wire())
+		if out := s.Send(context.Background(), local(srv), testEnv, joined); out.Status != outcome.Delivered {
+			t.Fatal(out)
+		}
+		wire := srv.Wire()
+		msgs := srv.Messages()
+		got, want := msgs[len(msgs)-2].Data, msgs[len(msgs)-1].Data
+		if !bytes.Equal(got, want) {
+			t.Fatalf("pieces %q arrived as %q; joined: %q", parts, got, want)
+		}
+		if a, b := dataOf(wire[n0:n1]), dataOf(wire[n1:]); len(a) == 0 || !bytes.Equal(a, b) {
+			t.Fatalf("pieces %q on the wire:\n%q\njoined:\n%q", parts, a, b)
+		}
+	}
+}
+
+// dataOf is what a transaction's client bytes carry after DATA or BDAT.
+func dataOf(wire []byte) []byte {
+	if _, after, ok := bytes.Cut(wire, []byte("DATA\r\n")); ok {
+		return after
+	}
+	_, after, _ := bytes.Cut(wire, []byte(" LAST\r\n"))
+	return after
+}
+
+// BenchmarkPrepareAndWrite is the client's own work per message, without
+// a receiver: checking the pieces (CRLF, 8-bit, header) and writing them
+// dot-stuffed to a buffered writer. 100 KiB in one slice, and as the
+// pieces a composed message would be (own header, a shared body).
+func BenchmarkPrepareAndWrite(b *testing.B) {
+	head := []byte("From: b@sluice.test\r\nTo: a@example.test\r\nSubject: bench\r\n\r\n")
+	body := append(bytes.Repeat([]byte(strings.Repeat("x", 73)+"=C3=A9\r\n"), 1400), ".dot\r\n"...)
+	for _, bc := range []struct {
+		name  string
+		parts [][]byte
+	}{
+		{"100KiB-one", [][]byte{append(append([]byte{}, head...), body...)}},
+		{"100KiB-pieces", [][]byte{head, body[:len(body)/2], body[len(body)/2:]}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			w := bufio.NewWriterSize(io.Discard, 32<<10)
+			b.SetBytes(int64(dataSize(bc.parts)))
+			b.ReportAllocs()
+			for b.Loop() {
+				p, out, ok := prepare(testEnv, bc.parts)
+				if !ok {
+					b.Fatal(out)
+				}
+				if err := writeData(w, p.data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

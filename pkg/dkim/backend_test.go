@@ -60,7 +60,9 @@ func TestBackendSelection(t *testing.T) {
 	}
 }
 
-var tTag = regexp.MustCompile(`; t=\d+;`)
+// tTag finds a signature's t= tag (folded onto a line of its own, so
+// after white space).
+var tTag = regexp.MustCompile(`\st=\d+;`)
 
 // TestBackendsVerify signs the campaign (rsa-sha256 and ed25519-sha256 for
 // one domain, RFC 8463 §6) with each RSA backend built in and has two

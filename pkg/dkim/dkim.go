@@ -115,27 +115,58 @@ func (s *Signer) Sign(domain string, msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dkim: %s: %w", domain, err)
 	}
+	sigs, err := s.signatures(domain, keys, fields, [][]byte{msg})
+	if err != nil {
+		return nil, err
+	}
+	return append(sigs, msg...), nil
+}
+
+// SignParts signs a message given as CRLF-canonical pieces written in
+// turn (a message.Message's Parts) and returns the DKIM-Signature fields
+// to send in front of them: the pieces are hashed as they are, never
+// joined (unless the header section does not end in the first one). A
+// domain without a key gets nil. Pieces that are not CRLF-canonical
+// together are an error: canonicalising them would change what is sent.
+func (s *Signer) SignParts(domain string, parts [][]byte) ([]byte, error) {
+	keys := s.keys[strings.ToLower(strings.TrimSuffix(domain, "."))]
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if !text.IsCRLFParts(parts) {
+		return nil, fmt.Errorf("dkim: %s: message pieces are not CRLF-canonical", domain)
+	}
+	first := parts[0]
+	if end := bytes.Index(first, []byte("\r\n\r\n")); end < 0 || bytes.HasPrefix(first, []byte("\r\n")) {
+		first = bytes.Join(parts, nil)
+		parts = [][]byte{first}
+	}
+	fields, msg, err := headerFields(first)
+	if err != nil {
+		return nil, fmt.Errorf("dkim: %s: %w", domain, err)
+	}
+	if len(parts) == 1 {
+		parts = [][]byte{msg} // headerFields may have added the empty body
+	}
+	return s.signatures(domain, keys, fields, parts)
+}
+
+// signatures makes one DKIM-Signature field per key over the pieces of a
+// canonical message whose header field names are fields.
+func (s *Signer) signatures(domain string, keys []*key, fields []string, parts [][]byte) ([]byte, error) {
 	hkeys, err := s.headerKeys(fields)
 	if err != nil {
 		return nil, fmt.Errorf("dkim: %s: %w", domain, err)
 	}
-	sigs := make([]string, 0, len(keys))
+	var out []byte
 	for _, k := range keys {
-		sig, err := k.sign(msg, hkeys)
+		sig, err := k.sign(parts, hkeys)
 		if err != nil {
 			return nil, fmt.Errorf("dkim: sign for %s with %s: %w", domain, k.file, err)
 		}
-		sigs = append(sigs, sig)
-	}
-	n := len(msg)
-	for _, sig := range sigs {
-		n += len(sig)
-	}
-	out := make([]byte, 0, n)
-	for _, sig := range sigs {
 		out = append(out, sig...)
 	}
-	return append(out, msg...), nil
+	return out, nil
 }
 
 // headerKeys is the h= list for a message with the given header field
@@ -166,16 +197,18 @@ func (s *Signer) headerKeys(fields []string) ([]string, error) {
 	return append(out, "From"), nil
 }
 
-func (k *key) sign(msg []byte, hkeys []string) (string, error) {
+func (k *key) sign(parts [][]byte, hkeys []string) (string, error) {
 	opts := k.opts
 	opts.HeaderKeys = hkeys
 	signer, err := msgauth.NewSigner(&opts)
 	if err != nil {
 		return "", err
 	}
-	if _, err := signer.Write(msg); err != nil {
-		_ = signer.Close()
-		return "", err
+	for _, p := range parts {
+		if _, err := signer.Write(p); err != nil {
+			_ = signer.Close()
+			return "", err
+		}
 	}
 	if err := signer.Close(); err != nil {
 		return "", err

@@ -170,7 +170,7 @@ func (e *Engine) conclude(hard context.Context, d streams.Delivery, p plan) {
 		})
 	case stepPark:
 		e.durably(hard, "park", d, func(ctx context.Context) error {
-			_, err := e.q.Park(ctx, d, e.store.ParkKey(d.Campaign))
+			_, err := e.q.Park(ctx, d, e.store.ParkKey(d.Campaign, d.Shard()))
 			return err
 		})
 	case stepDrop:

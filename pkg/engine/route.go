@@ -12,22 +12,44 @@ import (
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
-// routeBatch is how many jobs a lane's router reads at a time.
-const routeBatch = 256
+// routeBatch is how many jobs a lane's router reads from one shard at a
+// time.
+const routeBatch = 64
+
+// bellWait is the longest one wait on a lane's bell blocks (ctx ending is
+// noticed after it), and readUnasked how often a router reads its lane's
+// shards without a ring (a ring lost in a crash, a writer of an older
+// version).
+const (
+	bellWait    = time.Second
+	readUnasked = 5 * time.Second
+)
 
 // routeLane moves one lane's jobs into their destinations' lines until
-// ctx ends: it reads a batch, settles what needs no attempt (cancelled,
-// suppressed, unroutable), parks a paused campaign's jobs, drops a deleted
-// campaign's, resolves the rest once and moves them in one step. It holds
-// nothing between batches, so after a failed read it can safely put back
-// whatever the read may have handed it without its knowing.
+// ctx ends: it reads a batch from every shard (one round trip), settles
+// what needs no attempt (cancelled, suppressed, unroutable), parks a
+// paused campaign's jobs, drops a deleted campaign's, resolves the rest
+// once and moves them in one step per shard. With nothing more to read it
+// waits on the lane's bell (one blocking read, whatever the shards). It
+// holds nothing between batches, so after a failed read it can safely put
+// back whatever the read may have handed it without its knowing.
 func (e *Engine) routeLane(ctx, hard context.Context, l streams.Lane) {
+	ring := ""
 	for ctx.Err() == nil {
 		if !e.waitHealthy(ctx) {
 			return
 		}
 		e.sweepLane(ctx, l)
-		ds, err := e.q.Read(ctx, l, routeBatch, time.Second)
+		if ring == "" {
+			id, err := e.q.LastRing(ctx, l)
+			if err != nil {
+				e.health.failed(err)
+				sleep(ctx, time.Second)
+				continue
+			}
+			ring = id
+		}
+		ds, full, err := e.q.Read(ctx, l, routeBatch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -45,7 +67,33 @@ func (e *Engine) routeLane(ctx, hard context.Context, l streams.Lane) {
 		if len(ds) > 0 {
 			e.route(ctx, hard, l, ds)
 		}
+		if !full {
+			ring = e.waitRing(ctx, l, ring)
+		}
 	}
+}
+
+// waitRing waits for a ring of lane l after last, or readUnasked, and
+// returns the ring to wait after next time ("" after a failure).
+func (e *Engine) waitRing(ctx context.Context, l streams.Lane, last string) string {
+	t0 := time.Now()
+	for ctx.Err() == nil && time.Since(t0) < readUnasked {
+		r, err := e.q.Bell(ctx, l, last, bellWait)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.health.failed(err)
+				sleep(ctx, time.Second)
+			}
+			return ""
+		}
+		if r.Delayed {
+			e.q.LookAgain()
+		}
+		if last = r.ID; r.Rang {
+			break
+		}
+	}
+	return last
 }
 
 // route decides each job of a batch read from lane l.
@@ -64,7 +112,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 			continue
 		}
 		key := e.Throttle.Key(r.dest.Domain, r.dest.Key, r.dest.HostNames())
-		rs = append(rs, streams.Routed{Delivery: d, Line: streams.Line{Lane: l, Campaign: d.Campaign, Key: key}})
+		rs = append(rs, streams.Routed{Delivery: d, Line: streams.Line{Shard: d.Shard(), Lane: l, Campaign: d.Campaign, Key: key}})
 	}
 	if len(rs) == 0 {
 		return

@@ -35,8 +35,14 @@ type job struct {
 // operator's `limits set` or `reset` wakes the key's lines at once).
 const maxWait = 30 * time.Second
 
-// idleWait is the longest the line server sleeps when nothing is due.
-const idleWait = 200 * time.Millisecond
+// idleWait is the longest the line server sleeps when nothing is due: how
+// soon it sees lines made due by others (other engines' routers,
+// campaignctl's resume or limits). Its own router and workers wake it at
+// once.
+const idleWait = time.Second
+
+// pollLines is how many of each shard's earliest lines one poll reads.
+const pollLines = 64
 
 // serveLines is the line server: it reads the lines that are due, asks
 // the throttle how many attempts each line's key may start now, takes
@@ -60,7 +66,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 				e.Log.Error("reschedule lines", "err", err)
 			}
 		}
-		lines, err := e.q.Due(ctx, e.Now(), 512)
+		lines, next, err := e.q.Poll(ctx, e.Now(), pollLines)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.health.failed(err)
@@ -70,7 +76,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			continue
 		}
 		if len(lines) == 0 {
-			e.sleepUntilDue(ctx)
+			e.sleepUntil(ctx, next)
 			continue
 		}
 		sort.SliceStable(lines, func(i, j int) bool {
@@ -234,11 +240,11 @@ func (e *Engine) checkBatch(ctx context.Context, l streams.Lane, ds []streams.De
 	return res, nil
 }
 
-// sleepUntilDue waits for the earliest line to come due, a wake-up from a
-// router, or idleWait.
-func (e *Engine) sleepUntilDue(ctx context.Context) {
+// sleepUntil waits for the earliest line to come due (at; zero: none
+// waits), a wake-up from a router or a worker, or idleWait.
+func (e *Engine) sleepUntil(ctx context.Context, at time.Time) {
 	d := idleWait
-	if at, err := e.q.NextDue(ctx); err == nil && !at.IsZero() {
+	if !at.IsZero() {
 		d = min(d, max(at.Sub(e.Now()), time.Millisecond))
 	}
 	t := time.NewTimer(d)

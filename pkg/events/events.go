@@ -1,19 +1,33 @@
 // Package events is sluice's event log: every state change of a recipient
 // or a campaign (queued, delivered, deferred, bounced, suppressed, failed,
-// expired, cancelled, complained, unsubscribed, paused, resumed) as one
-// entry of the Redis stream {prefix}:events. The stream id is the event's
-// stable id. Changes made by a Lua script (enqueue, settle, amend) append
-// their event in the same script (pkg/streams), so an event is never lost
-// nor invented; the rest append after the change (Append). The stream is
-// trimmed by age (Trim); consumers read it with XREAD (Read, Tail).
+// expired, cancelled, complained, unsubscribed, paused, resumed).
+//
+// The log is keyspace.Shards Redis streams, one per shard (ShardKey,
+// {prefix.N.S}:events): an event about a recipient is in its recipient's
+// shard (keyspace.ShardOf of the address), a campaign's own (paused,
+// resumed) in its campaign id's. Changes made by a Lua script (enqueue,
+// settle, amend) append their events in the same script to the shard's
+// stream they change (pkg/streams), so an event is never lost nor
+// invented; the rest append after the change (Append). A stream entry
+// holds one event in field Field or several, a JSON array, in BatchField.
+//
+// Readers see one stream: Read/ReadFrom merge the shards in stream id
+// (time) order — exact for the events of one recipient, which share a
+// shard, and as exact as the Redis nodes' clocks across shards. An
+// event's ID is "S/MS-SEQ", S its shard and MS-SEQ its stream entry id,
+// or "S/MS-SEQ/I" for the I-th event (from 0) of a batch entry; events of
+// the unsharded stream of earlier versions ({prefix}:events, still read
+// until trimmed) keep their plain "MS-SEQ". IDs are unique and the same
+// for every reader, so receivers de-duplicate by them, and `--since ID`
+// goes on after one. A reader that must not miss an event keeps a Cursor
+// (one place per stream) rather than the last ID. The streams are trimmed
+// by age (Trim).
 package events
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -70,8 +84,9 @@ const ReplyLimit = 400
 // Field is the stream entry's one field, holding the JSON payload.
 const Field = "e"
 
-// Event is one state change. ID is the stream entry id (not part of the
-// stored payload): unique, increasing, and the same for every reader.
+// Event is one state change. ID is where it is in the log (see the
+// package comment; not part of the stored payload): unique, and the same
+// for every reader.
 type Event struct {
 	ID        string    `json:"id,omitempty"`
 	Type      Type      `json:"type"`
@@ -95,7 +110,7 @@ func (e Event) Encode() string {
 	return string(b)
 }
 
-// Decode parses a stored payload under its stream id.
+// Decode parses a stored payload under its event ID.
 func Decode(id, payload string) (Event, error) {
 	var e Event
 	if err := json.Unmarshal([]byte(payload), &e); err != nil {
@@ -118,114 +133,72 @@ func ShardKey(ks keyspace.Space, shard int) string { return ks.In(shard, "events
 // (a settle of a whole run appends them as one entry).
 const BatchField = "es"
 
-// Log reads and appends to a deployment's events stream.
+// Log reads and appends to a deployment's event streams.
 type Log struct {
-	rdb redis.UniversalClient
-	key string
+	rdb  redis.UniversalClient
+	keys [sources]string // the shards' streams, then the unsharded one
+	// perSource: reads go stream by stream (a Redis Cluster refuses one
+	// command on keys of several slots).
+	perSource bool
 }
 
 // New returns the events log of space ks.
 func New(rdb redis.UniversalClient, ks keyspace.Space) *Log {
-	return &Log{rdb: rdb, key: Key(ks)}
+	l := &Log{rdb: rdb}
+	for n := range keyspace.Shards {
+		l.keys[n] = ShardKey(ks, n)
+	}
+	l.keys[legacy] = Key(ks)
+	_, l.perSource = rdb.(*redis.ClusterClient)
+	return l
+}
+
+// ShardFor is the shard of e's stream: its recipient's, else its
+// campaign's, else its job's.
+func ShardFor(e Event) int {
+	switch {
+	case e.Recipient != "":
+		return keyspace.ShardOf(e.Recipient)
+	case e.Campaign != "":
+		return keyspace.ShardOf(e.Campaign)
+	}
+	return keyspace.ShardOf(e.Job)
 }
 
 // Append adds an event for a change that was not made by a script (a
-// pause, an unsubscribe): called after the change succeeded. It returns
-// the event's id.
+// pause, an unsubscribe) to its shard's stream (ShardFor): called after
+// the change succeeded. It returns the event's ID.
 func (l *Log) Append(ctx context.Context, e Event) (string, error) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	id, err := l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.key, Values: []string{Field, e.Encode()}}).Result()
+	src := ShardFor(e)
+	id, err := l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.keys[src], Values: []string{Field, e.Encode()}}).Result()
 	if err != nil {
 		return "", fmt.Errorf("append %s event: %w", e.Type, err)
 	}
-	return id, nil
+	sid, _ := parseStreamID(id)
+	return eventID{src: src, entry: sid, index: -1}.String(), nil
 }
 
-// Trim drops events older than retention (approximately: whole
-// stream nodes at a time) and returns how many went.
+// Trim drops events older than retention from every stream
+// (approximately: whole stream nodes at a time) and returns how many went.
 func (l *Log) Trim(ctx context.Context, now time.Time, retention time.Duration) (int64, error) {
-	n, err := l.rdb.XTrimMinIDApprox(ctx, l.key, MinID(now.Add(-retention)), 0).Result()
+	cmds := make([]*redis.IntCmd, sources)
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for src, k := range l.keys {
+			cmds[src] = p.XTrimMinIDApprox(ctx, k, MinID(now.Add(-retention)), 0)
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("trim events: %w", err)
 	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
 	return n, nil
-}
-
-// MinID is the smallest stream id at or after t.
-func MinID(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) + "-0" }
-
-// Read returns up to count events after id ("0" for the oldest kept, "$"
-// only with Tail), waiting up to block for the first one (block < 0:
-// don't wait).
-func (l *Log) Read(ctx context.Context, after string, count int, block time.Duration) ([]Event, error) {
-	res, err := l.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{l.key, after}, Count: int64(count), Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read events after %s: %w", after, err)
-	}
-	var out []Event
-	for _, s := range res {
-		for _, m := range s.Messages {
-			raw, _ := m.Values[Field].(string)
-			e, err := Decode(m.ID, raw)
-			if err != nil {
-				return out, err
-			}
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-// Last returns the id of the newest event ever added ("0-0" for none),
-// so a reader that starts now begins after it.
-func (l *Log) Last(ctx context.Context) (string, error) {
-	res, err := l.rdb.XRevRangeN(ctx, l.key, "+", "-", 1).Result()
-	if err != nil {
-		return "", fmt.Errorf("last event: %w", err)
-	}
-	if len(res) == 0 {
-		return "0-0", nil
-	}
-	return res[0].ID, nil
-}
-
-// Behind counts the events after id, up to limit (the lag of a reader
-// whose cursor is id).
-func (l *Log) Behind(ctx context.Context, id string, limit int64) (int64, error) {
-	res, err := l.rdb.XRangeN(ctx, l.key, "("+id, "+", limit).Result()
-	if err != nil {
-		return 0, fmt.Errorf("events after %s: %w", id, err)
-	}
-	return int64(len(res)), nil
-}
-
-// Since turns a --since value into the id to read after: an event id
-// (as printed), or a duration back from now.
-func Since(s string, now time.Time) (string, error) {
-	if s == "" {
-		return "$", nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return "", fmt.Errorf("--since %s: must not be negative", s)
-		}
-		return MinID(now.Add(-d)), nil
-	}
-	ms, seq, ok := strings.Cut(s, "-")
-	if _, err := strconv.ParseUint(ms, 10, 64); err == nil {
-		if !ok {
-			return s + "-0", nil
-		}
-		if _, err := strconv.ParseUint(seq, 10, 64); err == nil {
-			return s, nil
-		}
-	}
-	return "", fmt.Errorf("--since %q: want a duration (30m, 24h) or an event id (1700000000000-0)", s)
 }
 
 // KeepTrimmed trims the stream to retention every minute until ctx ends.

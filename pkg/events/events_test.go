@@ -2,7 +2,9 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,26 +16,37 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
+func newLog(t *testing.T) (*Log, *redis.Client) {
+	t.Helper()
+	rdb := redistest.Client(t)
+	return New(rdb, keyspace.Space(redistest.Prefix(t))), rdb
+}
+
 func TestAppendReadTrim(t *testing.T) {
 	ctx := context.Background()
-	rdb := redistest.Client(t)
-	l := New(rdb, keyspace.Space(redistest.Prefix(t)))
-	if last, err := l.Last(ctx); err != nil || last != "0-0" {
-		t.Fatalf("last of nothing: %q %v", last, err)
+	l, rdb := newLog(t)
+	if last, err := l.Last(ctx); err != nil || last != (Cursor{}) {
+		t.Fatalf("last of nothing: %v %v", last, err)
 	}
-	// An event 10 days old (its id from its time), then a new one.
+	// An event 10 days old (its id from its time) in shard 4, then a new one.
 	old := time.Now().Add(-10 * 24 * time.Hour)
-	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.key, ID: MinID(old),
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.keys[4], ID: MinID(old),
 		Values: []string{Field, Event{Type: Paused, Time: old, Campaign: "c"}.Encode()}}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	id, err := l.Append(ctx, Event{Type: Resumed, Campaign: "c"})
+	id, err := l.Append(ctx, Event{Type: Resumed, Campaign: "c", Recipient: "Ann@Example.test"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d/", keyspace.ShardOf("ann@example.test")); !strings.HasPrefix(id, want) {
+		t.Fatalf("appended as %s, want in shard %s", id, want)
 	}
 	evs, err := l.Read(ctx, "0", 10, -1)
 	if err != nil || len(evs) != 2 || evs[1].ID != id || evs[1].Type != Resumed || evs[1].Time.IsZero() || evs[0].Campaign != "c" {
 		t.Fatalf("read %+v %v", evs, err)
+	}
+	if evs[0].ID != "4/"+MinID(old) {
+		t.Fatalf("old event's id %s", evs[0].ID)
 	}
 	if n, _ := l.Behind(ctx, evs[0].ID, 10); n != 1 {
 		t.Fatalf("behind the first: %d", n)
@@ -43,19 +56,174 @@ func TestAppendReadTrim(t *testing.T) {
 	if _, err := l.Trim(ctx, time.Now(), DefaultRetention); err != nil {
 		t.Fatal(err)
 	}
-	if last, _ := l.Last(ctx); last != id {
-		t.Fatalf("last %s, want %s", last, id)
+	last, err := l.Last(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := l.Read(ctx, last.String(), 10, -1); len(evs) != 0 {
+		t.Fatalf("after Last: %+v", evs)
+	}
+	if n, _ := l.Behind(ctx, last.String(), 10); n != 0 {
+		t.Fatalf("behind Last: %d", n)
+	}
+}
+
+// fill writes entries with fixed ids: single events, a batch entry of
+// three, and one in the unsharded stream of earlier versions.
+func fill(t *testing.T, l *Log, rdb *redis.Client) []string {
+	t.Helper()
+	ctx := context.Background()
+	ev := func(r string) string {
+		return Event{Type: Delivered, Recipient: r, Time: time.UnixMilli(1000)}.Encode()
+	}
+	add := func(src int, id string, vals ...string) {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.keys[src], ID: id, Values: vals}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(3, "1000-0", Field, ev("a"))
+	add(7, "1000-0", Field, ev("b"))
+	add(legacy, "1000-0", Field, ev("old"))
+	add(3, "1001-0", BatchField, "["+ev("c1")+","+ev("c2")+","+ev("c3")+"]")
+	add(0, "1002-0", Field, ev("d"))
+	add(11, "1002-0", Field, ev("e"))
+	add(7, "1003-5", Field, ev("f"))
+	return []string{"3/1000-0 a", "7/1000-0 b", "1000-0 old", "3/1001-0/0 c1", "3/1001-0/1 c2", "3/1001-0/2 c3",
+		"0/1002-0 d", "11/1002-0 e", "7/1003-5 f"}
+}
+
+func show(evs []Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID + " " + e.Recipient
+	}
+	return out
+}
+
+// TestMergedOrderInSmallReads: the shards read as one stream in id order,
+// page by page through a cursor that is stored as text between pages
+// (as a webhook does), batch entries split across pages; and a read
+// after an event ID goes on exactly after it. Both on one Redis and
+// stream by stream (as on a cluster).
+func TestMergedOrderInSmallReads(t *testing.T) {
+	ctx := context.Background()
+	for _, perSource := range []bool{false, true} {
+		l, rdb := newLog(t)
+		l.perSource = perSource
+		want := fill(t, l, rdb)
+		for _, page := range []int{1, 2, 4, 100} {
+			var got []Event
+			text := ""
+			for range 20 {
+				c, err := ParseCursor(text)
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs, next, err := l.ReadFrom(ctx, c, page, -1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(evs) > page {
+					t.Fatalf("page %d: read %d", page, len(evs))
+				}
+				got = append(got, evs...)
+				text = next.String()
+			}
+			if fmt.Sprint(show(got)) != fmt.Sprint(want) {
+				t.Errorf("perSource %v page %d:\n got %v\nwant %v", perSource, page, show(got), want)
+			}
+		}
+		for i, w := range want {
+			id, _, _ := strings.Cut(w, " ")
+			evs, err := l.Read(ctx, id, 100, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(show(evs)) != fmt.Sprint(want[i+1:]) {
+				t.Errorf("after %s: %v", id, show(evs))
+			}
+			if n, _ := l.Behind(ctx, id, 100); n != int64(len(want)-i-1) {
+				t.Errorf("behind %s: %d, want %d", id, n, len(want)-i-1)
+			}
+		}
+	}
+}
+
+// TestCursorKeepsALateShard: an entry appended to one shard with an id
+// older than what the reader already read from another (clocks of
+// cluster nodes differ) is still read through the cursor.
+func TestCursorKeepsALateShard(t *testing.T) {
+	ctx := context.Background()
+	l, rdb := newLog(t)
+	add := func(src int, id, r string) {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.keys[src], ID: id, Values: []string{Field, Event{Type: Queued, Recipient: r}.Encode()}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(1, "2000-0", "a")
+	evs, c, err := l.ReadFrom(ctx, Cursor{}, 10, -1)
+	if err != nil || len(evs) != 1 {
+		t.Fatal(evs, err)
+	}
+	add(2, "1500-0", "late")
+	add(1, "2001-0", "b")
+	evs, _, err = l.ReadFrom(ctx, c, 10, -1)
+	if err != nil || fmt.Sprint(show(evs)) != "[2/1500-0 late 1/2001-0 b]" {
+		t.Fatalf("after the cursor: %v %v", show(evs), err)
+	}
+}
+
+// TestBlockingRead: a read waiting for events returns soon after one is
+// appended to any shard, on one Redis and polling as on a cluster.
+func TestBlockingRead(t *testing.T) {
+	ctx := context.Background()
+	for _, perSource := range []bool{false, true} {
+		l, _ := newLog(t)
+		l.perSource = perSource
+		c, err := l.Last(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			_, _ = l.Append(ctx, Event{Type: Paused, Campaign: "x"})
+		}()
+		start := time.Now()
+		evs, _, err := l.ReadFrom(ctx, c, 10, 5*time.Second)
+		if err != nil || len(evs) != 1 || evs[0].Type != Paused {
+			t.Fatalf("perSource %v: %+v %v", perSource, evs, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("perSource %v: returned after %v", perSource, d)
+		}
+		if evs, _, err := l.ReadFrom(ctx, c, 10, 300*time.Millisecond); err != nil || len(evs) != 1 {
+			t.Fatalf("perSource %v: read again: %+v %v", perSource, evs, err)
+		}
 	}
 }
 
 func TestSince(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
-	for in, want := range map[string]string{"": "$", "1h": "1699996400000-0", "1700000000000-5": "1700000000000-5", "1700000000000": "1700000000000-0"} {
-		if got, err := Since(in, now); err != nil || got != want {
-			t.Errorf("Since(%q) = %q, %v; want %q", in, got, err, want)
+	for in, want := range map[string]string{
+		"1h":                "1699996399999-18446744073709551615",
+		"1700000000000-5":   "1700000000000-5",
+		"1700000000000":     "1700000000000-0",
+		"3/1700000000000-5": "1700000000000-5,1700000000000-5,1700000000000-5,1700000000000-5,1700000000000-4",
+	} {
+		c, err := Since(in, now)
+		if err != nil {
+			t.Errorf("Since(%q): %v", in, err)
+			continue
+		}
+		if got := c.String(); !strings.HasPrefix(got, want) {
+			t.Errorf("Since(%q) = %s, want %s...", in, got, want)
 		}
 	}
-	for _, bad := range []string{"yesterday", "-1h", "12-x"} {
+	c, _ := Since("3/1700000000000-5/1", now)
+	if p := c.pos[3]; p.part != 2 || p.entry.String() != "1700000000000-5" {
+		t.Errorf("after event 1 of a batch: %+v", p)
+	}
+	for _, bad := range []string{"", "yesterday", "-1h", "12-x", "12/1-0", "3/1-0/x"} {
 		if _, err := Since(bad, now); err == nil {
 			t.Errorf("Since(%q) accepted", bad)
 		}

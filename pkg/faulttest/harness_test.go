@@ -396,11 +396,14 @@ func (e *env) check(allow func(addr string) int) tally {
 
 func one(string) int { return 1 }
 
-// held lists every stream that holds jobs: both lanes and every line.
+// held lists every stream that holds jobs: both lanes of every shard and
+// every line.
 func (e *env) held(ctx context.Context) ([]string, error) {
 	var out []string
-	for _, l := range streams.Lanes {
-		out = append(out, e.q.Stream(l))
+	for sh := 0; sh < keyspace.Shards; sh++ {
+		for _, l := range streams.Lanes {
+			out = append(out, e.q.Stream(sh, l))
+		}
 	}
 	err := e.q.Lines(ctx, func(l streams.Line) error {
 		out = append(out, e.q.LineStream(l))

@@ -93,9 +93,25 @@ func New(rdb redis.UniversalClient, ks keyspace.Space, supp *suppression.List, g
 }
 
 // DomainKey is the hash counting complaints and bounces per sending
-// (From) domain, across campaigns.
+// (From) domain, across campaigns: {prefix~fb:DOMAIN}, a hash tag of its
+// own, so sending domains spread over a cluster.
 func (l *Loop) DomainKey(domain string) string {
-	return l.ks.Key("fb", "domain", strings.ToLower(domain))
+	return l.ks.Own("fb:" + strings.ToLower(domain))
+}
+
+// countDomain adds one to j's sending domain's field (DomainBounces or
+// DomainComplaints) once the amendment it follows was stored. It is a
+// command apart from the amendment (the record is in its recipient's
+// shard), so a crash or an error between the two leaves the domain one
+// short (the report applied again changes nothing, and counts nothing).
+func (l *Loop) countDomain(ctx context.Context, j *job, field string) error {
+	if j.domain == "" {
+		return nil
+	}
+	if err := l.rdb.HIncrBy(ctx, l.DomainKey(j.domain), field, 1).Err(); err != nil {
+		return fmt.Errorf("feedback: count %s of %s: %w", field, j.domain, err)
+	}
+	return nil
 }
 
 // job is where a report's job keeps its record.
@@ -237,6 +253,15 @@ func (l *Loop) apply(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		return fmt.Errorf("feedback: %w", err)
 	}
 	l.log.Info("feedback: applied", append(attrs, "amended", changed)...)
+	if changed {
+		field := DomainComplaints
+		if hard {
+			field = DomainBounces
+		}
+		if err := l.countDomain(ctx, j, field); err != nil {
+			l.log.Warn("feedback: sending domain not counted", append(attrs, "err", err)...)
+		}
+	}
 	if changed && j.campaign != "" {
 		return l.judge(ctx, j.campaign, counts[0], counts[1], counts[2])
 	}
@@ -288,9 +313,6 @@ func (l *Loop) amend(ctx context.Context, j *job, field string, rc feedback.Reci
 				rec.Host = rc.RemoteMTA
 			}
 			in = []streams.Incr{{Field: string(outcome.Delivered), By: -1}, {Field: string(outcome.Bounced), By: 1}}
-			if j.domain != "" {
-				in = append(in, streams.Incr{Key: l.DomainKey(j.domain), Field: DomainBounces, By: 1})
-			}
 		} else {
 			if rec.Reason == ComplaintReason {
 				return nil // counted already
@@ -298,9 +320,6 @@ func (l *Loop) amend(ctx context.Context, j *job, field string, rc feedback.Reci
 			rec.Reason = ComplaintReason
 			if j.campaign != "" {
 				in = append(in, streams.Incr{Field: store.Complaints, By: 1})
-			}
-			if j.domain != "" {
-				in = append(in, streams.Incr{Key: l.DomainKey(j.domain), Field: DomainComplaints, By: 1})
 			}
 		}
 		ev := events.Complained

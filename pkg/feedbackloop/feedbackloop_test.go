@@ -288,7 +288,7 @@ func TestAsyncBouncesAndComplaintsEndToEnd(t *testing.T) {
 	if rows != s.Total || bounced != s.Bounced || delivered != s.Delivered || complaints != s.Complaints {
 		t.Errorf("report: %d rows, %d bounced, %d delivered, %d complaints; counters %+v", rows, bounced, delivered, complaints, s)
 	}
-	dom, err := e.rdb.HGetAll(ctx, e.ks.Key("fb", "domain", "sluice.test")).Result()
+	dom, err := e.rdb.HGetAll(ctx, e.ks.Own("fb:sluice.test")).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

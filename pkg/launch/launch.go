@@ -1,8 +1,9 @@
 // Package launch expands a campaign into per-recipient jobs: it validates
 // the whole recipient list first (nothing is enqueued from a list with
 // problems unless told to skip them), stores the campaign once, then
-// streams recipients into the lane's stream in atomic, checkpointed
-// batches, so an interrupted launch resumes without queuing anyone twice.
+// streams recipients into their shards' lane streams in batches written
+// atomically and checkpointed per shard, so an interrupted launch resumes
+// without queuing anyone twice.
 package launch
 
 import (
@@ -119,18 +120,22 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 		return res, err
 	}
 	st := store.New(rdb, ks)
-	created, checkpoint, err := st.Create(ctx, spec.ID, spec.Lane, fp, specJSON)
+	created, err := st.Create(ctx, spec.ID, spec.Lane, fp, specJSON)
 	if err != nil {
 		return res, err
 	}
+	var checkpoints [keyspace.Shards]int
 	switch created {
 	case store.Done:
 		res.Already = true
 		return res, nil
 	case store.Resume:
 		res.Resumed = true
+		if checkpoints, err = st.Checkpoints(ctx, spec.ID); err != nil {
+			return res, err
+		}
 	}
-	if err := enqueue(ctx, rdb, ks, st, spec, checkpoint, opt, &res); err != nil {
+	if err := enqueue(ctx, rdb, ks, st, spec, checkpoints, opt, &res); err != nil {
 		return res, err
 	}
 	return res, st.MarkLaunched(ctx, spec.ID, spec.SendAt)
@@ -247,7 +252,11 @@ func fingerprint(spec []byte, recipients string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, spec *campaign.Spec, checkpoint int, opt Options, res *Result) error {
+// enqueue streams the recipients into the lane in batches, each written
+// atomically per shard with that shard's checkpoint. A resumed launch
+// skips a row at or before its shard's checkpoint: every such row was
+// written (batches reach a shard in file order), and none after it.
+func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, spec *campaign.Spec, checkpoints [keyspace.Shards]int, opt Options, res *Result) error {
 	lane, err := streams.ParseLane(spec.Lane)
 	if err != nil {
 		return err
@@ -330,8 +339,8 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		if err != nil {
 			return err
 		}
-		if rc.Line <= checkpoint || res.unrenderable[rc.Line] {
-			continue // before the checkpoint, or reported by validate
+		if rc.Line <= checkpoints[keyspace.ShardOf(rc.Email)] || res.unrenderable[rc.Line] {
+			continue // before its shard's checkpoint, or reported by validate
 		}
 		last = rc.Line
 		pending = append(pending, &streams.Job{

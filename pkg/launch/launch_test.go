@@ -86,10 +86,10 @@ func TestInterruptedLaunchResumesWithoutDuplicates(t *testing.T) {
 		t.Fatalf("relaunch: %+v, %v; want 600 more", res, err)
 	}
 	q := streams.New(rdb, ks, "t")
-	if n := rdb.XLen(ctx, q.Stream(streams.Marketing)).Val(); n != 1000 {
+	if n, _, _ := q.Depth(ctx, streams.Marketing); n != 1000 {
 		t.Fatalf("stream holds %d jobs, want 1000", n)
 	}
-	if n := rdb.HLen(ctx, st.Tally("spring").Records).Val(); n != 1000 {
+	if n, _ := st.Recipients(ctx, "spring"); n != 1000 {
 		t.Fatalf("%d recipient records, want 1000", n)
 	}
 	s, _ := st.Status(ctx, "spring")
@@ -100,7 +100,7 @@ func TestInterruptedLaunchResumesWithoutDuplicates(t *testing.T) {
 	if res, err := Launch(ctx, rdb, ks, path, Options{}); err != nil || !res.Already || res.Enqueued != 0 {
 		t.Fatalf("third launch %+v %v", res, err)
 	}
-	if n := rdb.XLen(ctx, q.Stream(streams.Marketing)).Val(); n != 1000 {
+	if n, _, _ := q.Depth(ctx, streams.Marketing); n != 1000 {
 		t.Fatalf("stream holds %d jobs after a third launch", n)
 	}
 }

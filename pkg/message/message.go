@@ -13,10 +13,10 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
 	"net/mail"
 	"sort"
 	"strings"
-	"sync/atomic"
 	texttemplate "text/template"
 	"time"
 )
@@ -81,7 +81,11 @@ type Template struct {
 	text       *texttemplate.Template
 	html       *htmltemplate.Template
 	headers    []customHeader // sorted by name: output is deterministic
-	sizeHint   atomic.Int64   // largest message rendered so far
+
+	// Rendered once (see prepareBody and staticTexts).
+	bodyHead                 []byte // MIME-Version to the first part's content
+	boundaryMid, boundaryEnd []byte // multipart only
+	textStatic, htmlStatic   staticTexts
 }
 
 type customHeader struct {
@@ -176,7 +180,29 @@ func Compile(p Parts) (*Template, error) {
 		}
 		t.headers = append(t.headers, customHeader{name: name, tmpl: tm})
 	}
+	t.prepareStatic()
+	t.prepareBody()
 	return t, nil
+}
+
+// prepareStatic encodes the bodies' static lines once (see staticTexts).
+// html/template escapes a template, rewriting its tree, the first time it
+// runs: that is done here, on no data (an error from the missing data is
+// expected; an escaping error comes back at every Render, as before).
+func (t *Template) prepareStatic() {
+	if t.text != nil {
+		t.textStatic = staticTexts{}
+		for _, tm := range t.text.Templates() {
+			t.textStatic.collect(tm.Tree)
+		}
+	}
+	if t.html != nil {
+		_ = t.html.Execute(io.Discard, nil)
+		t.htmlStatic = staticTexts{}
+		for _, tm := range t.html.Templates() {
+			t.htmlStatic.collect(tm.Tree)
+		}
+	}
 }
 
 // FromAddress is the bare From address: the default envelope sender and

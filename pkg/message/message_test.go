@@ -546,14 +546,17 @@ func BenchmarkRender(b *testing.B) {
 		{"merge-heavy",
 			strings.Repeat("Text for {{.first_name}} in {{.city}}.\n", 20),
 			strings.Repeat("<p>Text for <b>{{.first_name}}</b> in {{.city}}.</p>\n", 20)},
+		{"100KiB",
+			"Hi {{.first_name}},\n" + strings.Repeat(para, 300) + "Greetings to {{.city}}.\n",
+			"<p>Hi {{.first_name}},</p>\n" + strings.Repeat("<p>"+para+"</p>\n", 700) + "<a href=\"{{.UnsubscribeURL}}\">unsubscribe</a>\n"},
 	} {
+		p := demoParts()
+		p.Text, p.HTML = bc.text, bc.html
+		tm := mustCompile(b, p)
+		fields := map[string]string{"first_name": "Zoë", "city": "Oslo"}
+		x := demoExtra()
+		x.MessageID = ""
 		b.Run(bc.name, func(b *testing.B) {
-			p := demoParts()
-			p.Text, p.HTML = bc.text, bc.html
-			tm := mustCompile(b, p)
-			fields := map[string]string{"first_name": "Zoë", "city": "Oslo"}
-			x := demoExtra()
-			x.MessageID = ""
 			b.ReportAllocs()
 			var n int
 			for b.Loop() {
@@ -562,6 +565,20 @@ func BenchmarkRender(b *testing.B) {
 					b.Fatal(err)
 				}
 				n = len(raw)
+			}
+			b.SetBytes(int64(n))
+		})
+		// Compose without Bytes: the message as pieces, to be streamed.
+		b.Run(bc.name+"/compose", func(b *testing.B) {
+			b.ReportAllocs()
+			var n int
+			for b.Loop() {
+				m, err := tm.Compose("zoe@example.test", fields, x)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = m.Len()
+				m.Release()
 			}
 			b.SetBytes(int64(n))
 		})

@@ -16,12 +16,17 @@ import (
 // would lose that LF (TestQPRoundTrip finds it).
 func appendQP(dst, src []byte) []byte {
 	if bytes.IndexByte(src, '\r') >= 0 {
-		src = bytes.ReplaceAll(bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+		src = foldCR(src)
 	}
 	w := quotedprintable.NewWriter((*appender)(&dst))
 	_, _ = w.Write(src) // appending to a slice cannot fail
 	_ = w.Close()
 	return dst
+}
+
+// foldCR turns CRLF and bare CR into LF.
+func foldCR(src []byte) []byte {
+	return bytes.ReplaceAll(bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
 }
 
 // appender is an io.Writer that appends to a byte slice.

@@ -4,129 +4,168 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"strings"
-	"sync"
 	texttemplate "text/template"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/address"
 )
 
-// scratch holds per-render template output; pooled because Render runs
-// thousands of times a second and bodies are the bulk of its allocation.
-type scratch struct{ hdr, text, html bytes.Buffer }
-
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
-
-// Render builds the message for one recipient. to is the bare recipient
-// address (the To header and {{.email}}); fields are the merge fields,
-// each a top-level template key. Errors are *PartError; a header that
-// merge data would break across lines is ErrHeaderInjection.
+// Render builds the message for one recipient in one new slice: Compose,
+// Bytes and Release. to is the bare recipient address (the To header and
+// {{.email}}); fields are the merge fields, each a top-level template
+// key. Errors are *PartError; a header that merge data would break across
+// lines is ErrHeaderInjection.
 func (t *Template) Render(to string, fields map[string]string, x Extra) ([]byte, error) {
+	m, err := t.Compose(to, fields, x)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Release()
+	return m.Bytes(), nil
+}
+
+// Compose builds the message for one recipient as Render does, but as
+// pieces to be written in turn (Message.WriteTo, Message.Parts) rather
+// than copied into one slice: the campaign's static body lines and MIME
+// boundaries are shared, not copied. Call Release when done with it.
+func (t *Template) Compose(to string, fields map[string]string, x Extra) (*Message, error) {
 	if err := checkTo(to); err != nil {
 		return nil, &PartError{Part: "to", Err: err}
 	}
-	data := make(map[string]string, len(fields)+2)
+	m := getMessage()
+	if err := t.compose(m, to, fields, x); err != nil {
+		m.Release()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (t *Template) compose(m *Message, to string, fields map[string]string, x Extra) error {
+	if m.fields == nil {
+		m.fields = make(map[string]string, len(fields)+2)
+	}
+	data := m.fields
 	for k, v := range fields {
 		data[k] = v
 	}
 	data["email"] = to
 	data["UnsubscribeURL"] = x.UnsubscribeURL
 
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
-
-	hint := t.sizeHint.Load()
-	out := make([]byte, 0, hint+hint/8+256)
-
 	date := x.Date
 	if date.IsZero() {
 		date = time.Now()
 	}
-	out = append(out, "Date: "...)
+	out := append(m.buf, "Date: "...)
 	out = date.AppendFormat(out, time.RFC1123Z) // RFC 5322 §3.3 date-time
 	out = append(out, '\r', '\n')
 	out = append(out, t.fromLine...)
 	out = append(out, t.replyLine...)
 	out, _ = appendHeader(out, "To", to, false) // checkTo bounded its length
 
-	subject, err := t.execHeader(sc, t.subject, data)
+	subject, err := m.execHeader(t.subject, data)
 	if err != nil {
-		return nil, &PartError{Part: "subject", Err: err}
+		return &PartError{Part: "subject", Err: err}
 	}
 	if out, err = appendHeader(out, "Subject", subject, true); err != nil {
-		return nil, &PartError{Part: "subject", Err: err}
+		return &PartError{Part: "subject", Err: err}
 	}
 
 	id := x.MessageID
 	if id == "" {
 		id = "<" + rand.Text() + "@" + t.fromDomain + ">"
 	} else if err := checkMessageID(id); err != nil {
-		return nil, &PartError{Part: "message_id", Err: err}
+		return &PartError{Part: "message_id", Err: err}
 	}
 	out = append(out, "Message-ID: "...)
 	out = append(out, id...)
 	out = append(out, '\r', '\n')
 
 	for _, h := range t.headers {
-		v, err := t.execHeader(sc, h.tmpl, data)
+		v, err := m.execHeader(h.tmpl, data)
 		if err != nil {
-			return nil, &PartError{Part: "headers", Header: h.name, Err: err}
+			return &PartError{Part: "headers", Header: h.name, Err: err}
 		}
 		if v = strings.Trim(v, " \t"); v == "" { // an empty custom header says nothing: leave it out
 			continue
 		}
 		if out, err = appendHeader(out, h.name, v, true); err != nil {
-			return nil, &PartError{Part: "headers", Header: h.name, Err: err}
+			return &PartError{Part: "headers", Header: h.name, Err: err}
 		}
 	}
 	for _, h := range x.Headers {
 		if err := checkName(h.Name); err != nil {
-			return nil, &PartError{Part: "extra_headers", Header: h.Name, Err: err}
+			return &PartError{Part: "extra_headers", Header: h.Name, Err: err}
 		}
 		if strings.ContainsAny(h.Value, "\r\n\x00") {
-			return nil, &PartError{Part: "extra_headers", Header: h.Name, Err: ErrHeaderInjection}
+			return &PartError{Part: "extra_headers", Header: h.Name, Err: ErrHeaderInjection}
 		}
 		if out, err = appendHeader(out, h.Name, h.Value, false); err != nil {
-			return nil, &PartError{Part: "extra_headers", Header: h.Name, Err: err}
+			return &PartError{Part: "extra_headers", Header: h.Name, Err: err}
 		}
 	}
+	m.buf = append(out, t.bodyHead...)
+	return t.composeBody(m, data)
+}
 
-	var text, html []byte
+// composeBody adds the body after the header section: one text part, or
+// multipart/alternative with the plain text first and the HTML last, the
+// order of increasing preference (RFC 2046 §5.1.4). The MIME headers up
+// to the first part's content (bodyHead) are already in m.
+func (t *Template) composeBody(m *Message, data map[string]string) error {
 	if t.text != nil {
-		sc.text.Reset()
-		if err := t.text.Execute(&sc.text, data); err != nil {
-			return nil, &PartError{Part: "text", Err: err}
+		if err := m.execBody(t.text, t.textStatic, data); err != nil {
+			return &PartError{Part: "text", Err: err}
 		}
-		text = sc.text.Bytes()
+	}
+	if t.text != nil && t.html != nil {
+		// The CRLF before a delimiter belongs to the delimiter, not the part.
+		m.addShared(t.boundaryMid)
 	}
 	if t.html != nil {
-		sc.html.Reset()
-		if err := t.html.Execute(&sc.html, data); err != nil {
-			return nil, &PartError{Part: "html", Err: err}
+		if err := m.execBody(t.html, t.htmlStatic, data); err != nil {
+			return &PartError{Part: "html", Err: err}
 		}
-		html = sc.html.Bytes()
 	}
-	out = appendBody(out, text, html)
+	switch {
+	case t.text != nil && t.html != nil:
+		m.addShared(t.boundaryEnd)
+	case !m.endsCRLF():
+		m.buf = append(m.buf, '\r', '\n')
+		m.ownUpTo(len(m.buf))
+	}
+	return nil
+}
 
-	if n := int64(len(out)); n > hint {
-		t.sizeHint.Store(n) // racy max; an occasional smaller store only costs a regrow
+// executor is a text or an html template.
+type executor interface {
+	Execute(w io.Writer, data any) error
+}
+
+// execBody runs a body template into m, encoded (see bodyWriter).
+func (m *Message) execBody(tm executor, static staticTexts, data map[string]string) error {
+	m.ownUpTo(len(m.buf))
+	m.body.reset(static, m)
+	if err := tm.Execute(&m.body, data); err != nil {
+		return err
 	}
-	return out, nil
+	m.body.flush()
+	return nil
 }
 
 // execHeader renders a header template and refuses a value that merge
 // data has broken across lines (the template itself was checked by
 // Compile).
-func (t *Template) execHeader(sc *scratch, tm *texttemplate.Template, data map[string]string) (string, error) {
-	sc.hdr.Reset()
-	if err := tm.Execute(&sc.hdr, data); err != nil {
+func (m *Message) execHeader(tm *texttemplate.Template, data map[string]string) (string, error) {
+	m.hdr.Reset()
+	if err := tm.Execute(&m.hdr, data); err != nil {
 		return "", err
 	}
-	if bytes.ContainsAny(sc.hdr.Bytes(), "\r\n\x00") {
+	if bytes.ContainsAny(m.hdr.Bytes(), "\r\n\x00") {
 		return "", ErrHeaderInjection
 	}
-	return sc.hdr.String(), nil
+	return m.hdr.String(), nil
 }
 
 const (
@@ -134,42 +173,25 @@ const (
 	htmlPartHeader = "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
 )
 
-// appendBody writes MIME-Version, the content headers and the body: one
-// text part, or multipart/alternative with the plain text first and the
-// HTML last, the order of increasing preference (RFC 2046 §5.1.4).
-func appendBody(out, text, html []byte) []byte {
-	out = append(out, "MIME-Version: 1.0\r\n"...)
-	if text == nil || html == nil {
-		body, hdr := text, textPartHeader
-		if text == nil {
-			body, hdr = html, htmlPartHeader
-		}
-		out = append(out, hdr...)
-		out = append(out, '\r', '\n')
-		out = appendQP(out, body)
-		if n := len(out); n < 2 || out[n-2] != '\r' || out[n-1] != '\n' {
-			out = append(out, '\r', '\n')
-		}
-		return out
+// prepareBody renders what every message of t shares around its bodies:
+// MIME-Version and the content headers, and for multipart the boundary
+// lines. "=_" never occurs in quoted-printable output ("=" is always
+// followed by hex or a line break), so one boundary serves all of a
+// campaign's messages without colliding with a body (RFC 2046 §5.1.1).
+func (t *Template) prepareBody() {
+	head := "MIME-Version: 1.0\r\n"
+	switch {
+	case t.html == nil:
+		head += textPartHeader + "\r\n"
+	case t.text == nil:
+		head += htmlPartHeader + "\r\n"
+	default:
+		boundary := "=_" + rand.Text()
+		head += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n--" + boundary + "\r\n" + textPartHeader + "\r\n"
+		t.boundaryMid = []byte("\r\n--" + boundary + "\r\n" + htmlPartHeader + "\r\n")
+		t.boundaryEnd = []byte("\r\n--" + boundary + "--\r\n")
 	}
-	// "=_" never occurs in quoted-printable output ("=" is always followed
-	// by hex or a line break), so the boundary cannot collide with a body
-	// (RFC 2046 §5.1.1).
-	boundary := "=_" + rand.Text()
-	out = append(out, "Content-Type: multipart/alternative; boundary=\""...)
-	out = append(out, boundary...)
-	out = append(out, "\"\r\n\r\n--"...)
-	out = append(out, boundary...)
-	out = append(out, "\r\n"+textPartHeader+"\r\n"...)
-	out = appendQP(out, text)
-	// The CRLF before a delimiter belongs to the delimiter, not the part.
-	out = append(out, "\r\n--"...)
-	out = append(out, boundary...)
-	out = append(out, "\r\n"+htmlPartHeader+"\r\n"...)
-	out = appendQP(out, html)
-	out = append(out, "\r\n--"...)
-	out = append(out, boundary...)
-	return append(out, "--\r\n"...)
+	t.bodyHead = []byte(head)
 }
 
 // checkTo accepts only a bare addr-spec, so the To header names exactly

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
@@ -69,27 +70,30 @@ func msTime(v any) time.Time {
 // finished when it came to deleting it (resumed meanwhile).
 var ErrChanged = errors.New("campaign changed while deleting")
 
-// deleteScript removes a campaign whose every recipient is final: its
-// hash, records and parked list, and its index entry. It checks that in
-// the same step, so a resume racing the delete cannot leave jobs behind
-// with no campaign. UNLINK frees a big records hash off the main thread.
+// deleteScript removes a campaign whose every recipient is final (ARGV[2]:
+// its queued count, summed over the shards just before): its hash and
+// index entry. It checks the state in the same step; a campaign sending or
+// cancelled with nothing queued can no longer get anything queued, so a
+// resume racing the delete cannot leave jobs behind with no campaign.
 var deleteScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return -1 end
-local q = tonumber(redis.call('HGET', KEYS[1], 'queued') or '0')
-if q ~= 0 or (st ~= 'sending' and st ~= 'cancelled') then return -2 end
-local n = redis.call('HLEN', KEYS[2])
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[1])
-return n
+if tonumber(ARGV[2]) ~= 0 or (st ~= 'sending' and st ~= 'cancelled') then return -2 end
+redis.call('UNLINK', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 0
 `)
 
 // Delete removes a finished or cancelled campaign's data (definition,
-// counters, records, parked jobs, index entry) and returns how many
-// recipient records it held. A campaign with recipients not final yet is
-// refused with ErrChanged.
+// index entry, then every shard's counters, records and parked jobs) and
+// returns how many recipient records it held. A campaign with recipients
+// not final yet is refused with ErrChanged.
 func (s *Store) Delete(ctx context.Context, id string) (int, error) {
-	n, err := deleteScript.Run(ctx, s.rdb, []string{s.hash(id), s.Tally(id).Records, s.ParkKey(id), s.index()}, id).Int()
+	queued, err := s.queued(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("delete %s: %w", id, err)
+	}
+	n, err := deleteScript.Run(ctx, s.rdb, []string{s.hash(id), s.index()}, id, queued).Int()
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("delete %s: %w", id, err)
@@ -98,5 +102,39 @@ func (s *Store) Delete(ctx context.Context, id string) (int, error) {
 	case n == -2:
 		return 0, fmt.Errorf("campaign %s: %w", id, ErrChanged)
 	}
-	return n, nil
+	// The definition is gone: engines drop what they still meet of it.
+	// UNLINK frees big records hashes off the main thread.
+	pipe := s.rdb.Pipeline()
+	t := s.Tally(id)
+	lens := make([]*redis.IntCmd, keyspace.Shards)
+	for sh := range lens {
+		lens[sh] = pipe.HLen(ctx, t.In(sh).Records)
+		pipe.Unlink(ctx, t.In(sh).Records, t.In(sh).Counters, s.ParkKey(id, sh))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("delete %s's records: %w", id, err)
+	}
+	total := 0
+	for _, c := range lens {
+		total += int(c.Val())
+	}
+	return total, nil
+}
+
+// Recipients counts the campaign's recipient records over every shard.
+func (s *Store) Recipients(ctx context.Context, id string) (int64, error) {
+	pipe := s.rdb.Pipeline()
+	t := s.Tally(id)
+	lens := make([]*redis.IntCmd, keyspace.Shards)
+	for n := range lens {
+		lens[n] = pipe.HLen(ctx, t.In(n).Records)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("recipients of %s: %w", id, err)
+	}
+	var total int64
+	for _, c := range lens {
+		total += c.Val()
+	}
+	return total, nil
 }

@@ -1,7 +1,8 @@
-// Package store keeps campaigns in Redis: each campaign's definition, its
-// state and counters (one hash, so status is one read), and one record per
-// recipient. The queue (package streams) updates the counters and records
-// in the same atomic step that acknowledges a job.
+// Package store keeps campaigns in Redis: each campaign's definition and
+// state (one hash in the shared tag), and, per shard, its counters and one
+// record per recipient of that shard (so status is one pipelined read of
+// thirteen hashes). The queue (package streams) updates a shard's counters
+// and records in the same atomic step that acknowledges a job of it.
 package store
 
 import (
@@ -46,15 +47,23 @@ func New(rdb redis.UniversalClient, ks keyspace.Space) *Store { return &Store{rd
 // store is the only package that reads or writes it.
 func (s *Store) hash(id string) string { return s.ks.Key("campaign", id) }
 
-// Tally is where the queue counts a campaign's outcomes.
+// Tally is where the queue counts a campaign's outcomes: per shard, a
+// counters hash (with the shard's launch checkpoint) and a records hash.
 func (s *Store) Tally(id string) streams.Tally {
-	return streams.Tally{Counters: s.hash(id), Records: s.ks.Key("rcpt", id), CheckpointField: "checkpoint"}
+	return streams.Tally{CheckpointField: checkpoint, Shards: func(n int) streams.Tally {
+		return streams.Tally{Counters: s.ks.In(n, "cnt", id), Records: s.ks.In(n, "rcpt", id), CheckpointField: checkpoint}
+	}}
 }
+
+// checkpoint is the field of a shard's counters holding the last
+// recipients-file line enqueued into that shard.
+const checkpoint = "checkpoint"
 
 func (s *Store) index() string { return s.ks.Key("campaigns") }
 
-// ParkKey is the list where engines park a paused campaign's jobs.
-func (s *Store) ParkKey(id string) string { return s.ks.Key("parked", id) }
+// ParkKey is the list where engines park a paused campaign's jobs of
+// shard.
+func (s *Store) ParkKey(id string, shard int) string { return s.ks.In(shard, "parked", id) }
 
 // Created says what Create found.
 type Created int
@@ -65,37 +74,55 @@ const (
 	Done                  // the same campaign was launched completely already
 )
 
-// createScript stores a new campaign with every counter of
-// outcome.Counters at 0.
+// createScript stores a new campaign (its counters start absent, read
+// as 0).
 var createScript = redis.NewScript(`
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if not fp then
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'fingerprint', ARGV[2], 'spec', ARGV[3], 'lane', ARGV[4],
-    'state', 'launching', 'created', ARGV[5], 'checkpoint', 0` + luaZeroCounters() + `)
+    'state', 'launching', 'created', ARGV[5])
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
-  return {0, 0}
+  return 0
 end
-if fp ~= ARGV[2] then return {-1, 0} end
-local st = redis.call('HGET', KEYS[1], 'state')
-local cp = tonumber(redis.call('HGET', KEYS[1], 'checkpoint') or '0')
-if st == 'launching' then return {1, cp} end
-return {2, cp}
+if fp ~= ARGV[2] then return -1 end
+if redis.call('HGET', KEYS[1], 'state') == 'launching' then return 1 end
+return 2
 `)
 
 // Create stores a campaign once. fingerprint identifies its content (the
 // campaign file and recipient list): relaunching the same id with the same
-// content resumes from the stored checkpoint (the last recipients-file
-// line enqueued); different content under a used id is an error.
-func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec []byte) (Created, int, error) {
+// content resumes (see Checkpoints); different content under a used id is
+// an error.
+func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec []byte) (Created, error) {
 	res, err := createScript.Run(ctx, s.rdb, []string{s.hash(id), s.index()},
-		id, fingerprint, spec, lane, time.Now().UnixMilli()).Int64Slice()
+		id, fingerprint, spec, lane, time.Now().UnixMilli()).Int()
 	if err != nil {
-		return 0, 0, fmt.Errorf("store campaign %s: %w", id, err)
+		return 0, fmt.Errorf("store campaign %s: %w", id, err)
 	}
-	if res[0] < 0 {
-		return 0, 0, fmt.Errorf("campaign id %q was already launched with different content (campaign file or recipients changed); use a new id", id)
+	if res < 0 {
+		return 0, fmt.Errorf("campaign id %q was already launched with different content (campaign file or recipients changed); use a new id", id)
 	}
-	return Created(res[0]), int(res[1]), nil
+	return Created(res), nil
+}
+
+// Checkpoints returns, per shard, the last recipients-file line a launch
+// enqueued into it (0: none): a resumed launch skips a row whose line is
+// at or before its shard's checkpoint.
+func (s *Store) Checkpoints(ctx context.Context, id string) ([keyspace.Shards]int, error) {
+	var out [keyspace.Shards]int
+	pipe := s.rdb.Pipeline()
+	t := s.Tally(id)
+	cmds := make([]*redis.StringCmd, keyspace.Shards)
+	for n := range cmds {
+		cmds[n] = pipe.HGet(ctx, t.In(n).Counters, checkpoint)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return out, fmt.Errorf("checkpoints of %s: %w", id, err)
+	}
+	for n, c := range cmds {
+		out[n], _ = strconv.Atoi(c.Val())
+	}
+	return out, nil
 }
 
 // markLaunched moves a launching campaign to sending; a campaign paused or
@@ -219,53 +246,91 @@ type Status struct {
 	PauseReason string `json:"pause_reason,omitempty"`
 }
 
-// luaZeroCounters is ", 'total', 0, 'queued', 0, ..." for an HSET.
-func luaZeroCounters() string {
-	var b strings.Builder
-	for _, c := range outcome.Counters {
-		fmt.Fprintf(&b, ", '%s', 0", c)
-	}
-	return b.String()
-}
+// statusFields are the campaign hash's fields Status reads.
+var statusFields = []string{"id", "state", "send_at", "pause_reason"}
 
-// statusFields are the hash fields Status reads: these three, then
-// outcome.Counters, then the complaints counter and pause reason.
-var statusFields = append(append([]string{"id", "state", "send_at"}, outcome.Counters...), Complaints, "pause_reason")
+// counterFields are the fields of each shard's counters Status sums:
+// outcome.Counters, then the complaints counter.
+var counterFields = append(append([]string{}, outcome.Counters...), Complaints)
 
-// Status reads one campaign's progress.
+// Status reads one campaign's progress: its hash and its shards' counters
+// in one pipelined round trip.
 func (s *Store) Status(ctx context.Context, id string) (Status, error) {
-	vals, err := s.rdb.HMGet(ctx, s.hash(id), statusFields...).Result()
+	list, err := s.statuses(ctx, []string{id})
 	if err != nil {
-		return Status{}, fmt.Errorf("status of %s: %w", id, err)
+		return Status{}, err
 	}
-	return parseStatus(id, vals)
-}
-
-func parseStatus(id string, vals []any) (Status, error) {
-	if vals[0] == nil {
+	if len(list) == 0 {
 		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
 	}
-	n := func(i int) int64 {
-		v, _ := vals[i].(string)
-		x, _ := strconv.ParseInt(v, 10, 64)
-		return x
+	return list[0], nil
+}
+
+// statusCmds are one campaign's replies in a status pipeline.
+type statusCmds struct {
+	hash   *redis.SliceCmd
+	shards []*redis.SliceCmd
+}
+
+func (s *Store) queueStatus(ctx context.Context, pipe redis.Pipeliner, id string) statusCmds {
+	c := statusCmds{hash: pipe.HMGet(ctx, s.hash(id), statusFields...)}
+	t := s.Tally(id)
+	for n := 0; n < keyspace.Shards; n++ {
+		c.shards = append(c.shards, pipe.HMGet(ctx, t.In(n).Counters, counterFields...))
+	}
+	return c
+}
+
+// statuses reads the campaigns' statuses in one pipeline, leaving out
+// those that do not exist.
+func (s *Store) statuses(ctx context.Context, ids []string) ([]Status, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]statusCmds, len(ids))
+	for i, id := range ids {
+		cmds[i] = s.queueStatus(ctx, pipe, id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("campaign status: %w", err)
+	}
+	out := make([]Status, 0, len(ids))
+	for i, id := range ids {
+		if st, ok := parseStatus(id, cmds[i]); ok {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func parseStatus(id string, cmds statusCmds) (Status, bool) {
+	vals := cmds.hash.Val()
+	if len(vals) != len(statusFields) || vals[0] == nil {
+		return Status{}, false
+	}
+	sums := make([]int64, len(counterFields))
+	for _, c := range cmds.shards {
+		for i, v := range c.Val() {
+			str, _ := v.(string)
+			x, _ := strconv.ParseInt(str, 10, 64)
+			sums[i] += x
+		}
 	}
 	var c outcome.Counts
 	for i, name := range outcome.Counters {
-		c.Set(name, n(3+i))
+		c.Set(name, sums[i])
 	}
 	st := Status{ID: id, Total: c.Total, Queued: c.Queued, Delivered: c.Delivered, Deferred: c.Deferred,
 		Bounced: c.Bounced, Suppressed: c.Suppressed, Failed: c.Failed, Cancelled: c.Cancelled}
 	st.State, _ = vals[1].(string)
-	st.Complaints = n(3 + len(outcome.Counters))
-	st.PauseReason, _ = vals[4+len(outcome.Counters)].(string)
-	switch {
+	st.Complaints = sums[len(outcome.Counters)]
+	st.PauseReason, _ = vals[3].(string)
+	sendAt, _ := vals[2].(string)
+	switch at, _ := strconv.ParseInt(sendAt, 10, 64); {
 	case st.State == StateSending && st.Queued == 0:
 		st.State = StateFinished
-	case st.State == StateSending && n(2) > time.Now().UnixMilli():
+	case st.State == StateSending && at > time.Now().UnixMilli():
 		st.State = StateScheduled
 	}
-	return st, nil
+	return st, true
 }
 
 // List returns every campaign's status, oldest first, in one pipeline.
@@ -274,23 +339,7 @@ func (s *Store) List(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list campaigns: %w", err)
 	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, s.hash(id), statusFields...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("list campaigns: %w", err)
-	}
-	out := make([]Status, 0, len(ids))
-	for i, id := range ids {
-		st, err := parseStatus(id, cmds[i].Val())
-		if err != nil {
-			continue // removed between ZRANGE and HMGET
-		}
-		out = append(out, st)
-	}
-	return out, nil
+	return s.statuses(ctx, ids) // one removed between ZRANGE and the read is left out
 }
 
 // Record returns the stored record of one recipient.

@@ -16,26 +16,41 @@ type LineDepth struct {
 	NotBefore time.Time // when the line may be read again; zero when due or idle
 }
 
-// CampaignLines reports the lines of campaign id with their depths.
+// CampaignLines reports the lines of campaign id with their depths, a
+// destination's parts in every shard as one (its Shard is -1; NotBefore
+// is the earliest of its parts').
 func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, error) {
 	var lines []Line
 	for _, lane := range Lanes {
-		iter := q.rdb.SScan(ctx, q.lines(), 0, escapeGlob(string(lane)+"|"+id+"|")+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if l, err := ParseLine(iter.Val()); err == nil {
-				lines = append(lines, l)
-			}
-		}
-		if err := iter.Err(); err != nil {
+		err := q.scanLines(ctx, escapeGlob(string(lane)+"|"+id+"|")+"*", func(l Line) error { lines = append(lines, l); return nil })
+		if err != nil {
 			return nil, fmt.Errorf("lines of %s: %w", id, err)
 		}
 	}
-	ds := q.measure(ctx, lines)
-	out := ds[:0]
-	for _, d := range ds {
-		if d.Waiting > 0 || d.Held > 0 {
-			out = append(out, d)
+	// One line per destination: its shards' parts summed (Shard -1).
+	sums := map[Line]*LineDepth{}
+	var out []LineDepth
+	var order []Line
+	for _, d := range q.measure(ctx, lines) {
+		if d.Waiting == 0 && d.Held == 0 {
+			continue
 		}
+		l := d.Line
+		l.Shard = -1
+		sum := sums[l]
+		if sum == nil {
+			sum = &LineDepth{Line: l}
+			sums[l] = sum
+			order = append(order, l)
+		}
+		sum.Waiting += d.Waiting
+		sum.Held += d.Held
+		if !d.NotBefore.IsZero() && (sum.NotBefore.IsZero() || d.NotBefore.Before(sum.NotBefore)) {
+			sum.NotBefore = d.NotBefore
+		}
+	}
+	for _, l := range order {
+		out = append(out, *sums[l])
 	}
 	return out, nil
 }
@@ -53,7 +68,7 @@ func (q *Queue) measure(ctx context.Context, lines []Line) []LineDepth {
 	for i, l := range lines {
 		lens[i] = pipe.XLen(ctx, q.LineStream(l))
 		pend[i] = pipe.XPending(ctx, q.LineStream(l), Group)
-		score[i] = pipe.ZScore(ctx, q.ready(), l.Name())
+		score[i] = pipe.ZScore(ctx, q.ready(l.Shard), l.Name())
 	}
 	_, _ = pipe.Exec(ctx)
 	out := make([]LineDepth, len(lines))

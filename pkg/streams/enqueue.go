@@ -3,46 +3,46 @@ package streams
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/events"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
-// enqueueScript adds a batch of a campaign atomically: each recipient is
-// claimed in the records hash first (HSETNX), so an address already present
-// (a duplicate row, or a batch re-sent after an interrupted launch) is
-// never queued twice; then the launch checkpoint (in the counters hash,
-// at the field the tally names) moves past the batch. It returns the
-// counts, then the 0-based positions in the batch of the duplicates.
-var enqueueScript = redis.NewScript(luaEvent + `
+// enqueueScript adds one shard's part of a batch of a campaign atomically:
+// each recipient is claimed in the shard's records hash first (HSETNX), so
+// an address already present (a duplicate row, or a batch re-sent after an
+// interrupted launch) is never queued twice; then the shard's launch
+// checkpoint (in its counters hash, at the field the tally names) moves
+// past the batch. The events of the recipients it added go to the shard's
+// events stream as one entry. It returns the counts, then the 0-based
+// positions in the part of the duplicates.
+var enqueueScript = redis.NewScript(luaEvents + `
 local added, supp, dup = 0, 0, 0
-local dups = {}
+local dups, evs = {}, {}
 for i = 5, #ARGV, 4 do
   local kind, field, payload, ev = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  if kind == 'j' then
-    if redis.call('HSETNX', KEYS[3], field, ARGV[2]) == 1 then
+  local value = payload
+  if kind == 'j' then value = ARGV[2] end
+  if redis.call('HSETNX', KEYS[3], field, value) == 1 then
+    if kind == 'j' then
       if ARGV[3] == '0' then
         redis.call('XADD', KEYS[1], '*', 'j', payload)
       else
         redis.call('ZADD', KEYS[4], ARGV[3], payload)
       end
       added = added + 1
-      event(KEYS[5], ev)
     else
-      dup = dup + 1
-      dups[#dups + 1] = (i - 5) / 4
-    end
-  else
-    if redis.call('HSETNX', KEYS[3], field, payload) == 1 then
       supp = supp + 1
-      event(KEYS[5], ev)
-    else
-      dup = dup + 1
-      dups[#dups + 1] = (i - 5) / 4
     end
+    evs[#evs + 1] = ev
+  else
+    dup = dup + 1
+    dups[#dups + 1] = (i - 5) / 4
   end
 end
 if added + supp > 0 then redis.call('HINCRBY', KEYS[2], 'total', added + supp) end
@@ -50,20 +50,26 @@ if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup) end
 if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
+events(KEYS[5], evs)
 local out = {added, supp, dup}
 for _, d in ipairs(dups) do out[#out + 1] = d end
 return out
 `)
 
-// Batch is a group of jobs enqueued in one atomic step.
+// Batch is a group of jobs enqueued together: atomically per shard.
 type Batch struct {
 	Lane       Lane
 	Tally      Tally
-	Checkpoint string // recorded at Tally.CheckpointField with the batch; "" for none
+	Checkpoint string // recorded at Tally.CheckpointField of each shard written to; "" for none
 	// Due, when set, holds the jobs in the lane's delayed set until then
 	// (a scheduled campaign) instead of streaming them now.
 	Due   time.Time
-	items []any
+	items []batchItem
+}
+
+type batchItem struct {
+	shard int
+	args  [4]any // kind, record field, payload, event
 }
 
 // Add queues a job in the batch.
@@ -72,23 +78,23 @@ func (b *Batch) Add(j *Job) error {
 	if err != nil {
 		return err
 	}
-	b.items = append(b.items, "j", j.RecordField(), raw, jobEvent(events.Queued, j, Record{}))
+	b.items = append(b.items, batchItem{j.Shard(), [4]any{"j", j.RecordField(), raw, jobEvent(events.Queued, j, Record{})}})
 	return nil
 }
 
 // AddFinal records a recipient that is settled without sending (suppressed
 // at launch) so it is counted but never queued.
 func (b *Batch) AddFinal(j *Job, rec Record) {
-	b.items = append(b.items, "s", j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec))
+	b.items = append(b.items, batchItem{j.Shard(), [4]any{"s", j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec)}})
 }
 
 // Len is the number of items in the batch.
-func (b *Batch) Len() int { return len(b.items) / 4 }
+func (b *Batch) Len() int { return len(b.items) }
 
 // BatchResult counts what an enqueue did.
 type BatchResult struct{ Added, Final, Duplicates int }
 
-// Enqueue writes b atomically and resets it for reuse.
+// Enqueue writes b, atomically per shard, and resets it for reuse.
 func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 	res, _, err := q.EnqueueDuplicates(ctx, b)
 	return res, err
@@ -97,22 +103,52 @@ func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 // EnqueueDuplicates is Enqueue that also returns the positions (from 0,
 // in the order added) of the batch's duplicates: recipients whose
 // address the campaign already had, from an earlier row or batch.
+//
+// Each shard's part is one script that also moves that shard's
+// checkpoint: a launch interrupted midway has, per shard, every row up to
+// its checkpoint and none after (see the launcher's resume).
 func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, []int, error) {
 	due := int64(0)
 	if !b.Due.IsZero() {
 		due = b.Due.UnixMilli()
 	}
-	args := append([]any{b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField}, b.items...)
-	res, err := q.runReplicated(ctx, enqueueScript, []string{q.Stream(b.Lane), b.Tally.Counters, b.Tally.Records, q.Delayed(b.Lane), q.EventsKey()}, args...).Int64Slice()
-	if err != nil {
-		return BatchResult{}, nil, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+	var parts [keyspace.Shards][]int // positions in b.items, per shard
+	for i, it := range b.items {
+		parts[it.shard] = append(parts[it.shard], i)
+	}
+	var out BatchResult
+	var at []int
+	for shard, pos := range parts {
+		if len(pos) == 0 {
+			continue
+		}
+		t := b.Tally.In(shard)
+		args := make([]any, 0, 4+4*len(pos))
+		args = append(args, b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField)
+		for _, i := range pos {
+			args = append(args, b.items[i].args[:]...)
+		}
+		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard)}
+		res, err := q.runReplicated(ctx, enqueueScript, keys, args...).Int64Slice()
+		if err != nil {
+			return out, at, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+		}
+		out.Added += int(res[0])
+		out.Final += int(res[1])
+		out.Duplicates += int(res[2])
+		for _, i := range res[3:] {
+			at = append(at, pos[i])
+		}
 	}
 	b.items = b.items[:0]
-	var at []int
-	for _, i := range res[3:] {
-		at = append(at, int(i))
+	switch {
+	case out.Added > 0 && due > 0:
+		q.ringDelayed(ctx, b.Lane)
+	case out.Added > 0:
+		q.ring(ctx, b.Lane)
 	}
-	return BatchResult{Added: int(res[0]), Final: int(res[1]), Duplicates: int(res[2])}, at, nil
+	slices.Sort(at)
+	return out, at, nil
 }
 
 // AddOne queues a single job without a campaign (API, submission): its

@@ -20,8 +20,23 @@ local function event(key, payload)
 end
 `
 
-// EventsKey is the events stream the scripts append to.
-func (q *Queue) EventsKey() string { return events.Key(q.ks) }
+// luaEvents is luaEvent's batch form: events(key, payloads) appends the
+// payloads (a Lua list of encoded events) to the events stream as one
+// entry: one event in field events.Field, several as a JSON array in
+// events.BatchField. An empty list appends nothing.
+const luaEvents = luaEvent + `
+local function events(key, list)
+  if #list == 1 then
+    event(key, list[1])
+  elseif #list > 1 then
+    redis.call('XADD', key, '*', '` + events.BatchField + `', '[' .. table.concat(list, ',') .. ']')
+  end
+end
+`
+
+// EventsKey is shard's events stream, the one the scripts moving that
+// shard's jobs append to.
+func (q *Queue) EventsKey(shard int) string { return events.ShardKey(q.ks, shard) }
 
 // settleEvent is the event of a settle: the record's status, or expired.
 func settleEvent(d Delivery, rec Record) string {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
 // Expedite makes campaign's jobs in lane's delayed set due at now (retries
@@ -16,7 +18,16 @@ import (
 // for their time. ZADD XX only touches members still there, so a job the
 // mover took meanwhile is not put back.
 func (q *Queue) Expedite(ctx context.Context, l Lane, campaign string, now time.Time) error {
-	key := q.Delayed(l)
+	for shard := 0; shard < keyspace.Shards; shard++ {
+		if err := q.expedite(ctx, q.Delayed(shard, l), campaign, now); err != nil {
+			return err
+		}
+	}
+	q.ringDelayed(ctx, l)
+	return nil
+}
+
+func (q *Queue) expedite(ctx context.Context, key, campaign string, now time.Time) error {
 	// Jobs are JSON with the campaign as "c"; the match narrows the scan,
 	// decoding confirms it.
 	match := "*" + `"c":"` + globEscape(campaign) + `"` + "*"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
@@ -23,16 +24,17 @@ import (
 // or suspended is scored at the time it may send, a line with nothing new
 // is not in it at all.
 type Line struct {
+	Shard    int // every job of a line is of this shard
 	Lane     Lane
 	Campaign string // empty for transactional jobs
 	Key      string // the throttle key the destination rolls up to
 }
 
-// Name is the line's member in the ready and lines sets.
+// Name is the line's member in its shard's ready and lines sets.
 func (l Line) Name() string { return string(l.Lane) + "|" + l.Campaign + "|" + l.Key }
 
-// ParseLine is the inverse of Name.
-func ParseLine(name string) (Line, error) {
+// ParseLine is the inverse of Name for a line of shard.
+func ParseLine(shard int, name string) (Line, error) {
 	lane, rest, ok := strings.Cut(name, "|")
 	campaign, key, ok2 := strings.Cut(rest, "|")
 	if !ok || !ok2 {
@@ -42,14 +44,14 @@ func ParseLine(name string) (Line, error) {
 	if err != nil {
 		return Line{}, err
 	}
-	return Line{Lane: l, Campaign: campaign, Key: key}, nil
+	return Line{Shard: shard, Lane: l, Campaign: campaign, Key: key}, nil
 }
 
 // LineStream is the key of a line's stream.
-func (q *Queue) LineStream(l Line) string { return q.ks.Key("line", l.Name()) }
+func (q *Queue) LineStream(l Line) string { return q.ks.In(l.Shard, "line", l.Name()) }
 
-func (q *Queue) ready() string { return q.ks.Key("ready") }
-func (q *Queue) lines() string { return q.ks.Key("lines") }
+func (q *Queue) ready(shard int) string { return q.ks.In(shard, "ready") }
+func (q *Queue) lines(shard int) string { return q.ks.In(shard, "lines") }
 
 // luaIntoLine adds a job (ARGV raw) to line stream k named n, creating
 // its group when the line is new. A routed job puts the line in the ready
@@ -112,53 +114,66 @@ type Routed struct {
 	Line Line
 }
 
-// Route moves held jobs of lane l into their lines, atomically: the lane
-// entry goes and the line entry comes in one step. It returns how many
-// moved (jobs no longer held by this consumer are left alone).
+// Route moves held jobs of lane l into their lines, atomically per
+// shard: the lane entry goes and the line entry comes in one step. It
+// returns how many moved (jobs no longer held by this consumer are left
+// alone). Each job's line must be of its shard.
 func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
-	if len(rs) == 0 {
-		return 0, nil
-	}
-	keys := []string{q.ready(), q.lines(), q.Stream(l)}
-	args := []any{Group, q.consumer}
+	byShard := map[int][]Routed{}
 	for _, r := range rs {
-		keys = append(keys, q.LineStream(r.Line))
-		args = append(args, r.StreamID, r.Line.Name(), r.Raw)
+		byShard[r.Line.Shard] = append(byShard[r.Line.Shard], r)
 	}
-	n, err := q.runReplicated(ctx, routeScript, keys, args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("route %d jobs of %s: %w", len(rs), l, err)
-	}
-	return n, nil
-}
-
-// Due returns up to n lines worth reading now, longest waiting first.
-func (q *Queue) Due(ctx context.Context, now time.Time, n int) ([]Line, error) {
-	names, err := q.rdb.ZRangeByScore(ctx, q.ready(), &redis.ZRangeBy{
-		Min: "-inf", Max: fmt.Sprint(now.UnixMilli()), Count: int64(n),
-	}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("due lines: %w", err)
-	}
-	out := make([]Line, 0, len(names))
-	for _, s := range names {
-		l, err := ParseLine(s)
-		if err != nil {
-			q.rdb.ZRem(ctx, q.ready(), s) // not ours: never read again
-			continue
+	total := 0
+	for shard, rs := range byShard {
+		keys := []string{q.ready(shard), q.lines(shard), q.Stream(shard, l)}
+		args := []any{Group, q.consumer}
+		for _, r := range rs {
+			keys = append(keys, q.LineStream(r.Line))
+			args = append(args, r.StreamID, r.Line.Name(), r.Raw)
 		}
-		out = append(out, l)
+		n, err := q.runReplicated(ctx, routeScript, keys, args...).Int()
+		if err != nil {
+			return total, fmt.Errorf("route %d jobs of %s: %w", len(rs), l, err)
+		}
+		total += n
 	}
-	return out, nil
+	return total, nil
 }
 
-// NextDue is when the earliest line is due (zero when none waits).
-func (q *Queue) NextDue(ctx context.Context) (time.Time, error) {
-	zs, err := q.rdb.ZRangeWithScores(ctx, q.ready(), 0, 0).Result()
-	if err != nil || len(zs) == 0 {
-		return time.Time{}, err
+// Poll reads every shard's ready set in one pipelined round trip (its n
+// earliest lines each) and returns the lines worth reading now, longest
+// waiting first within a shard, and when the earliest of the others is
+// due (zero when none waits).
+func (q *Queue) Poll(ctx context.Context, now time.Time, n int) ([]Line, time.Time, error) {
+	pipe := q.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, keyspace.Shards)
+	for shard := range cmds {
+		cmds[shard] = pipe.ZRangeWithScores(ctx, q.ready(shard), 0, int64(n-1))
 	}
-	return time.UnixMilli(int64(zs[0].Score)), nil
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, time.Time{}, fmt.Errorf("due lines: %w", err)
+	}
+	var out []Line
+	var next time.Time
+	limit := float64(now.UnixMilli())
+	for shard, c := range cmds {
+		for _, z := range c.Val() {
+			name, _ := z.Member.(string)
+			if z.Score > limit {
+				if at := time.UnixMilli(int64(z.Score)); next.IsZero() || at.Before(next) {
+					next = at
+				}
+				break
+			}
+			l, err := ParseLine(shard, name)
+			if err != nil {
+				q.rdb.ZRem(ctx, q.ready(shard), name) // not ours: never read again
+				continue
+			}
+			out = append(out, l)
+		}
+	}
+	return out, next, nil
 }
 
 // Defer scores lines already in the ready set to be read again at the
@@ -169,7 +184,7 @@ func (q *Queue) Defer(ctx context.Context, at map[Line]time.Time) error {
 	}
 	pipe := q.rdb.Pipeline()
 	for l, t := range at {
-		pipe.ZAddXX(ctx, q.ready(), redis.Z{Score: float64(t.UnixMilli()), Member: l.Name()})
+		pipe.ZAddXX(ctx, q.ready(l.Shard), redis.Z{Score: float64(t.UnixMilli()), Member: l.Name()})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("defer lines: %w", err)
@@ -208,7 +223,7 @@ return {entries, left}
 // waiting in the line after them.
 func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error) {
 	stream := q.LineStream(l)
-	reply, err := q.runReplicated(ctx, takeScript, []string{q.ready(), q.lines(), stream}, Group, q.consumer, n, l.Name()).Slice()
+	reply, err := q.runReplicated(ctx, takeScript, []string{q.ready(l.Shard), q.lines(l.Shard), stream}, Group, q.consumer, n, l.Name()).Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, 0, fmt.Errorf("take from line %s: %w", l.Name(), err)
 	}
@@ -262,26 +277,37 @@ end
 return n
 `)
 
-// RequeueOwn puts every job this consumer holds in lane l back in line
-// (at a start: whatever a previous run of this consumer held is attempted
-// again once, by whichever engine gets to it).
+// RequeueOwn puts every job this consumer holds in lane l, in every
+// shard, back in line (at a start: whatever a previous run of this
+// consumer held is attempted again once, by whichever engine gets to it).
 func (q *Queue) RequeueOwn(ctx context.Context, l Lane) (int, error) {
-	return q.requeueOwn(ctx, q.Stream(l), nil)
+	total := 0
+	for shard := 0; shard < keyspace.Shards; shard++ {
+		n, err := q.requeueOwn(ctx, shard, q.Stream(shard, l), nil)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	if total > 0 {
+		q.ring(ctx, l)
+	}
+	return total, nil
 }
 
 // RequeueOwnLine is RequeueOwn for line l.
 func (q *Queue) RequeueOwnLine(ctx context.Context, l Line) (int, error) {
-	return q.requeueOwn(ctx, q.LineStream(l), &l)
+	return q.requeueOwn(ctx, l.Shard, q.LineStream(l), &l)
 }
 
-func (q *Queue) requeueOwn(ctx context.Context, stream string, line *Line) (int, error) {
+func (q *Queue) requeueOwn(ctx context.Context, shard int, stream string, line *Line) (int, error) {
 	name := ""
 	if line != nil {
 		name = line.Name()
 	}
 	total := 0
 	for {
-		n, err := requeueScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream}, Group, q.consumer, 500, name).Int()
+		n, err := requeueScript.Run(ctx, q.rdb, []string{q.ready(shard), q.lines(shard), stream}, Group, q.consumer, 500, name).Int()
 		if err != nil {
 			return total, fmt.Errorf("requeue own jobs of %s: %w", stream, err)
 		}
@@ -292,20 +318,28 @@ func (q *Queue) requeueOwn(ctx context.Context, stream string, line *Line) (int,
 	}
 }
 
-// Lines calls fn for every line that exists.
+// Lines calls fn for every line that exists, shard by shard.
 func (q *Queue) Lines(ctx context.Context, fn func(Line) error) error {
-	iter := q.rdb.SScan(ctx, q.lines(), 0, "", 1000).Iterator()
-	for iter.Next(ctx) {
-		l, err := ParseLine(iter.Val())
-		if err != nil {
-			continue
+	return q.scanLines(ctx, "", fn)
+}
+
+// scanLines calls fn for every line whose name matches the glob match
+// ("": all), in every shard's lines set.
+func (q *Queue) scanLines(ctx context.Context, match string, fn func(Line) error) error {
+	for shard := 0; shard < keyspace.Shards; shard++ {
+		iter := q.rdb.SScan(ctx, q.lines(shard), 0, match, 1000).Iterator()
+		for iter.Next(ctx) {
+			l, err := ParseLine(shard, iter.Val())
+			if err != nil {
+				continue
+			}
+			if err := fn(l); err != nil {
+				return err
+			}
 		}
-		if err := fn(l); err != nil {
-			return err
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("list lines: %w", err)
 		}
-	}
-	if err := iter.Err(); err != nil {
-		return fmt.Errorf("list lines: %w", err)
 	}
 	return nil
 }
@@ -338,7 +372,7 @@ func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error)
 	for _, d := range ds {
 		args = append(args, d.StreamID, d.Raw)
 	}
-	n, err := putBackScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), q.LineStream(l)}, args...).Int()
+	n, err := putBackScript.Run(ctx, q.rdb, []string{q.ready(l.Shard), q.lines(l.Shard), q.LineStream(l)}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("put back %d jobs of line %s: %w", len(ds), l.Name(), err)
 	}
@@ -373,7 +407,8 @@ return #entries
 // l as cancelled in t, without sending them or asking the throttle, and
 // returns how many.
 func (q *Queue) CancelLine(ctx context.Context, l Line, t Tally, n int) (int, error) {
-	done, err := cancelLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), t.Counters, t.Records, q.ready(), q.lines(), q.EventsKey()},
+	t = t.In(l.Shard)
+	done, err := cancelLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), t.Counters, t.Records, q.ready(l.Shard), q.lines(l.Shard), q.EventsKey(l.Shard)},
 		n, Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), l.Name(), Group, q.consumer, eventTime()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("cancel jobs of line %s: %w", l.Name(), err)
@@ -391,7 +426,7 @@ return 1
 // DropLine deletes line l with every job in it: its campaign was deleted,
 // and there is nothing left to record their outcomes in.
 func (q *Queue) DropLine(ctx context.Context, l Line) error {
-	if err := dropLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), q.ready(), q.lines()}, l.Name()).Err(); err != nil {
+	if err := dropLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), q.ready(l.Shard), q.lines(l.Shard)}, l.Name()).Err(); err != nil {
 		return fmt.Errorf("drop line %s: %w", l.Name(), err)
 	}
 	return nil

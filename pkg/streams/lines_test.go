@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
 // TestLinesRouteTakeAndLeave: routed jobs wait in their line; a line out
@@ -19,9 +21,9 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	ds, _ := q.Read(ctx, Marketing, 10, -1)
-	fast := Line{Lane: Marketing, Campaign: "x", Key: "fast"}
-	slow := Line{Lane: Marketing, Campaign: "x", Key: "mx:slow.test"}
+	ds := read(t, q, Marketing)
+	fast := Line{Shard: keyspace.ShardOf(campaignJob(0).To), Lane: Marketing, Campaign: "x", Key: "fast"}
+	slow := Line{Shard: keyspace.ShardOf(campaignJob(0).To), Lane: Marketing, Campaign: "x", Key: "mx:slow.test"}
 	var rs []Routed
 	for i, d := range ds {
 		l := fast
@@ -33,13 +35,13 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if n, err := q.Route(ctx, Marketing, rs); n != 6 || err != nil {
 		t.Fatalf("routed %d %v", n, err)
 	}
-	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 0 {
+	if n := laneLen(q, Marketing); n != 0 {
 		t.Fatalf("lane still has %d entries", n)
 	}
 	if n, _ := q.Route(ctx, Marketing, rs); n != 0 {
 		t.Fatalf("routed %d jobs no longer held", n)
 	}
-	due, err := q.Due(ctx, time.Now().Add(time.Second), 10)
+	due, _, err := q.Poll(ctx, time.Now().Add(time.Second), 10)
 	if err != nil || len(due) != 2 {
 		t.Fatalf("due %v %v", due, err)
 	}
@@ -47,7 +49,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if err := q.Defer(ctx, map[Line]time.Time{slow: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != fast {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != fast {
 		t.Fatalf("due after defer %v", due)
 	}
 	got, left, err := q.Take(ctx, fast, 2)
@@ -58,7 +60,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if len(got2) != 1 {
 		t.Fatalf("take %d", len(got2))
 	}
-	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 0 {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 0 {
 		t.Fatalf("due %v after the fast line ran out", due)
 	}
 	for _, d := range append(got, got2...) {
@@ -70,14 +72,14 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if g, _, _ := q.Take(ctx, fast, 1); len(g) != 0 {
 		t.Fatal("took from an empty line")
 	}
-	if rdb.Exists(ctx, q.LineStream(fast)).Val() != 0 || rdb.SIsMember(ctx, q.lines(), fast.Name()).Val() {
+	if rdb.Exists(ctx, q.LineStream(fast)).Val() != 0 || rdb.SIsMember(ctx, q.lines(fast.Shard), fast.Name()).Val() {
 		t.Fatal("empty line not deleted")
 	}
 	// Waking the slow key makes its line due at once.
 	if n, err := q.Wake(ctx, "mx:slow.test"); n != 1 || err != nil {
 		t.Fatalf("wake %d %v", n, err)
 	}
-	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != slow {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != slow {
 		t.Fatalf("due after wake %v", due)
 	}
 	// A restart puts held line jobs back, once.
@@ -103,19 +105,19 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 func TestLinesSharingAKeyTakeTurns(t *testing.T) {
 	q, _, tl := setup(t, "e1")
 	ctx := context.Background()
-	big := Line{Lane: Marketing, Campaign: "big", Key: "k"}
-	small := Line{Lane: Marketing, Campaign: "small", Key: "k"}
+	big := Line{Shard: keyspace.ShardOf(campaignJob(0).To), Lane: Marketing, Campaign: "big", Key: "k"}
+	small := Line{Shard: keyspace.ShardOf(campaignJob(0).To), Lane: Marketing, Campaign: "small", Key: "k"}
 	for _, l := range []Line{big, small} {
 		b := &Batch{Lane: Marketing, Tally: tl}
 		for i := 0; i < 4; i++ {
 			j := campaignJob(i)
-			j.ID, j.Campaign, j.To = l.Campaign+j.ID, l.Campaign, l.Campaign+j.To
+			j.ID, j.Campaign, j.To = l.Campaign+j.ID, l.Campaign, inShard(l.Shard, l.Campaign, "@example.test")[i]
 			_ = b.Add(j)
 		}
 		if _, err := q.Enqueue(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		ds, _ := q.Read(ctx, Marketing, 10, -1)
+		ds := read(t, q, Marketing)
 		var rs []Routed
 		for _, d := range ds {
 			rs = append(rs, Routed{Delivery: d, Line: l})
@@ -125,14 +127,14 @@ func TestLinesSharingAKeyTakeTurns(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != big {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != big {
 		t.Fatalf("due %v, want big first", due)
 	}
 	time.Sleep(5 * time.Millisecond)
 	if got, left, _ := q.Take(ctx, big, 1); len(got) != 1 || left != 3 {
 		t.Fatal("take")
 	}
-	if due, _ := q.Due(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != small {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != small {
 		t.Fatalf("due %v, want small first after big took its turn", due)
 	}
 }

@@ -7,13 +7,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // MessageKey is where a job's ready-made message is kept (transactional
 // mail submitted over SMTP or the API carries its own message; campaign
 // jobs are rendered from their campaign instead).
-func (q *Queue) MessageKey(jobID string) string { return q.ks.Key("msg", jobID) }
+// It is in the job's shard (Job.Shard: its id's).
+func (q *Queue) MessageKey(jobID string) string {
+	return q.ks.In(keyspace.ShardOf(jobID), "msg", jobID)
+}
 
 // addMessagesScript stores every message and queues every job, or none:
 // it checks all job ids are unused before it writes anything.
@@ -45,14 +49,15 @@ type Item struct {
 // AddMessages stores each item's message and queues its job — all of
 // them in one atomic step, or none: a client told "accepted" has every
 // recipient queued, and one told to retry has none, so a retry never
-// duplicates. Every job must be on one lane with a unique ID; HasMessage
-// is set on each.
+// duplicates. Every job must be on one lane and in one shard (ids chosen so) with a unique ID; HasMessage is set on each.
 func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 	if len(items) == 0 {
 		return nil
 	}
 	lane := items[0].Job.Lane
-	keys := []string{q.Stream(lane), t.Counters, t.Records}
+	shard := items[0].Job.Shard()
+	t = t.In(shard)
+	keys := []string{q.Stream(shard, lane), t.Counters, t.Records}
 	expire := int64(0)
 	if !t.RecordsExpireAt.IsZero() {
 		expire = t.RecordsExpireAt.UnixMilli()
@@ -63,6 +68,9 @@ func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 		j := it.Job
 		if j.Lane != lane {
 			return fmt.Errorf("enqueue messages: jobs on two lanes (%s, %s)", lane, j.Lane)
+		}
+		if j.Shard() != shard {
+			return fmt.Errorf("enqueue messages: jobs %s and %s in two shards", items[0].Job.ID, j.ID)
 		}
 		j.HasMessage = true
 		raw, err := j.encode()
@@ -79,6 +87,7 @@ func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 	if n < 0 {
 		return fmt.Errorf("enqueue messages: job id %s already used", items[-n-1].Job.ID)
 	}
+	q.ring(ctx, lane)
 	return nil
 }
 

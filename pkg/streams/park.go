@@ -36,12 +36,16 @@ end
 return n
 `)
 
-// Unpark moves up to n parked jobs from key back into lane's stream and
-// returns how many moved; call until it returns 0.
-func (q *Queue) Unpark(ctx context.Context, l Lane, key string, n int) (int, error) {
-	moved, err := unparkScript.Run(ctx, q.rdb, []string{key, q.Stream(l)}, n).Int()
+// Unpark moves up to n parked jobs from key (shard's parking list) back
+// into lane's stream of that shard and returns how many moved; call until
+// it returns 0.
+func (q *Queue) Unpark(ctx context.Context, shard int, l Lane, key string, n int) (int, error) {
+	moved, err := unparkScript.Run(ctx, q.rdb, []string{key, q.Stream(shard, l)}, n).Int()
 	if err != nil {
 		return 0, fmt.Errorf("unpark %s: %w", key, err)
+	}
+	if moved > 0 {
+		q.ring(ctx, l)
 	}
 	return moved, nil
 }
@@ -80,10 +84,12 @@ end
 return n
 `)
 
-// CancelParked settles up to n parked campaign jobs from key as cancelled
-// in t and returns how many it took; call until it returns 0.
-func (q *Queue) CancelParked(ctx context.Context, key string, t Tally, n int) (int, error) {
-	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records, q.EventsKey()}, n,
+// CancelParked settles up to n parked campaign jobs from key (shard's
+// parking list) as cancelled in t and returns how many it took; call until
+// it returns 0.
+func (q *Queue) CancelParked(ctx context.Context, shard int, key string, t Tally, n int) (int, error) {
+	t = t.In(shard)
+	done, err := cancelParkedScript.Run(ctx, q.rdb, []string{key, t.Counters, t.Records, q.EventsKey(shard)}, n,
 		Record{Status: string(outcome.Cancelled), Reason: "cancelled"}.Encode(), eventTime()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("cancel parked jobs in %s: %w", key, err)

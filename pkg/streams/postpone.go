@@ -33,11 +33,13 @@ return 1
 // attempt. Jobs waiting for a throttled or suspended provider wait here,
 // durably, instead of holding a worker (no head-of-line blocking).
 func (q *Queue) Postpone(ctx context.Context, d Delivery, at time.Time) (bool, error) {
-	n, err := postponeScript.Run(ctx, q.rdb, []string{q.held(d), q.Delayed(d.Lane)},
+	key := q.Delayed(d.Shard(), d.Lane)
+	n, err := postponeScript.Run(ctx, q.rdb, []string{q.held(d), key},
 		Group, d.StreamID, q.consumer, at.UnixMilli(), d.Raw).Int()
 	if err != nil {
 		return false, fmt.Errorf("postpone %s: %w", d.ID, err)
 	}
+	q.due.note(key, at)
 	return n == 1, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,7 @@ type Queue struct {
 	rdb      redis.UniversalClient
 	ks       keyspace.Space
 	consumer string
+	due      dueTimes     // when each retry set next has a job due, as far as this queue knows
 	repl     *replication // nil: writes wait for no replica (see WaitReplicas)
 }
 
@@ -29,62 +31,73 @@ func New(rdb redis.UniversalClient, ks keyspace.Space, consumer string) *Queue {
 	return &Queue{rdb: rdb, ks: ks, consumer: consumer}
 }
 
-// Stream is the key of a lane's stream.
-func (q *Queue) Stream(l Lane) string { return q.ks.Key("q", string(l)) }
+// Stream is the key of a lane's stream in shard.
+func (q *Queue) Stream(shard int, l Lane) string { return q.ks.In(shard, "q", string(l)) }
 
 // held is the stream holding d.
 func (q *Queue) held(d Delivery) string {
 	if d.Stream != "" {
 		return d.Stream
 	}
-	return q.Stream(d.Lane)
+	return q.Stream(d.Shard(), d.Lane)
 }
 
-// Delayed is the key of a lane's retry set (score: due time, unix ms).
-func (q *Queue) Delayed(l Lane) string { return q.ks.Key("delayed", string(l)) }
+// Delayed is the key of a lane's retry set in shard (score: due time,
+// unix ms).
+func (q *Queue) Delayed(shard int, l Lane) string { return q.ks.In(shard, "delayed", string(l)) }
 
-// Init creates both streams and the consumer group if missing.
+// Init creates every shard's lane streams and their consumer group if
+// missing.
 func (q *Queue) Init(ctx context.Context) error {
-	for _, l := range Lanes {
-		err := q.rdb.XGroupCreateMkStream(ctx, q.Stream(l), Group, "0").Err()
-		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-			return fmt.Errorf("create group on %s: %w", q.Stream(l), err)
+	for n := 0; n < keyspace.Shards; n++ {
+		for _, l := range Lanes {
+			err := q.rdb.XGroupCreateMkStream(ctx, q.Stream(n, l), Group, "0").Err()
+			if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+				return fmt.Errorf("create group on %s: %w", q.Stream(n, l), err)
+			}
 		}
 	}
 	return nil
 }
 
-// Read returns up to count new jobs of one lane (never delivered to any
-// consumer before), waiting up to block when it is empty (block < 0: don't
-// wait). Each lane has its own reader in the engine, so a backlog in one
-// never delays the other.
-func (q *Queue) Read(ctx context.Context, l Lane, count int, block time.Duration) ([]Delivery, error) {
-	return q.read(ctx, q.Stream(l), ">", count, block)
-}
-
-// ReadPending returns up to count of this consumer's own unacknowledged
-// jobs of lane l with ids after after ("0" for the first page). Page
-// through with the last id returned until it returns none.
-func (q *Queue) ReadPending(ctx context.Context, l Lane, after string, count int) ([]Delivery, error) {
-	return q.read(ctx, q.Stream(l), after, count, -1)
-}
-
-// ReadPendingLine is ReadPending for line l.
-func (q *Queue) ReadPendingLine(ctx context.Context, l Line, after string, count int) ([]Delivery, error) {
-	ds, err := q.read(ctx, q.LineStream(l), after, count, -1)
-	for i := range ds {
-		ds[i].Key = l.Key
+// Read returns up to count new jobs of lane l from each shard (never
+// delivered to any consumer before), in one pipelined round trip without
+// waiting: see Bell for how a reader learns there is something to read.
+// full is true when some shard had count jobs or more (read again now).
+func (q *Queue) Read(ctx context.Context, l Lane, count int) (ds []Delivery, full bool, err error) {
+	pipe := q.rdb.Pipeline()
+	cmds := make([]*redis.XStreamSliceCmd, keyspace.Shards)
+	for n := range cmds {
+		cmds[n] = pipe.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: Group, Consumer: q.consumer, Streams: []string{q.Stream(n, l), ">"}, Count: int64(count), Block: -1,
+		})
 	}
-	return ds, err
+	_, _ = pipe.Exec(ctx)
+	for _, c := range cmds {
+		res, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return ds, full, fmt.Errorf("read lane %s: %w", l, err)
+		}
+		got, err := deliveries(res)
+		ds = append(ds, got...)
+		if err != nil {
+			return ds, full, err
+		}
+		full = full || len(got) >= count
+	}
+	return ds, full, nil
 }
 
-func (q *Queue) read(ctx context.Context, stream, id string, count int, block time.Duration) ([]Delivery, error) {
+// ReadPendingLine returns up to count of this consumer's own
+// unacknowledged jobs of line l with ids after after ("0" for the first
+// page).
+func (q *Queue) ReadPendingLine(ctx context.Context, l Line, after string, count int) ([]Delivery, error) {
+	stream := q.LineStream(l)
 	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group:    Group,
-		Consumer: q.consumer,
-		Streams:  []string{stream, id},
-		Count:    int64(count),
-		Block:    block,
+		Group: Group, Consumer: q.consumer, Streams: []string{stream, after}, Count: int64(count), Block: -1,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -92,6 +105,14 @@ func (q *Queue) read(ctx context.Context, stream, id string, count int, block ti
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
+	ds, err := deliveries(res)
+	for i := range ds {
+		ds[i].Key = l.Key
+	}
+	return ds, err
+}
+
+func deliveries(res []redis.XStream) ([]Delivery, error) {
 	var out []Delivery
 	for _, s := range res {
 		for _, m := range s.Messages {
@@ -115,38 +136,43 @@ func toDelivery(m redis.XMessage) (Delivery, error) {
 	return Delivery{Job: j, StreamID: m.ID, Raw: raw}, nil
 }
 
-// moveDue re-queues due retries of one lane, atomically per batch.
-var moveDue = redis.NewScript(`
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, j in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 'j', j)
-  redis.call('ZREM', KEYS[1], j)
-end
-return #due
-`)
-
-// MoveDue moves retries whose time has come back into their lane stream
-// and returns how many moved.
-func (q *Queue) MoveDue(ctx context.Context, now time.Time, limit int) (int, error) {
-	total := 0
-	for _, l := range Lanes {
-		n, err := moveDue.Run(ctx, q.rdb, []string{q.Delayed(l), q.Stream(l)}, now.UnixMilli(), limit).Int()
-		if err != nil {
-			return total, fmt.Errorf("move due retries of %s: %w", l, err)
-		}
-		total += n
-	}
-	return total, nil
-}
-
-// Depth reports jobs waiting in a lane: stream entries not yet read plus
-// pending ones, and delayed retries.
+// Depth reports jobs waiting in a lane over every shard: stream entries
+// not yet read plus pending ones, and delayed retries.
 func (q *Queue) Depth(ctx context.Context, l Lane) (stream, delayed int64, err error) {
 	pipe := q.rdb.Pipeline()
-	xl := pipe.XLen(ctx, q.Stream(l))
-	zc := pipe.ZCard(ctx, q.Delayed(l))
+	xl := make([]*redis.IntCmd, keyspace.Shards)
+	zc := make([]*redis.IntCmd, keyspace.Shards)
+	for n := range xl {
+		xl[n] = pipe.XLen(ctx, q.Stream(n, l))
+		zc[n] = pipe.ZCard(ctx, q.Delayed(n, l))
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, 0, fmt.Errorf("queue depth: %w", err)
 	}
-	return xl.Val(), zc.Val(), nil
+	for n := range xl {
+		stream += xl[n].Val()
+		delayed += zc[n].Val()
+	}
+	return stream, delayed, nil
+}
+
+// dueTimes is, per retry set (shard and lane), the earliest due time this
+// queue knows of: what it wrote itself, and what a look at every set
+// (refresh) found.
+type dueTimes struct {
+	mu     sync.Mutex
+	at     map[string]time.Time
+	looked time.Time
+	stale  bool
+}
+
+func (t *dueTimes) note(key string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.at == nil {
+		t.at = map[string]time.Time{}
+	}
+	if cur, ok := t.at[key]; !ok || at.Before(cur) {
+		t.at[key] = at
+	}
 }

@@ -14,7 +14,10 @@ func TestReadAndScanRecords(t *testing.T) {
 		t.Fatalf("missing record: %v", err)
 	}
 	want := Record{Status: "delivered", Code: 250, Host: "mx.x.test", Attempts: 1}
-	if err := rdb.HSet(ctx, tl.Records, "a@x.test", want.Encode(), "b@x.test", Record{Status: "queued"}.Encode()).Err(); err != nil {
+	if err := rdb.HSet(ctx, tl.For("a@x.test").Records, "a@x.test", want.Encode()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, tl.For("b@x.test").Records, "b@x.test", Record{Status: "queued"}.Encode()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := ReadRecord(ctx, rdb, tl, "a@x.test"); err != nil || !reflect.DeepEqual(got, want) {
@@ -25,7 +28,7 @@ func TestReadAndScanRecords(t *testing.T) {
 	if err != nil || len(seen) != 2 || seen["a@x.test"] != "delivered" || seen["b@x.test"] != "queued" {
 		t.Fatalf("ScanRecords saw %v, %v", seen, err)
 	}
-	if err := rdb.HSet(ctx, tl.Records, "c@x.test", "{not json").Err(); err != nil {
+	if err := rdb.HSet(ctx, tl.For("c@x.test").Records, "c@x.test", "{not json").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ReadRecord(ctx, rdb, tl, "c@x.test"); err == nil {

@@ -20,10 +20,19 @@ func TestWaitReplicas(t *testing.T) {
 	c := clustertest.Start(t)
 	rdb := c.Client(t)
 	ks := keyspace.Space("repl")
-	tl := Tally{Counters: ks.Key("c", "x"), Records: ks.Key("r", "x")}
+	tl := Tally{Shards: func(n int) Tally { return Tally{Counters: ks.In(n, "c", "x"), Records: ks.In(n, "r", "x")} }}
+	// Three jobs of one shard, so of one master.
+	var jobs []int
+	s0 := keyspace.ShardOf(campaignJob(0).To)
+	for i := 0; len(jobs) < 3; i++ {
+		if keyspace.ShardOf(campaignJob(i).To) == s0 {
+			jobs = append(jobs, i)
+		}
+	}
+	key := tl.In(s0).Records
 	// The plain queue talks to the master alone: a cluster client may
 	// stall on the frozen node's slot map meanwhile.
-	master, err := rdb.MasterForKey(ctx, tl.Counters)
+	master, err := rdb.MasterForKey(ctx, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +41,7 @@ func TestWaitReplicas(t *testing.T) {
 	waiting.WaitReplicas(1, timeout)
 	enqueue := func(q *Queue, i int) (time.Duration, error) {
 		b := &Batch{Lane: Marketing, Tally: tl}
-		if err := b.Add(campaignJob(i)); err != nil {
+		if err := b.Add(campaignJob(jobs[i])); err != nil {
 			t.Fatal(err)
 		}
 		t0 := time.Now()
@@ -45,7 +54,7 @@ func TestWaitReplicas(t *testing.T) {
 
 	var victim clustertest.Master
 	for _, m := range c.Masters(t) {
-		if m.Has(keyspace.Slot(tl.Counters)) {
+		if m.Has(keyspace.Slot(key)) {
 			victim = m
 		}
 	}
@@ -62,7 +71,7 @@ func TestWaitReplicas(t *testing.T) {
 	if _, err := enqueue(waiting, 2); err != nil {
 		t.Errorf("again, replica thawed: %v", err)
 	}
-	if n, err := rdb.HLen(ctx, tl.Records).Result(); err != nil || n != 3 {
+	if n, err := rdb.HLen(ctx, key).Result(); err != nil || n != 3 {
 		t.Errorf("%d records, want 3 (the repeated batch once): %v", n, err)
 	}
 }

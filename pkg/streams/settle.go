@@ -9,21 +9,53 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
 // Tally names where jobs' outcomes are counted: a hash of counters (total,
 // queued, deferred, delivered, bounced, failed, suppressed, duplicates) and a
 // hash holding one record per recipient (campaigns) or per job (API mail).
+//
+// A campaign's or the transactional mail's tally is sharded (Shards set):
+// each shard has its own two hashes, and a record lives in the shard of
+// its field (keyspace.ShardOf), which is its job's shard (Job.Shard), so a
+// job is settled in one hash slot. Without Shards, Counters and Records
+// are the hashes themselves (one shard's, as In returns them).
 type Tally struct {
 	Counters string
 	Records  string
+	// Shards, when set, names shard n's hashes.
+	Shards func(n int) Tally
 	// RecordsExpireAt, when set, makes the records hash expire then (see
 	// TransactionalTally); enqueueing a message sets it.
 	RecordsExpireAt time.Time
 	// CheckpointField, when set, is the field of Counters where a
 	// Batch's Checkpoint is recorded (the counters hash's owner names it).
 	CheckpointField string
+}
+
+// In is shard n's tally (t itself when t is not sharded).
+func (t Tally) In(n int) Tally {
+	if t.Shards == nil {
+		return t
+	}
+	return t.Shards(n)
+}
+
+// For is the tally holding the record under field.
+func (t Tally) For(field string) Tally { return t.In(keyspace.ShardOf(field)) }
+
+// all is every shard's tally (t alone when it is not sharded).
+func (t Tally) all() []Tally {
+	if t.Shards == nil {
+		return []Tally{t}
+	}
+	out := make([]Tally, keyspace.Shards)
+	for n := range out {
+		out[n] = t.Shards(n)
+	}
+	return out
 }
 
 // Record is what is kept per recipient: its latest state and last reply.
@@ -124,15 +156,23 @@ func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, nex
 		}
 	}
 	// A final outcome frees the job's stored message, if it has one.
-	hasMsg := ""
+	hasMsg, msgKey := "", ""
 	if d.HasMessage {
-		hasMsg = "1"
+		hasMsg, msgKey = "1", q.MessageKey(d.ID)
+	}
+	shard := d.Shard()
+	t = t.In(shard)
+	if msgKey == "" {
+		msgKey = t.Records // unused: any key of the shard
 	}
 	n, err := q.runReplicated(ctx, settleScript,
-		[]string{q.held(d), q.Delayed(d.Lane), t.Counters, t.Records, q.MessageKey(d.ID), q.EventsKey()},
+		[]string{q.held(d), q.Delayed(shard, d.Lane), t.Counters, t.Records, msgKey, q.EventsKey(shard)},
 		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg, settleEvent(d, rec)).Int()
 	if err != nil {
 		return 0, fmt.Errorf("settle %s: %w", d.ID, err)
+	}
+	if next != nil {
+		q.due.note(q.Delayed(shard, d.Lane), retryAt)
 	}
 	return Settled(n), nil
 }
@@ -148,3 +188,8 @@ func (j *Job) RecordField() string {
 	}
 	return j.ID
 }
+
+// Shard is the job's shard: its record field's (the lower-cased address
+// of a campaign job, a transactional job's id, whose stored message is
+// kept there too).
+func (j *Job) Shard() int { return keyspace.ShardOf(j.RecordField()) }

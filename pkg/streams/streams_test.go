@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,20 +26,62 @@ func setup(t *testing.T, consumer string) (*Queue, *redis.Client, Tally) {
 	if err := q.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return q, rdb, Tally{Counters: ks.Key("c", "x"), Records: ks.Key("r", "x"), CheckpointField: "checkpoint"}
+	return q, rdb, Tally{CheckpointField: "checkpoint", Shards: func(n int) Tally {
+		return Tally{Counters: ks.In(n, "c", "x"), Records: ks.In(n, "r", "x"), CheckpointField: "checkpoint"}
+	}}
 }
 
+// counters sums the tally's counters over the shards (the checkpoint:
+// the highest).
 func counters(t *testing.T, rdb *redis.Client, tl Tally) map[string]string {
 	t.Helper()
-	m, err := rdb.HGetAll(context.Background(), tl.Counters).Result()
+	sum := map[string]int{}
+	for n := 0; n < keyspace.Shards; n++ {
+		m, err := rdb.HGetAll(context.Background(), tl.In(n).Counters).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range m {
+			x, _ := strconv.Atoi(v)
+			if k == "checkpoint" {
+				sum[k] = max(sum[k], x)
+			} else {
+				sum[k] += x
+			}
+		}
+	}
+	out := map[string]string{}
+	for k, v := range sum {
+		out[k] = strconv.Itoa(v)
+	}
+	return out
+}
+
+// campaignJob is the i-th job of campaign x; every one's recipient is in
+// shard 0 (so jobs read back keep their order, and share lines).
+func campaignJob(i int) *Job {
+	return &Job{ID: fmt.Sprintf("x/%d", i), Campaign: "x", To: inShard(0, "u", "@example.test")[i], Lane: Marketing, Line: i + 2, First: time.Now().UnixMilli()}
+}
+
+// inShard lists the first 64 names prefix+N+suffix that are of shard.
+func inShard(shard int, prefix, suffix string) []string {
+	var out []string
+	for i := 0; len(out) < 64; i++ {
+		if s := fmt.Sprintf("%s%d%s", prefix, i, suffix); keyspace.ShardOf(s) == shard {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// read reads up to 10 new jobs of lane l, or fails.
+func read(t *testing.T, q *Queue, l Lane) []Delivery {
+	t.Helper()
+	ds, _, err := q.Read(context.Background(), l, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
-}
-
-func campaignJob(i int) *Job {
-	return &Job{ID: fmt.Sprintf("x/%d", i), Campaign: "x", To: fmt.Sprintf("u%d@example.test", i), Lane: Marketing, Line: i + 2, First: time.Now().UnixMilli()}
+	return ds
 }
 
 func TestEnqueueNeverQueuesAnAddressTwice(t *testing.T) {
@@ -68,7 +111,7 @@ func TestEnqueueNeverQueuesAnAddressTwice(t *testing.T) {
 	if res, _ := q.Enqueue(ctx, b); res.Added != 0 || res.Duplicates != 3 {
 		t.Fatalf("re-sent batch: %+v", res)
 	}
-	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 3 {
+	if n := laneLen(q, Marketing); n != 3 {
 		t.Fatalf("stream holds %d jobs, want 3", n)
 	}
 	c := counters(t, rdb, tl)
@@ -85,7 +128,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := q.Read(ctx, Marketing, 10, -1)
+	ds, _, err := q.Read(ctx, Marketing, 10)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %v %v", ds, err)
 	}
@@ -99,7 +142,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	if c := counters(t, rdb, tl); c["deferred"] != "1" || c["queued"] != "1" {
 		t.Fatalf("after deferral %v", c)
 	}
-	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 0 {
+	if n := laneLen(q, Marketing); n != 0 {
 		t.Fatalf("acked entry still in stream (%d)", n)
 	}
 	if n, _ := q.MoveDue(ctx, time.Now(), 100); n != 0 {
@@ -108,7 +151,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	if n, _ := q.MoveDue(ctx, due, 100); n != 1 {
 		t.Fatalf("moved %d due jobs, want 1", n)
 	}
-	ds, _ = q.Read(ctx, Marketing, 10, -1)
+	ds = read(t, q, Marketing)
 	if len(ds) != 1 || ds[0].Attempts != 1 || ds[0].To != d.To {
 		t.Fatalf("retry read %+v", ds)
 	}
@@ -119,7 +162,7 @@ func TestDeferredJobComesBackAndIsCountedOnce(t *testing.T) {
 	if c["delivered"] != "1" || c["deferred"] != "0" || c["queued"] != "0" {
 		t.Fatalf("final counters %v", c)
 	}
-	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.Records, d.To).Val())
+	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.For(d.To).Records, d.To).Val())
 	if rec.Status != "delivered" || rec.Code != 250 {
 		t.Fatalf("record %+v", rec)
 	}
@@ -138,7 +181,7 @@ func TestTakeOverOnlyFromASilentConsumer(t *testing.T) {
 	if err := dead.Beat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	held, _ := dead.Read(ctx, Marketing, 10, -1)
+	held := read(t, dead, Marketing)
 	if len(held) != 5 {
 		t.Fatalf("dead consumer read %d", len(held))
 	}
@@ -171,7 +214,7 @@ func TestTakeOverOnlyFromASilentConsumer(t *testing.T) {
 		t.Fatal("heartbeat of the taken-over consumer left behind")
 	}
 	// Its jobs are back in line, new to any reader.
-	got, err := alive.Read(ctx, Marketing, 10, -1)
+	got, _, err := alive.Read(ctx, Marketing, 10)
 	if err != nil || len(got) != 5 {
 		t.Fatalf("read after takeover %d %v", len(got), err)
 	}
@@ -197,7 +240,7 @@ func TestTakeOverOfAConsumerWithoutHeartbeatWaitsForIdleJobs(t *testing.T) {
 	if _, err := old.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := old.Read(ctx, Marketing, 10, -1); len(ds) != 1 {
+	if ds := read(t, old, Marketing); len(ds) != 1 {
 		t.Fatal("no job read")
 	}
 	alive := New(rdb, old.ks, "alive")
@@ -218,22 +261,18 @@ func TestPendingJobsAreReadBackAfterRestart(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := q.Read(ctx, Transactional, 10, -1); len(ds) != 1 {
+	if ds := read(t, q, Transactional); len(ds) != 1 {
 		t.Fatal("no job read")
 	}
-	// Same consumer name after a restart: its unacknowledged job comes back.
-	again, err := New(q.rdb, q.ks, "e1").ReadPending(ctx, Transactional, "0", 10)
-	if err != nil || len(again) != 1 || again[0].ID != "tx1" {
-		t.Fatalf("pending read %+v %v", again, err)
-	}
-	// Put back at a start: a new entry, read once more, nothing pending.
-	if n, err := q.RequeueOwn(ctx, Transactional); n != 1 || err != nil {
+	// Put back at a start (same consumer name): a new entry, read once
+	// more, nothing pending.
+	if n, err := New(q.rdb, q.ks, "e1").RequeueOwn(ctx, Transactional); n != 1 || err != nil {
 		t.Fatalf("requeue %d %v", n, err)
 	}
-	if p, _ := q.ReadPending(ctx, Transactional, "0", 10); len(p) != 0 {
-		t.Fatalf("still pending after requeue: %+v", p)
+	if p := pendingOf(t, q, Transactional, "e1"); p != 0 {
+		t.Fatalf("%d still pending after requeue", p)
 	}
-	if ds, _ := q.Read(ctx, Transactional, 10, -1); len(ds) != 1 || ds[0].ID != "tx1" {
+	if ds := read(t, q, Transactional); len(ds) != 1 || ds[0].ID != "tx1" {
 		t.Fatalf("read after requeue %+v", ds)
 	}
 }
@@ -248,7 +287,7 @@ func TestStoredMessageJobLifecycle(t *testing.T) {
 	if err := q.AddMessage(ctx, j, tl, []byte("again")); err == nil {
 		t.Fatal("second AddMessage with the same id succeeded")
 	}
-	ds, _ := q.Read(ctx, Transactional, 10, -1)
+	ds := read(t, q, Transactional)
 	if len(ds) != 1 || !ds[0].HasMessage || ds[0].From != "app@sluice.test" {
 		t.Fatalf("read %+v", ds)
 	}
@@ -262,7 +301,7 @@ func TestStoredMessageJobLifecycle(t *testing.T) {
 	if n, _ := q.MoveDue(ctx, time.Now().Add(time.Second), 10); n != 1 {
 		t.Fatalf("moved %d", n)
 	}
-	ds, _ = q.Read(ctx, Transactional, 10, -1)
+	ds = read(t, q, Transactional)
 	if len(ds) != 1 || ds[0].Attempts != 0 {
 		t.Fatalf("after postpone %+v", ds)
 	}
@@ -287,34 +326,35 @@ func TestParkUnparkAndCancelParked(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	park := q.ks.Key("parked", "x")
-	ds, _ := q.Read(ctx, Marketing, 10, -1)
+	sh := keyspace.ShardOf(campaignJob(0).To)
+	park := q.ks.In(sh, "parked", "x")
+	ds := read(t, q, Marketing)
 	for _, d := range ds {
 		if ok, err := q.Park(ctx, d, park); !ok || err != nil {
 			t.Fatalf("park %v %v", ok, err)
 		}
 	}
-	if n := rdb.XLen(ctx, q.Stream(Marketing)).Val(); n != 0 || rdb.LLen(ctx, park).Val() != 4 {
+	if n := laneLen(q, Marketing); n != 0 || rdb.LLen(ctx, park).Val() != 4 {
 		t.Fatalf("stream %d, parked %d", n, rdb.LLen(ctx, park).Val())
 	}
-	if n, _ := q.Unpark(ctx, Marketing, park, 2); n != 2 {
+	if n, _ := q.Unpark(ctx, sh, Marketing, park, 2); n != 2 {
 		t.Fatalf("unparked %d", n)
 	}
-	if n, _ := q.CancelParked(ctx, park, tl, 100); n != 2 {
+	if n, _ := q.CancelParked(ctx, sh, park, tl, 100); n != 2 {
 		t.Fatalf("cancelled %d", n)
 	}
-	if n, _ := q.CancelParked(ctx, park, tl, 100); n != 0 {
+	if n, _ := q.CancelParked(ctx, sh, park, tl, 100); n != 0 {
 		t.Fatalf("cancelled %d more from an empty list", n)
 	}
 	c := counters(t, rdb, tl)
 	if c["queued"] != "2" || c["cancelled"] != "2" {
 		t.Fatalf("counters %v", c)
 	}
-	back, _ := q.Read(ctx, Marketing, 10, -1)
+	back := read(t, q, Marketing)
 	if len(back) != 2 || back[0].To != ds[0].To {
 		t.Fatalf("unparked jobs read back: %+v", back)
 	}
-	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.Records, ds[3].To).Val())
+	rec, _ := DecodeRecord(rdb.HGet(ctx, tl.For(ds[3].To).Records, ds[3].To).Val())
 	if rec.Status != "cancelled" {
 		t.Fatalf("record of a cancelled job: %+v", rec)
 	}
@@ -323,7 +363,9 @@ func TestParkUnparkAndCancelParked(t *testing.T) {
 func TestAddMessagesIsAllOrNothing(t *testing.T) {
 	q, rdb, tl := setup(t, "e1")
 	ctx := context.Background()
+	ids := inShard(5, "j", "")
 	item := func(id, to string) Item {
+		id = ids[id[1]-'0'] // j1, j2, j3: three ids of one shard
 		return Item{Job: &Job{ID: id, To: to, Lane: Transactional, From: "a@sluice.test"}, Msg: []byte("m-" + id)}
 	}
 	if err := q.AddMessages(ctx, tl, []Item{item("j1", "a@example.test")}); err != nil {
@@ -331,13 +373,13 @@ func TestAddMessagesIsAllOrNothing(t *testing.T) {
 	}
 	// j1 is taken: the whole batch must be refused, j2 and j3 included.
 	err := q.AddMessages(ctx, tl, []Item{item("j2", "b@example.test"), item("j1", "c@example.test"), item("j3", "d@example.test")})
-	if err == nil || !strings.Contains(err.Error(), "j1") {
+	if err == nil || !strings.Contains(err.Error(), ids[1]) {
 		t.Fatalf("err = %v", err)
 	}
-	if n := rdb.XLen(ctx, q.Stream(Transactional)).Val(); n != 1 {
+	if n := laneLen(q, Transactional); n != 1 {
 		t.Fatalf("%d jobs queued, want only j1", n)
 	}
-	if _, err := q.Message(ctx, "j2"); !errors.Is(err, ErrNoMessage) {
+	if _, err := q.Message(ctx, ids[2]); !errors.Is(err, ErrNoMessage) {
 		t.Fatal("a refused batch stored a message")
 	}
 	if err := q.AddMessages(ctx, tl, []Item{item("j2", "b@example.test"), item("j3", "d@example.test")}); err != nil {
@@ -346,7 +388,27 @@ func TestAddMessagesIsAllOrNothing(t *testing.T) {
 	if c := counters(t, rdb, tl); c["total"] != "3" || c["queued"] != "3" {
 		t.Fatalf("counters %v", c)
 	}
-	if m, _ := q.Message(ctx, "j3"); string(m) != "m-j3" {
+	if m, _ := q.Message(ctx, ids[3]); string(m) != "m-"+ids[3] {
 		t.Fatalf("message j3 = %q", m)
 	}
+}
+
+// laneLen is how many entries lane l's streams hold.
+func laneLen(q *Queue, l Lane) int64 {
+	n, _, _ := q.Depth(context.Background(), l)
+	return n
+}
+
+// pendingOf is how many jobs consumer holds in lane l's streams.
+func pendingOf(t *testing.T, q *Queue, l Lane, consumer string) int64 {
+	t.Helper()
+	var n int64
+	for sh := 0; sh < keyspace.Shards; sh++ {
+		p, err := q.rdb.XPending(context.Background(), q.Stream(sh, l), Group).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += p.Consumers[consumer]
+	}
+	return n
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
 // Engines is the key of the heartbeat hash: consumer name → last sign of
@@ -35,41 +37,42 @@ type Holder struct {
 	Pending int64
 }
 
-// Holders lists the other consumers of lane l that hold jobs.
+// Holders lists the other consumers of lane l that hold jobs, summed over
+// the shards.
 func (q *Queue) Holders(ctx context.Context, l Lane) ([]Holder, error) {
-	cs, err := q.rdb.XInfoConsumers(ctx, q.Stream(l), Group).Result()
-	if err != nil {
-		return nil, fmt.Errorf("consumers of %s: %w", l, err)
-	}
-	var out []Holder
-	for _, c := range cs {
-		if c.Name != q.consumer && c.Pending > 0 {
-			out = append(out, Holder{Name: c.Name, Pending: c.Pending})
+	sum := map[string]int64{}
+	var order []string
+	for shard := 0; shard < keyspace.Shards; shard++ {
+		cs, err := q.rdb.XInfoConsumers(ctx, q.Stream(shard, l), Group).Result()
+		if err != nil {
+			return nil, fmt.Errorf("consumers of %s: %w", l, err)
 		}
+		for _, c := range cs {
+			if c.Name != q.consumer && c.Pending > 0 {
+				if _, ok := sum[c.Name]; !ok {
+					order = append(order, c.Name)
+				}
+				sum[c.Name] += c.Pending
+			}
+		}
+	}
+	out := make([]Holder, len(order))
+	for i, name := range order {
+		out[i] = Holder{Name: name, Pending: sum[name]}
 	}
 	return out, nil
 }
 
 // takeOverScript puts up to ARGV[4] jobs of a silent consumer (ARGV[2])
 // in stream KEYS[3] back at the stream's end as new entries (in a line,
-// ARGV[6] its name, the line is made ready), but only while that
-// consumer's heartbeat is older than ARGV[5] ms — checked in the same
-// atomic step, so an engine that comes back to life keeps its jobs. A
-// consumer without a heartbeat (an engine of an older version) counts as
-// silent when its jobs have been idle that long. When the silent consumer
-// holds nothing more in the stream it leaves the stream's group.
-// Returns the number of jobs put back, or -1 when the consumer is alive.
+// ARGV[6] its name, the line is made ready). ARGV[5] is the idle time a
+// job must have (0 when the consumer's heartbeat was found stale just
+// before: see TakeOver). When the silent consumer holds nothing more in
+// the stream it leaves the stream's group. Returns the number of jobs
+// put back.
 var takeOverScript = redis.NewScript(luaIntoLine + `
 local now = nowMs()
-local silence = tonumber(ARGV[5])
-local beat = redis.call('HGET', KEYS[4], ARGV[2])
-local minIdle = 0
-if beat then
-  if now - tonumber(beat) < silence then return -1 end
-else
-  minIdle = silence
-end
-local ps = redis.call('XPENDING', KEYS[3], ARGV[1], 'IDLE', minIdle, '-', '+', tonumber(ARGV[4]), ARGV[2])
+local ps = redis.call('XPENDING', KEYS[3], ARGV[1], 'IDLE', tonumber(ARGV[5]), '-', '+', tonumber(ARGV[4]), ARGV[2])
 local n = 0
 for _, p in ipairs(ps) do
   local got = redis.call('XCLAIM', KEYS[3], ARGV[1], ARGV[3], 0, p[1])
@@ -91,42 +94,85 @@ end
 return n
 `)
 
-// TakeOver puts every job of lane l held by consumer from back in line for
-// any engine, provided from has shown no sign of life for silence. It
-// returns how many jobs it put back, and alive true when from is not
-// silent (nothing moved).
+// TakeOver puts every job of lane l (every shard) held by consumer from
+// back in line for any engine, provided from has shown no sign of life
+// for silence. It returns how many jobs it put back, and alive true when
+// from is not silent (nothing moved).
 func (q *Queue) TakeOver(ctx context.Context, l Lane, from string, silence time.Duration) (moved int, alive bool, err error) {
-	return q.takeOver(ctx, q.Stream(l), nil, from, silence)
+	for shard := 0; shard < keyspace.Shards; shard++ {
+		n, a, err := q.takeOver(ctx, shard, q.Stream(shard, l), nil, from, silence)
+		moved += n
+		if err != nil || a {
+			return moved, a, err
+		}
+	}
+	if moved > 0 {
+		q.ring(ctx, l)
+	}
+	return moved, false, nil
 }
 
 // TakeOverLine is TakeOver for line l.
 func (q *Queue) TakeOverLine(ctx context.Context, l Line, from string, silence time.Duration) (moved int, alive bool, err error) {
-	return q.takeOver(ctx, q.LineStream(l), &l, from, silence)
+	return q.takeOver(ctx, l.Shard, q.LineStream(l), &l, from, silence)
 }
 
-func (q *Queue) takeOver(ctx context.Context, stream string, l *Line, from string, silence time.Duration) (moved int, alive bool, err error) {
+// takeOver checks from's heartbeat before each batch (the heartbeat is a
+// shared key, the stream a shard's: they cannot be in one script), so an
+// engine that comes back to life keeps its jobs but for the batch being
+// moved as it beats, and a frozen one that wakes finds its jobs gone
+// (settling checks the job is still held).
+func (q *Queue) takeOver(ctx context.Context, shard int, stream string, l *Line, from string, silence time.Duration) (moved int, alive bool, err error) {
 	const batch = 500
 	name := ""
 	if l != nil {
 		name = l.Name()
 	}
 	for {
-		n, err := takeOverScript.Run(ctx, q.rdb, []string{q.ready(), q.lines(), stream, q.Engines()},
-			Group, from, q.consumer, batch, silence.Milliseconds(), name).Int()
+		silent, beats, err := q.silentFor(ctx, from, silence)
+		if err != nil {
+			return moved, false, err
+		}
+		if !silent {
+			return moved, true, nil
+		}
+		minIdle := int64(0)
+		if !beats {
+			minIdle = silence.Milliseconds() // an engine of an older version: its jobs must be idle that long
+		}
+		n, err := takeOverScript.Run(ctx, q.rdb, []string{q.ready(shard), q.lines(shard), stream},
+			Group, from, q.consumer, batch, minIdle, name).Int()
 		if err != nil {
 			if strings.Contains(err.Error(), "NOGROUP") || strings.Contains(err.Error(), "no such key") {
 				return moved, false, nil // the line went away meanwhile
 			}
 			return moved, false, fmt.Errorf("take over %s's jobs in %s: %w", from, stream, err)
 		}
-		if n < 0 {
-			return moved, true, nil
-		}
 		moved += n
 		if n < batch {
 			return moved, false, nil
 		}
 	}
+}
+
+var silentForScript = redis.NewScript(`
+local beat = redis.call('HGET', KEYS[1], ARGV[1])
+if not beat then return -1 end
+local t = redis.call('TIME')
+return t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(beat)
+`)
+
+// silentFor says whether consumer from has not beaten for silence, and
+// whether it has a heartbeat at all.
+func (q *Queue) silentFor(ctx context.Context, from string, silence time.Duration) (silent, beats bool, err error) {
+	ms, err := silentForScript.Run(ctx, q.rdb, []string{q.Engines()}, from).Int64()
+	if err != nil {
+		return false, false, fmt.Errorf("heartbeat of %s: %w", from, err)
+	}
+	if ms < 0 {
+		return true, false, nil
+	}
+	return ms >= silence.Milliseconds(), true, nil
 }
 
 // silentScript lists the consumers (other than ARGV[2]) whose heartbeat

@@ -17,13 +17,16 @@ const RecordRetention = 30 * 24 * time.Hour
 const DayFormat = "20060102"
 
 // TransactionalTally is where a job without a campaign, enqueued at t, is
-// counted: counters shared by all such jobs, and records in one hash per
-// UTC day that expires RecordRetention after that day ends.
+// counted: per shard, counters shared by all such jobs, and records in
+// one hash per UTC day that expires RecordRetention after that day ends.
 func TransactionalTally(ks keyspace.Space, t time.Time) Tally {
 	day := t.UTC().Truncate(24 * time.Hour)
-	return Tally{
-		Counters:        ks.Key("tx", "counters"),
-		Records:         ks.Key("tx", "rec", day.Format(DayFormat)),
-		RecordsExpireAt: day.Add(24 * time.Hour).Add(RecordRetention),
-	}
+	expire := day.Add(24 * time.Hour).Add(RecordRetention)
+	return Tally{RecordsExpireAt: expire, Shards: func(n int) Tally {
+		return Tally{
+			Counters:        ks.In(n, "tx", "counters"),
+			Records:         ks.In(n, "tx", "rec", day.Format(DayFormat)),
+			RecordsExpireAt: expire,
+		}
+	}}
 }

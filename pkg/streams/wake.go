@@ -7,21 +7,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
-// Wake makes every line of throttle key due now (an operator changed its
-// limits): no waiting line keeps a time computed from the old ones.
+// Wake makes every line of throttle key due now, in every shard (an
+// operator changed its limits): no waiting line keeps a time computed
+// from the old ones.
 func (q *Queue) Wake(ctx context.Context, key string) (int, error) {
-	n := 0
-	iter := q.rdb.SScan(ctx, q.lines(), 0, "*|"+escapeGlob(key), 1000).Iterator()
-	now := float64(time.Now().UnixMilli())
-	for iter.Next(ctx) {
-		if err := q.rdb.ZAddXX(ctx, q.ready(), redis.Z{Score: now, Member: iter.Val()}).Err(); err != nil {
-			return n, fmt.Errorf("wake %s: %w", key, err)
-		}
-		n++
-	}
-	if err := iter.Err(); err != nil {
+	n, err := q.wakeMatching(ctx, "*|"+escapeGlob(key), true)
+	if err != nil {
 		return n, fmt.Errorf("wake %s: %w", key, err)
 	}
 	return n, nil
@@ -36,18 +31,39 @@ func escapeGlob(s string) string {
 // cancelled: its waiting lines are to be read, or emptied, at once).
 func (q *Queue) WakeCampaign(ctx context.Context, id string) (int, error) {
 	n := 0
-	now := float64(time.Now().UnixMilli())
 	for _, lane := range Lanes {
-		iter := q.rdb.SScan(ctx, q.lines(), 0, escapeGlob(string(lane)+"|"+id+"|")+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if err := q.rdb.ZAdd(ctx, q.ready(), redis.Z{Score: now, Member: iter.Val()}).Err(); err != nil {
-				return n, fmt.Errorf("wake campaign %s: %w", id, err)
-			}
-			n++
-		}
-		if err := iter.Err(); err != nil {
+		m, err := q.wakeMatching(ctx, escapeGlob(string(lane)+"|"+id+"|")+"*", false)
+		n += m
+		if err != nil {
 			return n, fmt.Errorf("wake campaign %s: %w", id, err)
 		}
+	}
+	return n, nil
+}
+
+// wakeMatching scores the lines matching the glob due now, a shard's in
+// one pipeline; onlyReady leaves lines that are not in the ready set out.
+func (q *Queue) wakeMatching(ctx context.Context, match string, onlyReady bool) (int, error) {
+	now := float64(time.Now().UnixMilli())
+	n := 0
+	byShard := map[int][]Line{}
+	if err := q.scanLines(ctx, match, func(l Line) error { byShard[l.Shard] = append(byShard[l.Shard], l); return nil }); err != nil {
+		return 0, err
+	}
+	for shard, ls := range byShard {
+		pipe := q.rdb.Pipeline()
+		for _, l := range ls {
+			z := redis.Z{Score: now, Member: l.Name()}
+			if onlyReady {
+				pipe.ZAddXX(ctx, q.ready(shard), z)
+			} else {
+				pipe.ZAdd(ctx, q.ready(shard), z)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return n, err
+		}
+		n += len(ls)
 	}
 	return n, nil
 }
@@ -63,13 +79,17 @@ end
 return n
 `)
 
-// WakeAll makes every waiting line due now. An engine starting does it:
-// a line an engine gone since had set aside (for the attempts it had
-// running on it) must not wait out the time it was given.
+// WakeAll makes every waiting line of every shard due now. An engine
+// starting does it: a line an engine gone since had set aside (for the
+// attempts it had running on it) must not wait out the time it was given.
 func (q *Queue) WakeAll(ctx context.Context) (int, error) {
-	n, err := wakeAllScript.Run(ctx, q.rdb, []string{q.ready()}).Int()
-	if err != nil {
-		return 0, fmt.Errorf("wake every line: %w", err)
+	total := 0
+	for shard := 0; shard < keyspace.Shards; shard++ {
+		n, err := wakeAllScript.Run(ctx, q.rdb, []string{q.ready(shard)}).Int()
+		if err != nil {
+			return total, fmt.Errorf("wake every line: %w", err)
+		}
+		total += n
 	}
-	return n, nil
+	return total, nil
 }

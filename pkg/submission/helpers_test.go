@@ -202,14 +202,14 @@ func wantCode(t *testing.T, what string, err error, code int, enh smtp.EnhancedC
 func (e *env) nothingQueued(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	if n := e.rdb.XLen(ctx, e.q.Stream(streams.Transactional)).Val(); n != 0 {
+	if n, _, _ := e.q.Depth(ctx, streams.Transactional); n != 0 {
 		t.Errorf("transactional stream holds %d jobs, want 0", n)
 	}
 	tl := intake.Tally(e.ks, intake.NewID(time.Now())) // today's records
 	if n := e.rdb.Exists(ctx, tl.Records, tl.Counters).Val(); n != 0 {
 		t.Errorf("transactional tally exists (%d keys), want none", n)
 	}
-	if keys := e.rdb.Keys(ctx, e.q.MessageKey("*")).Val(); len(keys) != 0 {
+	if keys := e.rdb.Keys(ctx, "{"+string(e.ks)+".*:msg:*").Val(); len(keys) != 0 {
 		t.Errorf("stored messages %v, want none", keys)
 	}
 }

@@ -35,7 +35,7 @@ func TestSubmissionIsDurableBefore250AndDelivered(t *testing.T) {
 	jobs := ids(t, reply, 2)
 
 	// Before any engine: each job, its record and its message are stored.
-	if n := e.rdb.XLen(ctx, e.q.Stream(streams.Transactional)).Val(); n != 2 {
+	if n, _, _ := e.q.Depth(ctx, streams.Transactional); n != 2 {
 		t.Fatalf("stream holds %d jobs after 250, want 2", n)
 	}
 	for _, to := range []string{"a@example.test", "b@example.test"} {

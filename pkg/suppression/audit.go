@@ -48,8 +48,10 @@ return {last, #msgs, out}
 
 // Audit returns the retained events of addr, oldest first; for an address
 // its domain's events are included, since they are part of why the
-// address is (or was) suppressed. One stream holds the whole list's
-// history (capped, see WithAuditCap), so this reads all of it, filtered
+// address is (or was) suppressed (the two shards' events are ordered to
+// the millisecond). The events of an entry are in its
+// shard's stream, which holds that shard's history (capped, see
+// WithAuditCap), so this reads all of one or two shards' streams, filtered
 // inside Redis page by page: about 1.5 s per million events, an operator's
 // question, not something for the sending path.
 func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
@@ -57,20 +59,40 @@ func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("suppression: audit: %w", err)
 	}
-	want := []any{f}
+	// The address's shard first: events of one millisecond in two shards
+	// keep that order.
+	shards, fields := []int{shardOf(f)}, [][]any{{f}}
 	if d := domainOf(f); d != f {
-		want = append(want, d)
+		if n := shardOf(d); n == shards[0] {
+			fields[0] = append(fields[0], d)
+		} else {
+			shards, fields = append(shards, n), append(fields, []any{d})
+		}
 	}
 	var out []AuditEvent
-	start := "-"
-	for {
-		args := append([]any{start, auditPage}, want...)
-		res, err := auditFilterScript.Run(ctx, l.rdb, []string{l.audit}, args...).Slice()
+	for i, n := range shards {
+		evs, err := l.auditShard(ctx, n, fields[i])
 		if err != nil {
 			return nil, fmt.Errorf("suppression: audit %s: %w", f, err)
 		}
+		out = append(out, evs...)
+	}
+	sortAudit(out)
+	return out, nil
+}
+
+// auditShard reads shard n's audit stream for the events of fields.
+func (l *List) auditShard(ctx context.Context, n int, fields []any) ([]AuditEvent, error) {
+	var out []AuditEvent
+	start := "-"
+	for {
+		args := append([]any{start, auditPage}, fields...)
+		res, err := auditFilterScript.Run(ctx, l.rdb, []string{l.auditKey(n)}, args...).Slice()
+		if err != nil {
+			return nil, err
+		}
 		if len(res) != 3 {
-			return nil, fmt.Errorf("suppression: audit %s: unexpected reply %v", f, res)
+			return nil, fmt.Errorf("unexpected reply %v", res)
 		}
 		last, _ := res[0].(string)
 		read, _ := res[1].(int64)
@@ -78,7 +100,7 @@ func (l *List) Audit(ctx context.Context, addr string) ([]AuditEvent, error) {
 		for _, m := range msgs {
 			ev, err := parseAuditReply(m)
 			if err != nil {
-				return nil, fmt.Errorf("suppression: audit %s: %w", f, err)
+				return nil, err
 			}
 			out = append(out, ev)
 		}

@@ -3,8 +3,6 @@ package suppression
 import (
 	"context"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // checkChunk bounds the fields of one HMGET so a launch checking a million
@@ -12,7 +10,7 @@ import (
 // batches become a pipeline of HMGETs, still one round trip.
 const checkChunk = 4096
 
-// Check reports, in one round trip, which of addrs must not get mail of
+// Check reports, in one round trip (an HMGET per shard, pipelined), which of addrs must not get mail of
 // lane (LaneMarketing or LaneTransactional): result[i] is the blocking
 // entry of addrs[i] (its own, else its domain's), nil when it may be
 // mailed. Global entries block both lanes, marketing entries only
@@ -83,25 +81,4 @@ func (l *List) Check(ctx context.Context, lane string, addrs []string) ([]*Entry
 		}
 	}
 	return out, nil
-}
-
-func (l *List) hmget(ctx context.Context, fields []string) ([]any, error) {
-	if len(fields) <= checkChunk {
-		return l.rdb.HMGet(ctx, l.hash, fields...).Result()
-	}
-	var cmds []*redis.SliceCmd
-	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for start := 0; start < len(fields); start += checkChunk {
-			cmds = append(cmds, p.HMGet(ctx, l.hash, fields[start:min(start+checkChunk, len(fields))]...))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	vals := make([]any, 0, len(fields))
-	for _, c := range cmds {
-		vals = append(vals, c.Val()...)
-	}
-	return vals, nil
 }

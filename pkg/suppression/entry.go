@@ -1,11 +1,13 @@
 // Package suppression keeps the list of addresses and domains that must not
 // be mailed, and answers, fast and in bulk, whether a recipient is on it.
 //
-// The whole list is one Redis hash: field = normalised address (or
-// "@domain"), value = one compact entry encoding (codec.go). A lookup of any
-// number of recipients is therefore one HMGET, and an entry costs little
-// more than its address and reply text, which matters at millions of
-// entries. Every change is also appended to a capped audit stream.
+// The list is a Redis hash per shard (keyspace.ShardOf of the address, or
+// of "@domain" for a domain entry; see shard.go): field = normalised
+// address (or "@domain"), value = one compact entry encoding (codec.go). A
+// lookup of any number of recipients is therefore one round trip (an
+// HMGET per shard, pipelined), and an entry costs little more than its
+// address and reply text, which matters at millions of entries. Every
+// change is also appended to its shard's capped audit stream.
 package suppression
 
 import (

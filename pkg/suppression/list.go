@@ -20,9 +20,11 @@ const DefaultAuditCap = 1_000_000
 // entry holds it in full, and the stream holds up to a million events.
 const auditDetail = 80
 
-// batch is how many commands go in one pipeline: large enough to amortise
-// round trips, small enough not to stall Redis for other clients.
-const batch = 1000
+// MergeBatch is how many entries go in one pipeline: large enough to
+// amortise round trips, small enough not to stall Redis for other
+// clients; spread over the shards, about perCall entries per shard's
+// script call. Bulk writers hand Merge this many at a time.
+const MergeBatch = perCall * keyspace.Shards
 
 // perCall is how many entries one script call handles: the per-call cost
 // of a Lua script is about twice that of an entry's work, and 100 entries
@@ -31,28 +33,28 @@ const perCall = 100
 
 // List is the suppression list of one deployment. It is safe for concurrent
 // use; all state is in Redis.
+//
+// Each shard (shard.go) holds a hash (field: address or @domain, value:
+// encode(Entry)) and a capped stream of add/update/remove events.
 type List struct {
 	rdb      redis.UniversalClient
 	space    keyspace.Space
-	hash     string // field: address or @domain, value: encode(Entry)
-	audit    string // capped stream of add/update/remove events
-	auditCap int64
+	auditCap int64 // per shard: the list's cap ÷ Shards
 }
 
 // Option tunes a List.
 type Option func(*List)
 
-// WithAuditCap sets how many audit events are kept (default DefaultAuditCap).
-func WithAuditCap(n int64) Option { return func(l *List) { l.auditCap = max(n, 1) } }
+// WithAuditCap sets how many audit events are kept (default
+// DefaultAuditCap), spread over the shards.
+func WithAuditCap(n int64) Option {
+	return func(l *List) { l.auditCap = max((n+keyspace.Shards-1)/keyspace.Shards, 1) }
+}
 
 // New returns the list stored under space.
 func New(rdb redis.UniversalClient, space keyspace.Space, opts ...Option) *List {
-	l := &List{
-		rdb: rdb, space: space,
-		hash:     space.Key("supp", "entries"),
-		audit:    space.Key("supp", "audit"),
-		auditCap: DefaultAuditCap,
-	}
+	l := &List{rdb: rdb, space: space}
+	WithAuditCap(DefaultAuditCap)(l)
 	for _, o := range opts {
 		o(l)
 	}
@@ -106,7 +108,7 @@ type Counts struct {
 }
 
 // Merge stores entries already checked by Entry.Prepare as Add does, in
-// pipelines of a thousand, and counts what changed. actor, when set, is
+// pipelines of about a thousand, and counts what changed. actor, when set, is
 // the audit actor instead of each entry's Source. Merging the same
 // entries twice changes nothing the second time (the audit included).
 func (l *List) Merge(ctx context.Context, es []Entry, actor string) (Counts, error) {
@@ -114,8 +116,8 @@ func (l *List) Merge(ctx context.Context, es []Entry, actor string) (Counts, err
 	if err := CheckName(actor); err != nil {
 		return c, fmt.Errorf("suppression: merge: actor %w", err)
 	}
-	for start := 0; start < len(es); start += batch {
-		res, err := l.upsert(ctx, es[start:min(start+batch, len(es))], actor)
+	for start := 0; start < len(es); start += MergeBatch {
+		res, err := l.upsert(ctx, es[start:min(start+MergeBatch, len(es))], actor)
 		if err != nil {
 			return c, fmt.Errorf("suppression: merge: %w", err)
 		}
@@ -133,38 +135,47 @@ func (l *List) Merge(ctx context.Context, es []Entry, actor string) (Counts, err
 	return c, nil
 }
 
-// upsert stores prepared entries in one pipeline and returns each result
-// (resAdded...). actor overrides e.Source as the audit actor when set.
+// upsert stores prepared entries in one pipeline, one script call per
+// shard and perCall entries, and returns each result (resAdded...) in the
+// order of es. actor overrides e.Source as the audit actor when set.
 func (l *List) upsert(ctx context.Context, es []Entry, actor string) ([]int64, error) {
-	keys := []string{l.hash, l.audit}
+	groups := byShard(len(es), func(i int) string { return es[i].Address })
 	var calls []scriptCall
-	for start := 0; start < len(es); start += perCall {
-		part := es[start:min(start+perCall, len(es))]
-		args := make([]any, 1, 1+5*len(part))
-		args[0] = l.auditCap
-		for _, e := range part {
-			by := actor
-			if by == "" {
-				by = e.Source
+	var parts [][]int // the entries of each call
+	for n, g := range groups {
+		keys := []string{l.entriesKey(n), l.auditKey(n)}
+		for start := 0; start < len(g); start += perCall {
+			part := g[start:min(start+perCall, len(g))]
+			args := make([]any, 1, 1+5*len(part))
+			args[0] = l.auditCap
+			for _, i := range part {
+				e := es[i]
+				by := actor
+				if by == "" {
+					by = e.Source
+				}
+				args = append(args, e.Address, encode(e), by, cleanText(e.Detail, auditDetail), e.Campaign)
 			}
-			args = append(args, e.Address, encode(e), by, cleanText(e.Detail, auditDetail), e.Campaign)
+			calls = append(calls, scriptCall{keys, args})
+			parts = append(parts, part)
 		}
-		calls = append(calls, scriptCall{keys, args})
 	}
 	cmds, err := l.evalMany(ctx, upsertScript, calls)
 	if err != nil {
 		return nil, err
 	}
-	res := make([]int64, 0, len(es))
-	for i, c := range cmds {
-		r, err := c.Int64Slice()
+	res := make([]int64, len(es))
+	for c, cmd := range cmds {
+		r, err := cmd.Int64Slice()
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", es[i*perCall].Address, err)
+			return nil, fmt.Errorf("%s: %w", es[parts[c][0]].Address, err)
 		}
-		res = append(res, r...)
-	}
-	if len(res) != len(es) {
-		return nil, fmt.Errorf("upsert: %d results for %d entries", len(res), len(es))
+		if len(r) != len(parts[c]) {
+			return nil, fmt.Errorf("upsert: %d results for %d entries", len(r), len(parts[c]))
+		}
+		for k, i := range parts[c] {
+			res[i] = r[k]
+		}
 	}
 	return res, nil
 }
@@ -189,17 +200,19 @@ func (l *List) RemoveMany(ctx context.Context, addrs []string, actor, why string
 		fields[i] = f
 	}
 	actor, why = cleanText(actor, maxIdent), cleanText(why, MaxDetail)
-	keys := []string{l.hash, l.audit}
 	removed := 0
-	for start := 0; start < len(fields); start += batch {
-		part := fields[start:min(start+batch, len(fields))]
+	for start := 0; start < len(fields); start += MergeBatch {
+		part := fields[start:min(start+MergeBatch, len(fields))]
 		var calls []scriptCall
-		for c := 0; c < len(part); c += perCall {
-			args := []any{l.auditCap, actor, why}
-			for _, f := range part[c:min(c+perCall, len(part))] {
-				args = append(args, f)
+		for n, g := range byShard(len(part), func(i int) string { return part[i] }) {
+			keys := []string{l.entriesKey(n), l.auditKey(n)}
+			for c := 0; c < len(g); c += perCall {
+				args := []any{l.auditCap, actor, why}
+				for _, i := range g[c:min(c+perCall, len(g))] {
+					args = append(args, part[i])
+				}
+				calls = append(calls, scriptCall{keys, args})
 			}
-			calls = append(calls, scriptCall{keys, args})
 		}
 		cmds, err := l.evalMany(ctx, removeScript, calls)
 		if err != nil {
@@ -242,7 +255,7 @@ func (l *List) Lookup(ctx context.Context, addr string) (own, domain *Entry, err
 	if f[0] != '@' {
 		fields = append(fields, domainOf(f))
 	}
-	vals, err := l.rdb.HMGet(ctx, l.hash, fields...).Result()
+	vals, err := l.hmget(ctx, fields)
 	if err != nil {
 		return nil, nil, fmt.Errorf("suppression: lookup %s: %w", f, err)
 	}

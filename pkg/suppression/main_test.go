@@ -70,20 +70,22 @@ func mustAdd(t testing.TB, l *List, es ...Entry) {
 	}
 }
 
-func hlen(t testing.TB, f fixture) int64 {
-	t.Helper()
-	n, err := f.rdb.HLen(context.Background(), f.l.hash).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+// hlen is the number of entries in every shard's hash together.
+func hlen(t testing.TB, f fixture) int64 { return sumShards(t, f.l.entriesKey, f.rdb.HLen) }
 
-func xlen(t testing.TB, f fixture) int64 {
+// xlen is the length of every shard's audit stream together.
+func xlen(t testing.TB, f fixture) int64 { return sumShards(t, f.l.auditKey, f.rdb.XLen) }
+
+// sumShards adds up one figure of each shard's key.
+func sumShards(t testing.TB, key func(int) string, of func(context.Context, string) *redis.IntCmd) int64 {
 	t.Helper()
-	n, err := f.rdb.XLen(context.Background(), f.l.audit).Result()
-	if err != nil {
-		t.Fatal(err)
+	var sum int64
+	for n := range keyspace.Shards {
+		x, err := of(context.Background(), key(n)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += x
 	}
-	return n
+	return sum
 }

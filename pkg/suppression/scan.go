@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
 // Filter selects entries; the zero Filter selects all.
@@ -28,8 +30,9 @@ func (f Filter) match(e Entry) bool {
 // scanPage is the COUNT hint of each HSCAN.
 const scanPage = 1000
 
-// Scan calls fn for every entry f selects, streaming the list with HSCAN
-// so memory stays flat however long it is. Order is Redis's hash order;
+// Scan calls fn for every entry f selects, streaming the list with HSCAN,
+// shard after shard, so memory stays flat however long it is. Order is
+// the shards' and Redis's hash order;
 // bulk.Export sorts. As with any SCAN, an entry added or removed meanwhile may
 // or may not be seen, and one may be seen twice when the hash shrinks
 // during the scan. An error from fn stops the scan and is returned as is.
@@ -44,9 +47,18 @@ func (l *List) ScanStored(ctx context.Context, f Filter, fn func(e Entry, stored
 	if err := f.check(); err != nil {
 		return fmt.Errorf("suppression: scan: %w", err)
 	}
+	for n := range keyspace.Shards {
+		if err := l.scanShard(ctx, n, f, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *List) scanShard(ctx context.Context, n int, f Filter, fn func(e Entry, stored string) error) error {
 	var cursor uint64
 	for {
-		kv, next, err := l.rdb.HScan(ctx, l.hash, cursor, "", scanPage).Result()
+		kv, next, err := l.rdb.HScan(ctx, l.entriesKey(n), cursor, "", scanPage).Result()
 		if err != nil {
 			return fmt.Errorf("suppression: scan: %w", err)
 		}

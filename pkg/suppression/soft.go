@@ -26,8 +26,6 @@ func (s SoftLimit) idle() time.Duration {
 	return max(2*s.Span, 24*time.Hour)
 }
 
-func (l *List) softKey(addr string) string { return l.space.Key("supp", "soft", addr) }
-
 // NoteSoftBounce counts a soft bounce of addr at now. When the streak
 // reaches limit.Count bounces spread over at least limit.Span, addr is
 // suppressed with reason soft_bounce_limit (scope e.Scope, else global),

@@ -43,6 +43,7 @@ type bucket struct {
 	starved        bool
 	txSeen         time.Time
 	lastUse        time.Time
+	indexed        time.Time // last added to the index of keys (index.go)
 	acc            window
 	latency        float64 // EWMA of attempt duration, seconds
 	counts         report  // outcome counts not yet reported

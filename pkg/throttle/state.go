@@ -55,7 +55,7 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) 
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
-	names, err := rdb.ZRevRange(ctx, ks.Key("thr", "keys"), 0, -1).Result()
+	names, err := rdb.ZRevRange(ctx, indexKey(ks), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
@@ -63,8 +63,8 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) 
 	states := make([]*redis.MapStringStringCmd, len(names))
 	engs := make([]*redis.MapStringStringCmd, len(names))
 	for i, n := range names {
-		states[i] = pipe.HGetAll(ctx, ks.Key("thr", n))
-		engs[i] = pipe.HGetAll(ctx, ks.Key("thr", n, "eng"))
+		states[i] = pipe.HGetAll(ctx, stateKey(ks, n))
+		engs[i] = pipe.HGetAll(ctx, engKey(ks, n))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
@@ -144,11 +144,12 @@ func status(name string, h, eng map[string]string, now time.Time) Status {
 
 // setLua pins a key's rate and/or connections, optionally until a time,
 // and makes the pinned values the adaptive state's starting point when
-// the pin ends.
+// the pin ends. It touches the state hash only (one slot); Set indexes the
+// key apart.
 var setLua = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate, conc, dur = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rate, conc, dur = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if rate > 0 then
   redis.call('HSET', KEYS[1], 'ovr', rate, 'r', rate, 'r0', rate, 'w', rate, 'tau', 0)
 end
@@ -157,7 +158,6 @@ local u = 0
 if dur > 0 then u = now + dur end
 redis.call('HSET', KEYS[1], 'ovu', u)
 redis.call('PEXPIRE', KEYS[1], 86400000)
-redis.call('ZADD', KEYS[2], now, ARGV[1])
 return u
 `)
 
@@ -168,19 +168,18 @@ func Set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, key 
 	if rate < 0 || conns < 0 || (rate == 0 && conns == 0) {
 		return fmt.Errorf("throttle: set %s: need a positive rate or connections", key)
 	}
-	err := setLua.Run(ctx, rdb, []string{ks.Key("thr", key), ks.Key("thr", "keys")},
-		key, rate, conns, d.Milliseconds()).Err()
+	err := setLua.Run(ctx, rdb, []string{stateKey(ks, key)}, rate, conns, d.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("throttle: set %s: %w", key, err)
 	}
-	return nil
+	return index(ctx, rdb, ks, time.Now(), key)
 }
 
 // Reset forgets everything learnt and decided about key: adaptive rate
 // and connections go back to their start values, and suspensions, caps,
 // pins and rule counts end. Engines apply it within their sync interval.
 func Reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, key string) error {
-	if err := rdb.Del(ctx, ks.Key("thr", key)).Err(); err != nil {
+	if err := rdb.Del(ctx, stateKey(ks, key)).Err(); err != nil {
 		return fmt.Errorf("throttle: reset %s: %w", key, err)
 	}
 	return nil
@@ -188,7 +187,7 @@ func Reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, ke
 
 // Known reports the keys with shared state, sorted.
 func Known(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) ([]string, error) {
-	names, err := rdb.ZRange(ctx, ks.Key("thr", "keys"), 0, -1).Result()
+	names, err := rdb.ZRange(ctx, indexKey(ks), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
@@ -198,7 +197,7 @@ func Known(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) ([
 
 // Has reports whether key has shared state (what Reset would remove).
 func Has(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, key string) (bool, error) {
-	n, err := rdb.Exists(ctx, ks.Key("thr", key)).Result()
+	n, err := rdb.Exists(ctx, stateKey(ks, key)).Result()
 	if err != nil {
 		return false, fmt.Errorf("throttle: %w", err)
 	}

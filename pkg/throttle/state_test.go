@@ -38,6 +38,7 @@ func TestSetPinsAndResetForgets(t *testing.T) {
 		e.clk.add(10 * time.Millisecond)
 		time.Sleep(20 * time.Millisecond)
 	}
+	e.clk.add(time.Second) // a slot at the pinned rate, however long the sync took
 	p, _ = admit(t, l, "k", "marketing")
 	p.Done(busy) // pinned: no cut
 	if s := e.status("k"); s.State != "pinned" || s.Rate != 4 || s.Connections != 2 || s.Decreases != 1 || !s.PinnedUntil.IsZero() {

@@ -59,7 +59,7 @@ type stepRes struct {
 }
 
 func (l *Limiter) stepKeys(key string) []string {
-	return []string{l.ks.Key("thr", key), l.ks.Key("thr", key, "eng"), l.ks.Key("thr", "keys")}
+	return []string{stateKey(l.ks, key), engKey(l.ks, key)}
 }
 
 func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
@@ -99,6 +99,7 @@ func (l *Limiter) step(ctx context.Context, b *bucket, q stepReq) (stepRes, erro
 	if err != nil {
 		return stepRes{}, fmt.Errorf("throttle step %s: %w", b.key, err)
 	}
+	l.indexBuckets(ctx, b)
 	return parseStep(v)
 }
 

@@ -6,7 +6,7 @@
 --
 -- Times are milliseconds. Numbers that must keep their fractions are
 -- returned as strings (Redis truncates Lua numbers to integers).
-local st, eng, reg = KEYS[1], KEYS[2], KEYS[3]
+local st, eng = KEYS[1], KEYS[2]
 local i = 0
 local function arg() i = i + 1; return ARGV[i] end
 local function num() return tonumber(arg()) end
@@ -251,8 +251,6 @@ if evtext ~= '' then
 end
 if decreased then redis.call('HINCRBY', st, 'n_dec', 1) end
 redis.call('PEXPIRE', st, TTL)
-redis.call('ZADD', reg, now, name)
-redis.call('ZREMRANGEBYSCORE', reg, '-inf', now - TTL)
 
 local state = 'normal'
 if susp > now then state = 'suspended'

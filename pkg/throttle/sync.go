@@ -84,6 +84,9 @@ func (l *Limiter) syncOnce() int {
 			cmds, err = l.pipeSteps(ctx, active, qs)
 		}
 	}
+	if err == nil {
+		l.indexBuckets(ctx, active...)
+	}
 	now = l.now()
 	for i, b := range active {
 		var res stepRes

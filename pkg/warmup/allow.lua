@@ -2,14 +2,13 @@
 -- first judging the last active day and moving the ramp if the day has
 -- changed. One call is atomic: engines sharing Redis never overrun a cap.
 --
--- KEYS[1] state hash {p}:warm:st:SOURCE:PROVIDER (day, dnum, step, last verdict)
--- KEYS[2] today's counters {p}:warm:day:SOURCE:PROVIDER:TODAY
+-- KEYS[1] state hash {p~warm:SOURCE:PROVIDER}:st (day, dnum, step, last verdict)
+-- KEYS[2] today's counters {p~warm:SOURCE:PROVIDER}:day:TODAY
 -- KEYS[3] the counters of the day the caller believes was last active
--- KEYS[4] the source's set of providers seen {p}:warm:src:SOURCE
+-- (one hash tag: one slot)
 -- ARGV: today, today's day number, guessed day, guessed day number, n,
 --       hour (0-23), schedule (comma-separated), max deferral rate,
---       max bounce rate, max complaint rate, hourly burst, counters' ttl,
---       provider
+--       max bounce rate, max complaint rate, hourly burst, counters' ttl
 -- Returns {"again", day} when KEYS[3] is not the last active day's key;
 -- else {"ok", granted, step, cap, sent today, hourly cap, sent this hour,
 -- limit ("" | "day" | "hour"), last verdict, last judged day}. cap is -1
@@ -20,7 +19,7 @@ local n, hour = tonumber(ARGV[5]), ARGV[6]
 local sched = {}
 for v in string.gmatch(ARGV[7], '[^,]+') do sched[#sched + 1] = tonumber(v) end
 local maxD, maxB, maxC = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local burst, ttl, provider = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13]
+local burst, ttl = tonumber(ARGV[11]), tonumber(ARGV[12])
 
 local st = redis.call('HMGET', KEYS[1], 'day', 'dnum', 'step', 'verdict', 'judged')
 local day, dnum, step = st[1], tonumber(st[2]), tonumber(st[3]) or 0
@@ -56,7 +55,6 @@ elseif dnum < tnum then
   day, dnum = today, tnum
   redis.call('HSET', KEYS[1], 'day', day, 'dnum', dnum, 'step', step, 'verdict', verdict, 'judged', judged)
 end
-redis.call('SADD', KEYS[4], provider)
 
 local sent = tonumber(redis.call('HGET', KEYS[2], 'sent')) or 0
 local hsent = tonumber(redis.call('HGET', KEYS[2], 'h' .. hour)) or 0

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -103,6 +104,7 @@ type Warmup struct {
 	rdb   redis.UniversalClient
 	ks    keyspace.Space
 	plans map[string]Plan
+	seen  sync.Map // "source\x00provider" already added to the source's set by this process
 }
 
 // New returns the warm-up of plans (by source name) in rdb under ks.
@@ -204,10 +206,9 @@ func (w *Warmup) run(ctx context.Context, source, provider string, n int, now ti
 		if err != nil {
 			return result{}, "", fmt.Errorf("warmup: state of %s/%s names day %q: %w", source, provider, guess, err)
 		}
-		keys := []string{w.stateKey(source, provider), w.dayKey(source, provider, today),
-			w.dayKey(source, provider, guess), w.ks.Key("warm", "src", source)}
+		keys := []string{w.stateKey(source, provider), w.dayKey(source, provider, today), w.dayKey(source, provider, guess)}
 		args := []any{today, tnum, guess, gt.Unix() / 86400, n, now.Hour(), strings.Join(sched, ","),
-			p.MaxDeferralRate, p.MaxBounceRate, p.MaxComplaintRate, p.HourlyBurst, int(dayTTL.Seconds()), provider}
+			p.MaxDeferralRate, p.MaxBounceRate, p.MaxComplaintRate, p.HourlyBurst, int(dayTTL.Seconds())}
 		v, err := allowScript.Run(ctx, w.rdb, keys, args...).Slice()
 		if err != nil {
 			return result{}, "", fmt.Errorf("warmup: %s/%s: %w", source, provider, err)
@@ -216,6 +217,7 @@ func (w *Warmup) run(ctx context.Context, source, provider string, n int, now ti
 			guess, _ = v[1].(string)
 			continue
 		}
+		w.note(ctx, source, provider)
 		num := func(i int) int { x, _ := v[i].(int64); return int(x) }
 		str := func(i int) string { s, _ := v[i].(string); return s }
 		st := Status{Source: source, Provider: provider, Days: len(p.Schedule), Day: num(2) + 1,
@@ -310,10 +312,29 @@ func (w *Warmup) Providers(ctx context.Context, source string) ([]string, error)
 	return v, nil
 }
 
+// note adds provider to source's set of providers seen, once per process
+// (a command apart from the script: the set is in the shared slot). It
+// only feeds `campaignctl sources`, so a failure is tried again next time
+// rather than failing the units the script granted.
+func (w *Warmup) note(ctx context.Context, source, provider string) {
+	id := source + "\x00" + provider
+	if _, ok := w.seen.Load(id); ok {
+		return
+	}
+	if w.rdb.SAdd(ctx, w.ks.Key("warm", "src", source), provider).Err() == nil {
+		w.seen.Store(id, true)
+	}
+}
+
+// A (source, provider)'s state and day counters share a hash tag of their
+// own, so the allow script touches one slot and pairs spread over a
+// cluster: {prefix~warm:SOURCE:PROVIDER}:st and ...:day:DAY.
+func pairTag(source, provider string) string { return "warm:" + source + ":" + provider }
+
 func (w *Warmup) stateKey(source, provider string) string {
-	return w.ks.Key("warm", "st", source, provider)
+	return w.ks.Own(pairTag(source, provider), "st")
 }
 
 func (w *Warmup) dayKey(source, provider, day string) string {
-	return w.ks.Key("warm", "day", source, provider, day)
+	return w.ks.Own(pairTag(source, provider), "day", day)
 }

@@ -2,10 +2,12 @@
 // receivers: batches of events as signed JSON POSTs, at least once, in
 // order, each webhook from its own durable cursor in Redis.
 //
-// A webhook's cursor ({prefix}:webhook:NAME:cursor) is the id of the last
-// event its receiver acknowledged (2xx); it moves only then, so a restart
-// neither loses events nor sends old ones again (at most the batch in
-// flight at a crash is sent twice: receivers de-duplicate by event id). One
+// A webhook's cursor ({prefix}:webhook:NAME:cursor) holds, per shard of
+// the event log, the last event its receiver acknowledged (2xx): an
+// events.Cursor's text. It moves only then, so a restart neither loses
+// events nor sends old ones again (at most the batch in flight at a crash
+// is sent twice: receivers de-duplicate by event id), and an event a
+// shard gets late (another node's clock) is still sent. One
 // engine at a time delivers a webhook: it holds the lease
 // {prefix}:webhook:NAME:lease (renewed while it runs, expiring when it
 // dies). A failing batch is retried with exponential backoff for
@@ -216,8 +218,10 @@ func (d *deliverer) run(ctx context.Context) {
 
 // step reads the next batch after the cursor and delivers it.
 func (d *deliverer) step(ctx context.Context) error {
-	cur, err := d.rdb.Get(ctx, d.cursor).Result()
-	if errors.Is(err, redis.Nil) {
+	var cur events.Cursor
+	text, err := d.rdb.Get(ctx, d.cursor).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
 		// A new webhook starts with the events from now on.
 		if cur, err = d.log.Last(ctx); err != nil {
 			return err
@@ -225,13 +229,23 @@ func (d *deliverer) step(ctx context.Context) error {
 		if err := d.save(ctx, cur); err != nil {
 			return err
 		}
-	} else if err != nil {
+	case err != nil:
 		return fmt.Errorf("webhook %s cursor: %w", d.name, err)
+	default:
+		if cur, err = events.ParseCursor(text); err != nil {
+			return fmt.Errorf("webhook %s: %w", d.name, err)
+		}
 	}
 	d.gaugeLag(ctx, cur)
-	evs, err := d.log.Read(ctx, cur, d.cfg.Batch, d.opts.Poll)
-	if err != nil || len(evs) == 0 {
+	evs, next, err := d.log.ReadFrom(ctx, cur, d.cfg.Batch, d.opts.Poll)
+	if err != nil {
 		return err
+	}
+	if len(evs) == 0 {
+		if next != cur {
+			return d.save(ctx, next) // past what a batch entry had left
+		}
+		return nil
 	}
 	sel := evs[:0:0]
 	for _, e := range evs {
@@ -239,18 +253,17 @@ func (d *deliverer) step(ctx context.Context) error {
 			sel = append(sel, e)
 		}
 	}
-	last := evs[len(evs)-1].ID
 	if len(sel) > 0 {
 		if !d.deliver(ctx, sel) {
 			return nil // lease lost or shutting down: the cursor stays
 		}
 		sent.WithLabelValues(d.name).Add(float64(len(sel)))
 	}
-	return d.save(ctx, last)
+	return d.save(ctx, next)
 }
 
-func (d *deliverer) save(ctx context.Context, id string) error {
-	ok, err := saveScript.Run(ctx, d.rdb, []string{d.lease, d.cursor}, d.opts.Owner, id).Int()
+func (d *deliverer) save(ctx context.Context, c events.Cursor) error {
+	ok, err := saveScript.Run(ctx, d.rdb, []string{d.lease, d.cursor}, d.opts.Owner, c.String()).Int()
 	if err != nil {
 		return fmt.Errorf("webhook %s: save cursor: %w", d.name, err)
 	}
@@ -325,12 +338,12 @@ func (d *deliverer) post(ctx context.Context, body []byte) error {
 
 // gaugeLag publishes how many events the webhook is behind, at most
 // every 5 s (counted up to 100,000).
-func (d *deliverer) gaugeLag(ctx context.Context, cur string) {
+func (d *deliverer) gaugeLag(ctx context.Context, cur events.Cursor) {
 	if time.Since(d.lagAt) < 5*time.Second {
 		return
 	}
 	d.lagAt = time.Now()
-	if n, err := d.log.Behind(ctx, cur, 100000); err == nil {
+	if n, err := d.log.Behind(ctx, cur.String(), 100000); err == nil {
 		lag.WithLabelValues(d.name).Set(float64(n))
 	}
 }
@@ -344,8 +357,9 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Cursor returns the id of the last event webhook w's receiver
-// acknowledged, or "" before it first ran.
+// Cursor returns webhook w's cursor (an events.Cursor's text: after the
+// last event its receiver acknowledged in each shard), or "" before it
+// first ran.
 func Cursor(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, w config.Webhook) (string, error) {
 	id, err := rdb.Get(ctx, ks.Key("webhook", Name(w), "cursor")).Result()
 	if errors.Is(err, redis.Nil) {

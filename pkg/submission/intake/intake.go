@@ -17,11 +17,11 @@ import (
 
 // Tally is where the transactional job id is counted and its outcome
 // kept: the records hash of the job's day of enqueue, which the id carries
-// (see NewID), so a lookup by id needs nothing else. The engine settles API
+// (see NewID), in the id's shard, so a lookup by id needs nothing else. The engine settles API
 // and submission jobs into exactly this tally.
 func Tally(ks keyspace.Space, id string) streams.Tally {
 	day, _ := idDay(id) // an id that names no day finds no records
-	return streams.TransactionalTally(ks, day)
+	return streams.TransactionalTally(ks, day).For(id)
 }
 
 // NewID returns a job ID for a job enqueued at t: the UTC day, then 130
@@ -67,12 +67,20 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build fun
 	first := now.UnixMilli()
 	items := make([]streams.Item, 0, len(to))
 	out := make([]Queued, 0, len(to))
+	shard := -1
 	for _, rcpt := range to {
 		msg, err := build(rcpt)
 		if err != nil {
 			return nil, fmt.Errorf("build message for %s: %w", rcpt, err)
 		}
-		j := &streams.Job{ID: NewID(now), To: rcpt, Lane: streams.Transactional, From: from, First: first}
+		// Every job of one message in one shard (its first id's), so
+		// they are queued in one atomic step.
+		id := NewID(now)
+		for shard >= 0 && keyspace.ShardOf(id) != shard {
+			id = NewID(now)
+		}
+		shard = keyspace.ShardOf(id)
+		j := &streams.Job{ID: id, To: rcpt, Lane: streams.Transactional, From: from, First: first}
 		items = append(items, streams.Item{Job: j, Msg: msg})
 		out = append(out, Queued{ID: j.ID, To: rcpt})
 	}

@@ -106,7 +106,7 @@ func TestEnqueueAndLookup(t *testing.T) {
 	if err != nil || len(queued) != 2 || queued[0].ID == queued[1].ID || len(queued[0].ID) != len("20060102-")+26 {
 		t.Fatalf("queued %+v, %v", queued, err)
 	}
-	ds, err := sq.Read(ctx, streams.Transactional, 10, -1)
+	ds, _, err := sq.Read(ctx, streams.Transactional, 10)
 	if err != nil || len(ds) != 2 {
 		t.Fatalf("read %d jobs, %v", len(ds), err)
 	}
@@ -172,7 +172,7 @@ func TestRecordsAreKeptPerDayAndExpire(t *testing.T) {
 	if !strings.HasPrefix(id, "20261122-") {
 		t.Fatalf("id %q does not start with its day", id)
 	}
-	key := ks.Key("tx", "rec", "20261122")
+	key := ks.In(keyspace.ShardOf(id), "tx", "rec", "20261122")
 	if n := rdb.HLen(context.Background(), key).Val(); n != 1 {
 		t.Fatalf("day hash %s holds %d records", key, n)
 	}

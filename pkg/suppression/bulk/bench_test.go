@@ -40,7 +40,7 @@ func BenchmarkImport(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		if err := f.rdb.Del(ctx, f.hash, f.audit).Err(); err != nil {
+		if err := f.rdb.Del(ctx, append(f.hashes, f.audits...)...).Err(); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

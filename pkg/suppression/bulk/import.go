@@ -41,8 +41,9 @@ type ImportResult struct {
 	BadCount int // all bad lines; Bad holds the first MaxBadLines
 }
 
-// batch is how many entries Import hands to Merge at a time.
-const batch = 1000
+// batch is how many entries Import hands to Merge at a time: one
+// pipeline of about a hundred per shard.
+const batch = suppression.MergeBatch
 
 // Defaults fill what an imported line leaves empty.
 type Defaults struct {

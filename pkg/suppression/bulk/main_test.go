@@ -15,40 +15,41 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-// fixture is a list on its own key prefix. hash and audit are the list's
-// keys, which tests read directly.
+// fixture is a list on its own key prefix. hashes and audits are the
+// list's keys, one per shard, which tests read directly.
 type fixture struct {
-	l           *suppression.List
-	rdb         *redis.Client
-	hash, audit string
+	l              *suppression.List
+	rdb            *redis.Client
+	hashes, audits []string
 }
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
 	rdb := redistest.Client(t)
 	space := keyspace.Space(redistest.Prefix(t))
-	return fixture{
-		l: suppression.New(rdb, space), rdb: rdb,
-		hash: space.Key("supp", "entries"), audit: space.Key("supp", "audit"),
+	f := fixture{l: suppression.New(rdb, space), rdb: rdb}
+	for n := range keyspace.Shards {
+		f.hashes = append(f.hashes, space.In(n, "supp", "entries"))
+		f.audits = append(f.audits, space.In(n, "supp", "audit"))
 	}
+	return f
 }
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func hlen(t testing.TB, f fixture) int64 {
-	t.Helper()
-	n, err := f.rdb.HLen(context.Background(), f.hash).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
+func hlen(t testing.TB, f fixture) int64 { return sum(t, f.hashes, f.rdb.HLen) }
+func xlen(t testing.TB, f fixture) int64 { return sum(t, f.audits, f.rdb.XLen) }
 
-func xlen(t testing.TB, f fixture) int64 {
+// sum adds up one figure of each key.
+func sum(t testing.TB, keys []string, of func(context.Context, string) *redis.IntCmd) int64 {
 	t.Helper()
-	n, err := f.rdb.XLen(context.Background(), f.audit).Result()
-	if err != nil {
-		t.Fatal(err)
+	var n int64
+	for _, k := range keys {
+		x, err := of(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += x
 	}
 	return n
 }

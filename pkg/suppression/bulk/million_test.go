@@ -40,8 +40,14 @@ func TestMillionRoundTrip(t *testing.T) {
 		}
 	}
 	t.Logf("fill: %d entries in %v", n, time.Since(start).Round(time.Millisecond))
-	hashMem, _ := f.rdb.MemoryUsage(ctx, f.hash, 0).Result()
-	auditMem, _ := f.rdb.MemoryUsage(ctx, f.audit, 0).Result()
+	memory := func(keys []string) (sum int64) {
+		for _, k := range keys {
+			m, _ := f.rdb.MemoryUsage(ctx, k, 0).Result()
+			sum += m
+		}
+		return sum
+	}
+	hashMem, auditMem := memory(f.hashes), memory(f.audits)
 	t.Logf("redis: entries hash %d MB (%d B/entry), audit stream %d MB for %d events",
 		hashMem>>20, hashMem/n, auditMem>>20, xlen(t, f))
 

@@ -104,7 +104,7 @@ func TestExportRemoveImportRoundTrip(t *testing.T) {
 	if got := removeAll(t, f.l); got != n {
 		t.Fatalf("removed %d", got)
 	}
-	if ex, _ := f.rdb.Exists(ctx, f.hash).Result(); ex != 0 {
+	if ex, _ := f.rdb.Exists(ctx, f.hashes...).Result(); ex != 0 {
 		t.Fatal("entries left after removing all")
 	}
 	res, err := Import(ctx, f.l, bytes.NewReader(csv1), FormatCSV, Defaults{Source: "restore"})

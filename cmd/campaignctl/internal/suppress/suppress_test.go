@@ -159,10 +159,13 @@ func TestListExportImport(t *testing.T) {
 	}
 	out, errOut, err := run(t, l, "list", "--reason", "hard_bounce")
 	lines := strings.Split(out, "\n")
+	if len(lines) == 4 && strings.HasPrefix(lines[2], "a@x.test") {
+		lines[1], lines[2] = lines[2], lines[1] // the list's order is its shards'
+	}
 	if err != nil || len(lines) != 4 || errOut != "2 entries\n" ||
 		lines[0] != "ADDRESS                                  REASON            SCOPE     LAST SEEN             SOURCE      DETAIL" ||
 		!strings.HasPrefix(lines[1], "a@x.test                                 hard_bounce       global    20") ||
-		!strings.HasSuffix(lines[1], "Z  -           550 gone") || !strings.HasSuffix(lines[2], "Z  -") {
+		!strings.HasSuffix(lines[1], "Z  -           550 gone") || !strings.HasPrefix(lines[2], "c@x.test ") || !strings.HasSuffix(lines[2], "Z  -") {
 		t.Fatalf("list: %q %q %v", out, errOut, err)
 	}
 	out, _, err = run(t, l, "list", "--since", "7d", "--json")

@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+)
+
+// BenchmarkFirstMessage measures what a user waits for after typing
+// `campaignctl launch` with an engine already running: from the start of
+// the campaignctl process (built before the clock starts) to the first
+// message of a 20,000-recipient campaign at the receiver, and to the
+// command's exit. Issue 17's target is first message ≤ 100 ms.
+// BENCH_MONITOR=1 also logs, through Redis MONITOR, when each kind of
+// command was first seen after the start: where the time goes.
+func BenchmarkFirstMessage(b *testing.B) {
+	const n = 20000
+	ctl := buildCampaignctl(b)
+	for i := 0; i < b.N; i++ {
+		prefix := redistest.Prefix(b)
+		var once sync.Once
+		first := make(chan time.Time, 1)
+		srv := smtptest.Start(b, smtptest.Options{Discard: true, Data: func(string, []string, []byte) error {
+			once.Do(func() { first <- time.Now() })
+			return nil
+		}})
+		cfg := enginetest.Config(prefix, srv.Addr)
+		cfg.Delivery.Workers = 64
+		enginetest.Start(b, cfg)
+		path := enginetest.Campaign(b, b.TempDir(), "first", n, "example.test")
+		time.Sleep(time.Second) // the engine is up and idle, waiting for work
+
+		var mon *monitor
+		if os.Getenv("BENCH_MONITOR") != "" {
+			mon = startMonitor(b)
+		}
+		cmd := exec.Command(ctl, "-redis", redistest.URL(), "-prefix", prefix, "launch", "-q", path)
+		t0 := time.Now()
+		out, err := cmd.CombinedOutput()
+		exited := time.Since(t0)
+		if err != nil {
+			b.Fatalf("campaignctl launch: %v\n%s", err, out)
+		}
+		var firstAt time.Duration
+		select {
+		case at := <-first:
+			firstAt = at.Sub(t0)
+		case <-time.After(time.Minute):
+			b.Fatal("no message within a minute of the launch")
+		}
+		if mon != nil {
+			mon.report(b, t0, firstAt)
+		}
+		// Let the campaign finish: an engine stopped mid-campaign waits out
+		// its sessions.
+		enginetest.WaitFinished(b, store.New(redistest.Client(b), keyspace.Space(prefix)), "first", 5*time.Minute)
+		b.ReportMetric(float64(firstAt.Microseconds())/1000, "first-msg-ms")
+		b.ReportMetric(float64(exited.Microseconds())/1000, "launch-exit-ms")
+	}
+}
+
+// buildCampaignctl builds the campaignctl binary into a temporary
+// directory.
+func buildCampaignctl(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "campaignctl")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		tb.Skipf("no go command to build campaignctl with: %v", err)
+	}
+	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/sluice-mta/sluice/cmd/campaignctl").CombinedOutput(); err != nil {
+		tb.Fatalf("go build campaignctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// monitor records the commands redis-server executes (MONITOR, over a
+// connection of its own), with the time each was seen.
+type monitor struct {
+	conn  net.Conn
+	mu    sync.Mutex
+	lines []seen
+}
+
+type seen struct {
+	at   time.Time
+	line string
+}
+
+func startMonitor(tb testing.TB) *monitor {
+	tb.Helper()
+	c, err := net.Dial("tcp", redistest.Addr())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := &monitor{conn: c}
+	tb.Cleanup(func() { _ = c.Close() })
+	if _, err := io.WriteString(c, "MONITOR\r\n"); err != nil {
+		tb.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+		tb.Fatalf("MONITOR: %q %v", line, err)
+	}
+	go func() {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			m.mu.Lock()
+			m.lines = append(m.lines, seen{time.Now(), strings.TrimSpace(strings.TrimPrefix(line, "+"))})
+			m.mu.Unlock()
+		}
+	}()
+	return m
+}
+
+// report logs, for each command name and key kind, when it was first
+// seen after t0, in order, up to the first message.
+func (m *monitor) report(tb testing.TB, t0 time.Time, firstAt time.Duration) {
+	time.Sleep(100 * time.Millisecond)
+	_ = m.conn.Close()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	done := map[string]bool{}
+	for _, s := range m.lines {
+		d := s.at.Sub(t0)
+		if d < 0 || d > firstAt+50*time.Millisecond {
+			continue
+		}
+		k := commandKind(s.line)
+		if k == "" || done[k] {
+			continue
+		}
+		done[k] = true
+		out = append(out, fmt.Sprintf("%7.1f ms  %s", float64(d.Microseconds())/1000, k))
+	}
+	slices.Sort(out)
+	// To stderr: a benchmark's log is cut after a few lines.
+	fmt.Fprintf(os.Stderr, "first message at %.1f ms; first time each command was seen:\n%s\n", float64(firstAt.Microseconds())/1000, strings.Join(out, "\n"))
+}
+
+// keyShape drops the quotes, the test's prefix and everything from the
+// first digit or "|" of a key.
+func keyShape(key string) string {
+	key = strings.Trim(key, `"`)
+	if i := strings.IndexByte(key, ':'); i >= 0 {
+		key = key[i+1:]
+	}
+	if j := strings.IndexAny(key, "|0123456789"); j > 0 {
+		key = key[:j]
+	}
+	return key
+}
+
+// commandKind reduces a MONITOR line (`1700000000.123456 [0 127.0.0.1:5]
+// "XADD" "{p}:q:marketing" ...`) to its command and the shape of its first
+// key (digits and the test's prefix dropped), or "" for the monitor's own.
+func commandKind(line string) string {
+	_, rest, ok := strings.Cut(line, "] ")
+	if !ok {
+		return ""
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return ""
+	}
+	kind := strings.Trim(f[0], `"`)
+	switch {
+	case strings.EqualFold(kind, "evalsha") && len(f) > 3: // EVALSHA sha numkeys key...
+		sha := strings.Trim(f[1], `"`)
+		kind += " " + sha[:min(8, len(sha))] + " " + keyShape(f[3])
+	case len(f) > 1:
+		kind += " " + keyShape(f[1])
+	}
+	return kind
+}
