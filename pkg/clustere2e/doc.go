@@ -6,8 +6,8 @@
 //
 //   - TestSpread: 20,000 recipients (2,000 under -short) arrive exactly
 //     once; each master holds 20–45% of the deployment's keys and served
-//     20–45% of its commands (this part needs the sharding of issue #12:
-//     before it, every key sits under one hash tag on one master).
+//     20–45% of its commands (the sharding of issue #12 does that: without
+//     it every key sits under one hash tag on one master).
 //   - TestFailover: kill -9 of a master mid-campaign, as is and with its
 //     replica cut off half a second before; both engines carry on without
 //     a restart and the campaign completes. Lost recipients (never

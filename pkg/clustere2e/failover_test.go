@@ -17,7 +17,7 @@ import (
 )
 
 // TestFailover (acceptance 2): kill -9 of the master holding the
-// campaign's definition (and, before the sharding, everything) a third of
+// campaign's definition (and four of the twelve shards) a third of
 // the way through; its replica is promoted, both engines carry on without
 // a restart and the campaign completes. What the README promises:
 //

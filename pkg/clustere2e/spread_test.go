@@ -47,16 +47,15 @@ func TestSpread(t *testing.T) {
 		t.Errorf("status %+v, want %d delivered and none queued", st, n)
 	}
 
-	// Keys: the deployment's, by its hash tags ({spread} and, once
-	// sharded, {spread.N.S} and {spread~...}).
+	// Keys: the deployment's, by its hash tags ({spread}, {spread.N.S}
+	// and {spread~...}).
 	keys := w.c.Keys(t, "{spread[.}~]*")
 	cmds := make([]int64, len(after))
 	for i := range after {
 		cmds[i] = after[i].Since(before[i]).Commands
 	}
-	// NEEDS THE SHARDING (issue #12, branch shard): until it lands every
-	// key of a deployment sits under one hash tag, on one master, and
-	// these two checks fail with one master at 100%.
+	// The sharding's work: without it every key of a deployment sits
+	// under one hash tag, on one master, and one master has 100%.
 	spread(t, "keys", keys)
 	spread(t, "commands", cmds)
 }
@@ -82,7 +81,7 @@ func spread(t *testing.T, what string, per []int64) {
 	}
 	msg := fmt.Sprintf("%s per master: %s", what, strings.Join(parts, ", "))
 	if bad {
-		t.Errorf("%s — each must hold %.0f–%.0f%% (needs the sharding of issue #12)", msg, 100*minShare, 100*maxShare)
+		t.Errorf("%s — each must hold %.0f–%.0f%% (the shards of issue #12 spread them)", msg, 100*minShare, 100*maxShare)
 		return
 	}
 	t.Log(msg)
