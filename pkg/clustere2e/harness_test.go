@@ -125,11 +125,8 @@ func (r *receiver) add(to []string) {
 }
 
 // total is how many copies arrived.
-func (r *receiver) total() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.got {
+func (r *receiver) total() (n int) {
+	for _, c := range r.copies() {
 		n += c
 	}
 	return n
