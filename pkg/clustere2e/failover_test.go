@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
 	"github.com/sluice-mta/sluice/pkg/streams"
@@ -74,7 +72,7 @@ func failover(t *testing.T, wait int, lag time.Duration) {
 		cut()
 		time.Sleep(lag)
 	}
-	inFlight := w.held(victim.Addr) // just before the kill
+	inFlight := w.held() // just before the kill
 	atKill := w.rx.total()
 	killed := time.Now()
 	w.c.KillMaster(t, victim.index)
@@ -135,13 +133,10 @@ func masterOf(t *testing.T, c *clustertest.Cluster, key string) victim {
 	return victim{}
 }
 
-// held counts the jobs the engines hold (pending in a line or a lane)
-// among the streams on the master at addr (others' keys are not there).
-func (w *world) held(addr string) int {
+// held counts the jobs the engines hold: pending in a line or a lane.
+func (w *world) held() int {
 	w.t.Helper()
 	ctx := context.Background()
-	node := redis.NewClient(&redis.Options{Addr: addr})
-	defer node.Close()
 	q := streams.New(w.rdb, w.ks, "")
 	var keys []string
 	for _, l := range streams.Lanes {
@@ -159,7 +154,7 @@ func (w *world) held(addr string) int {
 	}
 	n := 0
 	for _, k := range keys {
-		if p, err := node.XPending(ctx, k, streams.Group).Result(); err == nil {
+		if p, err := w.rdb.XPending(ctx, k, streams.Group).Result(); err == nil { // no such stream: an error
 			n += int(p.Count)
 		}
 	}
