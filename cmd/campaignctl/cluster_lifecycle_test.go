@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,9 +103,23 @@ func TestLifecycleOnACluster(t *testing.T) {
 	}
 	eachOnce(t, srv, n, "example.test")
 
-	// Cancel.
+	// Cancel, of a campaign launched by -config with redis.wait_replicas:
+	// each batch waits for its replica (WAIT, counted by the masters).
 	before := srv.Count()
-	ctl.must("launch", "-q", enginetest.Campaign(t, dir, "cx", m, "cancel.test"))
+	cfg := enginetest.Write(t, filepath.Join(dir, "engine.yaml"), "redis:\n  cluster: ["+strings.Join(c.Addrs(), ", ")+"]\n  prefix: life\n  wait_replicas: 1\n")
+	waits := func() (n int64) {
+		for _, s := range c.Stats(t) {
+			n += s.Calls["wait"]
+		}
+		return n
+	}
+	waited := waits()
+	if out, stderr, code := ctlEnv(t, nil, "-config", cfg, "launch", "-q", enginetest.Campaign(t, dir, "cx", m, "cancel.test")); code != 0 {
+		t.Fatalf("launch -config: exit %d\n%s%s", code, out, stderr)
+	}
+	if waited = waits() - waited; waited == 0 {
+		t.Error("a launch with redis.wait_replicas 1 sent no WAIT")
+	}
 	waitCount(t, srv, before+30, 20*time.Second)
 	if out := ctl.must("cancel", "cx", "--wait", "15s"); !strings.Contains(out, "nothing left queued") {
 		t.Fatalf("cancel said %q", out)
