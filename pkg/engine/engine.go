@@ -72,6 +72,7 @@ type Engine struct {
 	health   health
 	slots    *slots
 	flow     flow
+	known    known
 	waiting  waiting
 	// wakeup tells the line server that routers put jobs in line.
 	wakeup chan struct{}
@@ -80,6 +81,9 @@ type Engine struct {
 	abandonOnce sync.Once
 	// tick paces the retry mover, the heartbeat and takeovers.
 	tick time.Duration
+	// holdersAt is when takeOver last looked for consumers without a
+	// heartbeat (maintain's goroutine only).
+	holdersAt time.Time
 }
 
 // New builds an engine.
@@ -229,84 +233,6 @@ func (e *Engine) requeueOwn(ctx context.Context) (int, error) {
 // Abandon ends a drain at once (a second SIGTERM): attempts still in
 // flight are cut off and their jobs stay pending.
 func (e *Engine) Abandon() { e.abandonOnce.Do(func() { close(e.abandon) }) }
-
-// work attempts runs of jobs, transactional ones first whenever any wait:
-// a run's jobs one after another (over one reused session), each but the
-// first asking the throttle as the one before it ends. What the throttle
-// will not have soon goes back in its line; jobs not yet started when ctx
-// ends (the drain) go back in line for any engine at once.
-func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
-	for {
-		t, ok := next(tx, mk)
-		if !ok {
-			return
-		}
-		for i, j := range t.jobs {
-			if ctx.Err() != nil {
-				if j.permit != nil {
-					j.permit.Done(unused)
-				}
-				e.conclude(hard, j.d, plan{next: stepPostpone, at: e.Now()})
-				e.inflight.remove(j.d.ID)
-				continue
-			}
-			if j.permit == nil {
-				if j.permit = e.admitInRun(ctx, t.line); j.permit == nil {
-					e.putBack(hard, t.line, t.jobs[i:])
-					break
-				}
-			}
-			e.process(ctx, hard, j)
-			e.inflight.remove(j.d.ID)
-		}
-		e.slots.give(1)
-		e.finished(t.line, len(t.jobs))
-	}
-}
-
-// putBack returns the rest of a run to its line, waiting out outages.
-func (e *Engine) putBack(hard context.Context, l streams.Line, rest []job) {
-	ds := make([]streams.Delivery, len(rest))
-	for i, j := range rest {
-		ds[i] = j.d
-	}
-	e.durably(hard, "put back", ds[0], func(ctx context.Context) error {
-		_, err := e.q.PutBack(ctx, l, ds)
-		return err
-	})
-	for _, j := range rest {
-		e.inflight.remove(j.d.ID)
-	}
-}
-
-// next returns the next task, preferring tx; ok is false once both
-// channels are closed and empty.
-func next(tx, mk <-chan task) (task, bool) {
-	for tx != nil || mk != nil {
-		select {
-		case t, ok := <-tx:
-			if ok {
-				return t, true
-			}
-			tx = nil
-			continue
-		default:
-		}
-		select {
-		case t, ok := <-tx:
-			if ok {
-				return t, true
-			}
-			tx = nil
-		case t, ok := <-mk:
-			if ok {
-				return t, true
-			}
-			mk = nil
-		}
-	}
-	return task{}, false
-}
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
