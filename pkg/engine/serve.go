@@ -28,6 +28,8 @@ type job struct {
 	// whole batch when it was taken), checkErr why it could not be.
 	suppressed *suppression.Entry
 	checkErr   error
+	// via is the egress source its run leaves from (egress.go).
+	via *via
 }
 
 // maxWait bounds how long a line is left alone on the throttle's word: a
@@ -96,7 +98,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			if n == 0 {
 				break
 			}
-			permits, at := e.admitN(ctx, l, n)
+			permits, v, at := e.admitVia(ctx, l, n)
 			if len(permits) == 0 {
 				e.slots.give(n)
 				if limit := e.Now().Add(maxWait); at.IsZero() || at.After(limit) {
@@ -105,7 +107,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 				later[l] = at
 				continue
 			}
-			e.take(ctx, l, n, permits, out[l.Lane])
+			e.take(ctx, l, n, permits, v, out[l.Lane])
 		}
 		if err := e.q.Defer(ctx, later); err != nil && ctx.Err() == nil {
 			e.Log.Error("reschedule lines", "err", err)
@@ -143,14 +145,14 @@ func (e *Engine) campaignSends(ctx context.Context, l streams.Line, later map[st
 	return true
 }
 
-// admitN asks the throttle for up to n permits for l's key; with none, it
-// returns when to ask again.
-func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle.Permit, time.Time) {
+// admitN asks the throttle for up to n permits of bucket (l's key, or
+// its source's bucket toward it); with none, it returns when to ask again.
+func (e *Engine) admitN(ctx context.Context, l streams.Line, bucket string, n int) ([]*throttle.Permit, time.Time) {
 	var ps []*throttle.Permit
 	for len(ps) < n {
-		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+		p, at, err := e.Throttle.Admit(ctx, bucket, string(l.Lane))
 		if err != nil {
-			e.Log.Error("throttle", "key", l.Key, "err", err)
+			e.Log.Error("throttle", "key", bucket, "err", err)
 			return ps, e.Now().Add(time.Second)
 		}
 		if p == nil {
@@ -166,7 +168,7 @@ func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle
 // attempt (and its session), and each later attempt of the run asks the
 // throttle again as the one before it ends (see work). Unused permits and
 // worker slots are given back.
-func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits []*throttle.Permit, out chan<- task) {
+func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits []*throttle.Permit, v *via, out chan<- task) {
 	ds, left, err := e.q.Take(ctx, l, len(permits)*perSession)
 	if err != nil && ctx.Err() == nil {
 		e.health.failed(err)
@@ -182,7 +184,7 @@ func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits
 			e.Log.Error("job already in flight; left pending", "job", d.ID, "line", l.Name())
 			continue
 		}
-		jobs = append(jobs, job{d: d, suppressed: blocked[i], checkErr: checkErr})
+		jobs = append(jobs, job{d: d, suppressed: blocked[i], checkErr: checkErr, via: v})
 	}
 	runs := min(len(permits), len(jobs))
 	for _, p := range permits[runs:] {
@@ -203,10 +205,11 @@ func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits
 // puts the rest of the run back in its line.
 const runWait = 100 * time.Millisecond
 
-// admitInRun asks the throttle for the next attempt of a run on l.
-func (e *Engine) admitInRun(ctx context.Context, l streams.Line) *throttle.Permit {
-	for ctx.Err() == nil {
-		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+// admitInRun asks the throttle for the next attempt of a run on l, from
+// the run's source v (none once v's warm-up cap is spent).
+func (e *Engine) admitInRun(ctx context.Context, l streams.Line, v *via) *throttle.Permit {
+	for ctx.Err() == nil && !v.isSpent() {
+		p, at, err := e.Throttle.Admit(ctx, v.bucketOf(l), string(l.Lane))
 		if p != nil {
 			return p
 		}

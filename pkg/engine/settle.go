@@ -29,7 +29,7 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 	rec := streams.Record{
 		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
 		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
-		Earlier: d.History,
+		Earlier: d.History, Src: out.Source,
 	}
 	var next *streams.Job
 	var retryAt time.Time
