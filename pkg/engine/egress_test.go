@@ -102,20 +102,20 @@ func sentFrom(srv *smtptest.Server) map[string]int {
 
 // Acceptance 1 of issue #13, small: a pool of two sources toward one
 // provider that limits only 127.0.0.2 (Gmail's 4.7.28 IP reply beyond
-// 10/s). The IP-scoped deferrals slow only that source's bucket; the
+// 12/s). The IP-scoped deferrals slow only that source's bucket; the
 // other carries the rest: ≥ 80% leaves from 127.0.0.3, ≤ 5% of the
 // attempts are deferred, and 127.0.0.2 is never sent faster than its
 // limit. The record and the report name the source of each recipient.
 // (bench/egress_test.go runs the 3,000-recipient version, and the same
 // without IP scoping.)
 func TestIPScopedDeferralsMoveTrafficToThePoolsOtherSource(t *testing.T) {
-	const n, limit = 600, 10.0
+	const n, limit = 900, 12.0
 	thr := newIPThrottler("127.0.0.2", limit)
 	srv := smtptest.Start(t, smtptest.Options{RcptFrom: thr.rcpt, Quiet: true})
 	prefix := redistest.Prefix(t)
 	launchN(t, prefix, "ipscope", n, "gmail.test")
 	cfg := enginetest.Config(prefix, srv.Addr)
-	cfg.Throttle.Default = config.Limits{StartRate: 40, MinRate: 1, MaxRate: 1000, Burst: 4, MaxConnections: 8}
+	cfg.Throttle.Default = config.Limits{StartRate: 60, MinRate: 1, MaxRate: 1000, Burst: 6, MaxConnections: 8}
 	egressConfig(t, cfg, twoSources)
 	start := time.Now()
 	enginetest.Start(t, cfg)
