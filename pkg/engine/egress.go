@@ -187,7 +187,8 @@ func (e *Engine) admitVia(ctx context.Context, l streams.Line, n int) ([]*thrott
 				sooner(until)
 				continue
 			}
-			want = min(n, room)
+			// A run makes up to perSession attempts, each taking a unit.
+			want = min(n, (room+perSession-1)/perSession)
 		}
 		permits, next := e.admitN(ctx, l, v.bucket, want)
 		if len(permits) > 0 {

@@ -145,6 +145,9 @@ func TestIPScopedDeferralsMoveTrafficToThePoolsOtherSource(t *testing.T) {
 	if rate2 > limit*1.1 {
 		t.Errorf("127.0.0.2 sent at %.1f msg/s, over its limit %.0f", rate2, limit)
 	}
+	if tried := float64(att2) / took.Seconds(); tried > limit*1.1 {
+		t.Errorf("127.0.0.2 was tried at %.1f msg/s, over its limit %.0f", tried, limit)
+	}
 	// The record and the report say which source sent.
 	bySource := map[string]int{}
 	err := report.Scan(context.Background(), redistest.Client(t), st.Tally("ipscope"), 0, func(r report.Row) error {
