@@ -27,7 +27,7 @@ import (
 // (throttle.one_state_per_provider), how sluice paced before sources.
 // Figures are the receiver's: messages accepted per source, attempts
 // refused, and 127.0.0.2's rate (accepted and attempted) over the time it
-// sent.
+// sent; a run ends when the campaign does, or after egressWithin.
 func BenchmarkEgressIPScoping(b *testing.B) {
 	for _, v := range []struct {
 		name     string
@@ -69,7 +69,18 @@ sources:
 	b.ResetTimer()
 	start := time.Now()
 	enginetest.Start(b, cfg)
-	enginetest.WaitFinished(b, store.New(rdb, ks), "egress", 15*time.Minute)
+	st := store.New(rdb, ks)
+	done := 0
+	for time.Since(start) < egressWithin {
+		s, err := st.Status(context.Background(), "egress")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if done = int(s.Delivered); s.State == store.StateFinished {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	took := time.Since(start)
 	b.StopTimer()
 	rcv.mu.Lock()
@@ -78,16 +89,22 @@ sources:
 	att := rcv.att[ip2] + rcv.att[ip3]
 	refused := att - rcv.ok[ip2] - rcv.ok[ip3]
 	span2 := rcv.last[ip2].Sub(rcv.first[ip2]).Seconds()
+	sent := rcv.ok[ip2] + rcv.ok[ip3]
 	b.ReportMetric(took.Seconds(), "s")
-	b.ReportMetric(100*float64(rcv.ok[ip3])/float64(n), "%from_ip3")
+	b.ReportMetric(float64(done), "delivered")
+	b.ReportMetric(100*float64(rcv.ok[ip3])/float64(sent), "%from_ip3")
 	b.ReportMetric(100*float64(refused)/float64(att), "%deferred")
 	b.ReportMetric(float64(rcv.ok[ip2])/span2, "ip2_accepted/s")
 	b.ReportMetric(float64(rcv.att[ip2])/span2, "ip2_attempted/s")
 	b.ReportMetric(float64(rcv.ok[ip3])/took.Seconds(), "ip3_msg/s")
-	b.Logf("%d recipients in %v: ip3 %d, ip2 %d (accepted %.2f/s, attempted %.2f/s over %.0f s); %d of %d attempts deferred",
-		n, took.Round(time.Millisecond), rcv.ok[ip3], rcv.ok[ip2], float64(rcv.ok[ip2])/span2, float64(rcv.att[ip2])/span2,
-		span2, refused, att)
+	b.Logf("%d of %d recipients delivered in %v: ip3 %d (%.1f/s), ip2 %d (accepted %.2f/s, attempted %.2f/s over %.0f s); %d of %d attempts deferred",
+		done, n, took.Round(time.Millisecond), rcv.ok[ip3], float64(rcv.ok[ip3])/took.Seconds(), rcv.ok[ip2],
+		float64(rcv.ok[ip2])/span2, float64(rcv.att[ip2])/span2, span2, refused, att)
 }
+
+// egressWithin bounds a run: without IP scoping the campaign crawls at
+// the limited source's pace, and the rates are what the run is about.
+const egressWithin = 2 * time.Minute
 
 // byIP is the receiver: 127.0.0.2 limited to lim with Gmail's 4.7.28 IP
 // reply beyond it, everyone else accepted; counts per source address.
