@@ -59,6 +59,9 @@ type Deps struct {
 	Log         *slog.Logger
 	// Now is the clock (a test seam); nil means time.Now.
 	Now func() time.Time
+	// WarmupClock is the warm-up caps' clock (a test seam for days
+	// passing); nil means Now.
+	WarmupClock func() time.Time
 }
 
 // Engine is one delivery process. Several may share one Redis.
@@ -71,6 +74,7 @@ type Engine struct {
 	inflight inflight
 	health   health
 	slots    *slots
+	egress   *egress // sources and pools (egress.go)
 	flow     flow
 	known    known
 	waiting  waiting
@@ -118,6 +122,7 @@ func New(d Deps) *Engine {
 		tick:    500 * time.Millisecond,
 	}
 	e.cache.store = e.store
+	e.egress = newEgress(d)
 	if t, ok := d.Throttle.(interface{ OnRaise(func(string)) }); ok {
 		// A key's rate went up or its suspension ended: its lines,
 		// scored with the old limits' times, are due now.
@@ -132,6 +137,9 @@ func New(d Deps) *Engine {
 // still unsettled then stays in this consumer's pending list and is taken
 // up again at its next start, or by another engine (at-least-once).
 func (e *Engine) Run(ctx context.Context) error {
+	if err := e.egress.check(); err != nil {
+		return err
+	}
 	if err := e.q.Init(ctx); err != nil {
 		return err
 	}

@@ -48,11 +48,13 @@ type plan struct {
 // cuts an attempt short.
 func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome, ok bool) {
 	p := e.prepare(ctx, t)
+	p = e.viaPlan(ctx, t, p) // the run's source; a spent warm-up cap: back in line
 	if p.next == stepAttempt {
 		p.dest.MaxMessagesPerConn = t.permit.MaxPerConn
 		p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
 		p.next = stepSettle
 		t.permit.Done(p.out)
+		e.viaDone(ctx, t, p.out)
 	} else {
 		t.permit.Done(unused) // no attempt: the permit goes back
 	}

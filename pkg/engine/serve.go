@@ -30,6 +30,8 @@ type job struct {
 	// whole batch when it was taken), checkErr why it could not be.
 	suppressed *suppression.Entry
 	checkErr   error
+	// via is the egress source its run leaves from (egress.go).
+	via *via
 }
 
 // maxWait bounds how long a line is left alone on the throttle's word: a
@@ -148,14 +150,14 @@ func (e *Engine) campaignSends(ctx context.Context, l streams.Line, later map[st
 	return true
 }
 
-// admitN asks the throttle for up to n permits for l's key; with none, it
-// returns when to ask again.
-func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle.Permit, time.Time) {
+// admitN asks the throttle for up to n permits of bucket (l's key, or
+// its source's bucket toward it); with none, it returns when to ask again.
+func (e *Engine) admitN(ctx context.Context, l streams.Line, bucket string, n int) ([]*throttle.Permit, time.Time) {
 	var ps []*throttle.Permit
 	for len(ps) < n {
-		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+		p, at, err := e.Throttle.Admit(ctx, bucket, string(l.Lane))
 		if err != nil {
-			e.Log.Error("throttle", "key", l.Key, "err", err)
+			e.Log.Error("throttle", "key", bucket, "err", err)
 			return ps, e.Now().Add(time.Second)
 		}
 		if p == nil {
@@ -171,11 +173,12 @@ func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle
 // puts the rest of the run back in its line.
 const runWait = 100 * time.Millisecond
 
-// admitInRun asks the throttle for the next attempt of a run on l;
-// before it waits (or gives up), it calls beforeWait.
-func (e *Engine) admitInRun(ctx context.Context, l streams.Line, beforeWait func()) *throttle.Permit {
-	for ctx.Err() == nil {
-		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+// admitInRun asks the throttle for the next attempt of a run on l, from
+// the run's source v (none once v's warm-up cap is spent); before it
+// waits (or gives up), it calls beforeWait.
+func (e *Engine) admitInRun(ctx context.Context, l streams.Line, v *via, beforeWait func()) *throttle.Permit {
+	for ctx.Err() == nil && !v.isSpent() {
+		p, at, err := e.Throttle.Admit(ctx, v.bucketOf(l), string(l.Lane))
 		if p != nil {
 			return p
 		}

@@ -106,6 +106,7 @@ type ask struct {
 	lines    []streams.Line
 	sessions int
 	permits  []*throttle.Permit
+	via      *via // the source the permits are of (egress.go)
 }
 
 // admitParallel bounds how many throttle keys admitAll asks at once.
@@ -126,7 +127,7 @@ func (e *Engine) admitAll(ctx context.Context, asks []ask, later map[streams.Lin
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			asks[i].permits, at[i] = e.admitN(ctx, asks[i].lines[0], asks[i].sessions)
+			asks[i].permits, asks[i].via, at[i] = e.admitVia(ctx, asks[i].lines[0], asks[i].sessions)
 		}()
 	}
 	wg.Wait()
@@ -197,7 +198,7 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 			from := at[l.Lane]
 			at[l.Lane] = from + len(t.Jobs)
 			for i, d := range t.Jobs {
-				jobs = append(jobs, job{d: d, line: l, suppressed: c.blocked[from+i], checkErr: c.err})
+				jobs = append(jobs, job{d: d, line: l, suppressed: c.blocked[from+i], checkErr: c.err, via: a.via})
 			}
 		}
 		e.dispatch(a, jobs, left, out[a.lines[0].Lane])

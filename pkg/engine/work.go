@@ -34,7 +34,7 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 				// The outcomes so far are settled before any wait for
 				// the throttle: a paced run's are not held back by it.
 				flush := func() { done = e.settleDone(hard, done) }
-				if j.permit = e.admitInRun(ctx, t.line, flush); j.permit == nil {
+				if j.permit = e.admitInRun(ctx, t.line, j.via, flush); j.permit == nil {
 					e.putBack(hard, t.jobs[i:])
 					break
 				}

@@ -70,6 +70,9 @@ type Record struct {
 	At       int64  `json:"at,omitempty"` // unix ms of the last attempt
 	Line     int    `json:"ln,omitempty"`
 	JobID    string `json:"j,omitempty"`
+	// Src names the egress source the last attempt left from (config
+	// sources[].name; "" before any attempt).
+	Src string `json:"src,omitempty"`
 	// Earlier are the attempts before the last one, oldest first (at
 	// most HistoryLimit-1; see History).
 	Earlier []Attempt `json:"hist,omitempty"`
