@@ -199,6 +199,23 @@ func (e *Engine) admitVia(ctx context.Context, l streams.Line, n int) ([]*thrott
 	return nil, nil, at
 }
 
+// admitSpread admits up to n runs of l, each from a source drawn by weight
+// (admitVia), so a pool's sources share a destination's runs as their
+// weights say however many runs a poll asks for at once. With none, it
+// returns when to ask again.
+func (e *Engine) admitSpread(ctx context.Context, l streams.Line, n int) ([]*throttle.Permit, []*via, time.Time) {
+	var ps []*throttle.Permit
+	var vs []*via
+	for len(ps) < n {
+		p, v, at := e.admitVia(ctx, l, 1)
+		if len(p) == 0 {
+			return ps, vs, at
+		}
+		ps, vs = append(ps, p[0]), append(vs, v)
+	}
+	return ps, vs, time.Time{}
+}
+
 // warmRoom is how many attempts v's source may still start toward its
 // provider this hour and day (the cap is taken per attempt, warmTake),
 // and, with none, when there will be room again (engine clock).

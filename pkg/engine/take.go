@@ -106,7 +106,7 @@ type ask struct {
 	lines    []streams.Line
 	sessions int
 	permits  []*throttle.Permit
-	via      *via // the source the permits are of (egress.go)
+	vias     []*via // the source of each permit (egress.go)
 }
 
 // admitParallel bounds how many throttle keys admitAll asks at once.
@@ -127,7 +127,7 @@ func (e *Engine) admitAll(ctx context.Context, asks []ask, later map[streams.Lin
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			asks[i].permits, asks[i].via, at[i] = e.admitVia(ctx, asks[i].lines[0], asks[i].sessions)
+			asks[i].permits, asks[i].vias, at[i] = e.admitSpread(ctx, asks[i].lines[0], asks[i].sessions)
 		}()
 	}
 	wg.Wait()
@@ -198,7 +198,7 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 			from := at[l.Lane]
 			at[l.Lane] = from + len(t.Jobs)
 			for i, d := range t.Jobs {
-				jobs = append(jobs, job{d: d, line: l, suppressed: c.blocked[from+i], checkErr: c.err, via: a.via})
+				jobs = append(jobs, job{d: d, line: l, suppressed: c.blocked[from+i], checkErr: c.err})
 			}
 		}
 		e.dispatch(a, jobs, left, out[a.lines[0].Lane])
@@ -229,6 +229,9 @@ func (e *Engine) dispatch(a ask, taken []job, left map[streams.Line]int, out cha
 	for r := range tasks {
 		run := jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]
 		run[0].permit = a.permits[r]
+		for k := range run {
+			run[k].via = a.vias[r]
+		}
 		tasks[r] = task{line: run[0].line, jobs: run}
 		for l, n := range perLine(run) {
 			runsOf[l]++
