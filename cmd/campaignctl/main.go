@@ -139,8 +139,8 @@ var (
 		"delete":      {"remove a finished or cancelled campaign's data (not the suppression list)", cmdDelete},
 		"suppression": {"manage the suppression list: add, remove, check, list, import, export", cmdSuppression},
 		"send":        {"queue one transactional message (test a route end to end)", cmdSend},
-		"limits":      {"show the throttle's per-provider limits; pin or reset them", cmdLimits},
-		"sources":     {"list the egress sources: pools, warm-up day and today's volume against the cap per provider", cmdSources},
+		"limits":      {"show the throttle's per-provider limits (per egress source with --source); pin or reset them", cmdLimits},
+		"sources":     {"list the egress sources: pools and, per provider, throttle state, warm-up day and today's volume against the cap", cmdSources},
 		"feedback":    {"classify bounce, complaint and auto-reply message files (feedback classify)", cmdFeedback},
 
 		"hash-password": {"print a bcrypt hash for submission.users[].password_hash (--token: a new API token and its sha256)", cmdHashPassword},

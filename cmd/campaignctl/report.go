@@ -27,7 +27,8 @@ func cmdReport(ctx context.Context, e *env, args []string) error {
 			"outcome is queued, deferred, delivered, bounced, failed, suppressed or cancelled; reply is the\n"+
 			"receiver's last reply, or sluice's reason when none answered (suppressed, cancelled, expired);\n"+
 			"provider is the MX host that answered, else the recipient's domain (the same key in --json);\n"+
-			"last_attempt is RFC 3339 UTC.\n"+
+			"last_attempt is RFC 3339 UTC; source is the egress source (engine config sources) the last\n"+
+			"attempt left from.\n"+
 			"Records are read in batches (bounded memory, any size), in no particular order.",
 		"campaignctl report welcome-2025 -o welcome-report.csv")
 	out := fs.String("o", "", "write to FILE (replaced only when the report is complete) instead of stdout")

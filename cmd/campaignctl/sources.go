@@ -10,8 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/throttle"
 	"github.com/sluice-mta/sluice/pkg/warmup"
 )
 
@@ -29,9 +33,11 @@ type sourceView struct {
 	Providers []providerView `json:"providers"`
 }
 
-// providerView is a source's figures toward one provider it has sent to.
-// Rate, Connections and State are the throttle's per (source, provider)
-// state: null until the engine keeps one.
+// providerView is a source's figures toward one provider: its warm-up
+// (a ramping source's, for each provider it has sent to) and the
+// throttle's state of its bucket toward that provider (throttle.Bucket):
+// rate, connections and state, null when no engine used the bucket in
+// the last day.
 type providerView struct {
 	warmup.Status
 	Rate        *float64 `json:"rate"`
@@ -42,13 +48,14 @@ type providerView struct {
 func cmdSources(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "sources", "[flags]",
 		"Lists the egress sources of the engine configuration (-config; without it the one implicit\n"+
-			"default source): address, EHLO name, pools, and for each provider a ramping source has sent to,\n"+
-			"its warm-up: the day of its ramp, today's volume against the day's cap (and the hour's), and the\n"+
-			"verdict on the last day with traffic (healthy: the ramp moved up; hold; back: it stepped back;\n"+
-			"idle: no traffic, held). Days and caps are UTC. A source without warmup.start is warm: no cap,\n"+
-			"and no volume is counted for it.\n\n"+
-			"The RATE, CONNS and STATE columns (rate, connections, state in --json) are placeholders, shown\n"+
-			"as - (null), until the engine keeps throttle state per (source, provider).",
+			"default source): address, EHLO name, pools, and per provider the source has sent to: the\n"+
+			"throttle's state of that source toward it (RATE msg/s, CONNS in use/limit, STATE: normal,\n"+
+			"backoff, capped, pinned, or suspended until a time with the reply), and for a ramping source\n"+
+			"its warm-up: the day of its ramp, today's volume against the day's cap (and the hour's), and\n"+
+			"the verdict on the last day with traffic (healthy: the ramp moved up; hold; back: it stepped\n"+
+			"back; idle: no traffic, held). Days and caps are UTC. A source without warmup.start is warm:\n"+
+			"no cap. Sources on the default route (no address) share the provider's own throttle state,\n"+
+			"as every source does with throttle.one_state_per_provider.",
 		"campaignctl -config /etc/sluice/engine.yaml sources --json")
 	asJSON := fs.Bool("json", false, "print a JSON array, one object per source")
 	pos, err := parse(fs, args)
@@ -69,6 +76,10 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	buckets, err := bucketsBySource(ctx, rdb, ks)
+	if err != nil {
+		return err
+	}
 	w := warmup.New(rdb, ks, warmup.Plans(cfg))
 	now := time.Now()
 	views := make([]sourceView, 0, len(cfg.Sources))
@@ -79,19 +90,32 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 				v.Pools = append(v.Pools, p.Name)
 			}
 		}
+		mine := buckets[""]
+		if s.Address != "" && !cfg.Throttle.OneStatePerProvider {
+			mine = buckets[s.Name]
+		}
+		var providers []string
 		if plan, ok := warmup.PlanFor(s); ok {
 			v.Ramping, v.Start, v.Days = true, s.Warmup.Start, len(plan.Schedule)
-			providers, err := w.Providers(ctx, s.Name)
+			if providers, err = w.Providers(ctx, s.Name); err != nil {
+				return err
+			}
+		}
+		for k := range mine {
+			providers = append(providers, k)
+		}
+		slices.Sort(providers)
+		for _, p := range slices.Compact(providers) {
+			st, err := w.Advance(ctx, s.Name, p, now)
 			if err != nil {
 				return err
 			}
-			for _, p := range providers {
-				st, err := w.Advance(ctx, s.Name, p, now)
-				if err != nil {
-					return err
-				}
-				v.Providers = append(v.Providers, providerView{Status: st})
+			pv := providerView{Status: st}
+			if b, ok := mine[p]; ok {
+				state := bucketState(b)
+				pv.Rate, pv.Connections, pv.State = &b.Rate, &b.Connections, &state
 			}
+			v.Providers = append(v.Providers, pv)
 		}
 		views = append(views, v)
 	}
@@ -100,6 +124,37 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(views)
 	}
+	return printSources(e, views)
+}
+
+// bucketsBySource is the throttle's state of every bucket used within the
+// last day, by source ("" for the keys' own buckets) and destination key.
+func bucketsBySource(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) (map[string]map[string]throttle.Status, error) {
+	all, err := throttle.Inspect(ctx, rdb, ks)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]throttle.Status{}
+	for _, b := range all {
+		key, src := throttle.SplitBucket(b.Provider)
+		if out[src] == nil {
+			out[src] = map[string]throttle.Status{}
+		}
+		out[src][key] = b
+	}
+	return out, nil
+}
+
+// bucketState is a bucket's state as sources shows it: a suspension with
+// its end and the reply behind it.
+func bucketState(b throttle.Status) string {
+	if b.State == "suspended" {
+		return fmt.Sprintf("suspended until %s (%s)", b.SuspendedUntil.UTC().Format(time.RFC3339), b.SuspendedBy)
+	}
+	return b.State
+}
+
+func printSources(e *env, views []sourceView) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tADDRESS\tEHLO\tPOOLS\tPROVIDER\tDAY\tTODAY/CAP\tHOUR/CAP\tLAST DAY\tRATE\tCONNS\tSTATE")
 	for _, v := range views {
@@ -108,14 +163,18 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 			addr = "(default route)"
 		}
 		head := fmt.Sprintf("%s\t%s\t%s\t%s", v.Name, addr, v.EHLO, strings.Join(v.Pools, ","))
-		switch {
-		case !v.Ramping:
-			fmt.Fprintf(tw, "%s\t-\twarm\t-\t-\t-\t-\t-\t-\n", head)
-		case len(v.Providers) == 0:
-			fmt.Fprintf(tw, "%s\t-\t1/%d\t0/-\t-\t-\t-\t-\t-\n", head, v.Days)
+		if len(v.Providers) == 0 {
+			day, today := "warm", "-"
+			if v.Ramping {
+				day, today = fmt.Sprintf("1/%d", v.Days), "0/-"
+			}
+			fmt.Fprintf(tw, "%s\t-\t%s\t%s\t-\t-\t-\t-\t-\n", head, day, today)
 		}
 		for _, p := range v.Providers {
 			day, today, hour := "warm", strconv.Itoa(p.Sent)+"/-", strconv.Itoa(p.SentThisHour)+"/-"
+			if !v.Ramping {
+				today, hour = "-", "-"
+			}
 			if p.Ramping {
 				day = fmt.Sprintf("%d/%d", p.Day, p.Days)
 				today = fmt.Sprintf("%d/%d", p.Sent, p.Cap)
@@ -125,7 +184,11 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 			if p.Verdict != "" {
 				last = p.Verdict + " (" + p.JudgedDay + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\n", head, p.Provider, day, today, hour, last)
+			rate, conns, state := "-", "-", "-"
+			if p.Rate != nil {
+				rate, conns, state = fmt.Sprintf("%.1f", *p.Rate), strconv.Itoa(*p.Connections), *p.State
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", head, p.Provider, day, today, hour, last, rate, conns, state)
 		}
 	}
 	return tw.Flush()

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/throttle"
 	"github.com/sluice-mta/sluice/pkg/warmup"
 )
 
@@ -53,6 +54,15 @@ func TestSources(t *testing.T) {
 		}
 		_ = w.Record(context.Background(), "mk1", "google", outcome.Outcome{Status: outcome.Delivered}, now)
 	}
+	// And the throttle's per-(source, provider) buckets: mk1 → google
+	// pinned at 20/s, tx1 → yahoo at 7/s; the default route's google
+	// bucket (no source) is nobody's here.
+	rdb, ks := redistest.Client(t), keyspace.Space(prefix)
+	for bucket, r := range map[string]float64{"google@mk1": 20, "yahoo@tx1": 7, "google": 99} {
+		if err := throttle.Set(context.Background(), rdb, ks, bucket, r, 3, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	out := mustCtl(t, prefix, "-config", path, "sources", "--json")
 	var got []struct {
@@ -66,7 +76,7 @@ func TestSources(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(got) != 2 || got[0].Name != "tx1" || got[0].Address != "127.0.0.2" || got[0].EHLO != "tx1.sluice.test" ||
-		got[0].Ramping || len(got[0].Providers) != 0 || got[0].Pools[0] != "transactional" {
+		got[0].Ramping || len(got[0].Providers) != 1 || got[0].Pools[0] != "transactional" {
 		t.Fatalf("tx1: %+v", got)
 	}
 	mk := got[1]
@@ -75,22 +85,22 @@ func TestSources(t *testing.T) {
 	}
 	p := mk.Providers[0]
 	if p["provider"] != "google" || p["day"] != 1.0 || p["sent"] != 7.0 || p["cap"] != 100.0 || p["hourly_cap"] != 17.0 ||
-		p["rate"] != nil || p["connections"] != nil || p["state"] != nil {
+		p["rate"] != 20.0 || p["connections"] != 3.0 || p["state"] != "pinned" {
 		t.Fatalf("mk1 → google: %v", p)
 	}
-	if !strings.Contains(out, `"state": null`) {
-		t.Errorf("placeholders not null:\n%s", out)
+	if p := got[0].Providers[0]; p["provider"] != "yahoo" || p["rate"] != 7.0 || p["state"] != "pinned" {
+		t.Fatalf("tx1 → yahoo: %v", p)
 	}
 
 	text := mustCtl(t, prefix, "-config", path, "sources")
-	for _, want := range []string{"SOURCE", "RATE", "tx1", "127.0.0.2", "warm", "mk1", "google", "1/3", "7/100"} {
+	for _, want := range []string{"SOURCE", "RATE", "tx1", "127.0.0.2", "warm", "mk1", "google", "1/3", "7/100", "20.0", "yahoo", "7.0", "pinned"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text output lacks %q:\n%s", want, text)
 		}
 	}
 
 	help, _, code := ctl(t, prefix, "sources", "-h")
-	if code != 0 || !strings.Contains(help, "placeholders") {
+	if code != 0 || !strings.Contains(help, "suspended until") {
 		t.Errorf("sources -h: exit %d\n%s", code, help)
 	}
 	if _, stderr, code := ctl(t, prefix, "sources", "extra"); code != 2 || !strings.Contains(stderr, "no arguments") {

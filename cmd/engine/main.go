@@ -105,6 +105,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, abandon <-chan st
 	if afterLoad != nil {
 		afterLoad()
 	}
+	if err := checkSources(cfg); err != nil {
+		return err
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan struct{})

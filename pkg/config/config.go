@@ -126,6 +126,11 @@ type Throttle struct {
 	ProvidersFile string `yaml:"providers_file"`
 	// Rules are response rules added to those of the providers file.
 	Rules []Rule `yaml:"rules"`
+	// OneStatePerProvider keeps one throttle state per destination key
+	// for every source, as before egress sources: an IP-scoped deferral
+	// then slows the whole pool. Off (the default), each source with an
+	// address of its own has its own state per key.
+	OneStatePerProvider bool `yaml:"one_state_per_provider"`
 }
 
 // Rule is a response rule: a reply matching Match, Threshold times within

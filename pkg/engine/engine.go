@@ -59,6 +59,9 @@ type Deps struct {
 	Log         *slog.Logger
 	// Now is the clock (a test seam); nil means time.Now.
 	Now func() time.Time
+	// WarmupClock is the warm-up caps' clock (a test seam for days
+	// passing); nil means Now.
+	WarmupClock func() time.Time
 }
 
 // Engine is one delivery process. Several may share one Redis.
@@ -72,7 +75,9 @@ type Engine struct {
 	sweeps   sweeps
 	health   health
 	slots    *slots
+	egress   *egress // sources and pools (egress.go)
 	flow     flow
+	known    known
 	waiting  waiting
 	// wakeup tells the line server that routers put jobs in line.
 	wakeup chan struct{}
@@ -81,6 +86,9 @@ type Engine struct {
 	abandonOnce sync.Once
 	// tick paces the retry mover, the heartbeat and takeovers.
 	tick time.Duration
+	// holdersAt is when takeOver last looked for consumers without a
+	// heartbeat (maintain's goroutine only).
+	holdersAt time.Time
 }
 
 // New builds an engine.
@@ -115,6 +123,7 @@ func New(d Deps) *Engine {
 		tick:    500 * time.Millisecond,
 	}
 	e.cache.store = e.store
+	e.egress = newEgress(d)
 	e.q.WaitReplicas(d.Config.Redis.WaitReplicas, d.Config.Redis.WaitTimeout)
 	if t, ok := d.Throttle.(interface{ OnRaise(func(string)) }); ok {
 		// A key's rate went up or its suspension ended: its lines,
@@ -130,6 +139,9 @@ func New(d Deps) *Engine {
 // still unsettled then stays in this consumer's pending list and is taken
 // up again at its next start, or by another engine (at-least-once).
 func (e *Engine) Run(ctx context.Context) error {
+	if err := e.egress.check(); err != nil {
+		return err
+	}
 	if err := e.q.Init(ctx); err != nil {
 		return err
 	}
@@ -231,84 +243,6 @@ func (e *Engine) requeueOwn(ctx context.Context) (int, error) {
 // Abandon ends a drain at once (a second SIGTERM): attempts still in
 // flight are cut off and their jobs stay pending.
 func (e *Engine) Abandon() { e.abandonOnce.Do(func() { close(e.abandon) }) }
-
-// work attempts runs of jobs, transactional ones first whenever any wait:
-// a run's jobs one after another (over one reused session), each but the
-// first asking the throttle as the one before it ends. What the throttle
-// will not have soon goes back in its line; jobs not yet started when ctx
-// ends (the drain) go back in line for any engine at once.
-func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
-	for {
-		t, ok := next(tx, mk)
-		if !ok {
-			return
-		}
-		for i, j := range t.jobs {
-			if ctx.Err() != nil {
-				if j.permit != nil {
-					j.permit.Done(unused)
-				}
-				e.conclude(hard, j.d, plan{next: stepPostpone, at: e.Now()})
-				e.inflight.remove(j.d.ID)
-				continue
-			}
-			if j.permit == nil {
-				if j.permit = e.admitInRun(ctx, t.line); j.permit == nil {
-					e.putBack(hard, t.line, t.jobs[i:])
-					break
-				}
-			}
-			e.process(ctx, hard, j)
-			e.inflight.remove(j.d.ID)
-		}
-		e.slots.give(1)
-		e.finished(t.line, len(t.jobs))
-	}
-}
-
-// putBack returns the rest of a run to its line, waiting out outages.
-func (e *Engine) putBack(hard context.Context, l streams.Line, rest []job) {
-	ds := make([]streams.Delivery, len(rest))
-	for i, j := range rest {
-		ds[i] = j.d
-	}
-	e.durably(hard, "put back", ds[0], func(ctx context.Context) error {
-		_, err := e.q.PutBack(ctx, l, ds)
-		return err
-	})
-	for _, j := range rest {
-		e.inflight.remove(j.d.ID)
-	}
-}
-
-// next returns the next task, preferring tx; ok is false once both
-// channels are closed and empty.
-func next(tx, mk <-chan task) (task, bool) {
-	for tx != nil || mk != nil {
-		select {
-		case t, ok := <-tx:
-			if ok {
-				return t, true
-			}
-			tx = nil
-			continue
-		default:
-		}
-		select {
-		case t, ok := <-tx:
-			if ok {
-				return t, true
-			}
-			tx = nil
-		case t, ok := <-mk:
-			if ok {
-				return t, true
-			}
-			mk = nil
-		}
-	}
-	return task{}, false
-}
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)

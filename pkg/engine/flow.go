@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -53,10 +52,25 @@ const perSession = 10
 // flow is, per line, how many runs of its jobs this engine's workers hold
 // and how many jobs were left waiting at the last take: how many more
 // runs to start.
+//
+// It keeps the same sums per destination (over its lines in every shard
+// and campaign): a marketing line not taken from yet whose destination
+// has runs going that are not full (the long tail: a small domain's jobs
+// trickling into lines of several shards as they are routed) waits for
+// one of them to end, and is then taken with the destination's other
+// lines (see widen): its jobs go in one run over one session.
 type flow struct {
 	mu    sync.Mutex
 	lines map[streams.Line]*lineFlow
+	dests map[dest]*destFlow
 	wake  map[streams.Line]bool // lines to make due at the next round
+}
+
+// destFlow sums a destination's lines' flows; held are its lines waiting
+// for one of its runs to end.
+type destFlow struct {
+	runs, jobs, left int
+	held             map[streams.Line]bool
 }
 
 type lineFlow struct {
@@ -66,6 +80,14 @@ type lineFlow struct {
 	held       bool // passed over for enough in flight: wake it when one ends
 }
 
+// knows reports whether l was taken from and has runs or jobs left.
+func (f *flow) knows(l streams.Line) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lf := f.lines[l]
+	return lf != nil && lf.known
+}
+
 // want is how many runs of l's jobs to start now; 0 marks the line to be
 // woken when one of its runs ends.
 func (f *flow) want(l streams.Line) int {
@@ -73,6 +95,14 @@ func (f *flow) want(l streams.Line) int {
 	defer f.mu.Unlock()
 	lf := f.lines[l]
 	if lf == nil || !lf.known {
+		df := f.dests[destOf(l)]
+		if l.Lane != streams.Transactional && df != nil && df.runs > 0 && df.jobs+df.left < perSession*df.runs {
+			if df.held == nil {
+				df.held = map[streams.Line]bool{}
+			}
+			df.held[l] = true
+			return 0
+		}
 		return 1
 	}
 	n := (lf.jobs+lf.left+perSession-1)/perSession - lf.runs
@@ -92,18 +122,35 @@ func (f *flow) took(l streams.Line, n, jobs, left int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lines == nil {
-		f.lines = map[streams.Line]*lineFlow{}
+		f.lines, f.dests = map[streams.Line]*lineFlow{}, map[dest]*destFlow{}
 	}
 	lf := f.lines[l]
 	if lf == nil {
 		lf = &lineFlow{}
 		f.lines[l] = lf
 	}
+	df := f.dests[destOf(l)]
+	if df == nil {
+		df = &destFlow{}
+		f.dests[destOf(l)] = df
+	}
+	df.runs += n
+	df.jobs += jobs
+	df.left += left - lf.left
 	lf.runs += n
 	lf.jobs += jobs
 	lf.left, lf.known = left, true
-	if lf.runs == 0 && lf.left == 0 {
+	f.forget(l, lf, df)
+}
+
+// forget drops the books of a line, and of its destination, that have
+// nothing going or waiting any more. Caller holds f.mu.
+func (f *flow) forget(l streams.Line, lf *lineFlow, df *destFlow) {
+	if lf.runs <= 0 && lf.left == 0 {
 		delete(f.lines, l)
+	}
+	if df.runs <= 0 && df.left == 0 && len(df.held) == 0 {
+		delete(f.dests, destOf(l))
 	}
 }
 
@@ -116,19 +163,23 @@ func (f *flow) finished(l streams.Line, jobs int) bool {
 	if lf == nil {
 		return false
 	}
+	df := f.dests[destOf(l)]
 	lf.runs--
 	lf.jobs -= jobs
-	wake := lf.held
-	lf.held = false
-	if wake {
-		if f.wake == nil {
-			f.wake = map[streams.Line]bool{}
-		}
+	df.runs--
+	df.jobs -= jobs
+	if f.wake == nil {
+		f.wake = map[streams.Line]bool{}
+	}
+	wake := lf.held || len(df.held) > 0
+	if lf.held {
 		f.wake[l] = true
 	}
-	if lf.runs <= 0 && lf.left == 0 {
-		delete(f.lines, l)
+	for h := range df.held {
+		f.wake[h] = true
 	}
+	lf.held, df.held = false, nil
+	f.forget(l, lf, df)
 	return wake
 }
 
@@ -146,86 +197,4 @@ func (f *flow) woken() map[streams.Line]time.Time {
 	}
 	f.wake = nil
 	return out
-}
-
-// slots counts idle workers: the line server takes no more jobs than
-// there are workers to start them at once.
-type slots struct {
-	mu   sync.Mutex
-	free int
-	more chan struct{}
-}
-
-func newSlots(n int) *slots { return &slots{free: n, more: make(chan struct{}, 1)} }
-
-// take reserves up to n slots and returns how many it got.
-func (s *slots) take(n int) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n = min(n, s.free)
-	s.free -= n
-	return n
-}
-
-func (s *slots) give(n int) {
-	if n <= 0 {
-		return
-	}
-	s.mu.Lock()
-	s.free += n
-	s.mu.Unlock()
-	select {
-	case s.more <- struct{}{}:
-	default:
-	}
-}
-
-// wait blocks until a slot is free; false when ctx ended.
-func (s *slots) wait(ctx context.Context) bool {
-	for {
-		s.mu.Lock()
-		free := s.free
-		s.mu.Unlock()
-		if free > 0 {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-s.more:
-		}
-	}
-}
-
-// inflight is the set of job ids held by this engine's workers (or on
-// their way to them): whatever the cause, a job is never in two workers.
-type inflight struct {
-	mu  sync.Mutex
-	ids map[string]struct{}
-}
-
-// add claims id; false when it is already held.
-func (f *inflight) add(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.ids[id]; ok {
-		return false
-	}
-	if f.ids == nil {
-		f.ids = map[string]struct{}{}
-	}
-	f.ids[id] = struct{}{}
-	return true
-}
-
-func (f *inflight) remove(id string) {
-	f.mu.Lock()
-	delete(f.ids, id)
-	f.mu.Unlock()
-}
-
-func (f *inflight) len() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.ids)
 }

@@ -7,8 +7,13 @@ import (
 	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
-// takeoverEvery is how often an engine looks for engines gone silent.
-const takeoverEvery = 2 * time.Second
+// takeoverEvery is how often an engine looks for engines gone silent,
+// and holdersEvery how often for consumers holding jobs without a
+// heartbeat (engines of an older version; a look at every shard's lanes).
+const (
+	takeoverEvery = 2 * time.Second
+	holdersEvery  = 30 * time.Second
+)
 
 // maintain keeps this engine's heartbeat, moves due retries back into
 // their streams and takes over the jobs of engines that have shown no
@@ -73,15 +78,18 @@ func (e *Engine) takeOver(ctx context.Context) {
 	for _, name := range silent {
 		seen[name] = true
 	}
-	for _, l := range streams.Lanes {
-		holders, err := e.q.Holders(ctx, l)
-		if err != nil {
-			continue
-		}
-		for _, h := range holders {
-			if !seen[h.Name] {
-				seen[h.Name] = true
-				silent = append(silent, h.Name) // checked again, atomically, by TakeOver
+	if time.Since(e.holdersAt) >= holdersEvery {
+		e.holdersAt = time.Now()
+		for _, l := range streams.Lanes {
+			holders, err := e.q.Holders(ctx, l)
+			if err != nil {
+				continue
+			}
+			for _, h := range holders {
+				if !seen[h.Name] {
+					seen[h.Name] = true
+					silent = append(silent, h.Name) // checked again by TakeOver
+				}
 			}
 		}
 	}

@@ -43,19 +43,26 @@ type plan struct {
 // process takes one job through one turn: prepare (operator state,
 // suppression, message source, route, build), then at most one attempt
 // under the permit its line was served with, then one way of letting go
-// of it. ctx ending stops preparing; only hard (the end of a drain) cuts
-// an attempt short.
-func (e *Engine) process(ctx, hard context.Context, t job) {
+// of it — but an outcome to settle is returned (ok) for the run's one
+// settle step. ctx ending stops preparing; only hard (the end of a drain)
+// cuts an attempt short.
+func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome, ok bool) {
 	p := e.prepare(ctx, t)
+	p = e.viaPlan(ctx, t, p) // the run's source; a spent warm-up cap: back in line
 	if p.next == stepAttempt {
 		p.dest.MaxMessagesPerConn = t.permit.MaxPerConn
 		p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
 		p.next = stepSettle
 		t.permit.Done(p.out)
+		e.viaDone(ctx, t, p.out)
 	} else {
 		t.permit.Done(unused) // no attempt: the permit goes back
 	}
+	if p.next == stepSettle {
+		return p.out, true
+	}
 	e.conclude(hard, t.d, p)
+	return outcome.Outcome{}, false
 }
 
 // unused completes a permit no attempt was made under.
@@ -162,7 +169,7 @@ func (e *Engine) requireTLS(key string) bool {
 func (e *Engine) conclude(hard context.Context, d streams.Delivery, p plan) {
 	switch p.next {
 	case stepSettle:
-		e.finish(hard, d, p.out)
+		e.settle(hard, d, p.out)
 	case stepPostpone:
 		e.durably(hard, "postpone", d, func(ctx context.Context) error {
 			_, err := e.q.Postpone(ctx, d, p.at)

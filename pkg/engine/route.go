@@ -22,7 +22,7 @@ const routeBatch = 64
 // version).
 const (
 	bellWait    = time.Second
-	readUnasked = 5 * time.Second
+	readUnasked = 30 * time.Second
 )
 
 // routeLane moves one lane's jobs into their destinations' lines until
@@ -108,7 +108,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 			if ctx.Err() != nil {
 				continue // stopping: it stays pending, put back at the next start
 			}
-			e.finish(hard, d, r.out)
+			e.settle(hard, d, r.out)
 			continue
 		}
 		key := e.Throttle.Key(r.dest.Domain, r.dest.Key, r.dest.HostNames())
@@ -121,6 +121,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 		_, err := e.q.Route(ctx, l, rs)
 		return err
 	}) {
+		e.known.add(rs)
 		e.wake()
 	}
 }
@@ -182,7 +183,7 @@ func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Deliver
 	kept := ds[:0]
 	for i, d := range ds {
 		if b := res[i]; b != nil {
-			e.finish(hard, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
+			e.settle(hard, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
 				Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
 			continue
 		}

@@ -12,22 +12,26 @@ import (
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
 
-// task is a run of jobs of one line for one worker, attempted one after
-// another (over one reused session, as a connection pulling from its
-// destination's queue would), each under its own throttle permit.
+// task is a run of jobs of one destination (from one or more of its
+// lines) for one worker, attempted one after another (over one reused
+// session, as a connection pulling from its destination's queue would),
+// each under its own throttle permit.
 type task struct {
-	line streams.Line
+	line streams.Line // its first job's: the destination's key and lane
 	jobs []job
 }
 
 // job is one delivery of a task with its permit.
 type job struct {
 	d      streams.Delivery
+	line   streams.Line // the line it was taken from
 	permit *throttle.Permit
 	// suppressed is the entry blocking the recipient (checked for the
 	// whole batch when it was taken), checkErr why it could not be.
 	suppressed *suppression.Entry
 	checkErr   error
+	// via is the egress source its run leaves from (egress.go).
+	via *via
 }
 
 // maxWait bounds how long a line is left alone on the throttle's word: a
@@ -41,8 +45,10 @@ const maxWait = 30 * time.Second
 // once.
 const idleWait = time.Second
 
-// pollLines is how many of each shard's earliest lines one poll reads.
-const pollLines = 64
+// pollLines bounds how many of each shard's earliest lines one poll
+// reads: twice the idle workers, at least 2 (a line may not send), at
+// most 64 — a poll with one worker free reads a handful, not hundreds.
+func (e *Engine) pollLines() int { return min(max(2*e.slots.idle(), 2), 64) }
 
 // serveLines is the line server: it reads the lines that are due, asks
 // the throttle how many attempts each line's key may start now, takes
@@ -66,7 +72,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 				e.Log.Error("reschedule lines", "err", err)
 			}
 		}
-		lines, next, err := e.q.Poll(ctx, e.Now(), pollLines)
+		lines, next, err := e.q.Poll(ctx, e.Now(), e.pollLines())
 		if err != nil {
 			if ctx.Err() == nil {
 				e.health.failed(err)
@@ -83,10 +89,13 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			return lines[i].Lane == streams.Transactional && lines[j].Lane != streams.Transactional
 		})
 		later := map[streams.Line]time.Time{}
+		var asks []ask
+		used := map[streams.Line]bool{}
 		for _, l := range lines {
-			if l.Campaign != "" && !e.campaignSends(ctx, l, later) {
+			if used[l] || (l.Campaign != "" && !e.campaignSends(ctx, l, later)) {
 				continue
 			}
+			fresh := !e.flow.knows(l)
 			sessions := e.flow.want(l)
 			if sessions == 0 {
 				// Enough attempts on it already: the next to end wakes it.
@@ -97,17 +106,15 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			if n == 0 {
 				break
 			}
-			permits, at := e.admitN(ctx, l, n)
-			if len(permits) == 0 {
-				e.slots.give(n)
-				if limit := e.Now().Add(maxWait); at.IsZero() || at.After(limit) {
-					at = limit
-				}
-				later[l] = at
-				continue
+			a := ask{lines: []streams.Line{l}, sessions: n}
+			used[l] = true
+			if fresh {
+				a.lines = e.widen(ctx, a.lines, used, later)
 			}
-			e.take(ctx, l, n, permits, out[l.Lane])
+			asks = append(asks, a)
 		}
+		asks = e.admitAll(ctx, asks, later)
+		e.takeAll(ctx, asks, out)
 		if err := e.q.Defer(ctx, later); err != nil && ctx.Err() == nil {
 			e.Log.Error("reschedule lines", "err", err)
 		}
@@ -144,14 +151,14 @@ func (e *Engine) campaignSends(ctx context.Context, l streams.Line, later map[st
 	return true
 }
 
-// admitN asks the throttle for up to n permits for l's key; with none, it
-// returns when to ask again.
-func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle.Permit, time.Time) {
+// admitN asks the throttle for up to n permits of bucket (l's key, or
+// its source's bucket toward it); with none, it returns when to ask again.
+func (e *Engine) admitN(ctx context.Context, l streams.Line, bucket string, n int) ([]*throttle.Permit, time.Time) {
 	var ps []*throttle.Permit
 	for len(ps) < n {
-		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+		p, at, err := e.Throttle.Admit(ctx, bucket, string(l.Lane))
 		if err != nil {
-			e.Log.Error("throttle", "key", l.Key, "err", err)
+			e.Log.Error("throttle", "key", bucket, "err", err)
 			return ps, e.Now().Add(time.Second)
 		}
 		if p == nil {
@@ -162,57 +169,21 @@ func (e *Engine) admitN(ctx context.Context, l streams.Line, n int) ([]*throttle
 	return ps, time.Time{}
 }
 
-// take reads up to perSession jobs of line l per permit and hands them to
-// workers in runs, one run per permit: the permit opens the run's first
-// attempt (and its session), and each later attempt of the run asks the
-// throttle again as the one before it ends (see work). Unused permits and
-// worker slots are given back.
-func (e *Engine) take(ctx context.Context, l streams.Line, sessions int, permits []*throttle.Permit, out chan<- task) {
-	ds, left, err := e.q.Take(ctx, l, len(permits)*perSession)
-	if err != nil && ctx.Err() == nil {
-		e.health.failed(err)
-		e.Log.Error("take jobs", "line", l.Name(), "err", err)
-		if n, _ := e.putBackLost(ctx, l); n > 0 {
-			e.Log.Warn("put back jobs of a lost reply", "line", l.Name(), "jobs", n)
-		}
-	}
-	blocked, checkErr := e.checkBatch(ctx, l.Lane, ds)
-	var jobs []job
-	for i, d := range ds {
-		if !e.inflight.add(d.ID) {
-			// A worker of this engine holds this job already (it cannot
-			// happen without a bug elsewhere): never two attempts at once.
-			e.Log.Error("job already in flight; left pending", "job", d.ID, "line", l.Name())
-			continue
-		}
-		jobs = append(jobs, job{d: d, suppressed: blocked[i], checkErr: checkErr})
-	}
-	runs := min(len(permits), len(jobs))
-	for _, p := range permits[runs:] {
-		p.Done(unused)
-	}
-	// The runs are in the books before any worker can end one.
-	e.flow.took(l, runs, len(jobs), left)
-	e.slots.give(sessions - runs)
-	for r := 0; r < runs; r++ {
-		run := jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]
-		run[0].permit = permits[r]
-		out <- task{line: l, jobs: run}
-	}
-}
-
 // runWait is the longest a worker waits for the throttle between two
 // attempts of a run (the next send slot of a paced key); a longer wait
 // puts the rest of the run back in its line.
 const runWait = 100 * time.Millisecond
 
-// admitInRun asks the throttle for the next attempt of a run on l.
-func (e *Engine) admitInRun(ctx context.Context, l streams.Line) *throttle.Permit {
-	for ctx.Err() == nil {
-		p, at, err := e.Throttle.Admit(ctx, l.Key, string(l.Lane))
+// admitInRun asks the throttle for the next attempt of a run on l, from
+// the run's source v (none once v's warm-up cap is spent); before it
+// waits (or gives up), it calls beforeWait.
+func (e *Engine) admitInRun(ctx context.Context, l streams.Line, v *via, beforeWait func()) *throttle.Permit {
+	for ctx.Err() == nil && !v.isSpent() {
+		p, at, err := e.Throttle.Admit(ctx, v.bucketOf(l), string(l.Lane))
 		if p != nil {
 			return p
 		}
+		beforeWait()
 		if err != nil || at.Sub(e.Now()) > runWait {
 			return nil
 		}
@@ -282,10 +253,15 @@ func (e *Engine) wake() {
 	}
 }
 
-// finished ends one of l's runs (of jobs jobs) in this engine's books; a
-// line passed over for the runs it had going is woken by the line server.
-func (e *Engine) finished(l streams.Line, jobs int) {
-	if e.flow.finished(l, jobs) {
+// finished ends a run in this engine's books, for each line it took jobs
+// from; a line passed over for the runs it had going is woken by the line
+// server.
+func (e *Engine) finished(run []job) {
+	wake := false
+	for l, n := range perLine(run) {
+		wake = e.flow.finished(l, n) || wake
+	}
+	if wake {
 		e.wake()
 	}
 }

@@ -13,56 +13,90 @@ import (
 	"github.com/sluice-mta/sluice/pkg/text"
 )
 
-// finish settles the outcome, unless the attempt was cut short by the
-// end of a drain: then the job stays pending for the next start.
-func (e *Engine) finish(hard context.Context, d streams.Delivery, out outcome.Outcome) {
-	if hard.Err() != nil && out.Status == outcome.Deferred {
-		return
-	}
-	e.settle(hard, d, out)
+// attempted is a job of a run with the outcome to settle.
+type attempted struct {
+	d   streams.Delivery
+	out outcome.Outcome
 }
 
 // settle records the outcome and acknowledges the job; a deferral is
-// rescheduled (or expires) in the same step. Redis outages are waited out.
+// rescheduled (or expires) in the same step — unless the attempt was cut
+// short by the end of a drain: then the job stays pending for the next
+// start. Redis outages are waited out.
 func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Outcome) {
+	e.settleRun(hard, []attempted{{d, out}})
+}
+
+// settleRun settles the outcomes of a run's jobs (one line's: one shard)
+// in one step, each hard bounce's suppression entry written first. An
+// attempt cut short by the end of a drain is not settled: its job stays
+// pending for the next start. Redis outages are waited out.
+func (e *Engine) settleRun(hard context.Context, as []attempted) {
 	now := e.Now()
-	rec := streams.Record{
-		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
-		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
-		Earlier: d.History,
-	}
-	var next *streams.Job
-	var retryAt time.Time
-	if out.Status == outcome.Deferred {
-		lane := e.lane(d.Lane)
-		retryAt = now.Add(retryDelay(lane, d.Attempts, out))
-		if first := time.UnixMilli(d.First); d.First > 0 && retryAt.Sub(first) > lane.MaxAge {
-			// Past the lane's max age the job ends; the recipient is not
-			// suppressed for it (it says nothing certain about the address).
-			rec.Status, rec.Reason = string(outcome.Bounced), "expired"
-		} else {
-			j := d.Job
-			j.Attempts++
-			j.History = rec.NextEarlier()
-			next = &j
+	ss := make([]streams.Settlement, 0, len(as))
+	outs := make([]outcome.Outcome, 0, len(as))
+	for _, a := range as {
+		if hard.Err() != nil && a.out.Status == outcome.Deferred {
+			continue
 		}
+		s := e.settlement(a.d, a.out, now)
+		// The suppression entry is part of the outcome: it is written
+		// before the job is acknowledged, so a crash in between repeats
+		// both.
+		if !e.durably(hard, "record suppression", a.d, func(ctx context.Context) error {
+			return e.recordSuppression(ctx, a.d, a.out, s.Rec.Reason == "expired", now)
+		}) {
+			break // the drain ended: this one and the rest stay pending
+		}
+		ss, outs = append(ss, s), append(outs, a.out)
 	}
-	// The suppression entry is part of the outcome: it is written before
-	// the job is acknowledged, so a crash in between repeats both.
-	if !e.durably(hard, "record suppression", d, func(ctx context.Context) error {
-		return e.recordSuppression(ctx, d, out, rec.Reason == "expired", now)
-	}) {
+	if len(ss) == 0 {
 		return
 	}
-	var res streams.Settled
+	var res []streams.Settled
 	t0 := time.Now()
-	defer func() { settleSeconds.Observe(time.Since(t0).Seconds()) }()
-	if !e.durably(hard, "settle", d, func(ctx context.Context) (err error) {
-		res, err = e.q.Settle(ctx, d, e.tally(d.Job), rec, next, retryAt)
+	if !e.durably(hard, "settle", ss[0].D, func(ctx context.Context) (err error) {
+		res, err = e.q.SettleRun(ctx, ss)
 		return err
 	}) {
 		return
 	}
+	took := time.Since(t0).Seconds()
+	for i, s := range ss {
+		settleSeconds.Observe(took) // each job's outcome took that to record
+		e.settled(s, outs[i], res[i])
+	}
+}
+
+// settlement is what settling d with out writes: its record, and for a
+// deferral within the lane's max age the next attempt (past it, the job
+// ends bounced, reason expired; the recipient is not suppressed for it,
+// as it says nothing certain about the address).
+func (e *Engine) settlement(d streams.Delivery, out outcome.Outcome, now time.Time) streams.Settlement {
+	s := streams.Settlement{D: d, Tally: e.tally(d.Job), Rec: streams.Record{
+		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
+		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
+		Earlier: d.History, Src: out.Source,
+	}}
+	if out.Status != outcome.Deferred {
+		return s
+	}
+	lane := e.lane(d.Lane)
+	s.RetryAt = now.Add(retryDelay(lane, d.Attempts, out))
+	if first := time.UnixMilli(d.First); d.First > 0 && s.RetryAt.Sub(first) > lane.MaxAge {
+		s.Rec.Status, s.Rec.Reason = string(outcome.Bounced), "expired"
+		return s
+	}
+	j := d.Job
+	j.Attempts++
+	j.History = s.Rec.NextEarlier()
+	s.Next = &j
+	return s
+}
+
+// settled counts and logs what settling s did.
+func (e *Engine) settled(s streams.Settlement, out outcome.Outcome, res streams.Settled) {
+	d, rec := s.D, s.Rec
 	if res == streams.Recorded {
 		metrics.Settled(d.Campaign, rec.Status, rec.Reason)
 	}
@@ -77,8 +111,8 @@ func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Ou
 		e.Log.Debug("delivered", attrs...)
 	case rec.Reason == "expired":
 		e.Log.Info("expired", attrs...)
-	case next != nil:
-		e.Log.Info(string(out.Status), append(attrs, "retry_at", retryAt)...)
+	case s.Next != nil:
+		e.Log.Info(string(out.Status), append(attrs, "retry_at", s.RetryAt)...)
 	default:
 		e.Log.Info(string(out.Status), attrs...)
 	}

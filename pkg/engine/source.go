@@ -43,6 +43,7 @@ type source struct {
 	domain  string            // signing domain (the From domain)
 	mailto  string            // campaign's unsubscribe mailto, if any
 	verp    bool              // tag envFrom with the job id
+	pool    string            // campaign's pool: of egress sources ("": its lane's)
 }
 
 // sender is the envelope sender for d.
@@ -161,7 +162,7 @@ func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
 	if err != nil {
 		return nil, unbuildable("campaign", fmt.Errorf("campaign %s: %w", id, err))
 	}
-	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain(), mailto: spec.Unsubscribe.Mailto, verp: spec.VERP}
+	p = &source{tmpl: tmpl, envFrom: spec.ReturnPath, domain: tmpl.FromDomain(), mailto: spec.Unsubscribe.Mailto, verp: spec.VERP, pool: spec.Pool}
 	if p.envFrom == "" {
 		p.envFrom = tmpl.FromAddress()
 	}

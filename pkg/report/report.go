@@ -28,6 +28,9 @@ type Row struct {
 	// Provider() as "provider" instead, like the CSV's column.
 	Host string `json:"-"`
 	Line int    `json:"line,omitempty"` // in the recipients file
+	// Source is the egress source the last attempt left from (engine
+	// config sources[].name); "" before any attempt.
+	Source string `json:"source,omitempty"`
 	// History is every attempt kept (the last streams.HistoryLimit),
 	// oldest first; JSON only.
 	History []Attempt `json:"history,omitempty"`
@@ -64,7 +67,7 @@ func (r Row) Provider() string {
 // FromRecord builds the row for the record stored under email.
 func FromRecord(email string, rec streams.Record) Row {
 	row := Row{Email: email, Outcome: rec.Status, Code: rec.Code, Enhanced: rec.Enhanced,
-		Reply: rec.Reply, Reason: rec.Reason, Attempts: rec.Attempts, Host: rec.Host, Line: rec.Line}
+		Reply: rec.Reply, Reason: rec.Reason, Attempts: rec.Attempts, Host: rec.Host, Line: rec.Line, Source: rec.Src}
 	if rec.At > 0 {
 		row.Last = time.UnixMilli(rec.At).UTC()
 	}

@@ -68,7 +68,7 @@ func TestScanVisitsEveryRecordOnce(t *testing.T) {
 func TestWriters(t *testing.T) {
 	rows := []Row{
 		{Email: "a@example.test", Outcome: "bounced", Code: 550, Enhanced: "5.1.1", Reply: "no such user, sorry", Attempts: 1,
-			Last: time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC), Host: "mx1.example.test", Line: 2},
+			Last: time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC), Host: "mx1.example.test", Line: 2, Source: "ip2"},
 		{Email: "b@example.test", Outcome: "suppressed", Reason: "suppressed"},
 	}
 	var b bytes.Buffer
@@ -89,8 +89,8 @@ func TestWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [][]string{Columns,
-		{"a@example.test", "bounced", "550", "5.1.1", "no such user, sorry", "1", "2025-06-01T09:00:00Z", "mx1.example.test", "2"},
-		{"b@example.test", "suppressed", "", "", "suppressed", "0", "", "example.test", ""}}
+		{"a@example.test", "bounced", "550", "5.1.1", "no such user, sorry", "1", "2025-06-01T09:00:00Z", "mx1.example.test", "2", "ip2"},
+		{"b@example.test", "suppressed", "", "", "suppressed", "0", "", "example.test", "", ""}}
 	if fmt.Sprint(recs) != fmt.Sprint(want) {
 		t.Fatalf("CSV\n%q\nwant\n%q", recs, want)
 	}

@@ -11,7 +11,7 @@ import (
 
 // Columns is the CSV header, a public contract for spreadsheets and
 // scripts: add columns at the end only.
-var Columns = []string{"email", "outcome", "code", "enhanced_code", "reply", "attempts", "last_attempt", "provider", "line"}
+var Columns = []string{"email", "outcome", "code", "enhanced_code", "reply", "attempts", "last_attempt", "provider", "line", "source"}
 
 // Writer writes rows in one format.
 type Writer interface {
@@ -30,7 +30,7 @@ func NewCSV(w io.Writer) (Writer, error) {
 
 type csvWriter struct {
 	w   *csv.Writer
-	rec [9]string
+	rec [10]string
 }
 
 func (c *csvWriter) Write(r Row) error {
@@ -48,7 +48,7 @@ func (c *csvWriter) Write(r Row) error {
 	if r.Line != 0 {
 		line = strconv.Itoa(r.Line)
 	}
-	c.rec = [9]string{r.Email, r.Outcome, code, r.Enhanced, reply, strconv.Itoa(r.Attempts), last, r.Provider(), line}
+	c.rec = [10]string{r.Email, r.Outcome, code, r.Enhanced, reply, strconv.Itoa(r.Attempts), last, r.Provider(), line, r.Source}
 	return c.w.Write(c.rec[:])
 }
 

@@ -115,7 +115,8 @@ type Routed struct {
 }
 
 // Route moves held jobs of lane l into their lines, atomically per
-// shard: the lane entry goes and the line entry comes in one step. It
+// shard (the shards' steps in one pipelined round trip): the lane entry
+// goes and the line entry comes in one step. It
 // returns how many moved (jobs no longer held by this consumer are left
 // alone). Each job's line must be of its shard.
 func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
@@ -123,7 +124,7 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 	for _, r := range rs {
 		byShard[r.Line.Shard] = append(byShard[r.Line.Shard], r)
 	}
-	total := 0
+	var calls []scriptCall
 	for shard, rs := range byShard {
 		keys := []string{q.ready(shard), q.lines(shard), q.Stream(shard, l)}
 		args := []any{Group, q.consumer}
@@ -131,9 +132,13 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 			keys = append(keys, q.LineStream(r.Line))
 			args = append(args, r.StreamID, r.Line.Name(), r.Raw)
 		}
-		n, err := q.runReplicated(ctx, routeScript, keys, args...).Int()
+		calls = append(calls, scriptCall{keys, args})
+	}
+	total := 0
+	for _, c := range q.runAllReplicated(ctx, routeScript, calls) {
+		n, err := c.Int()
 		if err != nil {
-			return total, fmt.Errorf("route %d jobs of %s: %w", len(rs), l, err)
+			return total, fmt.Errorf("route jobs of %s: %w", l, err)
 		}
 		total += n
 	}
@@ -222,17 +227,52 @@ return {entries, left}
 // settled, as jobs read from a lane are), and says how many jobs are left
 // waiting in the line after them.
 func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error) {
-	stream := q.LineStream(l)
-	reply, err := q.runReplicated(ctx, takeScript, []string{q.ready(l.Shard), q.lines(l.Shard), stream}, Group, q.consumer, n, l.Name()).Slice()
+	r := q.TakeMany(ctx, []TakeAsk{{Line: l, N: n}})[0]
+	return r.Jobs, r.Left, r.Err
+}
+
+// TakeAsk asks TakeMany for up to N jobs of Line.
+type TakeAsk struct {
+	Line Line
+	N    int
+}
+
+// Taken is what TakeMany took from one line: its jobs, how many are left
+// waiting after them, or why the take failed.
+type Taken struct {
+	Jobs []Delivery
+	Left int
+	Err  error
+}
+
+// TakeMany takes from several lines (each as Take does, atomically on
+// its own) in one pipelined round trip: a poll's due lines, however many
+// shards they are in.
+func (q *Queue) TakeMany(ctx context.Context, asks []TakeAsk) []Taken {
+	calls := make([]scriptCall, len(asks))
+	for i, a := range asks {
+		calls[i] = scriptCall{keys: []string{q.ready(a.Line.Shard), q.lines(a.Line.Shard), q.LineStream(a.Line)},
+			args: []any{Group, q.consumer, a.N, a.Line.Name()}}
+	}
+	out := make([]Taken, len(asks))
+	for i, c := range q.runAllReplicated(ctx, takeScript, calls) {
+		out[i] = q.taken(asks[i].Line, c)
+	}
+	return out
+}
+
+func (q *Queue) taken(l Line, c *redis.Cmd) Taken {
+	reply, err := c.Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, 0, fmt.Errorf("take from line %s: %w", l.Name(), err)
+		return Taken{Err: fmt.Errorf("take from line %s: %w", l.Name(), err)}
 	}
 	if len(reply) != 2 {
-		return nil, 0, fmt.Errorf("take from line %s: unexpected reply %v", l.Name(), reply)
+		return Taken{Err: fmt.Errorf("take from line %s: unexpected reply %v", l.Name(), reply)}
 	}
 	res, _ := reply[0].([]any)
 	left, _ := reply[1].(int64)
-	out := make([]Delivery, 0, len(res))
+	t := Taken{Left: int(left), Jobs: make([]Delivery, 0, len(res))}
+	stream := q.LineStream(l)
 	for _, e := range res {
 		m, ok := e.([]any)
 		if !ok || len(m) != 2 {
@@ -248,11 +288,12 @@ func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error
 		}
 		j, err := decodeJob(raw)
 		if err != nil {
-			return out, int(left), fmt.Errorf("line %s entry %s: %w", l.Name(), id, err)
+			t.Err = fmt.Errorf("line %s entry %s: %w", l.Name(), id, err)
+			return t
 		}
-		out = append(out, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream, Key: l.Key})
+		t.Jobs = append(t.Jobs, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream, Key: l.Key})
 	}
-	return out, int(left), nil
+	return t
 }
 
 // requeueScript puts this consumer's (ARGV[2]) pending jobs of stream

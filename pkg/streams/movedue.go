@@ -26,10 +26,11 @@ return {#due, nx[2] or '-1'}
 `)
 
 // lookEvery is how often MoveDue looks at every retry set for jobs other
-// processes put there (other engines' retries, a scheduled launch, a
-// cancel bringing jobs forward); between looks it knows the due times of
-// what this queue wrote, and a ring of a lane's bell makes it look again.
-const lookEvery = 2 * time.Second
+// processes put there (the retries of an engine gone since; a live one
+// moves its own); between looks it knows the due times of what this queue
+// wrote, and a ring of a lane's bell about its retry sets (a scheduled
+// launch, a cancel bringing jobs forward) makes it look again at once.
+const lookEvery = 10 * time.Second
 
 // MoveDue moves retries whose time has come back into their lane streams
 // and returns how many moved. It runs the mover only on the retry sets

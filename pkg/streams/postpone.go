@@ -40,6 +40,9 @@ func (q *Queue) Postpone(ctx context.Context, d Delivery, at time.Time) (bool, e
 		return false, fmt.Errorf("postpone %s: %w", d.ID, err)
 	}
 	q.due.note(key, at)
+	if n == 1 && time.Until(at) < time.Second {
+		q.ringDelayed(ctx, d.Lane) // due now (a drain hands it back): any engine's mover, at once
+	}
 	return n == 1, nil
 }
 

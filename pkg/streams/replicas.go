@@ -199,3 +199,103 @@ func replicasOf(ctx context.Context, node *redis.Client, cluster bool) (int, err
 	// says whose it is.
 	return max(online, known), nil
 }
+
+// runAllReplicated is runAll (one pipelined round trip, each run atomic in
+// its own slot) with WaitReplicas: the calls are grouped by the master of
+// their first key, and each master gets its runs and then one WAIT in one
+// pipeline of its own (WAIT waits for its connection's last write), the
+// masters at once. A master's runs that its replicas did not confirm in
+// time fail with ErrNotReplicated, as in runReplicated.
+func (q *Queue) runAllReplicated(ctx context.Context, script *redis.Script, calls []scriptCall) []*redis.Cmd {
+	if q.repl == nil || len(calls) == 0 {
+		return runAll(ctx, q.rdb, script, calls)
+	}
+	_, cluster := q.rdb.(*redis.ClusterClient)
+	type group struct {
+		node *redis.Client
+		want int
+		at   []int
+	}
+	groups := map[string]*group{}
+	var plain []int // calls of masters with no replica to wait for
+	for i, c := range calls {
+		node := q.masterOf(ctx, c.keys[0])
+		if node == nil {
+			plain = append(plain, i)
+			continue
+		}
+		addr := node.Options().Addr
+		g := groups[addr]
+		if g == nil {
+			g = &group{node: node, want: q.repl.want(ctx, node, cluster)}
+			groups[addr] = g
+		}
+		if g.want == 0 {
+			plain = append(plain, i)
+			continue
+		}
+		g.at = append(g.at, i)
+	}
+	out := make([]*redis.Cmd, len(calls))
+	if len(plain) > 0 {
+		sub := make([]scriptCall, len(plain))
+		for j, i := range plain {
+			sub[j] = calls[i]
+		}
+		for j, c := range runAll(ctx, q.rdb, script, sub) {
+			out[plain[j]] = c
+		}
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		if len(g.at) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmds, acked, err := q.evalAllAndWait(ctx, g.node, script, calls, g.at, g.want)
+			if err == nil && acked < g.want && q.repl.recount(ctx, g.node, cluster) >= g.want {
+				err = fmt.Errorf("%w: %d of %d replicas of %s after %v", ErrNotReplicated, acked, g.want, g.node.Options().Addr, q.repl.timeout)
+			}
+			if err != nil {
+				if c, ok := q.rdb.(*redis.ClusterClient); ok && !errors.Is(err, ErrNotReplicated) {
+					c.ReloadState(ctx)
+				}
+			}
+			for j, i := range g.at {
+				if err != nil && cmds[j].Err() == nil {
+					cmds[j].SetErr(err)
+				}
+				out[i] = cmds[j]
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// evalAllAndWait sends the calls at of calls, then WAIT, in one pipeline
+// to node, loading the script first when node lacks it. err is the
+// pipeline's failure (the connection's), each run's own error is its own.
+func (q *Queue) evalAllAndWait(ctx context.Context, node *redis.Client, script *redis.Script, calls []scriptCall, at []int, want int) ([]*redis.Cmd, int, error) {
+	for try := 0; ; try++ {
+		cmds := make([]*redis.Cmd, len(at))
+		var wait *redis.Cmd
+		_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range at {
+				cmds[j] = script.EvalSha(ctx, p, calls[i].keys, calls[i].args...)
+			}
+			wait = p.Do(ctx, "wait", want, q.repl.timeout.Milliseconds())
+			return nil
+		})
+		if try == 0 && redis.HasErrorPrefix(cmds[0].Err(), "NOSCRIPT") {
+			if err := script.Load(ctx, node).Err(); err != nil {
+				return cmds, 0, err
+			}
+			continue
+		}
+		acked, err := wait.Int()
+		return cmds, acked, err
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
@@ -72,6 +70,9 @@ type Record struct {
 	At       int64  `json:"at,omitempty"` // unix ms of the last attempt
 	Line     int    `json:"ln,omitempty"`
 	JobID    string `json:"j,omitempty"`
+	// Src names the egress source the last attempt left from (config
+	// sources[].name; "" before any attempt).
+	Src string `json:"src,omitempty"`
 	// Earlier are the attempts before the last one, oldest first (at
 	// most HistoryLimit-1; see History).
 	Earlier []Attempt `json:"hist,omitempty"`
@@ -105,27 +106,6 @@ var luaFinal = func() string {
 	return b.String()
 }()
 
-var settleScript = redis.NewScript(luaEvent + luaFinal + releaseHeld + `
-local prev = redis.call('HGET', KEYS[4], ARGV[4])
-local ps = ''
-if prev then ps = string.match(prev, '^{"s":"(%a+)"') or '' end
-if final[ps] then
-  return 2
-end
-redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
-if ARGV[6] == 'deferred' then
-  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[8])
-  if ps ~= 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', 1) end
-else
-  if ARGV[9] == '1' then redis.call('DEL', KEYS[5]) end
-  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-  redis.call('HINCRBY', KEYS[3], 'queued', -1)
-  if ps == 'deferred' then redis.call('HINCRBY', KEYS[3], 'deferred', -1) end
-end
-event(KEYS[6], ARGV[10])
-return 1
-`)
-
 // Settled says what Settle did.
 type Settled int
 
@@ -143,38 +123,14 @@ const (
 // Settle records d's outcome in t and acknowledges it, atomically. A
 // non-final rec (status "deferred") puts the job, with its attempt count
 // as given in next, into the lane's delayed set due at retryAt: the next
-// attempt is durable before the current one is acknowledged.
+// attempt is durable before the current one is acknowledged. (SettleRun
+// for a run of one.)
 func (q *Queue) Settle(ctx context.Context, d Delivery, t Tally, rec Record, next *Job, retryAt time.Time) (Settled, error) {
-	var nextRaw string
-	if rec.Status == string(outcome.Deferred) {
-		if next == nil {
-			return 0, fmt.Errorf("settle %s: deferred without a next attempt", d.ID)
-		}
-		var err error
-		if nextRaw, err = next.encode(); err != nil {
-			return 0, err
-		}
-	}
-	// A final outcome frees the job's stored message, if it has one.
-	hasMsg, msgKey := "", ""
-	if d.HasMessage {
-		hasMsg, msgKey = "1", q.MessageKey(d.ID)
-	}
-	shard := d.Shard()
-	t = t.In(shard)
-	if msgKey == "" {
-		msgKey = t.Records // unused: any key of the shard
-	}
-	n, err := q.runReplicated(ctx, settleScript,
-		[]string{q.held(d), q.Delayed(shard, d.Lane), t.Counters, t.Records, msgKey, q.EventsKey(shard)},
-		Group, d.StreamID, q.consumer, d.RecordField(), rec.Encode(), rec.Status, retryAt.UnixMilli(), nextRaw, hasMsg, settleEvent(d, rec)).Int()
+	res, err := q.SettleRun(ctx, []Settlement{{D: d, Tally: t, Rec: rec, Next: next, RetryAt: retryAt}})
 	if err != nil {
-		return 0, fmt.Errorf("settle %s: %w", d.ID, err)
+		return 0, err
 	}
-	if next != nil {
-		q.due.note(q.Delayed(shard, d.Lane), retryAt)
-	}
-	return Settled(n), nil
+	return res[0], nil
 }
 
 // RecordField is the key of the job's record in its tally: for campaign

@@ -74,6 +74,20 @@ func inShard(shard int, prefix, suffix string) []string {
 	return out
 }
 
+// enqueueAndRead enqueues campaign jobs 0..n-1 (all of shard 0's) into
+// tl and reads them.
+func enqueueAndRead(t *testing.T, q *Queue, tl Tally, n int) []Delivery {
+	t.Helper()
+	b := &Batch{Lane: Marketing, Tally: tl}
+	for i := 0; i < n; i++ {
+		_ = b.Add(campaignJob(i))
+	}
+	if _, err := q.Enqueue(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return read(t, q, Marketing)
+}
+
 // read reads up to 10 new jobs of lane l, or fails.
 func read(t *testing.T, q *Queue, l Lane) []Delivery {
 	t.Helper()
@@ -319,16 +333,9 @@ func TestStoredMessageJobLifecycle(t *testing.T) {
 func TestParkUnparkAndCancelParked(t *testing.T) {
 	q, rdb, tl := setup(t, "e1")
 	ctx := context.Background()
-	b := &Batch{Lane: Marketing, Tally: tl}
-	for i := 0; i < 4; i++ {
-		_ = b.Add(campaignJob(i))
-	}
-	if _, err := q.Enqueue(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	ds := enqueueAndRead(t, q, tl, 4)
 	sh := keyspace.ShardOf(campaignJob(0).To)
 	park := q.ks.In(sh, "parked", "x")
-	ds := read(t, q, Marketing)
 	for _, d := range ds {
 		if ok, err := q.Park(ctx, d, park); !ok || err != nil {
 			t.Fatalf("park %v %v", ok, err)

@@ -102,7 +102,7 @@ func (l *Limiter) applyStep(b *bucket, r stepRes, now time.Time, lane string) {
 	b.apply(r, now)
 	if raised := l.raised.Load(); raised != nil && wasReady &&
 		((wasSuspended && b.susp.IsZero()) || b.rate > oldRate*1.1) {
-		go (*raised)(b.key)
+		go (*raised)(b.base) // lines wait per destination, whatever the source
 	}
 	q, ln := &b.mkSlots, &b.lease[0]
 	if lane == "t" {

@@ -12,6 +12,7 @@ import (
 // its last step (in-use count, accepted rate, outcome counts).
 type bucket struct {
 	key   string
+	base  string // key without its source (BaseKey): the destination's
 	label string // metrics label
 	lim   config.Limits
 	rules []*rule

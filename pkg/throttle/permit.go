@@ -106,16 +106,20 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 	defer cancel()
 	res, err := l.step(ctx, b, q)
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if err != nil {
 		l.log.Error("throttle event", "key", b.key, "event", ev, "err", err)
 		b.counts.add(q.report)
+		b.mu.Unlock()
 		return
 	}
 	l.applyStep(b, res, l.now(), "")
 	if len(matched) > 0 || res.suspended > 0 {
 		l.log.Warn("throttle rule", "key", b.key, "rules", ruleNames(matched), "state", res.state,
 			"suspended_for", res.suspended.Round(time.Second), "rate", res.rate, "reply", text)
+	}
+	b.mu.Unlock()
+	if ev == evRate {
+		l.slowSiblings(b, out, text)
 	}
 }
 

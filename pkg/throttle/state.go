@@ -15,7 +15,12 @@ import (
 
 // Status is the shared state of one key, for operators.
 type Status struct {
+	// Provider is the bucket's name: a destination key, or KEY@SOURCE
+	// for an egress source's own state toward it (see Bucket).
 	Provider string `json:"provider"`
+	// Source is the egress source of a KEY@SOURCE bucket, "" for a key's
+	// own (the default route's).
+	Source string `json:"source,omitempty"`
 	// State: normal, backoff (cut within the last 30 s), capped (a rule's
 	// ceiling applies), pinned (set by an operator) or suspended.
 	State   string  `json:"state"`
@@ -80,6 +85,8 @@ func Inspect(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) 
 	return out, nil
 }
 
+func sourceOf(name string) string { _, s := SplitBucket(name); return s }
+
 // status computes what step.lua would: effective rate and connections.
 func status(name string, h, eng map[string]string, now time.Time) Status {
 	f := func(k string) float64 { v, _ := strconv.ParseFloat(h[k], 64); return v }
@@ -90,7 +97,7 @@ func status(name string, h, eng map[string]string, now time.Time) Status {
 		}
 		return time.Time{}
 	}
-	s := Status{Provider: name, Rate: f("r"), Ceiling: f("w"), Connections: int(f("conc")),
+	s := Status{Provider: name, Source: sourceOf(name), Rate: f("r"), Ceiling: f("w"), Connections: int(f("conc")),
 		LastDeferral: h["lt"], LastDeferralAt: at("la"),
 		Delivered: i("n_ok"), Deferred: i("n_def"), Bounced: i("n_bounce"), Failed: i("n_fail"), Decreases: i("n_dec")}
 	if c := strings.Fields(h["cfg"]); len(c) == 4 {

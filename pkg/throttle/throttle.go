@@ -153,6 +153,7 @@ func (l *Limiter) Key(domain, key string, hosts []string) string {
 
 // Limits returns the limits key is paced with.
 func (l *Limiter) Limits(key string) config.Limits {
+	key = BaseKey(key) // a source's bucket has its destination's limits
 	lim := l.def
 	if p, ok := l.providers[key]; ok {
 		lim = merge(lim, p)
@@ -217,16 +218,20 @@ func (l *Limiter) bucket(key string) *bucket {
 	defer l.mu.Unlock()
 	b, ok := l.buckets[key]
 	if !ok {
-		b = &bucket{key: key, label: "other", lim: l.Limits(key)}
-		if _, named := l.providers[key]; named {
-			b.label = key
-		} else if _, named := l.overrides[key]; named {
-			b.label = key
-		} else if strings.HasPrefix(key, "route:") {
-			b.label = key // one per route in the configuration: bounded
+		base, src := SplitBucket(key)
+		b = &bucket{key: key, base: base, label: "other", lim: l.Limits(key)}
+		if _, named := l.providers[base]; named {
+			b.label = base
+		} else if _, named := l.overrides[base]; named {
+			b.label = base
+		} else if strings.HasPrefix(base, "route:") {
+			b.label = base // one per route in the configuration: bounded
+		}
+		if src != "" {
+			b.label += sourceSep + src // sources are the configuration's: bounded
 		}
 		for _, r := range l.rules {
-			if r.applies(key) {
+			if r.applies(base) {
 				b.rules = append(b.rules, r)
 			}
 		}

@@ -59,6 +59,13 @@ func Start(tb testing.TB, cfg *config.Config) {
 // a new engine with the same cfg.
 func StartStoppable(tb testing.TB, cfg *config.Config) (stop func()) {
 	tb.Helper()
+	return StartWith(tb, cfg, nil)
+}
+
+// StartWith is StartStoppable with tune given the engine's dependencies
+// before the engine is built (a test's clocks, say).
+func StartWith(tb testing.TB, cfg *config.Config, tune func(*engine.Deps)) (stop func()) {
+	tb.Helper()
 	var rdb redis.UniversalClient
 	if len(cfg.Redis.Cluster) > 0 {
 		rdb = redis.NewClusterClient(cfg.Redis.ClusterOptions())
@@ -100,6 +107,9 @@ func StartStoppable(tb testing.TB, cfg *config.Config) (stop func()) {
 			tb.Fatal(err)
 		}
 		deps.Signer = signer
+	}
+	if tune != nil {
+		tune(&deps)
 	}
 	eng := engine.New(deps)
 	ctx, cancel := context.WithCancel(context.Background())

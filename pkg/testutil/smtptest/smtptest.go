@@ -40,6 +40,9 @@ type Options struct {
 	Mail func(from string) error
 	Rcpt func(to string) error
 	Data func(from string, to []string, data []byte) error
+	// RcptFrom, when set, is asked after Rcpt with the client's address
+	// ("ip:port"): a receiver that treats source addresses differently.
+	RcptFrom func(peer, to string) error
 	// Greeting, when set, is sent instead of a 220 banner on every
 	// connection, which is then closed ("421 4.7.0 Too many sessions").
 	Greeting string
@@ -269,6 +272,11 @@ func (x *session) Mail(from string, opts *smtp.MailOptions) error {
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if x.s.opts.Rcpt != nil {
 		if err := x.s.opts.Rcpt(to); err != nil {
+			return err
+		}
+	}
+	if x.s.opts.RcptFrom != nil {
+		if err := x.s.opts.RcptFrom(x.peer, to); err != nil {
 			return err
 		}
 	}

@@ -28,19 +28,28 @@ import (
 const usage = `usage: campaignctl limits COMMAND [flags]
 
 Commands:
-  show [--json]          every provider's current rate and limits, connections
+  show [--json] [--source S]
+                         every provider's current rate and limits, connections
                          in use, state, and its last deferral reply
-  set PROVIDER [--rate R] [--concurrency C] [--for DURATION] [--new]
+  set PROVIDER [--source S] [--rate R] [--concurrency C] [--for DURATION] [--new]
                          pin the rate (messages/s, all engines together) and/or
                          the connections; adaptation pauses while pinned; without
                          --for until "reset"
-  reset PROVIDER         forget what was learnt and decided: rate and connections
+  reset PROVIDER [--source S]
+                         forget what was learnt and decided: rate and connections
                          back to their start values; suspensions, caps and pins end
 
 Examples:
   campaignctl limits show
   campaignctl limits set google --rate 20 --concurrency 3 --for 1h
   campaignctl limits reset yahoo
+  campaignctl limits show --source ip2
+  campaignctl limits set google --source ip2 --rate 5
+
+Each egress source with an address of its own has its own state toward a
+provider, shown as PROVIDER@SOURCE (providers limit per sending IP);
+--source S picks source S's: show lists only S's, set and reset act on
+PROVIDER@S. Sources on the default route share PROVIDER's own state.
 
 PROVIDER is a name from "limits show": a provider (google, yahoo...) or a
 destination's own key (mx:mx1.example.com,mx2.example.com, route:HOST). set
@@ -159,12 +168,16 @@ func parse(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
 func show(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
 	fs := flags("show", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
+	source := fs.String("source", "", "only this egress source's state (PROVIDER@SOURCE)")
 	if _, err := parse(fs, args, false); err != nil {
 		return helpOK(err)
 	}
 	st, err := throttle.Inspect(ctx, rdb, ks)
 	if err != nil {
 		return err
+	}
+	if *source != "" {
+		st = slices.DeleteFunc(st, func(s throttle.Status) bool { return s.Source != *source })
 	}
 	if *asJSON {
 		if st == nil {
@@ -218,6 +231,7 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 	rate := fs.Float64("rate", 0, "messages per second, all engines together")
 	conc := fs.Int("concurrency", 0, "simultaneous connections, all engines together")
 	dur := fs.Duration("for", 0, "how long the pin lasts (default: until reset)")
+	source := fs.String("source", "", "pin this egress source's state toward PROVIDER (PROVIDER@SOURCE)")
 	name, err := parse(fs, args, true)
 	if err != nil {
 		return helpOK(err)
@@ -235,11 +249,12 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 			name, suggest.Hint(name, known), strings.Join(known, ", "))
 		return ErrUsage
 	}
+	name = throttle.Bucket(name, *source)
 	warnUnknown(ctx, rdb, ks, name, stderr)
 	if err := throttle.Set(ctx, rdb, ks, name, *rate, *conc, *dur); err != nil {
 		return err
 	}
-	wake(ctx, rdb, ks, name)
+	wake(ctx, rdb, ks, throttle.BaseKey(name))
 	var what []string
 	if *rate > 0 {
 		what = append(what, fmt.Sprintf("rate %g/s", *rate))
@@ -256,10 +271,13 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 }
 
 func reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
-	name, err := parse(flags("reset", stderr), args, true)
+	fs := flags("reset", stderr)
+	source := fs.String("source", "", "reset this egress source's state toward PROVIDER (PROVIDER@SOURCE)")
+	name, err := parse(fs, args, true)
 	if err != nil {
 		return helpOK(err)
 	}
+	name = throttle.Bucket(name, *source)
 	had, err := throttle.Has(ctx, rdb, ks, name)
 	if err != nil {
 		return err
@@ -271,7 +289,7 @@ func reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, ar
 	if err := throttle.Reset(ctx, rdb, ks, name); err != nil {
 		return err
 	}
-	wake(ctx, rdb, ks, name)
+	wake(ctx, rdb, ks, throttle.BaseKey(name))
 	fmt.Fprintf(stdout, "%s: reset to its start limits\n", name)
 	return nil
 }

@@ -149,3 +149,30 @@ func TestSetReachesARunningEngine(t *testing.T) {
 		t.Fatalf("show: %+v", b)
 	}
 }
+
+// --source S shows only S's buckets (PROVIDER@S) and sets and resets
+// S's state toward a provider, leaving the provider's own alone.
+func TestSourceFlag(t *testing.T) {
+	ks := keyspace.Space(redistest.Prefix(t))
+	if _, _, err := run(t, ks, "set", "google", "--rate", "9", "--new"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, ks, "set", "google", "--source", "ip2", "--rate", "5")
+	if err != nil || !strings.Contains(out, "google@ip2: pinned to rate 5/s") {
+		t.Fatalf("set --source: %v %q", err, out)
+	}
+	all := showJSON(t, ks)
+	if all["google"].Rate != 9 || all["google@ip2"].Rate != 5 || all["google@ip2"].Source != "ip2" {
+		t.Fatalf("show: %+v", all)
+	}
+	out, _, err = run(t, ks, "show", "--source", "ip2")
+	if err != nil || !strings.Contains(out, "google@ip2") || strings.Contains(out, "google ") {
+		t.Fatalf("show --source ip2: %v\n%s", err, out)
+	}
+	if _, _, err := run(t, ks, "reset", "google", "--source", "ip2"); err != nil {
+		t.Fatal(err)
+	}
+	if all := showJSON(t, ks); all["google"].Rate != 9 || all["google@ip2"].Provider != "" {
+		t.Fatalf("after reset --source: %+v", all)
+	}
+}

@@ -1,0 +1,224 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/keyspace"
+	"github.com/sluice-mta/sluice/pkg/launch"
+	"github.com/sluice-mta/sluice/pkg/report"
+	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
+)
+
+// gmailIPText is Gmail's 4.7.28 about the sending IP
+// (../shared/docs/provider-responses.md, row 34), for IP.
+func gmailIPText(ip string) string {
+	return "Gmail has detected an unusual rate of email originating from your IP address " + ip +
+		". To protect our users from spam, email sent from your IP address has been temporarily rate limited."
+}
+
+// ipThrottler is a receiver's side of one source address limited to a
+// rate: over it, Gmail's 421 4.7.28 naming the IP. It counts what every
+// source address attempted and was refused.
+type ipThrottler struct {
+	ip  string
+	lim *rate.Limiter
+
+	mu       sync.Mutex
+	attempts map[string]int
+	refused  map[string]int
+}
+
+func newIPThrottler(ip string, perSecond float64) *ipThrottler {
+	return &ipThrottler{ip: ip, lim: rate.NewLimiter(rate.Limit(perSecond), 1),
+		attempts: map[string]int{}, refused: map[string]int{}}
+}
+
+func (x *ipThrottler) rcpt(peer, _ string) error {
+	ip, _, _ := net.SplitHostPort(peer)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.attempts[ip]++
+	if ip == x.ip && !x.lim.Allow() {
+		x.refused[ip]++
+		return smtptest.Reply(421, "4.7.28", gmailIPText(ip))
+	}
+	return nil
+}
+
+func (x *ipThrottler) counts(ip string) (attempts, refused int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.attempts[ip], x.refused[ip]
+}
+
+// egressConfig parses sources and pools (YAML) the way the engine file
+// is read, defaults included, and puts them into cfg.
+func egressConfig(t *testing.T, cfg *config.Config, yaml string) {
+	t.Helper()
+	c, err := config.Parse("egress.yaml", []byte("hostname: mta.sluice.test\n"+yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Sources, cfg.Pools, cfg.Lanes.Marketing.Pool, cfg.Lanes.Transactional.Pool =
+		c.Sources, c.Pools, c.Lanes.Marketing.Pool, c.Lanes.Transactional.Pool
+}
+
+const twoSources = `sources:
+  - {name: ip2, address: 127.0.0.2, ehlo: ip2.sluice.test}
+  - {name: ip3, address: 127.0.0.3, ehlo: ip3.sluice.test}
+`
+
+// launchN launches an n-recipient campaign id to domain.
+func launchN(t *testing.T, prefix, id string, n int, domain string) {
+	t.Helper()
+	path := enginetest.Campaign(t, t.TempDir(), id, n, domain)
+	if _, err := launch.Launch(context.Background(), redistest.Client(t), keyspace.Space(prefix), path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sentFrom counts accepted messages by source IP.
+func sentFrom(srv *smtptest.Server) map[string]int {
+	by := map[string]int{}
+	for _, m := range srv.Messages() {
+		ip, _, _ := net.SplitHostPort(m.Peer)
+		by[ip]++
+	}
+	return by
+}
+
+// Acceptance 1 of issue #13, small: a pool of two sources toward one
+// provider that limits only 127.0.0.2 (Gmail's 4.7.28 IP reply beyond
+// 12/s). The IP-scoped deferrals slow only that source's bucket; the
+// other carries the rest: ≥ 80% leaves from 127.0.0.3, ≤ 5% of the
+// attempts are deferred, and 127.0.0.2 is never sent faster than its
+// limit. The record and the report name the source of each recipient.
+// (bench/egress_test.go runs the 3,000-recipient version, and the same
+// without IP scoping.)
+func TestIPScopedDeferralsMoveTrafficToThePoolsOtherSource(t *testing.T) {
+	const n, limit = 900, 12.0
+	thr := newIPThrottler("127.0.0.2", limit)
+	srv := smtptest.Start(t, smtptest.Options{RcptFrom: thr.rcpt, Quiet: true})
+	prefix := redistest.Prefix(t)
+	launchN(t, prefix, "ipscope", n, "gmail.test")
+	cfg := enginetest.Config(prefix, srv.Addr)
+	cfg.Throttle.Default = config.Limits{StartRate: 60, MinRate: 1, MaxRate: 1000, Burst: 6, MaxConnections: 8}
+	egressConfig(t, cfg, twoSources)
+	start := time.Now()
+	enginetest.Start(t, cfg)
+	st := store.New(redistest.Client(t), keyspace.Space(prefix))
+	s := enginetest.WaitFinished(t, st, "ipscope", 60*time.Second)
+	took := time.Since(start)
+	if s.Delivered != n {
+		t.Fatalf("delivered %d of %d: %+v", s.Delivered, n, s)
+	}
+	by := sentFrom(srv)
+	att2, ref2 := thr.counts("127.0.0.2")
+	att3, _ := thr.counts("127.0.0.3")
+	deferred := float64(ref2) / float64(att2+att3)
+	rate2 := float64(by["127.0.0.2"]) / took.Seconds()
+	t.Logf("%d in %v: from 127.0.0.3 %d (%.0f%%), from 127.0.0.2 %d (%.1f msg/s, limit %.0f); deferred %d of %d attempts (%.1f%%)",
+		n, took.Round(time.Millisecond), by["127.0.0.3"], 100*float64(by["127.0.0.3"])/n, by["127.0.0.2"], rate2, limit,
+		ref2, att2+att3, 100*deferred)
+	if by["127.0.0.3"]+by["127.0.0.2"] != n {
+		t.Fatalf("sent from %v, want only 127.0.0.2 and 127.0.0.3", by)
+	}
+	if by["127.0.0.3"] < n*8/10 {
+		t.Errorf("127.0.0.3 sent %d of %d, want ≥ 80%%", by["127.0.0.3"], n)
+	}
+	if deferred > 0.05 {
+		t.Errorf("%.1f%% of attempts deferred, want ≤ 5%%", 100*deferred)
+	}
+	if rate2 > limit*1.1 {
+		t.Errorf("127.0.0.2 sent at %.1f msg/s, over its limit %.0f", rate2, limit)
+	}
+	if tried := float64(att2) / took.Seconds(); tried > limit*1.1 {
+		t.Errorf("127.0.0.2 was tried at %.1f msg/s, over its limit %.0f", tried, limit)
+	}
+	// The record and the report say which source sent.
+	bySource := map[string]int{}
+	err := report.Scan(context.Background(), redistest.Client(t), st.Tally("ipscope"), 0, func(r report.Row) error {
+		bySource[r.Source]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bySource["ip2"] != by["127.0.0.2"] || bySource["ip3"] != by["127.0.0.3"] {
+		t.Errorf("report's sources %v; the receiver saw %v", bySource, by)
+	}
+}
+
+// Acceptance 2 of issue #13: transactional mail leaves only from the
+// transactional pool's address, marketing only from its own, as the
+// receiver sees the connections.
+func TestLanesSendFromTheirOwnPools(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	prefix := redistest.Prefix(t)
+	launchN(t, prefix, "news", 50, "mixed.test")
+	cfg := enginetest.Config(prefix, srv.Addr)
+	egressConfig(t, cfg, twoSources+`pools:
+  - {name: tx, sources: [{source: ip2}]}
+  - {name: bulk, sources: [{source: ip3}]}
+lanes:
+  transactional: {pool: tx}
+  marketing: {pool: bulk}
+`)
+	enginetest.Start(t, cfg)
+	ids := submitTransactional(t, prefix, 20, "mixed.test")
+	st := store.New(redistest.Client(t), keyspace.Space(prefix))
+	enginetest.WaitFinished(t, st, "news", 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Count() < 70 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var tx, mk int
+	for _, m := range srv.Messages() {
+		ip, _, _ := net.SplitHostPort(m.Peer)
+		isTx := strings.Contains(string(m.Data), "X-Test-Tx: ")
+		switch {
+		case isTx && ip == "127.0.0.2" && m.Helo == "ip2.sluice.test":
+			tx++
+		case !isTx && ip == "127.0.0.3" && m.Helo == "ip3.sluice.test":
+			mk++
+		default:
+			t.Errorf("message to %v (transactional %v) came from %s as %s", m.To, isTx, ip, m.Helo)
+		}
+	}
+	if tx != len(ids) || mk != 50 {
+		t.Fatalf("received %d transactional of %d and %d marketing of 50", tx, len(ids), mk)
+	}
+}
+
+// submitTransactional queues n transactional messages to tx%d@domain, each
+// marked with an X-Test-Tx header, and returns their job ids.
+func submitTransactional(t *testing.T, prefix string, n int, domain string) []string {
+	t.Helper()
+	ks := keyspace.Space(prefix)
+	q := streams.New(redistest.Client(t), ks, "test")
+	var ids []string
+	for i := range n {
+		to := fmt.Sprintf("tx%d@%s", i, domain)
+		j := &streams.Job{ID: fmt.Sprintf("tx-%d", i), To: to, Lane: streams.Transactional,
+			From: "app@sluice.test", First: time.Now().UnixMilli()}
+		msg := fmt.Sprintf("From: app@sluice.test\r\nTo: %s\r\nX-Test-Tx: %d\r\nSubject: Code\r\n\r\nYour code\r\n", to, i)
+		if err := q.AddMessage(context.Background(), j, streams.TransactionalTally(ks, time.Now()), []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	return ids
+}

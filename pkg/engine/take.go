@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/throttle"
+)
+
+// dest is a destination: a lane's throttle key, with lines in several
+// shards and campaigns.
+type dest struct {
+	lane streams.Lane
+	key  string
+}
+
+func destOf(l streams.Line) dest { return dest{l.Lane, l.Key} }
+
+// maxDestLines bounds how many lines of one destination known only from
+// routing join a take (a destination with more waits for the poll).
+const maxDestLines = 24
+
+// known remembers, per destination, the lines this engine's routers put
+// jobs into that may still hold some: a destination served for one line
+// due in a poll takes from its other lines in the same step (the poll
+// reads only each shard's earliest lines, so a small domain's lines in
+// five shards are seldom in one poll together).
+type known struct {
+	mu    sync.Mutex
+	lines map[dest]map[streams.Line]bool
+	n     int // lines added since the last reset
+}
+
+// knownMax bounds the lines remembered (those another engine emptied are
+// never found empty here): past it, the memory starts over.
+const knownMax = 100000
+
+func (k *known) add(rs []streams.Routed) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lines == nil || k.n > knownMax {
+		k.lines, k.n = map[dest]map[streams.Line]bool{}, 0
+	}
+	for _, r := range rs {
+		d := destOf(r.Line)
+		if k.lines[d] == nil {
+			k.lines[d] = map[streams.Line]bool{}
+		}
+		if !k.lines[d][r.Line] {
+			k.lines[d][r.Line] = true
+			k.n++
+		}
+	}
+}
+
+// of returns up to maxDestLines known lines of d.
+func (k *known) of(d dest) []streams.Line {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []streams.Line
+	for l := range k.lines[d] {
+		if len(out) == maxDestLines {
+			break
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// drop forgets line l (found empty).
+func (k *known) drop(l streams.Line) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if ls := k.lines[destOf(l)]; ls != nil {
+		delete(ls, l)
+		if len(ls) == 0 {
+			delete(k.lines, destOf(l))
+		}
+	}
+}
+
+// widen adds to a line not taken from yet the lines of its destination
+// this engine routed into and has not taken from either (not used in
+// this poll, their campaign sending): a small domain's jobs, one in each
+// of several shards, then go in one run over one session. A destination
+// whose lines are known (a big one) is served line by line.
+func (e *Engine) widen(ctx context.Context, lines []streams.Line, used map[streams.Line]bool, later map[streams.Line]time.Time) []streams.Line {
+	for _, l := range e.known.of(destOf(lines[0])) {
+		if used[l] || e.flow.knows(l) || (l.Campaign != "" && !e.campaignSends(ctx, l, later)) {
+			continue
+		}
+		used[l] = true
+		delete(later, l)
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// ask is a due line, with the lines of its destination that join it (see
+// widen), the throttle is asked for: the worker slots reserved for them
+// and the permits granted.
+type ask struct {
+	lines    []streams.Line
+	sessions int
+	permits  []*throttle.Permit
+	vias     []*via // the source of each permit (egress.go)
+}
+
+// admitParallel bounds how many throttle keys admitAll asks at once.
+const admitParallel = 32
+
+// admitAll asks the throttle for each destination's permits (up to its
+// sessions), different keys at once (a key new to this engine costs a
+// round trip to Redis; a poll of the long tail has hundreds). A
+// destination given none gives its slots back and its lines are scored
+// for when to ask again (in later). It returns the asks given permits.
+func (e *Engine) admitAll(ctx context.Context, asks []ask, later map[streams.Line]time.Time) []ask {
+	at := make([]time.Time, len(asks))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, admitParallel)
+	for i := range asks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			asks[i].permits, asks[i].vias, at[i] = e.admitSpread(ctx, asks[i].lines[0], asks[i].sessions)
+		}()
+	}
+	wg.Wait()
+	kept := asks[:0]
+	for i, a := range asks {
+		if len(a.permits) > 0 {
+			kept = append(kept, a)
+			continue
+		}
+		e.slots.give(a.sessions)
+		if limit := e.Now().Add(maxWait); at[i].IsZero() || at[i].After(limit) {
+			at[i] = limit
+		}
+		for _, l := range a.lines {
+			later[l] = at[i]
+		}
+	}
+	return kept
+}
+
+// takeAll reads up to perSession jobs per permit of every asked
+// destination (shared among its lines), every line in one pipelined round
+// trip, checks them against the suppression list (one check per lane),
+// and hands each destination's to workers (see dispatch).
+func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]chan task) {
+	if len(asks) == 0 {
+		return
+	}
+	var ta []streams.TakeAsk
+	for _, a := range asks {
+		n := (len(a.permits)*perSession + len(a.lines) - 1) / len(a.lines)
+		for _, l := range a.lines {
+			ta = append(ta, streams.TakeAsk{Line: l, N: n})
+		}
+	}
+	taken := e.q.TakeMany(ctx, ta)
+	byLane := map[streams.Lane][]streams.Delivery{}
+	for i, t := range taken {
+		if t.Err != nil && ctx.Err() == nil {
+			e.health.failed(t.Err)
+			e.Log.Error("take jobs", "line", ta[i].Line.Name(), "err", t.Err)
+			if n, _ := e.putBackLost(ctx, ta[i].Line); n > 0 {
+				e.Log.Warn("put back jobs of a lost reply", "line", ta[i].Line.Name(), "jobs", n)
+			}
+		}
+		byLane[ta[i].Line.Lane] = append(byLane[ta[i].Line.Lane], t.Jobs...)
+	}
+	type check struct {
+		blocked []*suppression.Entry
+		err     error
+	}
+	checked := map[streams.Lane]*check{}
+	for l, ds := range byLane {
+		c := &check{}
+		c.blocked, c.err = e.checkBatch(ctx, l, ds)
+		checked[l] = c
+	}
+	at, k := map[streams.Lane]int{}, 0
+	for _, a := range asks {
+		var jobs []job
+		left := map[streams.Line]int{}
+		c := checked[a.lines[0].Lane]
+		for _, l := range a.lines {
+			t := taken[k]
+			k++
+			left[l] = t.Left
+			if len(t.Jobs) == 0 && t.Left == 0 && t.Err == nil {
+				e.known.drop(l)
+			}
+			from := at[l.Lane]
+			at[l.Lane] = from + len(t.Jobs)
+			for i, d := range t.Jobs {
+				jobs = append(jobs, job{d: d, line: l, suppressed: c.blocked[from+i], checkErr: c.err})
+			}
+		}
+		e.dispatch(a, jobs, left, out[a.lines[0].Lane])
+	}
+}
+
+// dispatch hands a destination's jobs to workers in runs, one run per
+// permit: the permit opens the run's first attempt (and its session), and
+// each later attempt of the run asks the throttle again as the one before
+// it ends (see work). Unused permits and worker slots are given back.
+func (e *Engine) dispatch(a ask, taken []job, left map[streams.Line]int, out chan<- task) {
+	var jobs []job
+	for _, j := range taken {
+		if !e.inflight.add(j.d.ID) {
+			// A worker of this engine holds this job already (it cannot
+			// happen without a bug elsewhere): never two attempts at once.
+			e.Log.Error("job already in flight; left pending", "job", j.d.ID, "line", j.line.Name())
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	runs := min(len(a.permits), len(jobs))
+	for _, p := range a.permits[runs:] {
+		p.Done(unused)
+	}
+	tasks := make([]task, runs)
+	runsOf, jobsOf := map[streams.Line]int{}, map[streams.Line]int{}
+	for r := range tasks {
+		run := jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]
+		run[0].permit = a.permits[r]
+		for k := range run {
+			run[k].via = a.vias[r]
+		}
+		tasks[r] = task{line: run[0].line, jobs: run}
+		for l, n := range perLine(run) {
+			runsOf[l]++
+			jobsOf[l] += n
+		}
+	}
+	// The runs are in the books before any worker can end one.
+	for _, l := range a.lines {
+		e.flow.took(l, runsOf[l], jobsOf[l], left[l])
+	}
+	e.slots.give(a.sessions - runs)
+	for _, t := range tasks {
+		out <- t
+	}
+}
+
+// perLine counts a run's jobs per line.
+func perLine(run []job) map[streams.Line]int {
+	n := map[streams.Line]int{}
+	for _, j := range run {
+		n[j.line]++
+	}
+	return n
+}

@@ -1,0 +1,192 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
+)
+
+// settleRunScript settles the jobs of one run (taken from one line, so of
+// one shard) in one step: one XPENDING over the run's id range checks
+// which this consumer still holds, one HMGET reads their records, one
+// HSET writes them, one HINCRBY per counter that moves, one ZADD puts the
+// deferred ones' next attempts in the retry set, one XACK and one XDEL
+// let go of them all, and their events go to the shard's events stream
+// as one entry. A job no longer held is left alone (0); one whose record
+// is final already is acknowledged and nothing counted (2); the others
+// are recorded (1).
+//
+// KEYS: line (or lane) stream, retry set, counters, records, events, then
+// the stored messages of the items that have one.
+// ARGV: group, consumer, first id, last id, then per item: entry id,
+// record field, record, status, retry at, next attempt, message key index
+// (0: none), event.
+var settleRunScript = redis.NewScript(luaEvents + luaFinal + `
+local group, consumer = ARGV[1], ARGV[2]
+local held = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 1000, consumer)) do
+  held[p[1]] = true
+end
+local items, fields = {}, {}
+for i = 5, #ARGV, 8 do
+  if held[ARGV[i]] then
+    items[#items + 1] = i
+    fields[#fields + 1] = ARGV[i + 1]
+  end
+end
+local out = {}
+for i = 5, #ARGV, 8 do out[(i - 5) / 8 + 1] = 0 end
+if #items == 0 then return out end
+local prev = redis.call('HMGET', KEYS[4], unpack(fields))
+local hset, acks, zadd, dels, evs, incr = {}, {}, {}, {}, {}, {}
+local function add(k, by) incr[k] = (incr[k] or 0) + by end
+for k, i in ipairs(items) do
+  acks[#acks + 1] = ARGV[i]
+  local ps = ''
+  if prev[k] then ps = string.match(prev[k], '^{"s":"(%a+)"') or '' end
+  if final[ps] then
+    out[(i - 5) / 8 + 1] = 2
+  else
+    out[(i - 5) / 8 + 1] = 1
+    local status = ARGV[i + 3]
+    hset[#hset + 1] = ARGV[i + 1]
+    hset[#hset + 1] = ARGV[i + 2]
+    if status == 'deferred' then
+      zadd[#zadd + 1] = ARGV[i + 4]
+      zadd[#zadd + 1] = ARGV[i + 5]
+      if ps ~= 'deferred' then add('deferred', 1) end
+    else
+      if ARGV[i + 6] ~= '0' then dels[#dels + 1] = KEYS[tonumber(ARGV[i + 6])] end
+      add(status, 1)
+      add('queued', -1)
+      if ps == 'deferred' then add('deferred', -1) end
+    end
+    if ARGV[i + 7] ~= '' then evs[#evs + 1] = ARGV[i + 7] end
+  end
+end
+if #hset > 0 then redis.call('HSET', KEYS[4], unpack(hset)) end
+for k, by in pairs(incr) do
+  if by ~= 0 then redis.call('HINCRBY', KEYS[3], k, by) end
+end
+if #zadd > 0 then redis.call('ZADD', KEYS[2], unpack(zadd)) end
+if #dels > 0 then redis.call('DEL', unpack(dels)) end
+redis.call('XACK', KEYS[1], group, unpack(acks))
+redis.call('XDEL', KEYS[1], unpack(acks))
+events(KEYS[5], evs)
+return out
+`)
+
+// Settlement is one job's outcome to settle in its tally: its record
+// and, for a deferral (status "deferred"), the next attempt due at
+// RetryAt.
+type Settlement struct {
+	D       Delivery
+	Tally   Tally
+	Rec     Record
+	Next    *Job
+	RetryAt time.Time
+}
+
+// SettleRun settles the outcomes of a run of jobs, each as Settle would,
+// in one atomic step per stream holding them and records hash (one for a
+// run of one line; a destination's lines in several shards give a run a
+// step per line), the steps in one pipelined round trip. It returns what
+// it did for each, in order.
+func (q *Queue) SettleRun(ctx context.Context, ss []Settlement) ([]Settled, error) {
+	out := make([]Settled, len(ss))
+	type group struct {
+		stream, records string
+		at              []int
+	}
+	var groups []*group
+	for i, s := range ss {
+		stream, records := q.held(s.D), s.Tally.In(s.D.Shard()).Records
+		var g *group
+		for _, h := range groups {
+			if h.stream == stream && h.records == records {
+				g = h
+			}
+		}
+		if g == nil {
+			g = &group{stream: stream, records: records}
+			groups = append(groups, g)
+		}
+		g.at = append(g.at, i)
+	}
+	calls := make([]scriptCall, len(groups))
+	nexts := make([]time.Time, len(groups))
+	for k, g := range groups {
+		var err error
+		if calls[k], nexts[k], err = q.settleCall(ss, g.at); err != nil {
+			return out, err
+		}
+	}
+	for k, c := range q.runAllReplicated(ctx, settleRunScript, calls) {
+		g, first := groups[k], ss[groups[k].at[0]].D
+		res, err := c.Int64Slice()
+		if err != nil {
+			return out, fmt.Errorf("settle a run of %d jobs (%s...): %w", len(g.at), first.ID, err)
+		}
+		for i, r := range res {
+			out[g.at[i]] = Settled(r)
+		}
+		if !nexts[k].IsZero() {
+			q.due.note(q.Delayed(first.Shard(), first.Lane), nexts[k])
+		}
+	}
+	return out, nil
+}
+
+// settleCall is the settle script's call for the items at of ss (one
+// stream's), and the earliest retry it schedules (zero: none).
+func (q *Queue) settleCall(ss []Settlement, at []int) (scriptCall, time.Time, error) {
+	first := ss[at[0]].D
+	shard := first.Shard()
+	tt := ss[at[0]].Tally.In(shard)
+	keys := []string{q.held(first), q.Delayed(shard, first.Lane), tt.Counters, tt.Records, q.EventsKey(shard)}
+	lo, hi := first.StreamID, first.StreamID
+	args := []any{Group, q.consumer, "", ""}
+	var next time.Time
+	for _, i := range at {
+		s := ss[i]
+		if streamIDLess(s.D.StreamID, lo) {
+			lo = s.D.StreamID
+		}
+		if streamIDLess(hi, s.D.StreamID) {
+			hi = s.D.StreamID
+		}
+		var nextRaw string
+		if s.Rec.Status == string(outcome.Deferred) {
+			if s.Next == nil {
+				return scriptCall{}, next, fmt.Errorf("settle %s: deferred without a next attempt", s.D.ID)
+			}
+			var err error
+			if nextRaw, err = s.Next.encode(); err != nil {
+				return scriptCall{}, next, err
+			}
+			if next.IsZero() || s.RetryAt.Before(next) {
+				next = s.RetryAt
+			}
+		}
+		msg := 0
+		if s.D.HasMessage {
+			keys = append(keys, q.MessageKey(s.D.ID))
+			msg = len(keys)
+		}
+		args = append(args, s.D.StreamID, s.D.RecordField(), s.Rec.Encode(), s.Rec.Status, s.RetryAt.UnixMilli(), nextRaw, msg, settleEvent(s.D, s.Rec))
+	}
+	args[2], args[3] = lo, hi
+	return scriptCall{keys, args}, next, nil
+}
+
+// streamIDLess orders stream entry ids ("ms-seq").
+func streamIDLess(a, b string) bool {
+	var am, as, bm, bs uint64
+	fmt.Sscanf(a, "%d-%d", &am, &as)
+	fmt.Sscanf(b, "%d-%d", &bm, &bs)
+	return am < bm || am == bm && as < bs
+}

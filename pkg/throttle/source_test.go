@@ -1,0 +1,57 @@
+package throttle
+
+import (
+	"testing"
+
+	"github.com/sluice-mta/sluice/pkg/config"
+	"github.com/sluice-mta/sluice/pkg/deliver"
+)
+
+func TestBucketNames(t *testing.T) {
+	for _, c := range []struct{ key, src, name string }{
+		{"google", "", "google"}, {"google", "ip2", "google@ip2"}, {"mx:a.test,b.test", "ip-3", "mx:a.test,b.test@ip-3"},
+		{"route:127.0.0.1:2525", "x", "route:127.0.0.1:2525@x"},
+	} {
+		if got := Bucket(c.key, c.src); got != c.name {
+			t.Errorf("Bucket(%q, %q) = %q, want %q", c.key, c.src, got, c.name)
+		}
+		if k, s := SplitBucket(c.name); k != c.key || s != c.src {
+			t.Errorf("SplitBucket(%q) = %q, %q", c.name, k, s)
+		}
+	}
+}
+
+// An IP-scoped deferral (Gmail's 4.7.28 "from your IP address") slows
+// only the bucket of the source that got it; a sending-domain one (its
+// DKIM-domain variant) slows every source's bucket of the key. A source's
+// bucket has its key's limits.
+func TestDeferralScopeDecidesWhichSourcesSlow(t *testing.T) {
+	e := newEnv(t, config.Limits{StartRate: 100, Burst: 10, MaxConnections: 10})
+	e.cfg.Providers = map[string]config.Limits{"k": {MaxConnections: 4}}
+	l := e.limiter("e1", 0)
+	if got := l.Limits("k@a").MaxConnections; got != 4 {
+		t.Fatalf("k@a has %d connections, want k's 4", got)
+	}
+	ipText := deliver.Classify(421, "4.7.28", "Gmail has detected an unusual rate of email originating from your IP address 127.0.0.2. To protect our users from spam, email sent from your IP address has been temporarily rate limited.")
+	domText := deliver.Classify(421, "4.7.28", "Gmail has detected an unusual rate of unsolicited email originating from your DKIM domain sluice.test. To protect our users from spam, email sent from your domain has been temporarily rate limited.")
+	for _, b := range []string{"k@a", "k@b", "k@c"} {
+		p, _ := admit(t, l, b, "marketing")
+		if p == nil {
+			t.Fatalf("%s: no permit", b)
+		}
+		p.Done(ok)
+	}
+	p, _ := admit(t, l, "k@a", "marketing")
+	p.Done(ipText)
+	if a, b := e.status("k@a").Rate, e.status("k@b").Rate; a >= 100 || b != 100 {
+		t.Fatalf("after an IP-scoped deferral on a: a %.1f/s, b %.1f/s; want only a cut", a, b)
+	}
+	e.clk.add(minWindow * 3)
+	p, _ = admit(t, l, "k@b", "marketing")
+	p.Done(domText)
+	for _, b := range []string{"k@b", "k@c"} {
+		if r := e.status(b).Rate; r >= 100 {
+			t.Fatalf("after a sending-domain deferral on b: %s at %.1f/s, want cut", b, r)
+		}
+	}
+}
