@@ -60,62 +60,14 @@ func (q *Queue) WaitReplicas(n int, timeout time.Duration) {
 	q.repl = &replication{n: n, timeout: timeout, online: map[string]replicaCount{}}
 }
 
-// runReplicated runs script like script.Run, on the master of keys[0],
-// and then, when WaitReplicas asks for it, waits until the replicas have
-// the write: WAIT is sent right after the script on the same connection
-// (WAIT waits for the connection's own last write), in one round trip.
+// runReplicated runs script like script.Run, and then, when WaitReplicas
+// asks for it, waits until the replicas of the master of keys[0] have the
+// write (see runAllReplicated).
 func (q *Queue) runReplicated(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
 	if q.repl == nil {
 		return script.Run(ctx, q.rdb, keys, args...)
 	}
-	node := q.masterOf(ctx, keys[0])
-	_, cluster := q.rdb.(*redis.ClusterClient)
-	want := 0
-	if node != nil {
-		want = q.repl.want(ctx, node, cluster)
-	}
-	if want == 0 {
-		return script.Run(ctx, q.rdb, keys, args...)
-	}
-	run, acked, err := q.evalAndWait(ctx, node, script, keys, args, want)
-	if err == nil && acked < want && q.repl.recount(ctx, node, cluster) >= want {
-		err = fmt.Errorf("%w: %d of %d replicas of %s after %v", ErrNotReplicated, acked, want, node.Options().Addr, q.repl.timeout)
-	}
-	if err != nil {
-		if c, ok := q.rdb.(*redis.ClusterClient); ok && !errors.Is(err, ErrNotReplicated) {
-			c.ReloadState(ctx) // a failover or a resharding: learn the new master
-		}
-		run.SetErr(err)
-	}
-	return run
-}
-
-// evalAndWait sends EVALSHA and WAIT in one pipeline (one connection) to
-// node, loading the script first when node lacks it.
-func (q *Queue) evalAndWait(ctx context.Context, node *redis.Client, script *redis.Script, keys []string, args []any, want int) (*redis.Cmd, int, error) {
-	for try := 0; ; try++ {
-		var run *redis.Cmd
-		var wait *redis.Cmd
-		_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
-			run = script.EvalSha(ctx, p, keys, args...)
-			wait = p.Do(ctx, "wait", want, q.repl.timeout.Milliseconds())
-			return nil
-		})
-		if try == 0 && redis.HasErrorPrefix(run.Err(), "NOSCRIPT") {
-			if err := script.Load(ctx, node).Err(); err != nil {
-				return run, 0, err
-			}
-			continue
-		}
-		if err == nil {
-			err = run.Err()
-		}
-		acked, werr := wait.Int()
-		if err == nil {
-			err = werr
-		}
-		return run, acked, err
-	}
+	return q.runAllReplicated(ctx, script, []scriptCall{{keys: keys, args: args}})[0]
 }
 
 // masterOf is the client of the master holding key, or nil when the
