@@ -77,7 +77,8 @@ func launchPool(t *testing.T, prefix, id string, n int, domain, pool string) {
 
 // Acceptance 3 of issue #13, through the engine's line server with a
 // simulated warm-up clock: source ip2 is on day 1 of [100, 200, 400].
-//   - Toward a healthy provider, in a pool with the warm ip3, ip2 sends
+//   - Toward a healthy provider, in a pool with the warm ip3 (weights 9:1,
+//     so ip2's share is well above its cap whatever the draws), ip2 sends
 //     exactly 100 that day and ip3 the rest.
 //   - Toward a provider that defers 1 in 12 of ip2's attempts (8%, above
 //     the 5% threshold), from a pool of ip2 alone, ip2 sends 100 and the
@@ -101,7 +102,7 @@ func TestWarmupCapsASourceInTheLineServer(t *testing.T) {
     warmup: {schedule: [100, 200, 400], start: 2026-01-15, hourly_burst: 24}
   - {name: ip3, address: 127.0.0.3}
 pools:
-  - {name: mixed, sources: [{source: ip2}, {source: ip3}]}
+  - {name: mixed, sources: [{source: ip2, weight: 9}, {source: ip3, weight: 1}]}
   - {name: fresh, sources: [{source: ip2}]}
 lanes:
   marketing: {pool: mixed}
