@@ -221,8 +221,10 @@ func TestWebhookSeesEveryEventThroughFailuresOutageAndRestart(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("%d of %d events never reached the receiver, e.g. %s", len(missing), len(all), strings.Join(missing[:min(5, len(missing))], " "))
 	}
-	if dups*100 > len(all) {
-		t.Errorf("%d duplicates of %d events: more than 1%%", dups, len(all))
+	// At least once: a batch in flight when the receiver goes down, and
+	// one in flight when the engine restarts, may each come again whole.
+	if dups > 2*hook.Batch {
+		t.Errorf("%d duplicates of %d events: more than the two batches (%d each) in flight at the outage and the restart", dups, len(all), hook.Batch)
 	}
 	if rcv.badSig > 0 || rcv.failed != 3 {
 		t.Errorf("%d bad signatures, %d failed batches (want 0 and 3)", rcv.badSig, rcv.failed)
