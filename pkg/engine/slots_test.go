@@ -2,12 +2,8 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,87 +21,10 @@ import (
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+	"github.com/sluice-mta/sluice/pkg/testutil/slotcheck"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 	"github.com/sluice-mta/sluice/pkg/throttle"
 )
-
-// slotCheck is a go-redis hook that notes every script (EVAL, EVALSHA)
-// and multi-key command whose keys are not all in one hash slot, as a
-// Redis Cluster would refuse them.
-type slotCheck struct {
-	mu      sync.Mutex
-	checked int      // scripts and multi-key commands seen
-	bad     []string // those spanning slots
-}
-
-func (s *slotCheck) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (s *slotCheck) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		s.check(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (s *slotCheck) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, c := range cmds {
-			s.check(c)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-// keysOf returns the keys of a script or multi-key command (nil for
-// others).
-func keysOf(cmd redis.Cmder) []string {
-	args := cmd.Args()
-	str := func(i int) string { v, _ := args[i].(string); return v }
-	switch strings.ToLower(cmd.Name()) {
-	case "eval", "evalsha", "eval_ro", "evalsha_ro":
-		n, _ := strconv.Atoi(fmt.Sprint(args[2]))
-		var keys []string
-		for i := 3; i < 3+n; i++ {
-			keys = append(keys, str(i))
-		}
-		return keys
-	case "del", "unlink", "exists", "mget", "touch", "sunionstore", "sinterstore", "rename":
-		var keys []string
-		for i := 1; i < len(args); i++ {
-			keys = append(keys, str(i))
-		}
-		return keys
-	case "xread", "xreadgroup":
-		for i := range args {
-			if strings.EqualFold(str(i), "streams") {
-				rest := args[i+1:]
-				var keys []string
-				for j := 0; j < len(rest)/2; j++ {
-					v, _ := rest[j].(string)
-					keys = append(keys, v)
-				}
-				return keys
-			}
-		}
-	}
-	return nil
-}
-
-func (s *slotCheck) check(cmd redis.Cmder) {
-	keys := keysOf(cmd)
-	if len(keys) == 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.checked++
-	for _, k := range keys[1:] {
-		if keyspace.Slot(k) != keyspace.Slot(keys[0]) {
-			s.bad = append(s.bad, fmt.Sprintf("%s %v", cmd.Name(), keys))
-			return
-		}
-	}
-}
 
 // TestEveryScriptTouchesOneSlot runs a campaign through pause, resume,
 // deferrals and cancel, and a transactional message, with every client
@@ -115,9 +34,8 @@ func TestEveryScriptTouchesOneSlot(t *testing.T) {
 	ctx := context.Background()
 	prefix := redistest.Prefix(t)
 	ks := keyspace.Space(prefix)
-	hook := &slotCheck{}
 	rdb := redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: 40})
-	rdb.AddHook(hook)
+	hook := slotcheck.Attach(t, rdb)
 	t.Cleanup(func() { _ = rdb.Close() })
 
 	var attempts atomic.Int32
@@ -201,9 +119,7 @@ func TestEveryScriptTouchesOneSlot(t *testing.T) {
 	if _, err := st.Delete(ctx, "slots"); err != nil {
 		t.Fatal(err)
 	}
-	hook.mu.Lock()
-	defer hook.mu.Unlock()
-	if hook.checked < 100 || len(hook.bad) > 0 {
-		t.Fatalf("%d scripts and multi-key commands checked; %d across slots, the first: %v", hook.checked, len(hook.bad), hook.bad[:min(len(hook.bad), 3)])
+	if bad := hook.Violations(); hook.Checked() < 100 || len(bad) > 0 {
+		t.Fatalf("%d scripts and multi-key commands checked; %d across slots, the first: %v", hook.Checked(), len(bad), bad[:min(len(bad), 3)])
 	}
 }
