@@ -40,10 +40,13 @@ func BenchmarkCluster20k(b *testing.B) {
 	b.Run("cluster-wait1", func(b *testing.B) { benchCluster(b, true, 1) })
 }
 
-// masterLoad is one master's CPU time so far.
+// masterLoad is one master's CPU time, reads of requests (round trips)
+// and replication stream written so far (INFO cpu, stats, replication).
 type masterLoad struct {
-	addr string
-	cpu  time.Duration
+	addr  string
+	cpu   time.Duration
+	reads int64
+	repl  int64 // master_repl_offset: bytes of the stream fed to its replica
 }
 
 func benchCluster(b *testing.B, cluster bool, wait int) {
@@ -85,39 +88,50 @@ func benchCluster(b *testing.B, cluster bool, wait int) {
 		after := loads(b, c)
 		var per []string
 		var most, total time.Duration
+		var reads, repl int64
 		for i := range after {
 			cpu := after[i].cpu - before[i].cpu
-			per = append(per, fmt.Sprintf("%.1f µs", perMsg(cpu, n)))
-			most, total = max(most, cpu), total+cpu
+			r, rb := after[i].reads-before[i].reads, after[i].repl-before[i].repl
+			per = append(per, fmt.Sprintf("%.1f µs (%.3f round trips, %.0f B to its replica)", perMsg(cpu, n), float64(r)/n, float64(rb)/n))
+			most, total, reads, repl = max(most, cpu), total+cpu, reads+r, repl+rb
 		}
 		b.Logf("%d engine(s) on %d master(s), wait_replicas %d: %.0f delivered msg/s; redis CPU per message on each master: %s; all masters %.1f µs",
 			engines, len(after), wait, n/took.Seconds(), strings.Join(per, ", "), perMsg(total, n))
 		b.ReportMetric(n/took.Seconds(), "delivered-msg/s")
 		b.ReportMetric(perMsg(most, n), "redis-cpu-µs/msg/busiest-master")
 		b.ReportMetric(perMsg(total, n), "redis-cpu-µs/msg/all-masters")
+		b.ReportMetric(float64(reads)/n, "redis-reads/msg/all-masters")
+		b.ReportMetric(float64(repl)/n, "repl-bytes/msg/all-masters")
 	}
 }
 
 func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 
-// loads reads every master's CPU time: the cluster's masters, or
-// the package's one redis-server when c is nil.
+// loads reads every master's figures: the cluster's masters, or the
+// package's one redis-server when c is nil.
 func loads(b *testing.B, c *clustertest.Cluster) []masterLoad {
+	addrs := []string{redistest.Addr()}
 	if c != nil {
-		var out []masterLoad
-		for _, s := range c.Stats(b) {
-			out = append(out, masterLoad{addr: s.Addr, cpu: s.CPU})
+		addrs = addrs[:0]
+		for _, m := range c.Masters(b) {
+			addrs = append(addrs, m.Addr)
 		}
-		return out
 	}
-	rdb := redistest.Client(b)
-	info, err := rdb.InfoMap(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
+	var out []masterLoad
+	for _, addr := range addrs {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		info, err := rdb.InfoMap(context.Background(), "cpu", "stats", "replication").Result()
+		_ = rdb.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		secs := func(k string) time.Duration {
+			f, _ := strconv.ParseFloat(info["CPU"][k], 64)
+			return time.Duration(f * float64(time.Second))
+		}
+		reads, _ := strconv.ParseInt(info["Stats"]["total_reads_processed"], 10, 64)
+		repl, _ := strconv.ParseInt(info["Replication"]["master_repl_offset"], 10, 64)
+		out = append(out, masterLoad{addr: addr, cpu: secs("used_cpu_user") + secs("used_cpu_sys"), reads: reads, repl: repl})
 	}
-	secs := func(k string) time.Duration {
-		f, _ := strconv.ParseFloat(info["CPU"][k], 64)
-		return time.Duration(f * float64(time.Second))
-	}
-	return []masterLoad{{addr: redistest.Addr(), cpu: secs("used_cpu_user") + secs("used_cpu_sys")}}
+	return out
 }

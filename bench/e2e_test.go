@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,7 +34,10 @@ func BenchmarkCampaign20k(b *testing.B) {
 }
 
 func benchCampaign(b *testing.B, signed bool) {
-	const n = 20000
+	n := 20000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
+		n = v // a smaller run, for redis-server under callgrind
+	}
 	for i := 0; i < b.N; i++ {
 		prefix := redistest.Prefix(b)
 		ks := keyspace.Space(prefix)
@@ -55,7 +59,14 @@ func benchCampaign(b *testing.B, signed bool) {
 			key, _ := enginetest.DKIMKey(b, b.TempDir(), "sluice.test")
 			cfg.DKIM = []config.DKIM{key}
 		}
-		calls0, usec0 := redisCost(b, rdb)
+		if os.Getenv("BENCH_CALLGRIND") != "" {
+			// redis-server runs under valgrind --tool=callgrind: count
+			// its instructions from here (the launch left out).
+			if out, err := exec.Command("callgrind_control", "-z").CombinedOutput(); err != nil {
+				b.Fatalf("callgrind_control -z: %v %s", err, out)
+			}
+		}
+		c0 := redisCost(b, rdb)
 		t1 := time.Now()
 		enginetest.Start(b, cfg)
 		st := store.New(rdb, ks)
@@ -65,7 +76,7 @@ func benchCampaign(b *testing.B, signed bool) {
 				b.Fatal(err)
 			}
 			if s.State == store.StateFinished {
-				if s.Delivered != n || srv.Count() != n {
+				if s.Delivered != int64(n) || srv.Count() != n {
 					b.Fatalf("delivered %d, sink got %d; want %d", s.Delivered, srv.Count(), n)
 				}
 				break
@@ -76,30 +87,40 @@ func benchCampaign(b *testing.B, signed bool) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		sendDur := time.Since(t1)
-		calls1, usec1 := redisCost(b, rdb)
+		c1 := redisCost(b, rdb)
 		if os.Getenv("BENCH_CMDSTATS") != "" {
 			// Since redis-server started: the launch's commands too.
 			info, _ := rdb.Info(ctx, "commandstats").Result()
 			fmt.Fprintln(os.Stderr, info)
 		}
-		b.ReportMetric(float64(calls1-calls0)/n, "redis-cmds/msg")
-		b.ReportMetric(float64(usec1-usec0)/n, "redis-cpu-µs/msg")
+		b.ReportMetric(float64(c1.calls-c0.calls)/float64(n), "redis-cmds/msg")
+		b.ReportMetric(float64(c1.reads-c0.reads)/float64(n), "redis-reads/msg")
+		b.ReportMetric(float64(c1.usec-c0.usec)/float64(n), "redis-cpu-µs/msg")
 		b.ReportMetric(float64(n)/launchDur.Seconds(), "launch-rows/s")
 		b.ReportMetric(float64(n)/sendDur.Seconds(), "delivered-msg/s")
 		b.ReportMetric(float64(srv.Conns()), "smtp-sessions")
 	}
 }
 
-// redisCost reads redis-server's own figures: commands processed (INFO
-// stats total_commands_processed, which counts the commands a script runs
-// as well as the EVALSHA) and the CPU time the server has used (INFO cpu
-// used_cpu_user + used_cpu_sys, µs) — commandstats' usec would count a
-// script's inner commands twice.
-func redisCost(b *testing.B, rdb *redis.Client) (calls, usec int64) {
+// cost is what redis-server has done so far, by its own figures.
+type cost struct {
+	calls int64 // commands processed, a script's own commands as well as its EVALSHA
+	reads int64 // reads of client requests (a pipeline is usually one): round trips
+	usec  int64 // CPU time used, user + sys
+}
+
+// redisCost reads redis-server's own figures (INFO stats and cpu):
+// total_commands_processed, which counts the commands a script runs as
+// well as the EVALSHA; total_reads_processed, the socket reads that
+// brought requests (about one per round trip, however many commands it
+// carries); and used_cpu_user + used_cpu_sys. commandstats' usec would
+// count a script's inner commands twice.
+func redisCost(b *testing.B, rdb *redis.Client) cost {
 	info, err := rdb.Info(context.Background(), "stats", "cpu").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
+	var c cost
 	var cpu float64
 	for _, line := range strings.Split(info, "\r\n") {
 		name, val, ok := strings.Cut(line, ":")
@@ -108,11 +129,14 @@ func redisCost(b *testing.B, rdb *redis.Client) (calls, usec int64) {
 		}
 		switch name {
 		case "total_commands_processed":
-			calls, _ = strconv.ParseInt(val, 10, 64)
+			c.calls, _ = strconv.ParseInt(val, 10, 64)
+		case "total_reads_processed":
+			c.reads, _ = strconv.ParseInt(val, 10, 64)
 		case "used_cpu_user", "used_cpu_sys":
 			f, _ := strconv.ParseFloat(val, 64)
 			cpu += f
 		}
 	}
-	return calls, int64(cpu * 1e6)
+	c.usec = int64(cpu * 1e6)
+	return c
 }
