@@ -21,8 +21,9 @@ type Queue struct {
 	rdb      redis.UniversalClient
 	ks       keyspace.Space
 	consumer string
-	due      dueTimes     // when each retry set next has a job due, as far as this queue knows
-	repl     *replication // nil: writes wait for no replica (see WaitReplicas)
+	due      dueTimes      // when each retry set next has a job due, as far as this queue knows
+	repl     *replication  // nil: writes wait for no replica (see WaitReplicas)
+	settles  settleBatcher // runs waiting to be settled together (SettleRun)
 }
 
 // New returns a queue in space for consumer (stable across restarts, so an

@@ -1,7 +1,6 @@
 package streams
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -10,7 +9,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
 
-// settleRunScript settles the jobs of one run (taken from one line, so of
+// settleRunScript settles the jobs of one or more runs of one line (so of
 // one shard) in one step: one XPENDING over the run's id range checks
 // which this consumer still holds, one HMGET reads their records, one
 // HSET writes them, one HINCRBY per counter that moves, one ZADD puts the
@@ -28,7 +27,7 @@ import (
 var settleRunScript = redis.NewScript(luaEvents + luaFinal + `
 local group, consumer = ARGV[1], ARGV[2]
 local held = {}
-for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 1000, consumer)) do
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 100000, consumer)) do
   held[p[1]] = true
 end
 local items, fields = {}, {}
@@ -89,56 +88,6 @@ type Settlement struct {
 	Rec     Record
 	Next    *Job
 	RetryAt time.Time
-}
-
-// SettleRun settles the outcomes of a run of jobs, each as Settle would,
-// in one atomic step per stream holding them and records hash (one for a
-// run of one line; a destination's lines in several shards give a run a
-// step per line), the steps in one pipelined round trip. It returns what
-// it did for each, in order.
-func (q *Queue) SettleRun(ctx context.Context, ss []Settlement) ([]Settled, error) {
-	out := make([]Settled, len(ss))
-	type group struct {
-		stream, records string
-		at              []int
-	}
-	var groups []*group
-	for i, s := range ss {
-		stream, records := q.held(s.D), s.Tally.In(s.D.Shard()).Records
-		var g *group
-		for _, h := range groups {
-			if h.stream == stream && h.records == records {
-				g = h
-			}
-		}
-		if g == nil {
-			g = &group{stream: stream, records: records}
-			groups = append(groups, g)
-		}
-		g.at = append(g.at, i)
-	}
-	calls := make([]scriptCall, len(groups))
-	nexts := make([]time.Time, len(groups))
-	for k, g := range groups {
-		var err error
-		if calls[k], nexts[k], err = q.settleCall(ss, g.at); err != nil {
-			return out, err
-		}
-	}
-	for k, c := range q.runAllReplicated(ctx, settleRunScript, calls) {
-		g, first := groups[k], ss[groups[k].at[0]].D
-		res, err := c.Int64Slice()
-		if err != nil {
-			return out, fmt.Errorf("settle a run of %d jobs (%s...): %w", len(g.at), first.ID, err)
-		}
-		for i, r := range res {
-			out[g.at[i]] = Settled(r)
-		}
-		if !nexts[k].IsZero() {
-			q.due.note(q.Delayed(first.Shard(), first.Lane), nexts[k])
-		}
-	}
-	return out, nil
 }
 
 // settleCall is the settle script's call for the items at of ss (one

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,19 +16,7 @@ import (
 func TestSettleRunSettlesARunInOneStep(t *testing.T) {
 	q, rdb, tl := setup(t, "e1")
 	ctx := context.Background()
-	sh := keyspace.ShardOf(campaignJob(0).To)
-	line := Line{Shard: sh, Lane: Marketing, Campaign: "x", Key: "k"}
-	var rs []Routed
-	for _, d := range enqueueAndRead(t, q, tl, 4) {
-		rs = append(rs, Routed{Delivery: d, Line: line})
-	}
-	if n, err := q.Route(ctx, Marketing, rs); n != 4 || err != nil {
-		t.Fatalf("route %d %v", n, err)
-	}
-	ds, _, err := q.Take(ctx, line, 10)
-	if err != nil || len(ds) != 4 {
-		t.Fatalf("take %d %v", len(ds), err)
-	}
+	sh, line, ds := takenFromALine(t, q, tl, 4)
 	// ds[0] settled on its own before (its run's settle then finds it
 	// no longer held); ds[3]'s recipient is final already.
 	if s, _ := q.Settle(ctx, ds[0], tl, Record{Status: "delivered"}, nil, time.Time{}); s != Recorded {
@@ -66,4 +55,92 @@ func TestSettleRunSettlesARunInOneStep(t *testing.T) {
 	if n := rdb.XLen(ctx, q.EventsKey(sh)).Val(); n != events0+1 || es[len(es)-1].Type != "deferred" || es[len(es)-2].Type != "delivered" {
 		t.Fatalf("%d event entries (%d before), last events %+v", n, events0, es[len(es)-2:])
 	}
+}
+
+// TestRunsEndingTogetherShareOneSettle: runs that end while another
+// settle is on its way are settled together, the runs of one line in one
+// script call (one events entry for all), each worker given its own
+// results, every outcome counted once.
+func TestRunsEndingTogetherShareOneSettle(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	sh, line, ds := takenFromALine(t, q, tl, 60)
+	events0 := rdb.XLen(ctx, q.EventsKey(sh)).Val()
+
+	// A settle is on its way (busy): the 30 runs ending now wait for it.
+	q.settles.mu.Lock()
+	q.settles.busy = true
+	q.settles.mu.Unlock()
+	const runs = 30
+	results := make([][]Settled, runs)
+	errs := make([]error, runs)
+	var wg sync.WaitGroup
+	for r := 0; r < runs; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := ds[2*r+1].Job
+			next.Attempts++
+			results[r], errs[r] = q.SettleRun(ctx, []Settlement{
+				{D: ds[2*r], Tally: tl, Rec: Record{Status: "delivered"}},
+				{D: ds[2*r+1], Tally: tl, Rec: Record{Status: "deferred"}, Next: &next, RetryAt: time.Now().Add(time.Minute)},
+			})
+		}()
+	}
+	for waiting := 0; waiting < runs; {
+		time.Sleep(time.Millisecond)
+		q.settles.mu.Lock()
+		waiting = len(q.settles.queue)
+		q.settles.mu.Unlock()
+	}
+	// The settle on its way ends and hands the lead on.
+	q.settles.mu.Lock()
+	q.settles.queue[0].lead = true
+	close(q.settles.queue[0].done)
+	q.settles.mu.Unlock()
+	wg.Wait()
+
+	for r := range results {
+		if errs[r] != nil || len(results[r]) != 2 || results[r][0] != Recorded || results[r][1] != Recorded {
+			t.Fatalf("run %d: %v %v", r, results[r], errs[r])
+		}
+	}
+	if c := counters(t, rdb, tl); c["delivered"] != "30" || c["deferred"] != "30" || c["queued"] != "30" {
+		t.Fatalf("counters %v", c)
+	}
+	if n := rdb.XLen(ctx, q.LineStream(line)).Val(); n != 0 {
+		t.Fatalf("line holds %d entries after the settles", n)
+	}
+	if n := rdb.ZCard(ctx, q.Delayed(sh, Marketing)).Val(); n != 30 {
+		t.Fatalf("%d retries, want 30", n)
+	}
+	if n := rdb.XLen(ctx, q.EventsKey(sh)).Val(); n != events0+1 {
+		t.Fatalf("%d events entries for 30 runs of one line, want 1 (one script call)", n-events0)
+	}
+	if q.settles.busy || len(q.settles.queue) != 0 {
+		t.Fatalf("batcher left busy=%v with %d waiting", q.settles.busy, len(q.settles.queue))
+	}
+}
+
+// takenFromALine enqueues campaign jobs 0..n-1 (all of one shard, sh),
+// routes them into one line and takes them all.
+func takenFromALine(t *testing.T, q *Queue, tl Tally, n int) (sh int, line Line, ds []Delivery) {
+	t.Helper()
+	ctx := context.Background()
+	sh = keyspace.ShardOf(campaignJob(0).To)
+	line = Line{Shard: sh, Lane: Marketing, Campaign: "x", Key: "k"}
+	var rs []Routed
+	for from := 0; from < n; from += 10 { // the lane read gives 10 at a time
+		for _, d := range enqueueAndReadFrom(t, q, tl, from, min(10, n-from)) {
+			rs = append(rs, Routed{Delivery: d, Line: line})
+		}
+	}
+	if got, err := q.Route(ctx, Marketing, rs); got != n || err != nil {
+		t.Fatalf("route %d %v", got, err)
+	}
+	ds, _, err := q.Take(ctx, line, n)
+	if err != nil || len(ds) != n {
+		t.Fatalf("take %d %v", len(ds), err)
+	}
+	return sh, line, ds
 }

@@ -78,8 +78,15 @@ func inShard(shard int, prefix, suffix string) []string {
 // tl and reads them.
 func enqueueAndRead(t *testing.T, q *Queue, tl Tally, n int) []Delivery {
 	t.Helper()
+	return enqueueAndReadFrom(t, q, tl, 0, n)
+}
+
+// enqueueAndReadFrom enqueues campaign jobs from..from+n-1 and reads them
+// (n at most 10).
+func enqueueAndReadFrom(t *testing.T, q *Queue, tl Tally, from, n int) []Delivery {
+	t.Helper()
 	b := &Batch{Lane: Marketing, Tally: tl}
-	for i := 0; i < n; i++ {
+	for i := from; i < from+n; i++ {
 		_ = b.Add(campaignJob(i))
 	}
 	if _, err := q.Enqueue(context.Background(), b); err != nil {
