@@ -245,10 +245,14 @@ type Taken struct {
 	Err  error
 }
 
-// TakeMany takes from several lines (each as Take does, atomically on
-// its own) in one pipelined round trip: a poll's due lines, however many
-// shards they are in.
+// TakeMany takes from several lines (each as Take does) in one
+// pipelined round trip: a poll's due lines, however many shards they are
+// in. With replicas to wait for (WaitReplicas) each line's take is one
+// script, so that one WAIT covers it; without, see takeDirect.
 func (q *Queue) TakeMany(ctx context.Context, asks []TakeAsk) []Taken {
+	if q.repl == nil {
+		return q.takeDirect(ctx, asks)
+	}
 	calls := make([]scriptCall, len(asks))
 	for i, a := range asks {
 		calls[i] = scriptCall{keys: []string{q.ready(a.Line.Shard), q.lines(a.Line.Shard), q.LineStream(a.Line)},
