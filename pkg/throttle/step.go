@@ -31,6 +31,8 @@ type stepReq struct {
 type report struct {
 	acc     float64 // accepted messages per second, -1 when not measured
 	inUse   int
+	open    int  // sessions open (Sessions)
+	want    int  // the most attempts at once lately: the slots it uses
 	starved bool // a permit was refused for want of a connection
 	txAct   bool // the transactional lane asked lately
 	ok, def int
@@ -50,7 +52,7 @@ const (
 type stepRes struct {
 	rate      float64       // effective rate, msg/s
 	conc      int           // effective concurrency, all engines
-	share     int           // this engine's share of conc
+	share     int           // the connection slots this engine holds
 	suspended time.Duration // remaining suspension
 	state     string
 	next      time.Duration // when the next slot would be, when none was leased (-1: n/a)
@@ -73,7 +75,7 @@ func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
 		lim.StartRate, lim.MinRate, lim.MaxRate, lim.Burst,
 		lim.StartConnections, lim.MinConnections, lim.MaxConnections,
 		q.window.Milliseconds(), l.share,
-		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency,
+		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency, q.open, q.want,
 		q.ok, q.def, q.bounce, q.fail,
 		q.event, text.Clip(q.text, 300),
 		q.lane, q.want, leaseHorizon.Milliseconds(),
