@@ -37,7 +37,9 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 			// No connection free: ask again soon, without leasing slots
 			// that could not be used.
 			if limit, shared := b.connLimit(tx, l.share, now); b.inUse >= limit {
-				starved := shared && ok && next.IsZero()
+				// Starved: a send slot is due now, or none is leased (it
+				// leases none while refused); not a slot due later.
+				starved := shared && (!ok || next.IsZero())
 				b.starved = b.starved || starved
 				// Other engines holding more slots than their share
 				// hear of it now; the grant may come back at once.

@@ -28,6 +28,7 @@ type bucket struct {
 	// share is the connection slots this engine holds (sessions.go):
 	// the most sessions it may have open, and permits at once.
 	share int
+	keep  int // the sessions it may keep open (at least share)
 	open  int // sessions open toward the key (sessions.go)
 	// engines is how many engines work the key (as of the last step).
 	engines int
@@ -197,6 +198,7 @@ func (b *bucket) snapshot(now time.Time) report {
 func (b *bucket) apply(r stepRes, now time.Time) {
 	b.ready, b.synced = true, now
 	b.rate, b.conc, b.share, b.state, b.engines = r.rate, r.conc, r.share, r.state, r.engines
+	b.keep = r.keep
 	b.susp = time.Time{}
 	if r.suspended > 0 {
 		b.susp = now.Add(r.suspended)

@@ -14,9 +14,10 @@ import (
 // engines together never hold more than the limit. An engine gives slots
 // back by closing sessions first and reporting fewer at its next step
 // (every syncEvery while it has any open); when another engine is
-// refused a connection, each engine's share falls to a max-min fair
-// split of the limit (by what each used lately), and sessions past it
-// close (idle ones at once, busy ones as they finish). A lease not
+// refused a connection, or the limit falls below what the engines hold,
+// each engine's share falls to a max-min fair split of the limit (by
+// what each used lately), and sessions past it close (idle ones within
+// deliver's trim interval, busy ones as they finish). A lease not
 // renewed for engineLive ends: a dead engine's slots come back to the
 // others, and an engine that could not renew for leaseFresh opens no
 // session and closes its idle ones, so its slots are free by then.
@@ -45,7 +46,7 @@ func (s *Sessions) Acquire() bool {
 	b := s.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.open >= b.sessLimit(b.clock()) {
+	if b.open >= b.sessLimit(b.share, b.clock()) {
 		return false
 	}
 	b.open++
@@ -72,7 +73,7 @@ func (s *Sessions) Over() int {
 	b := s.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return max(b.open-b.sessLimit(b.clock()), 0)
+	return max(b.open-b.sessLimit(max(b.keep, b.share), b.clock()), 0)
 }
 
 // Open is how many sessions are open (busy or idle).
@@ -85,14 +86,13 @@ func (s *Sessions) Open() int {
 	return s.b.open
 }
 
-// sessLimit is how many sessions the engine may have open: the slots it
-// holds, none once its lease is no longer fresh, fewer while a session
-// cap after a refusal lasts. Caller holds b.mu.
-func (b *bucket) sessLimit(now time.Time) int {
+// sessLimit is n (the slots the engine may dial into, or keep), none
+// once its lease is no longer fresh, fewer while a session cap after a
+// refusal lasts. Caller holds b.mu.
+func (b *bucket) sessLimit(n int, now time.Time) int {
 	if !b.ready || now.Sub(b.synced) > leaseFresh {
 		return 0
 	}
-	n := b.share
 	if now.Before(b.sessCapUntil) {
 		n = min(n, b.sessCap)
 	}

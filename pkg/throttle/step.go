@@ -52,7 +52,8 @@ const (
 type stepRes struct {
 	rate      float64       // effective rate, msg/s
 	conc      int           // effective concurrency, all engines
-	share     int           // the connection slots this engine holds
+	share     int           // the connection slots this engine may dial into
+	keep      int           // the sessions it may keep open
 	suspended time.Duration // remaining suspension
 	state     string
 	next      time.Duration // when the next slot would be, when none was leased (-1: n/a)
@@ -106,7 +107,7 @@ func (l *Limiter) step(ctx context.Context, b *bucket, q stepReq) (stepRes, erro
 }
 
 func parseStep(v []any) (stepRes, error) {
-	if len(v) < 7 {
+	if len(v) < 8 {
 		return stepRes{}, fmt.Errorf("throttle step: short reply %v", v)
 	}
 	var r stepRes
@@ -122,7 +123,8 @@ func parseStep(v []any) (stepRes, error) {
 	if s := str(v[5]); s != "" {
 		r.next = msDur(s)
 	}
-	for _, s := range v[7:] {
+	r.keep = int(i64(v[7]))
+	for _, s := range v[8:] {
 		r.slots = append(r.slots, msDur(str(s)))
 	}
 	return r, nil

@@ -203,43 +203,47 @@ if not pinned then
   if capped and capc then effc = math.min(effc, capc) end
 end
 
--- The connection slots this engine holds: what the others leave free.
--- While another engine was refused a connection, no more than its fair
--- share: a max-min fair split of the limit by what each engine used
--- lately (a refused engine wants all it can get), the remainder of an
--- even split rotating every 10 s. It holds at least the sessions it has
--- open; past its grant it closes them (idle ones at once, busy ones as
--- they finish) and holds fewer at its next step.
+-- The connection slots this engine may dial into (mine): what the others
+-- hold leaves free. While another engine was refused a connection, or
+-- the engines hold more than the limit (it was cut), no more than its
+-- fair share, and it keeps no more sessions than that (keep; sessions
+-- past it close, idle ones at once, busy ones as they finish): a max-min
+-- fair split of the limit by what each engine used lately (a refused
+-- one wants all it can get), the remainder of an even split rotating
+-- every 10 s. It holds at least the sessions it has open, and holds fewer
+-- once it reports them closed.
 table.sort(ids)
 local n = #ids
 local mine = math.max(effc - others, 0)
-if ostarved and n > 1 then
+local keep = mine
+if ostarved or others + open > effc then
   local left, rem, fair = {}, effc, nil
   for k = 1, n do left[k] = ids[k] end
   while fair == nil do
-    local level, keep = math.floor(rem / #left), {}
+    local level, kept = math.floor(rem / #left), {}
     for _, e in ipairs(left) do
       if dem[e] <= level then
         rem = rem - dem[e]
         if e == id then fair = dem[e] end
       else
-        keep[#keep + 1] = e
+        kept[#kept + 1] = e
       end
     end
-    if #keep == #left then
-      local rot = math.floor(now / 10000) % #keep
-      for p, e in ipairs(keep) do
+    if #kept == #left then
+      local rot = math.floor(now / 10000) % #kept
+      for p, e in ipairs(kept) do
         if e == id then
           fair = level
-          if (p - 1 - rot) % #keep < rem - level * #keep then fair = level + 1 end
+          if (p - 1 - rot) % #kept < rem - level * #kept then fair = level + 1 end
         end
       end
       break
     end
-    left = keep
+    left = kept
     if #left == 0 then break end
   end
-  mine = math.min(mine, fair or 0)
+  fair = fair or 0
+  mine, keep = math.min(mine, fair), math.max(fair, 0)
 end
 if id ~= '' then
   redis.call('HSET', eng, id, string.format('%d %d %s %d %d %d %d', now, inuse, tostring(acc), starved,
@@ -306,6 +310,6 @@ elseif capped then state = 'capped'
 elseif tdec > 0 and now - tdec < 30000 then state = 'backoff' end
 
 local out = {string.format('%.4f', effr), effc, mine,
-  string.format('%d', math.max(susp - now, 0)), state, nextat, n}
+  string.format('%d', math.max(susp - now, 0)), state, nextat, n, keep}
 for k = 1, #slots do out[#out + 1] = slots[k] end
 return out
