@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type conn struct {
 
 	sent      int       // transactions begun (MAIL accepted)
 	idleSince time.Time // set while pooled
+	slots     Slots     // the connection slot it holds (nil: none); freed at close
 
 	mu       sync.Mutex // guards the fields below against context.AfterFunc
 	ctx      context.Context
@@ -227,6 +229,9 @@ func (c *conn) close() {
 		if c.onClose != nil {
 			c.onClose()
 		}
+		if c.slots != nil {
+			c.slots.Release()
+		}
 	})
 }
 
@@ -235,7 +240,13 @@ func (c *conn) quit() {
 	t := min(c.cfg.CommandTimeout, 5*time.Second)
 	c.wtimeout = t
 	if err := c.send("QUIT"); err == nil {
-		_, _ = c.readReply(t)
+		if _, err := c.readReply(t); err == nil {
+			// The receiver closes after its 221: until then it still
+			// counts the session, so its slot is not free before.
+			if c.deadline(c.raw.SetReadDeadline, t) == nil {
+				_, _ = io.Copy(io.Discard, c.br)
+			}
+		}
 	}
 	c.close()
 }

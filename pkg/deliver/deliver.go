@@ -48,6 +48,9 @@ type Destination struct {
 	// lane's or campaign's pool per attempt); the zero Source is the
 	// default route with SMTPConfig.Hostname.
 	Source Source
+	// Slots, when set, are the connection slots of the send's throttle
+	// key: its session holds one from dial to close (see pool.go).
+	Slots Slots
 }
 
 // HostNames lists the names of d's hosts, in order.

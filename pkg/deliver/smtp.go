@@ -94,19 +94,20 @@ type SMTP struct {
 	cfg    SMTPConfig
 	dialer net.Dialer
 
-	mu     sync.Mutex
-	idle   map[string][]*conn   // by Source.poolKey(Host.Addr())
-	live   map[string]int       // live sessions by Host.Addr(), and by pool key when from a Source
-	noTLS  map[string]time.Time // hosts whose handshake failed, until when
-	closed bool
-	stop   chan struct{} // stops the janitor; nil while none runs
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	idle     map[string][]*conn   // by Source.poolKey(Host.Addr())
+	quitting map[Slots]int        // sessions saying QUIT, by their slots
+	live     map[string]int       // live sessions by Host.Addr(), and by pool key when from a Source
+	noTLS    map[string]time.Time // hosts whose handshake failed, until when
+	closed   bool
+	stop     chan struct{} // stops the janitor; nil while none runs
+	wg       sync.WaitGroup
 }
 
 // NewSMTP returns a sender with cfg (zero fields take defaults).
 func NewSMTP(cfg SMTPConfig) *SMTP {
 	cfg.defaults()
-	return &SMTP{cfg: cfg, idle: map[string][]*conn{}, live: map[string]int{}, noTLS: map[string]time.Time{}}
+	return &SMTP{cfg: cfg, idle: map[string][]*conn{}, quitting: map[Slots]int{}, live: map[string]int{}, noTLS: map[string]time.Time{}}
 }
 
 // Send delivers msg to env.To at d, trying d's hosts in order (RFC 5321
@@ -151,7 +152,7 @@ func (s *SMTP) send(ctx context.Context, d Destination, env Envelope, parts [][]
 		if err := ctx.Err(); err != nil {
 			return canceled(outcome.StageConnect, h.Name, err)
 		}
-		out, next := s.sendHost(ctx, d.Source, h, p, needTLS, limit)
+		out, next := s.sendHost(ctx, d, h, p, needTLS, limit)
 		if !next {
 			return out
 		}
@@ -165,14 +166,25 @@ func (s *SMTP) send(ctx context.Context, d Destination, env Envelope, parts [][]
 
 // sendHost runs one transaction on h. next reports that h never reached
 // the transaction, so the next MX should be tried.
-func (s *SMTP) sendHost(ctx context.Context, src Source, h Host, p *prepared, needTLS bool, limit int) (out outcome.Outcome, next bool) {
+func (s *SMTP) sendHost(ctx context.Context, d Destination, h Host, p *prepared, needTLS bool, limit int) (out outcome.Outcome, next bool) {
+	src := d.Source
 	for {
-		c := s.take(src.poolKey(h.Addr()), needTLS, limit)
+		c := s.take(src.poolKey(h.Addr()), needTLS, limit, d.Slots)
 		reused := c != nil
 		if c == nil {
+			// A session takes one of its key's connection slots from
+			// dial to close; none free is the key's answer, not the
+			// host's: the next MX would not be tried with another.
+			if out, ok := s.slot(ctx, d.Slots, h); !ok {
+				return out, false
+			}
 			if c, out = s.dial(ctx, src, h, needTLS); c == nil {
+				if d.Slots != nil {
+					d.Slots.Release()
+				}
 				return out, out.Reason != outcome.Interrupted
 			}
+			c.slots = d.Slots
 		}
 		stop := c.bind(ctx)
 		out, state := c.transact(p, reused)

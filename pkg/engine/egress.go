@@ -290,3 +290,12 @@ func (e *Engine) viaDone(ctx context.Context, t job, out outcome.Outcome) {
 
 // spent reports whether v's warm-up cap ran out during its run.
 func (v *via) isSpent() bool { return v != nil && v.spent.Load() }
+
+// slotsOf is the connection slots a permit's attempt takes its session
+// from (nil for a permit without them).
+func slotsOf(p *throttle.Permit) deliver.Slots {
+	if p == nil || p.Sessions == nil {
+		return nil
+	}
+	return p.Sessions
+}

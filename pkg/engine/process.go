@@ -51,6 +51,7 @@ func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome,
 	p = e.viaPlan(ctx, t, p) // the run's source; a spent warm-up cap: back in line
 	if p.next == stepAttempt {
 		p.dest.MaxMessagesPerConn = t.permit.MaxPerConn
+		p.dest.Slots = slotsOf(t.permit)
 		p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
 		p.next = stepSettle
 		t.permit.Done(p.out)

@@ -14,7 +14,7 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 	b := l.bucket(key)
 	tx := lane == "transactional"
 	ln := &b.lease[b2i(tx)]
-	leased := false
+	leased, poked := false, false
 	for {
 		now := l.now()
 		b.mu.Lock()
@@ -24,7 +24,9 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 		}
 		// A suspension known only from a while ago is checked again:
 		// an operator may have lifted it.
-		stale := !b.ready || (now.Before(b.susp) && now.Sub(b.synced) > syncEvery)
+		// So are connection slots leased too long ago to count.
+		stale := !b.ready || (now.Before(b.susp) && now.Sub(b.synced) > syncEvery) ||
+			now.Sub(b.synced) > leaseFresh
 		if !stale || leased {
 			if now.Before(b.susp) {
 				at := b.susp
@@ -35,7 +37,19 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 			// No connection free: ask again soon, without leasing slots
 			// that could not be used.
 			if limit, shared := b.connLimit(tx, l.share, now); b.inUse >= limit {
-				b.starved = b.starved || (shared && ok && next.IsZero())
+				// Starved: a send slot is due now, or none is leased (it
+				// leases none while refused); not a slot due later.
+				starved := shared && (!ok || next.IsZero())
+				b.starved = b.starved || starved
+				// Other engines holding more slots than their share
+				// hear of it now; the grant may come back at once.
+				if starved && !poked {
+					poked = true
+					if l.poke(ctx, b, now) {
+						b.mu.Unlock()
+						continue
+					}
+				}
 				// Even with no session of its own (capped at 0), the engine
 				// holds the job briefly rather than postpone it for long:
 				// another engine may have a session for it.
@@ -131,7 +145,7 @@ func (l *Limiter) grant(b *bucket, tx bool, now time.Time) *Permit {
 	b.notePeak(now)
 	b.acc.start(now)
 	inUse.WithLabelValues(b.label).Inc()
-	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection}
+	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection, Sessions: b.sess}
 	p.done = func(out outcome.Outcome) { l.done(b, tx, now, out) }
 	return p
 }

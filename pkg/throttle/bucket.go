@@ -17,12 +17,23 @@ type bucket struct {
 	lim   config.Limits
 	rules []*rule
 
-	mu      sync.Mutex
-	ready   bool      // state received from Redis at least once
-	synced  time.Time // when it was last received
-	rate    float64
-	conc    int // all engines
-	share   int // this engine's connections
+	clock func() time.Time // the limiter's
+	sess  *Sessions        // this bucket's session count, for deliver
+
+	mu     sync.Mutex
+	ready  bool      // state received from Redis at least once
+	synced time.Time // when it was last received
+	rate   float64
+	conc   int // all engines
+	// share is the connection slots this engine holds (sessions.go):
+	// the most sessions it may have open, and permits at once.
+	share int
+	keep  int // the sessions it may keep open (at least share)
+	open  int // sessions open toward the key (sessions.go)
+	// engines is how many engines work the key (as of the last step).
+	engines int
+	// poking: a step reporting a refused connection is under way.
+	poking  bool
 	susp    time.Time
 	state   string
 	txSlots []time.Time // leased for the transactional lane
@@ -110,17 +121,14 @@ func (b *bucket) connLimit(tx bool, share float64, now time.Time) (int, bool) {
 }
 
 // capSessions holds this engine to the sessions it has after the
-// provider refused one more: the count the provider sees includes
-// sessions pooled here and by other engines, which the shared limit
-// cannot see, so the engine that was refused steps back at once and
-// probes again after connUp. A session is dialled only when none of the
-// engine's pooled ones is free, so the refused one was one past what the
-// engine holds: about the most permits it held at once lately, less one
-// (its pool keeps that many), or what it holds now if more. Caller holds
-// b.mu.
+// provider refused one more: the provider counts sessions of other
+// senders too (or allows fewer than the limit says), so the engine that
+// was refused steps back at once and probes again after connUp. The
+// refused one was one past the sessions it has open (or the attempts
+// holding permits, which each need one). Caller holds b.mu.
 func (b *bucket) capSessions(now time.Time) {
 	b.notePeak(now)
-	b.sessCap = max(b.inUse, max(b.peak, b.peakPrev)-1)
+	b.sessCap = max(b.inUse, b.open)
 	b.sessCapUntil = now.Add(connUp)
 }
 
@@ -174,6 +182,9 @@ func (b *bucket) snapshot(now time.Time) report {
 	r := b.counts
 	r.acc = b.acc.rate(now)
 	r.inUse = b.inUse
+	r.open = b.open
+	b.notePeak(now)
+	r.want = max(b.peak, b.peakPrev) // attempts at once lately: what it uses
 	r.starved = b.starved
 	r.txAct = now.Sub(b.txSeen) < txActiveFor
 	r.window = b.reactionWindow()
@@ -186,7 +197,8 @@ func (b *bucket) snapshot(now time.Time) report {
 // apply takes in the shared state a step returned at now.
 func (b *bucket) apply(r stepRes, now time.Time) {
 	b.ready, b.synced = true, now
-	b.rate, b.conc, b.share, b.state = r.rate, r.conc, r.share, r.state
+	b.rate, b.conc, b.share, b.state, b.engines = r.rate, r.conc, r.share, r.state, r.engines
+	b.keep = r.keep
 	b.susp = time.Time{}
 	if r.suspended > 0 {
 		b.susp = now.Add(r.suspended)

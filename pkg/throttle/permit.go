@@ -14,8 +14,12 @@ type Permit struct {
 	Key string
 	// MaxPerConn is how many messages one SMTP session may carry.
 	MaxPerConn int
-	done       func(outcome.Outcome)
-	once       sync.Once
+	// Sessions counts the key's sessions in this engine and holds them
+	// to the connection slots it leases: the attempt's session, dialled
+	// or taken from a pool, takes one (deliver.Destination.Slots).
+	Sessions *Sessions
+	done     func(outcome.Outcome)
+	once     sync.Once
 }
 
 // Done reports the attempt's outcome and frees the permit's connection.

@@ -28,10 +28,11 @@ type Status struct {
 	Ceiling float64 `json:"ceiling"` // accepted rate measured at the last cut
 	MinRate float64 `json:"min_rate"`
 	MaxRate float64 `json:"max_rate"`
-	// Connections is the limit, InUse the attempts in progress, over
-	// all engines.
+	// Connections is the limit, InUse the attempts in progress and
+	// Sessions the SMTP sessions open (busy or idle), over all engines.
 	Connections    int `json:"connections"`
 	InUse          int `json:"in_use"`
+	Sessions       int `json:"sessions"`
 	MinConnections int `json:"min_connections"`
 	MaxConnections int `json:"max_connections"`
 	Engines        int `json:"engines"`
@@ -134,8 +135,8 @@ func status(name string, h, eng map[string]string, now time.Time) Status {
 		s.State, s.SuspendedUntil, s.SuspendedBy = "suspended", u, h["swhy"]
 	}
 	for _, v := range eng {
-		p := strings.Fields(v)
-		if len(p) != 4 {
+		p := strings.Fields(v) // see step.lua
+		if len(p) < 4 {
 			continue
 		}
 		seen, _ := strconv.ParseInt(p[0], 10, 64)
@@ -144,6 +145,10 @@ func status(name string, h, eng map[string]string, now time.Time) Status {
 		}
 		u, _ := strconv.Atoi(p[1])
 		s.InUse += u
+		if len(p) > 4 {
+			o, _ := strconv.Atoi(p[4])
+			s.Sessions += o
+		}
 		s.Engines++
 	}
 	return s

@@ -31,6 +31,8 @@ type stepReq struct {
 type report struct {
 	acc     float64 // accepted messages per second, -1 when not measured
 	inUse   int
+	open    int  // sessions open (Sessions)
+	want    int  // the most attempts at once lately: the slots it uses
 	starved bool // a permit was refused for want of a connection
 	txAct   bool // the transactional lane asked lately
 	ok, def int
@@ -50,7 +52,8 @@ const (
 type stepRes struct {
 	rate      float64       // effective rate, msg/s
 	conc      int           // effective concurrency, all engines
-	share     int           // this engine's share of conc
+	share     int           // the connection slots this engine may dial into
+	keep      int           // the sessions it may keep open
 	suspended time.Duration // remaining suspension
 	state     string
 	next      time.Duration // when the next slot would be, when none was leased (-1: n/a)
@@ -73,7 +76,7 @@ func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
 		lim.StartRate, lim.MinRate, lim.MaxRate, lim.Burst,
 		lim.StartConnections, lim.MinConnections, lim.MaxConnections,
 		q.window.Milliseconds(), l.share,
-		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency,
+		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency, q.open, q.want,
 		q.ok, q.def, q.bounce, q.fail,
 		q.event, text.Clip(q.text, 300),
 		q.lane, q.want, leaseHorizon.Milliseconds(),
@@ -104,7 +107,7 @@ func (l *Limiter) step(ctx context.Context, b *bucket, q stepReq) (stepRes, erro
 }
 
 func parseStep(v []any) (stepRes, error) {
-	if len(v) < 7 {
+	if len(v) < 8 {
 		return stepRes{}, fmt.Errorf("throttle step: short reply %v", v)
 	}
 	var r stepRes
@@ -120,7 +123,8 @@ func parseStep(v []any) (stepRes, error) {
 	if s := str(v[5]); s != "" {
 		r.next = msDur(s)
 	}
-	for _, s := range v[7:] {
+	r.keep = int(i64(v[7]))
+	for _, s := range v[8:] {
 		r.slots = append(r.slots, msDur(str(s)))
 	}
 	return r, nil

@@ -20,7 +20,7 @@ local id, name = arg(), arg()
 local start, minr, maxr, burst = num(), num(), num(), num()
 local startc, minc, maxc = num(), num(), num()
 local window, share = num(), num()
-local acc, inuse, starved, txact, lat = num(), num(), num(), num(), num()
+local acc, inuse, starved, txact, lat, open, want = num(), num(), num(), num(), num(), num(), num()
 local dok, ddef, dbnc, dfail = num(), num(), num(), num()
 local ev, evtext = arg(), arg()
 local lane, want, horizon = arg(), num(), num()
@@ -60,23 +60,39 @@ end
 local pinned = (ovr ~= nil) or (ovc ~= nil)
 local capped = capu > now
 
--- The engines working this key: their reports add up.
-if id ~= '' then
-  redis.call('HSET', eng, id, string.format('%d %d %s %d', now, inuse, tostring(acc), starved))
-  redis.call('PEXPIRE', eng, 60000)
-end
+-- The engines working this key: their reports add up. Each report is
+-- "seen inuse acc starved open held want": held is the connection slots
+-- the engine holds (its lease, renewed by every step of it; see
+-- sessions.go), want the attempts it had at once lately. This engine's
+-- is written at the end, with what it holds now.
 local asum, nvalid, usum, anystarved, ids = 0, 0, 0, false, {}
+local others, ostarved, dem = 0, false, {}
+local BIG = 1e9
 local all = redis.call('HGETALL', eng)
 for k = 1, #all, 2 do
-  local seen, u, a, s = string.match(all[k + 1], '^(%S+) (%S+) (%S+) (%S+)$')
-  if seen == nil or tonumber(seen) < now - LIVE then
+  local f = {}
+  for x in string.gmatch(all[k + 1], '%S+') do f[#f + 1] = x end
+  local seen = tonumber(f[1])
+  if all[k] == id then
+    -- replaced below
+  elseif seen == nil or #f < 4 or seen < now - LIVE then
     redis.call('HDEL', eng, all[k])
   else
     ids[#ids + 1] = all[k]
-    usum = usum + tonumber(u)
-    if tonumber(a) >= 0 then asum, nvalid = asum + tonumber(a), nvalid + 1 end
-    if s == '1' then anystarved = true end
+    local u, a = tonumber(f[2]), tonumber(f[3])
+    usum = usum + u
+    if a >= 0 then asum, nvalid = asum + a, nvalid + 1 end
+    others = others + (tonumber(f[6]) or u)
+    dem[all[k]] = tonumber(f[7]) or u
+    if f[4] == '1' then anystarved, ostarved, dem[all[k]] = true, true, BIG end
   end
+end
+if id ~= '' then
+  ids[#ids + 1] = id
+  usum = usum + inuse
+  if acc >= 0 then asum, nvalid = asum + acc, nvalid + 1 end
+  dem[id] = want
+  if starved == 1 then anystarved, dem[id] = true, BIG end
 end
 -- An engine that joined too recently to measure is assumed to take
 -- what the others do (they read one queue).
@@ -104,10 +120,9 @@ if ev == 'rate' and not pinned and now - tdec >= window then
   tc = now
 end
 -- A refused session takes one connection away, at most once per
--- CONC_UP: the sessions pooled by the engines close only as they idle
--- out, so a faster cut would only chase its own echo. It never goes
--- below one per live engine, or an engine left with none could hold
--- idle sessions that keep the others out.
+-- CONC_UP: the engines close their sessions past the new limit within a
+-- step or two, so refusals in between are echoes of the old one. It
+-- never goes below one per live engine, so each keeps a session.
 if ev == 'conn' and not pinned and now - tcd >= math.max(window, CONC_UP) then
   conc = math.max(minc, math.min(#ids, maxc), conc - 1)
   tc, tcd = now, now
@@ -188,16 +203,52 @@ if not pinned then
   if capped and capc then effc = math.min(effc, capc) end
 end
 
--- This engine's share of the connections: an even split among the live
--- engines, the remainder rotating every 10 s.
+-- The connection slots this engine may dial into (mine): what the others
+-- hold leaves free. While another engine was refused a connection, or
+-- the engines hold more than the limit (it was cut), no more than its
+-- fair share, and it keeps no more sessions than that (keep; sessions
+-- past it close, idle ones at once, busy ones as they finish): a max-min
+-- fair split of the limit by what each engine used lately (a refused
+-- one wants all it can get), the remainder of an even split rotating
+-- every 10 s. It holds at least the sessions it has open, and holds fewer
+-- once it reports them closed.
 table.sort(ids)
-local n, pos = #ids, 0
-for k = 1, n do if ids[k] == id then pos = k - 1 end end
-local mine = effc
-if n > 1 then
-  local rot = math.floor(now / 10000) % n
-  mine = math.floor(effc / n)
-  if (pos - rot) % n < effc % n then mine = mine + 1 end
+local n = #ids
+local mine = math.max(effc - others, 0)
+local keep = mine
+if ostarved or others + open > effc then
+  local left, rem, fair = {}, effc, nil
+  for k = 1, n do left[k] = ids[k] end
+  while fair == nil do
+    local level, kept = math.floor(rem / #left), {}
+    for _, e in ipairs(left) do
+      if dem[e] <= level then
+        rem = rem - dem[e]
+        if e == id then fair = dem[e] end
+      else
+        kept[#kept + 1] = e
+      end
+    end
+    if #kept == #left then
+      local rot = math.floor(now / 10000) % #kept
+      for p, e in ipairs(kept) do
+        if e == id then
+          fair = level
+          if (p - 1 - rot) % #kept < rem - level * #kept then fair = level + 1 end
+        end
+      end
+      break
+    end
+    left = kept
+    if #left == 0 then break end
+  end
+  fair = fair or 0
+  mine, keep = math.min(mine, fair), math.max(fair, 0)
+end
+if id ~= '' then
+  redis.call('HSET', eng, id, string.format('%d %d %s %d %d %d %d', now, inuse, tostring(acc), starved,
+    open, math.max(open, mine), want))
+  redis.call('PEXPIRE', eng, 60000)
 end
 
 -- Lease send slots from the GCRA (KumoMTA's throttles are GCRA too).
@@ -259,6 +310,6 @@ elseif capped then state = 'capped'
 elseif tdec > 0 and now - tdec < 30000 then state = 'backoff' end
 
 local out = {string.format('%.4f', effr), effc, mine,
-  string.format('%d', math.max(susp - now, 0)), state, nextat, n}
+  string.format('%d', math.max(susp - now, 0)), state, nextat, n, keep}
 for k = 1, #slots do out[#out + 1] = slots[k] end
 return out

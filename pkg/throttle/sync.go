@@ -56,7 +56,8 @@ func (l *Limiter) syncOnce() int {
 	for k, b := range l.buckets {
 		b.mu.Lock()
 		idle := now.Sub(b.lastUse)
-		busy := b.inUse > 0 || b.counts != (report{})
+		// A key with sessions open renews its slots' lease.
+		busy := b.inUse > 0 || b.open > 0 || b.counts != (report{})
 		b.mu.Unlock()
 		switch {
 		case busy || idle < activeFor:

@@ -219,7 +219,8 @@ func (l *Limiter) bucket(key string) *bucket {
 	b, ok := l.buckets[key]
 	if !ok {
 		base, src := SplitBucket(key)
-		b = &bucket{key: key, base: base, label: "other", lim: l.Limits(key)}
+		b = &bucket{key: key, base: base, label: "other", lim: l.Limits(key), clock: l.now}
+		b.sess = &Sessions{b: b}
 		if _, named := l.providers[base]; named {
 			b.label = base
 		} else if _, named := l.overrides[base]; named {
