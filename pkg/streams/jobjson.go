@@ -171,17 +171,13 @@ func readJob(s string) (j Job, ok bool) {
 			seenFields = true
 			j.Fields, ok = r.fields()
 		case "l":
-			var l string
-			l, ok = r.str()
-			j.Lane = Lane(l)
+			j.Lane, ok = r.lane()
 		case "ln":
 			j.Line, ok = r.int()
 		case "n":
 			j.Attempts, ok = r.int()
 		case "t0":
-			var n int
-			n, ok = r.int()
-			j.First = int64(n)
+			j.First, ok = r.int64()
 		case "m":
 			j.HasMessage, ok = r.boolean()
 		case "from":
@@ -341,8 +337,19 @@ func hex4(s string, i int) (int, bool) {
 	return int(n), err == nil
 }
 
-// int reads an integer: digits, with an optional minus sign.
+func (r *jsonReader) lane() (Lane, bool) {
+	s, ok := r.str()
+	return Lane(s), ok
+}
+
+// int reads an integer that fits an int.
 func (r *jsonReader) int() (int, bool) {
+	n, ok := r.int64()
+	return int(n), ok && int64(int(n)) == n
+}
+
+// int64 reads an integer: digits, with an optional minus sign.
+func (r *jsonReader) int64() (int64, bool) {
 	r.ws()
 	start := r.i
 	if r.i < len(r.s) && r.s[r.i] == '-' {
@@ -358,8 +365,8 @@ func (r *jsonReader) int() (int, bool) {
 	if r.i < len(r.s) && (r.s[r.i] == '.' || r.s[r.i] == 'e' || r.s[r.i] == 'E') {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(r.s[start:r.i], 10, strconv.IntSize)
-	return int(n), err == nil
+	n, err := strconv.ParseInt(r.s[start:r.i], 10, 64)
+	return n, err == nil
 }
 
 func (r *jsonReader) boolean() (bool, bool) {
