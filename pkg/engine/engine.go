@@ -23,9 +23,12 @@ import (
 )
 
 // Sender is the delivery contract the engine needs; *deliver.SMTP
-// implements it, and a test target does in a few lines.
+// implements it, and a test target does in a few lines. The message is
+// given as CRLF-canonical pieces to write in turn (DKIM-Signature fields,
+// then a message.Message's Parts): they are valid only until SendParts
+// returns.
 type Sender interface {
-	Send(ctx context.Context, d deliver.Destination, env deliver.Envelope, msg []byte) outcome.Outcome
+	SendParts(ctx context.Context, d deliver.Destination, env deliver.Envelope, parts [][]byte) outcome.Outcome
 }
 
 // Throttle paces attempts per destination without blocking: Admit grants
@@ -35,10 +38,11 @@ type Throttle interface {
 	Admit(ctx context.Context, key, lane string) (*throttle.Permit, time.Time, error)
 }
 
-// Signer signs a message for a domain (a no-op for domains without a key);
-// *dkim.Signer implements it.
+// Signer signs a message for a domain, given as the CRLF-canonical pieces
+// Sender gets, and returns the DKIM-Signature fields to send in front of
+// them (nil for a domain without a key); *dkim.Signer implements it.
 type Signer interface {
-	Sign(domain string, msg []byte) ([]byte, error)
+	SignParts(domain string, parts [][]byte) ([]byte, error)
 }
 
 // Deps are what an engine is built from.

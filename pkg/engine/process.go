@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/deliver"
+	"github.com/sluice-mta/sluice/pkg/message"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
@@ -37,7 +38,11 @@ type plan struct {
 	at   time.Time       // stepPostpone
 	dest deliver.Destination
 	env  deliver.Envelope
-	msg  []byte
+	// msg is a campaign job's message, composed of pieces some of which
+	// it owns: released when the job's turn ends, never before, so parts
+	// stay valid through every host its one attempt tries.
+	msg   *message.Message
+	parts [][]byte // what is sent: DKIM-Signature fields, then the message
 }
 
 // process takes one job through one turn: prepare (operator state,
@@ -48,11 +53,12 @@ type plan struct {
 // cuts an attempt short.
 func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome, ok bool) {
 	p := e.prepare(ctx, t)
+	defer p.msg.Release()    // whatever the plan becomes below
 	p = e.viaPlan(ctx, t, p) // the run's source; a spent warm-up cap: back in line
 	if p.next == stepAttempt {
 		p.dest.MaxMessagesPerConn = t.permit.MaxPerConn
 		p.dest.Slots = slotsOf(t.permit)
-		p.out = e.Sender.Send(hard, p.dest, p.env, p.msg)
+		p.out = e.Sender.SendParts(hard, p.dest, p.env, p.parts)
 		p.next = stepSettle
 		t.permit.Done(p.out)
 		e.viaDone(ctx, t, p.out)
@@ -119,9 +125,9 @@ func (e *Engine) prepare(ctx context.Context, t job) plan {
 		dest.RequireTLS = true
 	}
 	p := plan{dest: dest}
-	p.msg, p.out = src.build(d, e.unsubscribeFor(d))
+	p.msg, p.parts, p.out = src.build(d, e.unsubscribeFor(d))
 	if p.out.Status == "" {
-		p.msg, p.out = e.sign(src, p.msg)
+		p.parts, p.out = e.sign(src, p.parts)
 	}
 	if p.out.Status == "" {
 		p.env.To = d.To
@@ -144,16 +150,20 @@ func (e *Engine) later(ctx context.Context, d streams.Delivery, what string, err
 	return plan{next: stepPostpone, at: e.Now().Add(paceRetry)}
 }
 
-// sign adds the DKIM signature for the message's From domain.
-func (e *Engine) sign(src *source, msg []byte) ([]byte, outcome.Outcome) {
+// sign puts the DKIM signatures for the message's From domain in front of
+// its pieces; the pieces themselves are hashed, not joined.
+func (e *Engine) sign(src *source, parts [][]byte) ([][]byte, outcome.Outcome) {
 	if e.Signer == nil {
-		return msg, outcome.Outcome{}
+		return parts, outcome.Outcome{}
 	}
-	signed, err := e.Signer.Sign(src.domain, msg)
+	sigs, err := e.Signer.SignParts(src.domain, parts)
 	if err != nil {
 		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeSender, Stage: outcome.StageBuild, Reason: "dkim", Text: err.Error()}
 	}
-	return signed, outcome.Outcome{}
+	if len(sigs) == 0 {
+		return parts, outcome.Outcome{}
+	}
+	return append(append(make([][]byte, 0, len(parts)+1), sigs), parts...), outcome.Outcome{}
 }
 
 // requireTLS reports whether the provider behind key must not be sent to

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -105,17 +106,21 @@ func (e *Engine) settled(s streams.Settlement, out outcome.Outcome, res streams.
 		// settled by an earlier try whose reply was lost: nothing recorded.
 		e.Log.Warn("job no longer held by this engine; outcome not recorded", "job", d.ID, "status", out.Status)
 	}
-	attrs := append([]any{"job", d.ID, "to", d.To, "attempt", d.Attempts + 1}, out.LogAttrs()...)
+	msg, level, retry := string(out.Status), slog.LevelInfo, s.Next != nil
 	switch {
 	case out.Status == outcome.Delivered:
-		e.Log.Debug("delivered", attrs...)
+		level = slog.LevelDebug
 	case rec.Reason == "expired":
-		e.Log.Info("expired", attrs...)
-	case s.Next != nil:
-		e.Log.Info(string(out.Status), append(attrs, "retry_at", s.RetryAt)...)
-	default:
-		e.Log.Info(string(out.Status), attrs...)
+		msg, retry = "expired", false
 	}
+	if !e.Log.Enabled(context.Background(), level) {
+		return // a delivered message's attributes are not built for nothing
+	}
+	attrs := append([]any{"job", d.ID, "to", d.To, "attempt", d.Attempts + 1}, out.LogAttrs()...)
+	if retry {
+		attrs = append(attrs, "retry_at", s.RetryAt)
+	}
+	e.Log.Log(context.Background(), level, msg, attrs...)
 }
 
 // retryDelay is the wait before the next attempt: short for a provider's

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/streams"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/text"
 	"github.com/sluice-mta/sluice/pkg/unsubscribe"
 	"github.com/sluice-mta/sluice/pkg/verp"
 )
@@ -58,10 +59,12 @@ func (s *source) sender(d streams.Delivery) (string, outcome.Outcome) {
 	return from, outcome.Outcome{}
 }
 
-// build returns the job's message bytes.
-func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, outcome.Outcome) {
+// build returns the job's message as pieces to send in turn: a campaign
+// job's composed message (msg, to be released once sent), or a stored
+// message in one piece.
+func (s *source) build(d streams.Delivery, x message.Extra) (msg *message.Message, parts [][]byte, out outcome.Outcome) {
 	if s.raw != nil {
-		return s.raw, outcome.Outcome{}
+		return nil, [][]byte{s.raw}, outcome.Outcome{}
 	}
 	if s.mailto != "" && d.Lane == streams.Marketing {
 		x = withMailto(x, s.mailto)
@@ -71,11 +74,11 @@ func (s *source) build(d streams.Delivery, x message.Extra) ([]byte, outcome.Out
 		// address still finds it (pkg/feedback reads it back).
 		x.MessageID = verp.MessageID(d.ID, s.domain)
 	}
-	msg, err := s.tmpl.Render(d.To, d.Fields, x)
+	msg, err := s.tmpl.Compose(d.To, d.Fields, x)
 	if err != nil {
-		return nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: "render", Text: err.Error()}
+		return nil, nil, outcome.Outcome{Status: outcome.Failed, Scope: outcome.ScopeMessage, Stage: outcome.StageBuild, Reason: "render", Text: err.Error()}
 	}
-	return msg, outcome.Outcome{}
+	return msg, msg.Parts(), outcome.Outcome{}
 }
 
 // source finds d's message source. errCampaignGone and a *buildError say
@@ -90,6 +93,11 @@ func (e *Engine) source(ctx context.Context, d streams.Delivery) (*source, error
 		}
 		if err != nil {
 			return nil, err
+		}
+		if len(raw) > 0 {
+			// Signed and sent as one CRLF-canonical form (an empty
+			// message stays empty: it fails as such).
+			raw = text.CRLF(raw)
 		}
 		return &source{raw: raw, envFrom: d.From, domain: domainOf(d.From)}, nil
 	case d.Campaign != "":

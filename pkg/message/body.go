@@ -111,6 +111,12 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteString is Write for merge output, which is never a static text.
+func (w *bodyWriter) WriteString(s string) (int, error) {
+	w.line = append(w.line, s...)
+	return len(s), nil
+}
+
 // flush encodes line into the message; at the end of the body it also
 // encodes trailing white space, as Close does (the encoder is then empty:
 // every flush but the last ends at a line break).

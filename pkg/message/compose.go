@@ -42,6 +42,12 @@ func (m *Message) Release() {
 	if m == nil {
 		return
 	}
+	if poisonOnRelease {
+		b := m.buf[:cap(m.buf)]
+		for i := range b {
+			b[i] = '#'
+		}
+	}
 	clear(m.fields)
 	clear(m.parts) // the shared pieces: let a template go when its campaign does
 	clear(m.segs)

@@ -24,7 +24,7 @@ func renderReference(t *Template, boundary, to string, fields map[string]string,
 	out = append(out, "\r\n"...)
 	out = append(append(out, t.fromLine...), t.replyLine...)
 	out, _ = appendHeader(out, "To", to, false)
-	subject, err := m.execHeader(t.subject, data)
+	subject, err := m.execHeader(t.subject, nil, data)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func renderReference(t *Template, boundary, to string, fields map[string]string,
 	}
 	out = append(out, "Message-ID: "+x.MessageID+"\r\n"...)
 	for _, h := range t.headers {
-		v, err := m.execHeader(h.tmpl, data)
+		v, err := m.execHeader(h.tmpl, nil, data)
 		if err != nil {
 			return nil, err
 		}
@@ -107,10 +107,11 @@ var equivTemplates = []Parts{
 	{Subject: "s", HTML: "<p>only html {{.first_name}}</p>\n<p>static</p>\n<p>static</p>\n{{if .city}}<i>{{.city}}</i>\n{{end}}tail without newline  "},
 	{Subject: "s", Text: "{{define \"sig\"}}-- \nThe team\n{{end}}Lines\n{{range $i, $c := .first_name}}{{$i}}:{{$c}}\n{{end}}static\n{{template \"sig\"}}after\r\rbare CRs\r\n"},
 	{Subject: "s", Text: "x\n\r", HTML: "\n\n\n{{.first_name}}\n\n\n"},
+	{Subject: "{{.city}}", HTML: "<p>Hi {{.first_name}}</p>\n<p>static</p>\n{{.city}}</p>", Text: "{{.city}} and {{.first_name}}\n"}, // programs for all
 	{Subject: "s", Text: strings.Repeat("=", 200) + "\n" + strings.Repeat("é", 100) + "{{.first_name}}" + strings.Repeat("x", 100) + "\n"},
 }
 
-var equivValues = []string{"", "Zoë", "A", " spaced ", strings.Repeat("long value ", 20), "日本語のテキスト", "tab\there", ".", "=?utf-8?q?x?=", "a=b", "trailing ", "x\ny", "x\r\ny", "\r"}
+var equivValues = []string{"<b>&amp;'\"+</b>", "a\x00b", "\xff\xfe", "", "Zoë", "A", " spaced ", strings.Repeat("long value ", 20), "日本語のテキスト", "tab\there", ".", "=?utf-8?q?x?=", "a=b", "trailing ", "x\ny", "x\r\ny", "\r"}
 
 // TestComposeMatchesReference renders many recipients through the old
 // path and the new one and compares the bytes: Render, and Compose's

@@ -82,6 +82,9 @@ type Template struct {
 	html       *htmltemplate.Template
 	headers    []customHeader // sorted by name: output is deterministic
 
+	// The templates' programs (fast.go), nil where a template has none.
+	subjectProg, textProg, htmlProg program
+
 	// Rendered once (see prepareBody and staticTexts).
 	bodyHead                 []byte // MIME-Version to the first part's content
 	boundaryMid, boundaryEnd []byte // multipart only
@@ -91,6 +94,7 @@ type Template struct {
 type customHeader struct {
 	name string
 	tmpl *texttemplate.Template
+	prog program
 }
 
 // structural headers are written by Render itself or by later stages
@@ -181,6 +185,7 @@ func Compile(p Parts) (*Template, error) {
 		t.headers = append(t.headers, customHeader{name: name, tmpl: tm})
 	}
 	t.prepareStatic()
+	t.preparePrograms()
 	t.prepareBody()
 	return t, nil
 }
@@ -201,6 +206,32 @@ func (t *Template) prepareStatic() {
 		t.htmlStatic = staticTexts{}
 		for _, tm := range t.html.Templates() {
 			t.htmlStatic.collect(tm.Tree)
+		}
+	}
+}
+
+// preparePrograms compiles the templates that are text and plain fields
+// into programs (see fast.go). An html template's program is taken from
+// its escaped tree, and only if it executes without error on its own
+// fields: an escaping error is then left to come back at every Render.
+func (t *Template) preparePrograms() {
+	t.subjectProg = compileProgram(t.subject.Tree, false)
+	for i := range t.headers {
+		t.headers[i].prog = compileProgram(t.headers[i].tmpl.Tree, false)
+	}
+	if t.text != nil {
+		t.textProg = compileProgram(t.text.Tree, false)
+	}
+	if t.html != nil {
+		p := compileProgram(t.html.Tree, true)
+		probe := map[string]string{}
+		for _, o := range p {
+			if o.text == nil {
+				probe[o.field] = ""
+			}
+		}
+		if p != nil && t.html.Execute(io.Discard, probe) == nil {
+			t.htmlProg = p
 		}
 	}
 }

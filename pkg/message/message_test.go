@@ -543,6 +543,9 @@ func BenchmarkRender(b *testing.B) {
 		{"typical",
 			"Hi {{.first_name}},\n" + strings.Repeat(para, 15) + "Greetings to {{.city}}.\nUnsubscribe: {{.UnsubscribeURL}}\n",
 			"<p>Hi {{.first_name}},</p>\n" + strings.Repeat("<p>"+para+"</p>", 15) + "<p>Greetings to {{.city}}.</p><a href=\"{{.UnsubscribeURL}}\">unsubscribe</a>\n"},
+		{"1KiB", // the benchmarks' 1 KiB campaign (enginetest.Campaign)
+			"Hello {{.first_name}} from {{.city}}!\nThis is the text part of a campaign message, long enough to be realistic.\n",
+			"<p>Hello <b>{{.first_name}}</b> from {{.city}}!</p><p>This is the HTML part.</p>"},
 		{"merge-heavy",
 			strings.Repeat("Text for {{.first_name}} in {{.city}}.\n", 20),
 			strings.Repeat("<p>Text for <b>{{.first_name}}</b> in {{.city}}.</p>\n", 20)},
@@ -581,6 +584,19 @@ func BenchmarkRender(b *testing.B) {
 				m.Release()
 			}
 			b.SetBytes(int64(n))
+		})
+		// The same with every template executed (no programs, fast.go).
+		b.Run(bc.name+"/compose-templates", func(b *testing.B) {
+			useProgram = false
+			defer func() { useProgram = true }()
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := tm.Compose("zoe@example.test", fields, x)
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.Release()
+			}
 		})
 	}
 }

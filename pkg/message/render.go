@@ -3,6 +3,7 @@ package message
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -64,7 +65,7 @@ func (t *Template) compose(m *Message, to string, fields map[string]string, x Ex
 	out = append(out, t.replyLine...)
 	out, _ = appendHeader(out, "To", to, false) // checkTo bounded its length
 
-	subject, err := m.execHeader(t.subject, data)
+	subject, err := m.execHeader(t.subject, t.subjectProg, data)
 	if err != nil {
 		return &PartError{Part: "subject", Err: err}
 	}
@@ -83,7 +84,7 @@ func (t *Template) compose(m *Message, to string, fields map[string]string, x Ex
 	out = append(out, '\r', '\n')
 
 	for _, h := range t.headers {
-		v, err := m.execHeader(h.tmpl, data)
+		v, err := m.execHeader(h.tmpl, h.prog, data)
 		if err != nil {
 			return &PartError{Part: "headers", Header: h.name, Err: err}
 		}
@@ -115,7 +116,7 @@ func (t *Template) compose(m *Message, to string, fields map[string]string, x Ex
 // to the first part's content (bodyHead) are already in m.
 func (t *Template) composeBody(m *Message, data map[string]string) error {
 	if t.text != nil {
-		if err := m.execBody(t.text, t.textStatic, data); err != nil {
+		if err := m.execBody(t.text, t.textProg, t.textStatic, data); err != nil {
 			return &PartError{Part: "text", Err: err}
 		}
 	}
@@ -124,7 +125,7 @@ func (t *Template) composeBody(m *Message, data map[string]string) error {
 		m.addShared(t.boundaryMid)
 	}
 	if t.html != nil {
-		if err := m.execBody(t.html, t.htmlStatic, data); err != nil {
+		if err := m.execBody(t.html, t.htmlProg, t.htmlStatic, data); err != nil {
 			return &PartError{Part: "html", Err: err}
 		}
 	}
@@ -143,23 +144,53 @@ type executor interface {
 	Execute(w io.Writer, data any) error
 }
 
-// execBody runs a body template into m, encoded (see bodyWriter).
-func (m *Message) execBody(tm executor, static staticTexts, data map[string]string) error {
+// execBody runs a body template (its program when it has one) into m,
+// encoded (see bodyWriter).
+func (m *Message) execBody(tm executor, prog program, static staticTexts, data map[string]string) error {
 	m.ownUpTo(len(m.buf))
 	m.body.reset(static, m)
-	if err := tm.Execute(&m.body, data); err != nil {
+	if err := execute(tm, prog, &m.body, data); err != nil {
 		return err
 	}
 	m.body.flush()
 	return nil
 }
 
+// execute runs prog, or tm when there is none or a field is missing (for
+// the template's own error: prog has no branches, so tm must fail too).
+func execute(tm executor, prog program, w stringWriter, data map[string]string) error {
+	if prog != nil && useProgram {
+		if prog.run(w, data) {
+			return nil
+		}
+		w = discard{}
+	}
+	if err := tm.Execute(w, data); err != nil {
+		return err
+	}
+	if prog != nil && useProgram {
+		return errProgram
+	}
+	return nil
+}
+
+// useProgram is a test seam: false executes every template.
+var useProgram = true
+
+var errProgram = errors.New("message: a merge field is missing, yet its template executed")
+
+// discard is io.Discard as a stringWriter.
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error)       { return len(p), nil }
+func (discard) WriteString(s string) (int, error) { return len(s), nil }
+
 // execHeader renders a header template and refuses a value that merge
 // data has broken across lines (the template itself was checked by
 // Compile).
-func (m *Message) execHeader(tm *texttemplate.Template, data map[string]string) (string, error) {
+func (m *Message) execHeader(tm *texttemplate.Template, prog program, data map[string]string) (string, error) {
 	m.hdr.Reset()
-	if err := tm.Execute(&m.hdr, data); err != nil {
+	if err := execute(tm, prog, &m.hdr, data); err != nil {
 		return "", err
 	}
 	if bytes.ContainsAny(m.hdr.Bytes(), "\r\n\x00") {

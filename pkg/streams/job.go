@@ -55,6 +55,9 @@ type Job struct {
 }
 
 func (j *Job) encode() (string, error) {
+	if b, ok := appendJob(make([]byte, 0, 192), j); ok {
+		return string(b), nil
+	}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return "", fmt.Errorf("encode job %s: %w", j.ID, err)
@@ -62,7 +65,12 @@ func (j *Job) encode() (string, error) {
 	return string(b), nil
 }
 
+// decodeJob reads a job: by readJob's fast path, or by encoding/json when
+// the fast path declines (see jobjson.go).
 func decodeJob(s string) (Job, error) {
+	if j, ok := readJob(s); ok {
+		return j, nil
+	}
 	var j Job
 	if err := json.Unmarshal([]byte(s), &j); err != nil {
 		return j, fmt.Errorf("decode job: %w", err)
