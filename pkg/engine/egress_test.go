@@ -149,9 +149,19 @@ func TestIPScopedDeferralsMoveTrafficToThePoolsOtherSource(t *testing.T) {
 		t.Errorf("127.0.0.2 was tried at %.1f msg/s, over its limit %.0f", tried, limit)
 	}
 	// The record and the report say which source sent.
-	bySource := map[string]int{}
+	// The history names each attempt's source: only 127.0.0.2 was ever
+	// deferred.
+	bySource, deferredFrom := map[string]int{}, map[string]int{}
 	err := report.Scan(context.Background(), redistest.Client(t), st.Tally("ipscope"), 0, func(r report.Row) error {
 		bySource[r.Source]++
+		for _, a := range r.History {
+			if a.Outcome == "deferred" {
+				deferredFrom[a.Source]++
+			}
+		}
+		if last := r.History[len(r.History)-1]; last.Source != r.Source {
+			t.Errorf("%s: last attempt from %q, record says %q", r.Email, last.Source, r.Source)
+		}
 		return nil
 	})
 	if err != nil {
@@ -159,6 +169,9 @@ func TestIPScopedDeferralsMoveTrafficToThePoolsOtherSource(t *testing.T) {
 	}
 	if bySource["ip2"] != by["127.0.0.2"] || bySource["ip3"] != by["127.0.0.3"] {
 		t.Errorf("report's sources %v; the receiver saw %v", bySource, by)
+	}
+	if deferredFrom["ip2"] < ref2 || len(deferredFrom) > 1 {
+		t.Errorf("history's deferred attempts by source %v; the receiver refused 127.0.0.2 %d times", deferredFrom, ref2)
 	}
 }
 
