@@ -35,6 +35,8 @@ type egress struct {
 	// throttle state per key (throttle.Bucket); off, one state per key.
 	perSource bool
 	warm      *warmup.Warmup
+	// totals counts each source's delivered and bounced mail.
+	totals *warmup.Totals
 	// now is the warm-up's clock (Deps.WarmupClock).
 	now func() time.Time
 
@@ -88,6 +90,7 @@ func newEgress(d Deps) *egress {
 	if x.now == nil {
 		x.now = d.Now
 	}
+	x.totals = warmup.NewTotals(d.Redis, keyspace.Space(cfg.Redis.Prefix), d.Log)
 	return x
 }
 
@@ -276,11 +279,17 @@ func (e *Engine) viaPlan(ctx context.Context, t job, p plan) plan {
 	return p
 }
 
-// viaDone counts an attempt's outcome toward its source's warm-up health
-// figures (a ramping source only; see warmup.Record).
+// viaDone counts an attempt's outcome into its source's totals
+// (warmup.Totals: its delivered and bounced mail, the base of its
+// complaint and bounce rates) and, for a ramping source, toward its
+// warm-up health figures (warmup.Record).
 func (e *Engine) viaDone(ctx context.Context, t job, out outcome.Outcome) {
 	v := t.via
-	if v == nil || !v.ramping {
+	if v == nil {
+		return
+	}
+	e.egress.totals.Note(v.src.Name, out)
+	if !v.ramping {
 		return
 	}
 	if err := e.egress.warm.Record(context.WithoutCancel(ctx), v.src.Name, v.provider, out, e.egress.now()); err != nil {
