@@ -60,7 +60,9 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 			"bounces (at SMTP time and by mail) and complaints, and the rates over delivered, as the\n"+
 			"guardrails judge campaigns. Days and caps are UTC. A source without warmup.start is warm:\n"+
 			"no cap. Sources on the default route (no address) share the provider's own throttle state,\n"+
-			"as every source does with throttle.one_state_per_provider.",
+			"as every source does with throttle.one_state_per_provider. Last, the sending domains a provider\n"+
+			"slowed (a domain-scoped deferral: Gmail's 4.7.28 about the DKIM domain, 5.7.515): that\n"+
+			"domain's state toward it, which paces its mail from every source (limits --domain).",
 		"campaignctl -config /etc/sluice/engine.yaml sources --json")
 	asJSON := fs.Bool("json", false, "print a JSON array, one object per source")
 	pos, err := parse(fs, args)
@@ -138,7 +140,35 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(views)
 	}
-	return printSources(e, views)
+	if err := printSources(e, views); err != nil {
+		return err
+	}
+	return printDomains(e, buckets)
+}
+
+// printDomains lists the (sending domain, provider) throttle states in
+// use (throttle.DomainBucket): a domain a provider slowed, every source.
+func printDomains(e *env, buckets map[string]map[string]throttle.Status) error {
+	var rows []throttle.Status
+	for src, byKey := range buckets {
+		if _, ok := throttle.DomainOf("k@" + src); ok {
+			for _, b := range byKey {
+				rows = append(rows, b)
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	slices.SortFunc(rows, func(a, b throttle.Status) int { return strings.Compare(a.Provider, b.Provider) })
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SENDING DOMAIN\tPROVIDER\tRATE\tCONNS\tSTATE")
+	for _, b := range rows {
+		dom, _ := throttle.DomainOf(b.Provider)
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\n", dom, throttle.BaseKey(b.Provider), b.Rate, b.Connections, bucketState(b))
+	}
+	return tw.Flush()
 }
 
 // bucketsBySource is the throttle's state of every bucket used within the
