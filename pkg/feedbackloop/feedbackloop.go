@@ -14,10 +14,10 @@
 //
 // The job is found by the job id the report carries: its VERP address,
 // or else the original Message-ID quoted, which for a campaign message
-// encodes the job (verp.MessageID). Reports without either (a
-// transactional message keeps its client's own Message-ID) still
-// suppress the address, but no record or counter can be amended: sluice
-// keeps no index from Message-ID to job.
+// encodes the job (verp.MessageID); a transactional message keeps its
+// client's Message-ID, which the index written at enqueue maps to its
+// jobs (verp.Find). A report naming no known job still suppresses the
+// address, but no record or counter can be amended.
 package feedbackloop
 
 import (
@@ -47,6 +47,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/text"
+	"github.com/sluice-mta/sluice/pkg/verp"
 	"github.com/sluice-mta/sluice/pkg/warmup"
 )
 
@@ -146,12 +147,49 @@ func (l *Loop) Handle(ctx context.Context, r inbound.Report) error {
 	if j == nil && r.JobID != "" {
 		l.log.Info("feedback: report names an unknown job; only the address is suppressed", "job", r.JobID, "format", r.Format)
 	}
+	var sentAs []verp.Ref
+	if j == nil && r.JobID == "" && r.Original.MessageID != "" {
+		if sentAs, err = verp.Find(ctx, l.rdb, l.ks, r.Original.MessageID, l.now()); err != nil {
+			return fmt.Errorf("feedback: %w", err)
+		}
+	}
 	for _, rc := range r.Recipients {
-		if err := l.apply(ctx, r, j, rc); err != nil {
+		jj := j
+		if jj == nil && len(sentAs) > 0 {
+			jj = l.byMessageID(r, rc, sentAs)
+		}
+		if err := l.apply(ctx, r, jj, rc); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// byMessageID is the transactional job, among those sent as the
+// report's original Message-ID (verp.Find), that rc is about: the one
+// sent to its address (or Original-Recipient, or the quoted To), else
+// the only one. nil when that does not decide.
+func (l *Loop) byMessageID(r inbound.Report, rc feedback.Recipient, sentAs []verp.Ref) *job {
+	cands := []string{rc.Address, rc.Original}
+	if a, err := mail.ParseAddress(r.Original.To); err == nil {
+		cands = append(cands, a.Address)
+	}
+	for _, c := range cands {
+		for _, ref := range sentAs {
+			if c != "" && strings.EqualFold(c, ref.To) {
+				return l.txJob(ref.ID)
+			}
+		}
+	}
+	if len(sentAs) == 1 {
+		return l.txJob(sentAs[0].ID)
+	}
+	return nil
+}
+
+// txJob is the transactional job id.
+func (l *Loop) txJob(id string) *job {
+	return &job{id: id, tally: intake.Tally(l.ks, id), lane: suppression.LaneTransactional}
 }
 
 // find resolves a job id: "campaign/line" for campaign jobs, a dated id
@@ -162,7 +200,7 @@ func (l *Loop) find(ctx context.Context, id string) (*job, error) {
 	}
 	c, line, ok := strings.Cut(id, "/")
 	if !ok {
-		return &job{id: id, tally: intake.Tally(l.ks, id), lane: suppression.LaneTransactional}, nil
+		return l.txJob(id), nil
 	}
 	if _, err := strconv.Atoi(line); err != nil {
 		return nil, nil
