@@ -18,6 +18,10 @@
 // burst of 4 a day's cap cannot be spent in less than 6 hours, so a new
 // IP's volume reaches each provider spread out rather than in one burst,
 // which is what warm-up guidance asks for.
+//
+// It also keeps every source's running totals, ramping or not (Totals,
+// totals.go): delivered, hard-bounced and complained-about mail, the base
+// of a source's bounce and complaint rates.
 package warmup
 
 import (
