@@ -47,13 +47,13 @@ func showRecipient(ctx context.Context, e *env, pos []string, addr string, asJSO
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tOUTCOME\tMX\tCODE\tREPLY")
+	fmt.Fprintln(tw, "TIME\tOUTCOME\tSOURCE\tMX\tCODE\tREPLY")
 	for _, a := range row.History {
 		code := ""
 		if a.Code != 0 {
 			code = fmt.Sprintf("%d %s", a.Code, a.Enhanced)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), a.Outcome, dash(a.MX), dash(code), a.Reply)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), a.Outcome, dash(a.Source), dash(a.MX), dash(code), a.Reply)
 	}
 	return tw.Flush()
 }

@@ -31,6 +31,9 @@ type sourceView struct {
 	Start     string         `json:"start,omitempty"`
 	Days      int            `json:"days,omitempty"`
 	Providers []providerView `json:"providers"`
+	// Totals: the source's delivered, hard-bounced (at SMTP time and by
+	// mail) and complained-about mail, all providers, and the rates.
+	Totals warmup.SourceTotals `json:"totals"`
 }
 
 // providerView is a source's figures toward one provider: its warm-up
@@ -53,9 +56,13 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 			"backoff, capped, pinned, or suspended until a time with the reply), and for a ramping source\n"+
 			"its warm-up: the day of its ramp, today's volume against the day's cap (and the hour's), and\n"+
 			"the verdict on the last day with traffic (healthy: the ramp moved up; hold; back: it stepped\n"+
-			"back; idle: no traffic, held). Days and caps are UTC. A source without warmup.start is warm:\n"+
+			"back; idle: no traffic, held). Below, per source over all providers: mail delivered, hard\n"+
+			"bounces (at SMTP time and by mail) and complaints, and the rates over delivered, as the\n"+
+			"guardrails judge campaigns. Days and caps are UTC. A source without warmup.start is warm:\n"+
 			"no cap. Sources on the default route (no address) share the provider's own throttle state,\n"+
-			"as every source does with throttle.one_state_per_provider.",
+			"as every source does with throttle.one_state_per_provider. Last, the sending domains a provider\n"+
+			"slowed (a domain-scoped deferral: Gmail's 4.7.28 about the DKIM domain, 5.7.515): that\n"+
+			"domain's state toward it, which paces its mail from every source (limits --domain).",
 		"campaignctl -config /etc/sluice/engine.yaml sources --json")
 	asJSON := fs.Bool("json", false, "print a JSON array, one object per source")
 	pos, err := parse(fs, args)
@@ -81,10 +88,19 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	w := warmup.New(rdb, ks, warmup.Plans(cfg))
+	names := make([]string, len(cfg.Sources))
+	for i, s := range cfg.Sources {
+		names[i] = s.Name
+	}
+	totals, err := warmup.ReadTotals(ctx, rdb, ks, names)
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	views := make([]sourceView, 0, len(cfg.Sources))
 	for _, s := range cfg.Sources {
-		v := sourceView{Name: s.Name, Address: s.Address, EHLO: s.EHLO, Pools: []string{}, Providers: []providerView{}}
+		v := sourceView{Name: s.Name, Address: s.Address, EHLO: s.EHLO, Pools: []string{}, Providers: []providerView{},
+			Totals: totals[s.Name]}
 		for _, p := range cfg.Pools {
 			if slices.ContainsFunc(p.Sources, func(ps config.PoolSource) bool { return ps.Source == s.Name }) {
 				v.Pools = append(v.Pools, p.Name)
@@ -124,7 +140,35 @@ func cmdSources(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(views)
 	}
-	return printSources(e, views)
+	if err := printSources(e, views); err != nil {
+		return err
+	}
+	return printDomains(e, buckets)
+}
+
+// printDomains lists the (sending domain, provider) throttle states in
+// use (throttle.DomainBucket): a domain a provider slowed, every source.
+func printDomains(e *env, buckets map[string]map[string]throttle.Status) error {
+	var rows []throttle.Status
+	for src, byKey := range buckets {
+		if _, ok := throttle.DomainOf("k@" + src); ok {
+			for _, b := range byKey {
+				rows = append(rows, b)
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	slices.SortFunc(rows, func(a, b throttle.Status) int { return strings.Compare(a.Provider, b.Provider) })
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SENDING DOMAIN\tPROVIDER\tRATE\tCONNS\tSTATE")
+	for _, b := range rows {
+		dom, _ := throttle.DomainOf(b.Provider)
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\n", dom, throttle.BaseKey(b.Provider), b.Rate, b.Connections, bucketState(b))
+	}
+	return tw.Flush()
 }
 
 // bucketsBySource is the throttle's state of every bucket used within the
@@ -190,6 +234,17 @@ func printSources(e *env, views []sourceView) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", head, p.Provider, day, today, hour, last, rate, conns, state)
 		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout)
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tDELIVERED\tBOUNCED\tCOMPLAINTS\tBOUNCE RATE\tCOMPLAINT RATE")
+	for _, v := range views {
+		t := v.Totals
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f%%\t%.3f%%\n", v.Name, t.Delivered, t.Bounced, t.Complaints,
+			100*t.BounceRate, 100*t.ComplaintRate)
 	}
 	return tw.Flush()
 }

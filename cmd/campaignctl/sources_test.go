@@ -58,10 +58,31 @@ func TestSources(t *testing.T) {
 	// pinned at 20/s, tx1 → yahoo at 7/s; the default route's google
 	// bucket (no source) is nobody's here.
 	rdb, ks := redistest.Client(t), keyspace.Space(prefix)
-	for bucket, r := range map[string]float64{"google@mk1": 20, "yahoo@tx1": 7, "google": 99} {
+	// news.sluice.test was slowed toward google: its own state.
+	dom := throttle.DomainBucket("google", "news.sluice.test")
+	for bucket, r := range map[string]float64{"google@mk1": 20, "yahoo@tx1": 7, "google": 99, dom: 2} {
 		if err := throttle.Set(context.Background(), rdb, ks, bucket, r, 3, 0); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// mk1's totals: 200 delivered and 3 hard bounces at SMTP time, then
+	// a complaint and a bounce by mail (delivered → bounced).
+	tot := warmup.NewTotals(rdb, ks, nil)
+	for i := range 203 {
+		out := outcome.Outcome{Status: outcome.Delivered}
+		if i >= 200 {
+			out = outcome.Outcome{Status: outcome.Bounced, Scope: outcome.ScopeRecipient}
+		}
+		tot.Note("mk1", out)
+	}
+	if err := tot.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Complaint(context.Background(), "mk1", "google", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Bounced(context.Background(), "mk1", "google", now); err != nil {
+		t.Fatal(err)
 	}
 
 	out := mustCtl(t, prefix, "-config", path, "sources", "--json")
@@ -71,6 +92,7 @@ func TestSources(t *testing.T) {
 		Ramping             bool
 		Days                int
 		Providers           []map[string]any
+		Totals              warmup.SourceTotals
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -83,6 +105,9 @@ func TestSources(t *testing.T) {
 	if mk.Name != "mk1" || !mk.Ramping || mk.Days != 3 || mk.Pools[0] != "marketing" || len(mk.Providers) != 1 {
 		t.Fatalf("mk1: %+v", mk)
 	}
+	if want := (warmup.SourceTotals{Delivered: 199, Bounced: 4, Complaints: 1, ComplaintRate: 1.0 / 199, BounceRate: 4.0 / 199}); mk.Totals != want {
+		t.Errorf("mk1's totals %+v, want %+v", mk.Totals, want)
+	}
 	p := mk.Providers[0]
 	if p["provider"] != "google" || p["day"] != 1.0 || p["sent"] != 7.0 || p["cap"] != 100.0 || p["hourly_cap"] != 17.0 ||
 		p["rate"] != 20.0 || p["connections"] != 3.0 || p["state"] != "pinned" {
@@ -93,11 +118,18 @@ func TestSources(t *testing.T) {
 	}
 
 	text := mustCtl(t, prefix, "-config", path, "sources")
-	for _, want := range []string{"SOURCE", "RATE", "tx1", "127.0.0.2", "warm", "mk1", "google", "1/3", "7/100", "20.0", "yahoo", "7.0", "pinned"} {
+	for _, want := range []string{"SOURCE", "RATE", "tx1", "127.0.0.2", "warm", "mk1", "google", "1/3", "7/100", "20.0", "yahoo", "7.0", "pinned",
+		"COMPLAINT RATE", "199", "2.01%", "0.503%", "SENDING DOMAIN", "news.sluice.test"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text output lacks %q:\n%s", want, text)
 		}
 	}
+
+	lim := mustCtl(t, prefix, "limits", "show", "--domain", "News.Sluice.test")
+	if !strings.Contains(lim, dom) || strings.Contains(lim, "google@mk1") {
+		t.Errorf("limits show --domain:\n%s", lim)
+	}
+	mustCtl(t, prefix, "limits", "reset", "google", "--domain", "news.sluice.test")
 
 	help, _, code := ctl(t, prefix, "sources", "-h")
 	if code != 0 || !strings.Contains(help, "suspended until") {

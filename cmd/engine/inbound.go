@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/inbound"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/suppression"
+	"github.com/sluice-mta/sluice/pkg/warmup"
 )
 
 // guardEvery is how often the guardrails look at every sending campaign
@@ -27,7 +28,8 @@ const guardEvery = 2 * time.Second
 // the watch runs.
 func startInbound(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, supp *suppression.List, log *slog.Logger, stop func()) (func(), error) {
 	loop := feedbackloop.New(rdb, keyspace.Space(cfg.Redis.Prefix), supp, cfg.Guardrails,
-		suppression.SoftLimit{Count: cfg.Suppression.SoftBounceCount, Span: cfg.Suppression.SoftBounceSpan}, log)
+		suppression.SoftLimit{Count: cfg.Suppression.SoftBounceCount, Span: cfg.Suppression.SoftBounceSpan}, log).
+		WithWarmup(warmup.Plans(cfg))
 	go loop.Watch(ctx, guardEvery)
 	in := cfg.Inbound
 	if in.Listen == "" {

@@ -35,6 +35,10 @@ type egress struct {
 	// throttle state per key (throttle.Bucket); off, one state per key.
 	perSource bool
 	warm      *warmup.Warmup
+	// totals counts each source's delivered and bounced mail.
+	totals *warmup.Totals
+	// domains are the (sending domain, key) buckets in use (egress_domain.go).
+	domains *domainGate
 	// now is the warm-up's clock (Deps.WarmupClock).
 	now func() time.Time
 
@@ -55,9 +59,14 @@ type via struct {
 	bucket   string
 	provider string // the line's key
 	ramping  bool
-	// spent: the warm-up cap ran out during the run; its other jobs go
-	// back in line (for another source, or for the cap to reset).
+	// spent: the warm-up cap ran out during the run, or its sending
+	// domain's bucket has no permit now; its other jobs go back in line
+	// (for another source, or for the cap to reset, or the domain's pace).
 	spent atomic.Bool
+	// domPermit is the current attempt's permit of its sending domain's
+	// bucket, while that is hot (egress_domain.go); a run's attempts are
+	// one after another.
+	domPermit *throttle.Permit
 }
 
 // capWait is how soon a job refused by its source's warm-up cap is back
@@ -88,6 +97,8 @@ func newEgress(d Deps) *egress {
 	if x.now == nil {
 		x.now = d.Now
 	}
+	x.totals = warmup.NewTotals(d.Redis, keyspace.Space(cfg.Redis.Prefix), d.Log)
+	x.domains = newDomainGate()
 	return x
 }
 
@@ -172,6 +183,9 @@ func (x *egress) warnPool(e *Engine, campaign, pool, lane string) {
 // of its bucket; with none, it returns when to ask again (the earliest
 // any source of the pool may send).
 func (e *Engine) admitVia(ctx context.Context, l streams.Line, n int) ([]*throttle.Permit, *via, time.Time) {
+	if at := e.lineDomainWait(ctx, l); !at.IsZero() {
+		return nil, nil, at
+	}
 	var at time.Time
 	sooner := func(t time.Time) {
 		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
@@ -253,34 +267,51 @@ func (v *via) bucketOf(l streams.Line) string {
 	return v.bucket
 }
 
-// viaPlan binds a prepared attempt to its run's source and, for a ramping
-// source, takes one unit of its warm-up cap: with none left the job goes
-// back in line (capWait) and the rest of its run after it.
+// viaPlan binds a prepared attempt to its run's source, takes a permit
+// of its sending domain's bucket toward the key while that is hot
+// (egress_domain.go) and, for a ramping source, one unit of its warm-up
+// cap: without either the job goes back in line (until the domain's next
+// permit, or capWait) and the rest of its run after it.
 func (e *Engine) viaPlan(ctx context.Context, t job, p plan) plan {
 	v := t.via
 	if p.next != stepAttempt || v == nil {
 		return p
 	}
 	p.dest.Source = v.src
-	if !v.ramping {
-		return p
-	}
-	ok, _, err := e.egress.warm.Allow(ctx, v.src.Name, v.provider, e.egress.now())
-	if err != nil {
-		return e.later(ctx, t.d, "warm-up unreadable", err)
-	}
+	dp, at, ok := e.domainPermit(ctx, t)
 	if !ok {
 		v.spent.Store(true)
-		return plan{next: stepPostpone, at: e.Now().Add(capWait)}
+		return plan{next: stepPostpone, at: at}
 	}
+	if v.ramping {
+		ok, _, err := e.egress.warm.Allow(ctx, v.src.Name, v.provider, e.egress.now())
+		if err != nil || !ok {
+			if dp != nil {
+				dp.Done(unused)
+			}
+			if err != nil {
+				return e.later(ctx, t.d, "warm-up unreadable", err)
+			}
+			v.spent.Store(true)
+			return plan{next: stepPostpone, at: e.Now().Add(capWait)}
+		}
+	}
+	v.domPermit = dp
 	return p
 }
 
-// viaDone counts an attempt's outcome toward its source's warm-up health
-// figures (a ramping source only; see warmup.Record).
+// viaDone counts an attempt's outcome into its source's totals
+// (warmup.Totals: its delivered and bounced mail, the base of its
+// complaint and bounce rates) and, for a ramping source, toward its
+// warm-up health figures (warmup.Record).
 func (e *Engine) viaDone(ctx context.Context, t job, out outcome.Outcome) {
 	v := t.via
-	if v == nil || !v.ramping {
+	if v == nil {
+		return
+	}
+	e.egress.totals.Note(v.src.Name, out)
+	e.domainDone(ctx, t, v, out)
+	if !v.ramping {
 		return
 	}
 	if err := e.egress.warm.Record(context.WithoutCancel(ctx), v.src.Name, v.provider, out, e.egress.now()); err != nil {
@@ -288,7 +319,7 @@ func (e *Engine) viaDone(ctx context.Context, t job, out outcome.Outcome) {
 	}
 }
 
-// spent reports whether v's warm-up cap ran out during its run.
+// isSpent reports whether v's run may not go on (see via.spent).
 func (v *via) isSpent() bool { return v != nil && v.spent.Load() }
 
 // slotsOf is the connection slots a permit's attempt takes its session

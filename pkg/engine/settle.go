@@ -77,7 +77,7 @@ func (e *Engine) settlement(d streams.Delivery, out outcome.Outcome, now time.Ti
 	s := streams.Settlement{D: d, Tally: e.tally(d.Job), Rec: streams.Record{
 		Status: string(out.Status), Code: out.Code, Enhanced: out.Enhanced, Reply: text.Clip(out.Text, 400),
 		Reason: out.Reason, Host: out.Host, Attempts: d.Attempts + 1, At: now.UnixMilli(), Line: d.Line, JobID: d.ID,
-		Earlier: d.History, Src: out.Source,
+		Earlier: d.History, Src: out.Source, Prov: d.Key,
 	}}
 	if out.Status != outcome.Deferred {
 		return s

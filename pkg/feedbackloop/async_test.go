@@ -28,17 +28,7 @@ func TestAsyncBounceOfATransactionalJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := jobs[0].ID
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := intake.Lookup(ctx, e.rdb, e.ks, id)
-		if err == nil && st.State == "delivered" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("transactional job %s not delivered: %+v %v", id, st, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitTxState(t, e, id, "delivered")
 	v, err := verp.Encode(returnPath, id)
 	if err != nil {
 		t.Fatal(err)
@@ -99,5 +89,77 @@ func TestSoftBouncesFromReportsCount(t *testing.T) {
 	rec, err := e.st.Record(ctx, "soft", addr(0))
 	if err != nil || rec.Status != "delivered" {
 		t.Errorf("record %+v %v, want still delivered", rec, err)
+	}
+}
+
+// TestAsyncBounceOfATransactionalJobByMessageID: a transactional message
+// to two recipients, sent with the client's own Message-ID and a plain
+// return path (no VERP), is delivered; then a DSN about one recipient
+// that quotes only the original's Message-ID arrives at the inbound
+// listener. The index written at enqueue finds that recipient's job: its
+// record turns bounced and the address is suppressed; the other
+// recipient's job, same Message-ID, stays delivered.
+func TestAsyncBounceOfATransactionalJobByMessageID(t *testing.T) {
+	e := setup(t, func(string) error { return nil })
+	ctx := context.Background()
+	to := []string{"ann@example.test", "bob@example.test"}
+	const mid = "<Order-42.Receipt@shop.sluice.test>"
+	msg := []byte("From: app@sluice.test\r\nTo: ann@example.test, bob@example.test\r\nSubject: Your receipt\r\nMessage-ID: " + mid + "\r\n\r\nThanks\r\n")
+	q := intake.NewQueue(streams.New(e.rdb, e.ks, "test"), e.ks)
+	jobs, err := q.Enqueue(ctx, returnPath, to, func(string) ([]byte, error) { return msg, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		waitTxState(t, e, j.ID, "delivered")
+	}
+	bounce := "From: Mail Delivery System <MAILER-DAEMON@mx.example.test>\r\n" +
+		"To: " + returnPath + "\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-tx@mx.example.test>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n" +
+		"--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n" +
+		"Final-Recipient: rfc822; bob@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"Diagnostic-Code: smtp; 550 5.1.1 <bob@example.test>: Recipient address rejected: User unknown\r\n\r\n" +
+		"--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n" +
+		"From: app@sluice.test\r\nTo: ann@example.test, bob@example.test\r\nSubject: Your receipt\r\nMessage-ID: " + mid + "\r\n\r\n" +
+		"--b1--\r\n"
+	for range 2 { // a retried report changes nothing twice
+		e.send(t, returnPath, bounce)
+	}
+	for i, j := range jobs {
+		st, err := intake.Lookup(ctx, e.rdb, e.ks, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"delivered", "bounced"}[i]
+		if st.State != want {
+			t.Errorf("%s (%s): %s, want %s", j.To, j.ID, st.State, want)
+		}
+		if i == 1 && (st.Last == nil || st.Last.Code != 550 || st.Last.Enhanced != "5.1.1") {
+			t.Errorf("%s: last %+v, want 550 5.1.1", j.To, st.Last)
+		}
+	}
+	ent, err := e.supp.Get(ctx, "bob@example.test")
+	if err != nil || ent == nil || ent.Reason != suppression.HardBounce || ent.Lane != suppression.LaneTransactional || ent.Code != 550 {
+		t.Errorf("bob's suppression %+v, %v; want a transactional hard_bounce 550", ent, err)
+	}
+	if ent, _ := e.supp.Get(ctx, "ann@example.test"); ent != nil {
+		t.Errorf("ann suppressed: %+v", ent)
+	}
+}
+
+// waitTxState waits until transactional job id is in state.
+func waitTxState(t *testing.T, e *env, id, state string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := intake.Lookup(context.Background(), e.rdb, e.ks, id)
+		if err == nil && st.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transactional job %s not %s: %+v %v", id, state, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -14,10 +14,10 @@
 //
 // The job is found by the job id the report carries: its VERP address,
 // or else the original Message-ID quoted, which for a campaign message
-// encodes the job (verp.MessageID). Reports without either (a
-// transactional message keeps its client's own Message-ID) still
-// suppress the address, but no record or counter can be amended: sluice
-// keeps no index from Message-ID to job.
+// encodes the job (verp.MessageID); a transactional message keeps its
+// client's Message-ID, which the index written at enqueue maps to its
+// jobs (verp.Find). A report naming no known job still suppresses the
+// address, but no record or counter can be amended.
 package feedbackloop
 
 import (
@@ -47,6 +47,8 @@ import (
 	"github.com/sluice-mta/sluice/pkg/submission/intake"
 	"github.com/sluice-mta/sluice/pkg/suppression"
 	"github.com/sluice-mta/sluice/pkg/text"
+	"github.com/sluice-mta/sluice/pkg/verp"
+	"github.com/sluice-mta/sluice/pkg/warmup"
 )
 
 // Source names this package in suppression entries and their audit trail.
@@ -71,6 +73,7 @@ type Loop struct {
 	supp  *suppression.List
 	guard config.Guardrails
 	soft  suppression.SoftLimit
+	warm  *warmup.Warmup
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -89,7 +92,17 @@ func New(rdb redis.UniversalClient, ks keyspace.Space, supp *suppression.List, g
 		log = slog.Default()
 	}
 	return &Loop{rdb: rdb, ks: ks, q: streams.New(rdb, ks, "feedback"), st: store.New(rdb, ks), supp: supp,
-		guard: guard, soft: soft, log: log, now: time.Now, camps: map[string]campInfo{}, warned: map[string]bool{}}
+		guard: guard, soft: soft, warm: warmup.New(rdb, ks, nil), log: log, now: time.Now,
+		camps: map[string]campInfo{}, warned: map[string]bool{}}
+}
+
+// WithWarmup gives the loop the warm-up plans of the engine's sources
+// (warmup.Plans): a complaint or hard bounce about mail a ramping source
+// sent then counts toward that day's health of the source and provider.
+// Every source's totals are counted with or without it.
+func (l *Loop) WithWarmup(plans map[string]warmup.Plan) *Loop {
+	l.warm = warmup.New(l.rdb, l.ks, plans)
+	return l
 }
 
 // DomainKey is the hash counting complaints and bounces per sending
@@ -134,12 +147,49 @@ func (l *Loop) Handle(ctx context.Context, r inbound.Report) error {
 	if j == nil && r.JobID != "" {
 		l.log.Info("feedback: report names an unknown job; only the address is suppressed", "job", r.JobID, "format", r.Format)
 	}
+	var sentAs []verp.Ref
+	if j == nil && r.JobID == "" && r.Original.MessageID != "" {
+		if sentAs, err = verp.Find(ctx, l.rdb, l.ks, r.Original.MessageID, l.now()); err != nil {
+			return fmt.Errorf("feedback: %w", err)
+		}
+	}
 	for _, rc := range r.Recipients {
-		if err := l.apply(ctx, r, j, rc); err != nil {
+		jj := j
+		if jj == nil && len(sentAs) > 0 {
+			jj = l.byMessageID(r, rc, sentAs)
+		}
+		if err := l.apply(ctx, r, jj, rc); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// byMessageID is the transactional job, among those sent as the
+// report's original Message-ID (verp.Find), that rc is about: the one
+// sent to its address (or Original-Recipient, or the quoted To), else
+// the only one. nil when that does not decide.
+func (l *Loop) byMessageID(r inbound.Report, rc feedback.Recipient, sentAs []verp.Ref) *job {
+	cands := []string{rc.Address, rc.Original}
+	if a, err := mail.ParseAddress(r.Original.To); err == nil {
+		cands = append(cands, a.Address)
+	}
+	for _, c := range cands {
+		for _, ref := range sentAs {
+			if c != "" && strings.EqualFold(c, ref.To) {
+				return l.txJob(ref.ID)
+			}
+		}
+	}
+	if len(sentAs) == 1 {
+		return l.txJob(sentAs[0].ID)
+	}
+	return nil
+}
+
+// txJob is the transactional job id.
+func (l *Loop) txJob(id string) *job {
+	return &job{id: id, tally: intake.Tally(l.ks, id), lane: suppression.LaneTransactional}
 }
 
 // find resolves a job id: "campaign/line" for campaign jobs, a dated id
@@ -150,7 +200,7 @@ func (l *Loop) find(ctx context.Context, id string) (*job, error) {
 	}
 	c, line, ok := strings.Cut(id, "/")
 	if !ok {
-		return &job{id: id, tally: intake.Tally(l.ks, id), lane: suppression.LaneTransactional}, nil
+		return l.txJob(id), nil
 	}
 	if _, err := strconv.Atoi(line); err != nil {
 		return nil, nil
@@ -244,7 +294,7 @@ func (l *Loop) apply(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		l.log.Info("feedback: address suppressed; no record to amend", attrs...)
 		return nil
 	}
-	changed, counts, err := l.amend(ctx, j, field, rc, hard)
+	changed, counts, sent, err := l.amend(ctx, j, field, rc, hard)
 	if errors.Is(err, streams.ErrNoRecord) {
 		l.log.Info("feedback: address suppressed; its job has no record", attrs...)
 		return nil
@@ -261,6 +311,7 @@ func (l *Loop) apply(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		if err := l.countDomain(ctx, j, field); err != nil {
 			l.log.Warn("feedback: sending domain not counted", append(attrs, "err", err)...)
 		}
+		l.countSource(ctx, sent, hard, attrs)
 	}
 	if changed && j.campaign != "" {
 		return l.judge(ctx, j.campaign, counts[0], counts[1], counts[2])
@@ -298,10 +349,14 @@ func (l *Loop) field(ctx context.Context, r inbound.Report, j *job, rc feedback.
 // amend changes the record: delivered → bounced for a hard bounce, the
 // complaint mark for a complaint, moving the counters in the same step.
 // It returns the campaign's delivered, bounced and complaints after.
-func (l *Loop) amend(ctx context.Context, j *job, field string, rc feedback.Recipient, hard bool) (bool, []int64, error) {
+// It also returns the record as it was before the change (its source
+// and provider: whose reputation the report is about).
+func (l *Loop) amend(ctx context.Context, j *job, field string, rc feedback.Recipient, hard bool) (bool, []int64, streams.Record, error) {
 	read := []string{string(outcome.Delivered), string(outcome.Bounced), store.Complaints}
 	now := l.now()
-	return l.q.Amend(ctx, j.tally, field, read, func(rec streams.Record) *streams.Amendment {
+	var was streams.Record
+	changed, counts, err := l.q.Amend(ctx, j.tally, field, read, func(rec streams.Record) *streams.Amendment {
+		was = rec
 		if rec.Status != string(outcome.Delivered) {
 			return nil // not delivered (yet), or bounced already
 		}
@@ -335,6 +390,23 @@ func (l *Loop) amend(ctx context.Context, j *job, field string, rc feedback.Reci
 			Reply: text.Clip(rec.Reply, events.ReplyLimit), MX: rec.Host, Attempt: rec.Attempts, Reason: rec.Reason,
 		}}
 	})
+	return changed, counts, was, err
+}
+
+// countSource counts an applied complaint or hard bounce against the
+// egress source the recipient's mail left from (the record's src) and
+// its provider (the line's throttle key, pv): its totals, and a ramping
+// source's warm-up health (warmup.Complaint, warmup.Bounced). Like the
+// domain's count it follows the amendment, so a crash in between leaves
+// it one short.
+func (l *Loop) countSource(ctx context.Context, sent streams.Record, hard bool, attrs []any) {
+	count := l.warm.Complaint
+	if hard {
+		count = l.warm.Bounced
+	}
+	if err := count(ctx, sent.Src, sent.Prov, l.now()); err != nil {
+		l.log.Warn("feedback: source not counted", append(attrs, "source", sent.Src, "err", err)...)
+	}
 }
 
 // soft1 counts a soft bounce toward the address's soft-bounce limit, as

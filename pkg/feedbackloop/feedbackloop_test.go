@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
 	"github.com/sluice-mta/sluice/pkg/verp"
+	"github.com/sluice-mta/sluice/pkg/warmup"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -91,7 +92,8 @@ func setupWith(t *testing.T, opts smtptest.Options, tune ...func(*config.Config)
 	enginetest.Start(t, cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	loop := feedbackloop.New(e.rdb, e.ks, e.supp, cfg.Guardrails,
-		suppression.SoftLimit{Count: cfg.Suppression.SoftBounceCount, Span: cfg.Suppression.SoftBounceSpan}, log)
+		suppression.SoftLimit{Count: cfg.Suppression.SoftBounceCount, Span: cfg.Suppression.SoftBounceSpan}, log).
+		WithWarmup(warmup.Plans(cfg))
 	in, err := inbound.New(inbound.Config{ReturnPaths: []string{returnPath}, FBLAddresses: []string{fblAddr},
 		Rate: 10000, Burst: 10000}, loop.Handle, log)
 	if err != nil {

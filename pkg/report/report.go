@@ -44,6 +44,7 @@ type Attempt struct {
 	Code     int       `json:"code,omitempty"`
 	Enhanced string    `json:"enhanced_code,omitempty"`
 	Reply    string    `json:"reply,omitempty"`
+	Source   string    `json:"source,omitempty"` // the egress source it left from
 }
 
 // Domain is the recipient's domain.
@@ -73,7 +74,7 @@ func FromRecord(email string, rec streams.Record) Row {
 	}
 	for _, a := range rec.History() {
 		row.History = append(row.History, Attempt{At: time.UnixMilli(a.At).UTC(), Outcome: a.Status, MX: a.Host,
-			Code: a.Code, Enhanced: a.Enhanced, Reply: a.Reply})
+			Code: a.Code, Enhanced: a.Enhanced, Reply: a.Reply, Source: a.Src})
 	}
 	return row
 }

@@ -17,6 +17,7 @@ type Attempt struct {
 	Code     int    `json:"c,omitempty"`
 	Enhanced string `json:"e,omitempty"`
 	Reply    string `json:"r,omitempty"`
+	Src      string `json:"src,omitempty"` // the egress source it left from
 }
 
 // History is the record's attempts, oldest first: the earlier ones it
@@ -26,7 +27,7 @@ func (r Record) History() []Attempt {
 	h := append([]Attempt(nil), r.Earlier...)
 	if r.At > 0 && r.Attempts > 0 {
 		h = append(h, Attempt{At: r.At, Status: r.Status, Host: r.Host, Code: r.Code, Enhanced: r.Enhanced,
-			Reply: text.Clip(r.Reply, historyReplyLimit)})
+			Reply: text.Clip(r.Reply, historyReplyLimit), Src: r.Src})
 	}
 	return h
 }

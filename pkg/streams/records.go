@@ -8,6 +8,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Redis is the client q writes through (for a caller's writes that go
+// with its jobs but not in their step, such as the Message-ID index).
+func (q *Queue) Redis() redis.UniversalClient { return q.rdb }
+
 // ErrNoRecord means a records hash has no record under the field asked for.
 var ErrNoRecord = errors.New("no record")
 

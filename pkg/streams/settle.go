@@ -73,6 +73,10 @@ type Record struct {
 	// Src names the egress source the last attempt left from (config
 	// sources[].name; "" before any attempt).
 	Src string `json:"src,omitempty"`
+	// Prov is the throttle key of the last attempt's line (its warm-up
+	// provider): with Src, whose reputation a later complaint or bounce
+	// counts against.
+	Prov string `json:"pv,omitempty"`
 	// Earlier are the attempts before the last one, oldest first (at
 	// most HistoryLimit-1; see History).
 	Earlier []Attempt `json:"hist,omitempty"`

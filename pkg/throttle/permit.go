@@ -54,6 +54,9 @@ const eventTimeout = 2 * time.Second
 func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcome) {
 	now := l.now()
 	ev := eventOf(out)
+	if _, dom := DomainOf(b.key); ev == evRate && out.Scope == outcome.ScopeSendingDomain && !dom {
+		ev = "" // about the domain, not this source: its DomainBucket slows
+	}
 	text := replyText(out)
 	var matched []*rule
 	if text != "" {
@@ -122,9 +125,6 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 			"suspended_for", res.suspended.Round(time.Second), "rate", res.rate, "reply", text)
 	}
 	b.mu.Unlock()
-	if ev == evRate {
-		l.slowSiblings(b, out, text)
-	}
 }
 
 func ruleNames(rs []*rule) []string {

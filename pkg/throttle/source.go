@@ -1,12 +1,6 @@
 package throttle
 
-import (
-	"context"
-	"strings"
-	"time"
-
-	"github.com/sluice-mta/sluice/pkg/outcome"
-)
+import "strings"
 
 // Providers limit and judge mail per connecting IP, so a destination key
 // has one state per egress source that sends to it from an address of
@@ -17,9 +11,28 @@ import (
 //
 // What a deferral slows follows the outcome's scope: an IP- or
 // provider-scoped one the bucket of the source that got it (the provider
-// said it about that IP's traffic); a sending-domain one every bucket of
-// the key this engine uses (the domain's mail leaves from all of them).
+// said it about that IP's traffic); a sending-domain one only the
+// (sending domain, key) bucket KEY@d=DOMAIN (DomainBucket), which the
+// engine consults besides the source's for that domain's mail, so the
+// domain's mail slows from every source and other domains' does not.
 const sourceSep = "@"
+
+// domainMark starts the "source" part of a (sending domain, key) bucket;
+// source names cannot hold "=" (config).
+const domainMark = "d="
+
+// DomainBucket names the state of key for mail of one sending (DKIM)
+// domain, whichever source it leaves from: it has key's limits and rules.
+func DomainBucket(key, domain string) string {
+	return Bucket(key, domainMark+strings.ToLower(domain))
+}
+
+// DomainOf returns the sending domain of a DomainBucket name, ok false for
+// any other bucket.
+func DomainOf(name string) (domain string, ok bool) {
+	_, src := SplitBucket(name)
+	return strings.CutPrefix(src, domainMark)
+}
 
 // Bucket names the throttle state of key as sent from source ("" or a
 // source on the default route: key itself).
@@ -44,42 +57,4 @@ func SplitBucket(name string) (key, source string) {
 func BaseKey(name string) string {
 	k, _ := SplitBucket(name)
 	return k
-}
-
-// slowSiblings passes a sending-domain deferral that slowed b on to the
-// other buckets of b's destination key that this engine uses: the
-// domain's reputation is the same whichever source its mail leaves from.
-// Each is cut as its own deferral would cut it (to just under its own
-// accepted rate).
-func (l *Limiter) slowSiblings(b *bucket, out outcome.Outcome, text string) {
-	if out.Scope != outcome.ScopeSendingDomain {
-		return
-	}
-	var sibs []*bucket
-	l.mu.Lock()
-	for _, o := range l.buckets {
-		if o != b && o.base == b.base {
-			sibs = append(sibs, o)
-		}
-	}
-	l.mu.Unlock()
-	for _, o := range sibs {
-		now := l.now()
-		o.mu.Lock()
-		o.txSlots, o.mkSlots = nil, nil
-		o.lease[0].next, o.lease[1].next = time.Time{}, time.Time{}
-		q := stepReq{report: o.snapshot(now), event: evRate, text: text}
-		o.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
-		res, err := l.step(ctx, o, q)
-		cancel()
-		o.mu.Lock()
-		if err != nil {
-			l.log.Error("throttle event", "key", o.key, "event", evRate, "err", err)
-			o.counts.add(q.report)
-		} else {
-			l.applyStep(o, res, l.now(), "")
-		}
-		o.mu.Unlock()
-	}
 }

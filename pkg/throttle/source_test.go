@@ -23,8 +23,9 @@ func TestBucketNames(t *testing.T) {
 
 // An IP-scoped deferral (Gmail's 4.7.28 "from your IP address") slows
 // only the bucket of the source that got it; a sending-domain one (its
-// DKIM-domain variant) slows every source's bucket of the key. A source's
-// bucket has its key's limits.
+// DKIM-domain variant) slows no source's bucket, only the (domain, key)
+// bucket it is reported to (the engine reports it there too). A source's
+// and a domain's bucket have their key's limits.
 func TestDeferralScopeDecidesWhichSourcesSlow(t *testing.T) {
 	e := newEnv(t, config.Limits{StartRate: 100, Burst: 10, MaxConnections: 10})
 	e.cfg.Providers = map[string]config.Limits{"k": {MaxConnections: 4}}
@@ -47,11 +48,23 @@ func TestDeferralScopeDecidesWhichSourcesSlow(t *testing.T) {
 		t.Fatalf("after an IP-scoped deferral on a: a %.1f/s, b %.1f/s; want only a cut", a, b)
 	}
 	e.clk.add(minWindow * 3)
-	p, _ = admit(t, l, "k@b", "marketing")
-	p.Done(domText)
+	dom := DomainBucket("k", "News.Sluice.test")
+	if d, ok := DomainOf(dom); dom != "k@d=news.sluice.test" || !ok || d != "news.sluice.test" || l.Limits(dom).MaxConnections != 4 {
+		t.Fatalf("domain bucket %q (%q %v), %d connections", dom, d, ok, l.Limits(dom).MaxConnections)
+	}
+	if _, ok := DomainOf("k@b"); ok {
+		t.Fatal("k@b taken for a domain's bucket")
+	}
+	for _, b := range []string{"k@b", dom} {
+		p, _ = admit(t, l, b, "marketing")
+		p.Done(domText)
+	}
 	for _, b := range []string{"k@b", "k@c"} {
-		if r := e.status(b).Rate; r >= 100 {
-			t.Fatalf("after a sending-domain deferral on b: %s at %.1f/s, want cut", b, r)
+		if r := e.status(b).Rate; r != 100 {
+			t.Fatalf("after a sending-domain deferral: %s at %.1f/s, want its own 100", b, r)
 		}
+	}
+	if r := e.status(dom).Rate; r >= 100 {
+		t.Fatalf("after a sending-domain deferral: %s at %.1f/s, want cut", dom, r)
 	}
 }

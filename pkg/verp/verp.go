@@ -5,7 +5,9 @@
 // The Message-ID of a rendered campaign message carries the job id the
 // same way (MessageID, FromMessageID), so a report that arrives without a
 // VERP address (VERP off, a forwarded ARF) still names its job through
-// the original Message-ID it quotes.
+// the original Message-ID it quotes. A transactional message keeps its
+// client's Message-ID; the index in Redis (Remember, Find) maps it to its
+// jobs.
 package verp
 
 import (

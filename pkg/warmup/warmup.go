@@ -18,6 +18,10 @@
 // burst of 4 a day's cap cannot be spent in less than 6 hours, so a new
 // IP's volume reaches each provider spread out rather than in one burst,
 // which is what warm-up guidance asks for.
+//
+// It also keeps every source's running totals, ramping or not (Totals,
+// totals.go): delivered, hard-bounced and complained-about mail, the base
+// of a source's bounce and complaint rates.
 package warmup
 
 import (
@@ -262,26 +266,59 @@ func (w *Warmup) Record(ctx context.Context, source, provider string, out outcom
 }
 
 // Complaint counts a feedback-loop complaint about mail from source to
-// provider toward today's complaint rate (complaints ÷ delivered).
+// provider: into the source's totals (any source), and for a ramping
+// source toward today's complaint rate (complaints ÷ delivered).
 func (w *Warmup) Complaint(ctx context.Context, source, provider string, now time.Time) error {
-	if _, ok := w.plans[source]; !ok {
+	return w.later(ctx, source, provider, now, "cmp", map[string]int64{totComplaints: 1})
+}
+
+// Bounced counts a hard bounce that came back by mail after the message
+// was delivered from source to provider: in the source's totals the
+// recipient moves from delivered to bounced, and for a ramping source it
+// counts toward today's hard-bounce rate (the attempt was counted on the
+// day it was made).
+func (w *Warmup) Bounced(ctx context.Context, source, provider string, now time.Time) error {
+	return w.later(ctx, source, provider, now, "bnc", map[string]int64{totDelivered: -1, totBounced: 1})
+}
+
+// later counts what came back by mail about an earlier attempt: tot into
+// the source's totals, and field into today's figures of a ramping
+// source (no attempt counted: it was, when made).
+func (w *Warmup) later(ctx context.Context, source, provider string, now time.Time, field string, tot map[string]int64) error {
+	if source == "" {
 		return nil
 	}
-	return w.count(ctx, source, provider, "cmp", now)
+	pipe := w.rdb.Pipeline()
+	for f, n := range tot {
+		pipe.HIncrBy(ctx, totalsKey(w.ks, source), f, n)
+	}
+	if _, ok := w.plans[source]; ok && provider != "" {
+		w.countIn(ctx, pipe, source, provider, field, false, now)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("warmup: count %s of %s/%s: %w", field, source, provider, err)
+	}
+	return nil
 }
 
 func (w *Warmup) count(ctx context.Context, source, provider, field string, now time.Time) error {
-	key := w.dayKey(source, provider, now.UTC().Format(time.DateOnly))
 	pipe := w.rdb.TxPipeline()
-	if field != "cmp" && field != "att" {
-		pipe.HIncrBy(ctx, key, "att", 1)
-	}
-	pipe.HIncrBy(ctx, key, field, 1)
-	pipe.Expire(ctx, key, dayTTL)
+	w.countIn(ctx, pipe, source, provider, field, field != "att", now)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("warmup: record %s/%s: %w", source, provider, err)
 	}
 	return nil
+}
+
+// countIn adds one to field of today's figures in pipe, and one to its
+// attempts when attempt is set.
+func (w *Warmup) countIn(ctx context.Context, pipe redis.Pipeliner, source, provider, field string, attempt bool, now time.Time) {
+	key := w.dayKey(source, provider, now.UTC().Format(time.DateOnly))
+	if attempt {
+		pipe.HIncrBy(ctx, key, "att", 1)
+	}
+	pipe.HIncrBy(ctx, key, field, 1)
+	pipe.Expire(ctx, key, dayTTL)
 }
 
 // Day is one day's health figures of a (source, provider).

@@ -9,10 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/verp"
 )
 
 // Tally is where the transactional job id is counted and its outcome
@@ -68,6 +70,7 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build fun
 	items := make([]streams.Item, 0, len(to))
 	out := make([]Queued, 0, len(to))
 	shard := -1
+	byMID := map[string][]verp.Ref{}
 	for _, rcpt := range to {
 		msg, err := build(rcpt)
 		if err != nil {
@@ -82,10 +85,21 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build fun
 		shard = keyspace.ShardOf(id)
 		j := &streams.Job{ID: id, To: rcpt, Lane: streams.Transactional, From: from, First: first}
 		items = append(items, streams.Item{Job: j, Msg: msg})
+		if mid := verp.HeaderMessageID(msg); mid != "" {
+			byMID[mid] = append(byMID[mid], verp.Ref{ID: id, To: rcpt})
+		}
 		out = append(out, Queued{ID: j.ID, To: rcpt})
 	}
 	if err := q.q.AddMessages(ctx, streams.TransactionalTally(q.ks, now), items); err != nil {
 		return nil, fmt.Errorf("queue messages: %w", err)
+	}
+	// The Message-ID index lets a bounce or complaint that quotes only
+	// the Message-ID find its job (pkg/feedbackloop). It is written after
+	// the jobs, apart from their atomic step: when it fails the messages
+	// are queued all the same, only such a report then suppresses the
+	// address without amending the record.
+	if err := verp.Remember(ctx, q.q.Redis(), q.ks, byMID, now); err != nil {
+		slog.Warn("transactional Message-ID not indexed", "err", err)
 	}
 	return out, nil
 }

@@ -28,14 +28,14 @@ import (
 const usage = `usage: campaignctl limits COMMAND [flags]
 
 Commands:
-  show [--json] [--source S]
+  show [--json] [--source S | --domain D]
                          every provider's current rate and limits, connections
                          in use, state, and its last deferral reply
-  set PROVIDER [--source S] [--rate R] [--concurrency C] [--for DURATION] [--new]
+  set PROVIDER [--source S | --domain D] [--rate R] [--concurrency C] [--for DURATION] [--new]
                          pin the rate (messages/s, all engines together) and/or
                          the connections; adaptation pauses while pinned; without
                          --for until "reset"
-  reset PROVIDER [--source S]
+  reset PROVIDER [--source S | --domain D]
                          forget what was learnt and decided: rate and connections
                          back to their start values; suspensions, caps and pins end
 
@@ -50,6 +50,10 @@ Each egress source with an address of its own has its own state toward a
 provider, shown as PROVIDER@SOURCE (providers limit per sending IP);
 --source S picks source S's: show lists only S's, set and reset act on
 PROVIDER@S. Sources on the default route share PROVIDER's own state.
+A sending domain that got a domain-scoped deferral (Gmail's 4.7.28 about
+the DKIM domain, 5.7.515) has its own state toward the provider, consulted
+besides the source's for that domain's mail: PROVIDER@d=DOMAIN; --domain D
+picks it.
 
 PROVIDER is a name from "limits show": a provider (google, yahoo...) or a
 destination's own key (mx:mx1.example.com,mx2.example.com, route:HOST). set
@@ -169,8 +173,12 @@ func show(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, arg
 	fs := flags("show", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	source := fs.String("source", "", "only this egress source's state (PROVIDER@SOURCE)")
+	domain := fs.String("domain", "", "only this sending domain's state (PROVIDER@d=DOMAIN)")
 	if _, err := parse(fs, args, false); err != nil {
 		return helpOK(err)
+	}
+	if *domain != "" {
+		_, *source = throttle.SplitBucket(throttle.DomainBucket("k", *domain))
 	}
 	st, err := throttle.Inspect(ctx, rdb, ks)
 	if err != nil {
@@ -232,6 +240,7 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 	conc := fs.Int("concurrency", 0, "simultaneous connections, all engines together")
 	dur := fs.Duration("for", 0, "how long the pin lasts (default: until reset)")
 	source := fs.String("source", "", "pin this egress source's state toward PROVIDER (PROVIDER@SOURCE)")
+	domain := fs.String("domain", "", "pin this sending domain's state toward PROVIDER (PROVIDER@d=DOMAIN)")
 	name, err := parse(fs, args, true)
 	if err != nil {
 		return helpOK(err)
@@ -249,7 +258,7 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 			name, suggest.Hint(name, known), strings.Join(known, ", "))
 		return ErrUsage
 	}
-	name = throttle.Bucket(name, *source)
+	name = bucketName(name, *source, *domain)
 	warnUnknown(ctx, rdb, ks, name, stderr)
 	if err := throttle.Set(ctx, rdb, ks, name, *rate, *conc, *dur); err != nil {
 		return err
@@ -273,11 +282,12 @@ func set(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name
 func reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, args []string, stdout, stderr io.Writer) error {
 	fs := flags("reset", stderr)
 	source := fs.String("source", "", "reset this egress source's state toward PROVIDER (PROVIDER@SOURCE)")
+	domain := fs.String("domain", "", "reset this sending domain's state toward PROVIDER (PROVIDER@d=DOMAIN)")
 	name, err := parse(fs, args, true)
 	if err != nil {
 		return helpOK(err)
 	}
-	name = throttle.Bucket(name, *source)
+	name = bucketName(name, *source, *domain)
 	had, err := throttle.Has(ctx, rdb, ks, name)
 	if err != nil {
 		return err
@@ -320,4 +330,12 @@ func helpOK(err error) error {
 // computed from its old limits (engines also do when they see the change).
 func wake(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, name string) {
 	_, _ = streams.New(rdb, ks, "campaignctl").Wake(ctx, name)
+}
+
+// bucketName is the throttle bucket of name for --source or --domain.
+func bucketName(name, source, domain string) string {
+	if domain != "" {
+		return throttle.DomainBucket(name, domain)
+	}
+	return throttle.Bucket(name, source)
 }

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sluice-mta/sluice/pkg/outcome"
+	"github.com/sluice-mta/sluice/pkg/streams"
+	"github.com/sluice-mta/sluice/pkg/throttle"
+)
+
+// Sending-domain state: a deferral about our DKIM domain (Gmail's 4.7.28
+// DKIM-domain variant, Microsoft's 5.7.515) is about that domain's mail
+// toward that destination, from whichever source. It slows no source's
+// bucket (pkg/throttle); it makes the (domain, key) bucket
+// throttle.DomainBucket hot, and while it is hot every attempt of that
+// domain's mail to that key needs a permit of it besides its source's,
+// so the domain's mail slows on every source and other domains' mail on
+// the same sources keeps its pace. A pair is consulted only once it got
+// such a deferral (by this engine), for domainHot after the last: an
+// unaffected domain costs nothing.
+
+// domainHot is how long a (domain, key) pair is paced by its own bucket
+// after its last sending-domain deferral.
+const domainHot = time.Hour
+
+// domainGate is the engine's hot (domain, key) buckets.
+type domainGate struct {
+	mu   sync.Mutex
+	hot  map[string]time.Time // bucket → paced until
+	wait map[string]time.Time // bucket → no permit before (the throttle's answer)
+}
+
+func newDomainGate() *domainGate {
+	return &domainGate{hot: map[string]time.Time{}, wait: map[string]time.Time{}}
+}
+
+// isHot reports whether bucket paces its domain's mail now.
+func (g *domainGate) isHot(bucket string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	until, ok := g.hot[bucket]
+	if ok && now.After(until) {
+		delete(g.hot, bucket)
+		delete(g.wait, bucket)
+		return false
+	}
+	return ok
+}
+
+// waiting is when a hot bucket will have a permit again (zero: ask).
+func (g *domainGate) waiting(bucket string, now time.Time) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if at := g.wait[bucket]; at.After(now) {
+		return at
+	}
+	return time.Time{}
+}
+
+func (g *domainGate) setWait(bucket string, at time.Time) {
+	g.mu.Lock()
+	g.wait[bucket] = at
+	g.mu.Unlock()
+}
+
+// heat makes bucket hot for domainHot from now; it reports whether it
+// was cold.
+func (g *domainGate) heat(bucket string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, was := g.hot[bucket]
+	g.hot[bucket] = now.Add(domainHot)
+	return !was
+}
+
+// sendingDomain is the signing (From) domain of d's mail: its campaign's,
+// or a ready-made message's envelope sender's.
+func (e *Engine) sendingDomain(ctx context.Context, d streams.Delivery) string {
+	if d.Campaign == "" {
+		return domainOf(d.From)
+	}
+	if s, err := e.cache.get(ctx, d.Campaign); err == nil {
+		return s.domain
+	}
+	return ""
+}
+
+// lineDomainWait is, for a campaign line whose domain's bucket toward
+// its key is hot and has no permit now, when it will: the line waits
+// rather than hand out runs whose jobs would only go back.
+func (e *Engine) lineDomainWait(ctx context.Context, l streams.Line) time.Time {
+	if l.Campaign == "" {
+		return time.Time{}
+	}
+	s, err := e.cache.get(ctx, l.Campaign)
+	if err != nil || s.domain == "" {
+		return time.Time{}
+	}
+	b := throttle.DomainBucket(l.Key, s.domain)
+	now := e.Now()
+	if !e.egress.domains.isHot(b, now) {
+		return time.Time{}
+	}
+	return e.egress.domains.waiting(b, now)
+}
+
+// domainPermit takes a permit of the hot (domain, key) bucket of t's
+// mail for its attempt; ok false (and when to try again) when there is
+// none. A cold pair needs none.
+func (e *Engine) domainPermit(ctx context.Context, t job) (p *throttle.Permit, at time.Time, ok bool) {
+	dom := e.sendingDomain(ctx, t.d)
+	if dom == "" || t.d.Key == "" {
+		return nil, time.Time{}, true
+	}
+	b := throttle.DomainBucket(t.d.Key, dom)
+	if !e.egress.domains.isHot(b, e.Now()) {
+		return nil, time.Time{}, true
+	}
+	p, at, err := e.Throttle.Admit(ctx, b, string(t.d.Lane))
+	if err != nil {
+		e.Log.Error("throttle", "key", b, "err", err)
+		return nil, e.Now().Add(time.Second), false
+	}
+	if p == nil {
+		if soon := e.Now().Add(10 * time.Millisecond); at.Before(soon) {
+			at = soon
+		}
+		e.egress.domains.setWait(b, at)
+		return nil, at, false
+	}
+	return p, time.Time{}, true
+}
+
+// domainDone reports an attempt's outcome to its domain's permit, if it
+// had one; a sending-domain deferral makes the pair hot, and the first
+// one is reported to the pair's bucket at once, so it starts slowed.
+func (e *Engine) domainDone(ctx context.Context, t job, v *via, out outcome.Outcome) {
+	if p := v.domPermit; p != nil {
+		v.domPermit = nil
+		p.Done(out)
+	}
+	if out.Status != outcome.Deferred || out.Scope != outcome.ScopeSendingDomain {
+		return
+	}
+	dom := e.sendingDomain(ctx, t.d)
+	if dom == "" || t.d.Key == "" {
+		return
+	}
+	b := throttle.DomainBucket(t.d.Key, dom)
+	if !e.egress.domains.heat(b, e.Now()) {
+		return
+	}
+	e.Log.Warn("sending domain slowed toward a destination", "domain", dom, "key", t.d.Key, "reply", out.Text)
+	if p, _, err := e.Throttle.Admit(ctx, b, string(t.d.Lane)); err == nil && p != nil {
+		p.Done(out)
+	}
+}
