@@ -14,36 +14,57 @@ import (
 )
 
 // enqueueScript adds one shard's part of a batch of a campaign atomically:
-// each recipient is claimed in the shard's records hash first (HSETNX), so
-// an address already present (a duplicate row, or a batch re-sent after an
-// interrupted launch) is never queued twice; then the shard's launch
-// checkpoint (in its counters hash, at the field the tally names) moves
-// past the batch. The events of the recipients it added go to the shard's
-// events stream as one entry. It returns the counts, then the 0-based
-// positions in the part of the duplicates.
+// each recipient is claimed in the shard's records hash first (one HMGET
+// for the part, one variadic HSET of the new ones), so an address already
+// present (a duplicate row, or a batch re-sent after an interrupted
+// launch) is never queued twice; then the shard's launch checkpoint (in
+// its counters hash, at the field the tally names) moves past the batch.
+// The events of the recipients it added go to the shard's events stream
+// as one entry. It returns the counts, then the 0-based positions in the
+// part of the duplicates. Arguments: checkpoint, the queued record, due
+// (ms, 0: now), the checkpoint field, then 4 per recipient: kind (j: a
+// job, s: settled without sending), record field, payload, event.
 var enqueueScript = redis.NewScript(luaEvents + `
+local n = (#ARGV - 4) / 4
+local have = {}
+for from = 1, n, 1000 do
+  local fields = {}
+  for k = from, math.min(n, from + 999) do fields[#fields + 1] = ARGV[4 * k + 2] end
+  local got = redis.call('HMGET', KEYS[3], unpack(fields))
+  for k = 1, #got do have[from + k - 1] = got[k] end
+end
 local added, supp, dup = 0, 0, 0
-local dups, evs = {}, {}
-for i = 5, #ARGV, 4 do
-  local kind, field, payload, ev = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local value = payload
-  if kind == 'j' then value = ARGV[2] end
-  if redis.call('HSETNX', KEYS[3], field, value) == 1 then
+local dups, evs, set, delayed, seen = {}, {}, {}, {}, {}
+for k = 1, n do
+  local i = 4 * k + 1
+  local kind, field, payload = ARGV[i], ARGV[i+1], ARGV[i+2]
+  if have[k] or seen[field] then
+    dup = dup + 1
+    dups[#dups + 1] = k - 1
+  else
+    seen[field] = true
+    set[#set + 1] = field
     if kind == 'j' then
+      set[#set + 1] = ARGV[2]
       if ARGV[3] == '0' then
         redis.call('XADD', KEYS[1], '*', 'j', payload)
       else
-        redis.call('ZADD', KEYS[4], ARGV[3], payload)
+        delayed[#delayed + 1] = ARGV[3]
+        delayed[#delayed + 1] = payload
       end
       added = added + 1
     else
+      set[#set + 1] = payload
       supp = supp + 1
     end
-    evs[#evs + 1] = ev
-  else
-    dup = dup + 1
-    dups[#dups + 1] = (i - 5) / 4
+    evs[#evs + 1] = ARGV[i+3]
   end
+end
+for from = 1, #set, 1000 do
+  redis.call('HSET', KEYS[3], unpack(set, from, math.min(#set, from + 999)))
+end
+for from = 1, #delayed, 1000 do
+  redis.call('ZADD', KEYS[4], unpack(delayed, from, math.min(#delayed, from + 999)))
 end
 if added + supp > 0 then redis.call('HINCRBY', KEYS[2], 'total', added + supp) end
 if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
@@ -106,7 +127,9 @@ func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 //
 // Each shard's part is one script that also moves that shard's
 // checkpoint: a launch interrupted midway has, per shard, every row up to
-// its checkpoint and none after (see the launcher's resume).
+// its checkpoint and none after (see the launcher's resume). The shards'
+// scripts go in one pipelined round trip; a shard's batches reach it in
+// the order they are enqueued as long as the caller waits for each.
 func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, []int, error) {
 	due := int64(0)
 	if !b.Due.IsZero() {
@@ -116,37 +139,51 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 	for i, it := range b.items {
 		parts[it.shard] = append(parts[it.shard], i)
 	}
-	var out BatchResult
-	var at []int
+	var calls []scriptCall
+	var callPos [][]int
+	queued := Record{Status: string(outcome.Queued)}.Encode()
 	for shard, pos := range parts {
 		if len(pos) == 0 {
 			continue
 		}
 		t := b.Tally.In(shard)
 		args := make([]any, 0, 4+4*len(pos))
-		args = append(args, b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField)
+		args = append(args, b.Checkpoint, queued, due, b.Tally.CheckpointField)
 		for _, i := range pos {
 			args = append(args, b.items[i].args[:]...)
 		}
 		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard)}
-		res, err := q.runReplicated(ctx, enqueueScript, keys, args...).Int64Slice()
+		calls = append(calls, scriptCall{keys: keys, args: args})
+		callPos = append(callPos, pos)
+	}
+	var out BatchResult
+	var at []int
+	var first error
+	for c, cmd := range q.runAllReplicated(ctx, enqueueScript, calls) {
+		res, err := cmd.Int64Slice()
 		if err != nil {
-			return out, at, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+			if first == nil {
+				first = fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+			}
+			continue
 		}
 		out.Added += int(res[0])
 		out.Final += int(res[1])
 		out.Duplicates += int(res[2])
 		for _, i := range res[3:] {
-			at = append(at, pos[i])
+			at = append(at, callPos[c][i])
 		}
 	}
-	b.items = b.items[:0]
-	switch {
+	switch { // the shards written to are rung for even when another failed
 	case out.Added > 0 && due > 0:
 		q.ringDelayed(ctx, b.Lane)
 	case out.Added > 0:
 		q.ring(ctx, b.Lane)
 	}
+	if first != nil {
+		return out, at, first
+	}
+	b.items = b.items[:0]
 	slices.Sort(at)
 	return out, at, nil
 }

@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
+)
+
+// BenchmarkLaunch runs the real campaignctl binary's launch of a 100,000-
+// and a 300,000-row list (CSV and JSONL) into a redis-server of its own
+// with AOF (appendfsync everysec), and reports the rows enqueued per
+// second, campaignctl's peak RSS (the kernel's ru_maxrss of the exited
+// process: flat in the list's size when the list is streamed), its CPU per
+// row and redis-server's. Issue 17's target is ≥ 250,000 rows/s.
+//
+// BENCH_BASE=/path/to/another/tree (main's, say) also builds that tree's
+// campaignctl and runs it on the same lists, alternating with this tree's,
+// so the two are compared in one run.
+func BenchmarkLaunch(b *testing.B) {
+	trees := []struct{ name, dir string }{{"this", ""}}
+	if base := os.Getenv("BENCH_BASE"); base != "" {
+		trees = append([]struct{ name, dir string }{{"base", base}}, trees...)
+	}
+	bins := map[string]string{}
+	for _, t := range trees {
+		bins[t.name] = buildCampaignctlIn(b, t.dir)
+	}
+	srv := redistest.NewServer(b, redistest.Options{AOF: true})
+	rdb := srv.Client(b)
+	dir := b.TempDir()
+	for _, format := range []string{"csv", "jsonl"} {
+		for _, n := range []int{100000, 300000} {
+			path := launchCampaign(b, dir, format, n)
+			for _, t := range trees {
+				b.Run(fmt.Sprintf("%s-%dk/%s", format, n/1000, t.name), func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						runLaunch(b, bins[t.name], srv.URL(), rdb, path, n)
+					}
+				})
+			}
+		}
+	}
+}
+
+// runLaunch launches path into an empty Redis and reports its figures.
+func runLaunch(b *testing.B, bin, url string, rdb *redis.Client, path string, n int) {
+	ctx := context.Background()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	_, redis0 := redisCost(b, rdb)
+	cmd := exec.Command(bin, "-redis", url, "-prefix", "lb", "launch", "-q", path)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(t0)
+	if err != nil {
+		b.Fatalf("campaignctl launch: %v\n%s", err, out)
+	}
+	_, redis1 := redisCost(b, rdb)
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	want := fmt.Sprintf("%d enqueued", n)
+	if !strings.Contains(string(out), want) {
+		b.Fatalf("campaignctl launch did not say %q:\n%s", want, out)
+	}
+	b.ReportMetric(float64(n)/took.Seconds(), "rows/s")
+	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MB")
+	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(n), "ctl-cpu-µs/row")
+	b.ReportMetric(float64(redis1-redis0)/float64(n), "redis-cpu-µs/row")
+}
+
+// buildCampaignctlIn builds campaignctl from the module tree at dir (""
+// for this one).
+func buildCampaignctlIn(tb testing.TB, dir string) string {
+	tb.Helper()
+	if dir == "" {
+		return buildCampaignctl(tb)
+	}
+	bin := filepath.Join(tb.TempDir(), "campaignctl-base")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		tb.Skipf("no go command: %v", err)
+	}
+	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/campaignctl")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build campaignctl in %s: %v\n%s", dir, err, out)
+	}
+	return bin
+}
+
+// launchCampaign writes a campaign of n recipients (three merge fields,
+// one of them non-ASCII) with its list in format (csv or jsonl).
+func launchCampaign(tb testing.TB, dir, format string, n int) string {
+	tb.Helper()
+	id := fmt.Sprintf("launch-%s-%d", format, n)
+	list := filepath.Join(dir, id+"."+format)
+	f, err := os.Create(list)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	if format == "csv" {
+		fmt.Fprintln(w, "email,first_name,city")
+	}
+	for i := 0; i < n; i++ {
+		if format == "csv" {
+			fmt.Fprintf(w, "user%07d@example%d.test,Name%07d,Zürich\n", i, i%50, i)
+		} else {
+			fmt.Fprintf(w, `{"email":"user%07d@example%d.test","first_name":"Name%07d","city":"Zürich"}`+"\n", i, i%50, i)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	yaml := filepath.Join(dir, id+".yaml")
+	spec := fmt.Sprintf(`id: %s
+from: '"Sluice News" <news@sluice.test>'
+subject: 'Grüezi {{.first_name}}'
+text: |
+  Hello {{.first_name}} from {{.city}}!
+  This is the text part of a campaign message, long enough to be realistic.
+html: '<p>Hello <b>{{.first_name}}</b> from {{.city}}!</p><p>This is the HTML part.</p>'
+recipients: %s
+`, id, filepath.Base(list))
+	if err := os.WriteFile(yaml, []byte(spec), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return yaml
+}
