@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,30 +22,35 @@ import (
 // its counters hash, at the field the tally names) moves past the batch.
 // The events of the recipients it added go to the shard's events stream
 // as one entry. It returns the counts, then the 0-based positions in the
-// part of the duplicates. Arguments: checkpoint, the queued record, due
-// (ms, 0: now), the checkpoint field, then 4 per recipient: kind (j: a
-// job, s: settled without sending), record field, payload, event.
+// part of the duplicates.
+//
+// Arguments: checkpoint, the queued record, due (ms, 0: now), the
+// checkpoint field, the recipients' kinds (one letter each: j a job, s
+// settled without sending), their events joined by newlines (an encoded
+// event has none), then 2 per recipient: record field, payload. Passing
+// the events as one string spares the script a table of them: with no
+// duplicate (the usual case) they become the entry's JSON array at once.
 var enqueueScript = redis.NewScript(luaEvents + `
-local n = (#ARGV - 4) / 4
+local kinds = ARGV[5]
+local n = #kinds
 local have = {}
 for from = 1, n, 1000 do
   local fields = {}
-  for k = from, math.min(n, from + 999) do fields[#fields + 1] = ARGV[4 * k + 2] end
+  for k = from, math.min(n, from + 999) do fields[#fields + 1] = ARGV[5 + 2 * k] end
   local got = redis.call('HMGET', KEYS[3], unpack(fields))
   for k = 1, #got do have[from + k - 1] = got[k] end
 end
 local added, supp, dup = 0, 0, 0
-local dups, evs, set, delayed, seen = {}, {}, {}, {}, {}
+local dups, set, delayed, seen = {}, {}, {}, {}
 for k = 1, n do
-  local i = 4 * k + 1
-  local kind, field, payload = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local field, payload = ARGV[5 + 2 * k], ARGV[6 + 2 * k]
   if have[k] or seen[field] then
     dup = dup + 1
     dups[#dups + 1] = k - 1
   else
     seen[field] = true
     set[#set + 1] = field
-    if kind == 'j' then
+    if string.byte(kinds, k) == 106 then -- j
       set[#set + 1] = ARGV[2]
       if ARGV[3] == '0' then
         redis.call('XADD', KEYS[1], '*', 'j', payload)
@@ -57,7 +63,6 @@ for k = 1, n do
       set[#set + 1] = payload
       supp = supp + 1
     end
-    evs[#evs + 1] = ARGV[i+3]
   end
 end
 for from = 1, #set, 1000 do
@@ -71,7 +76,18 @@ if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup) end
 if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
-events(KEYS[5], evs)
+if dup == 0 and n > 1 then
+  redis.call('XADD', KEYS[5], '*', '` + events.BatchField + `', '[' .. string.gsub(ARGV[6], '\n', ',') .. ']')
+elseif dup == 0 then
+  events(KEYS[5], {ARGV[6]})
+elseif dup < n then
+  local evs, k, d = {}, 0, 1
+  for ev in string.gmatch(ARGV[6], '[^\n]+') do
+    if dups[d] == k then d = d + 1 else evs[#evs + 1] = ev end
+    k = k + 1
+  end
+  events(KEYS[5], evs)
+end
 local out = {added, supp, dup}
 for _, d in ipairs(dups) do out[#out + 1] = d end
 return out
@@ -89,8 +105,9 @@ type Batch struct {
 }
 
 type batchItem struct {
-	shard int
-	args  [4]any // kind, record field, payload, event
+	shard                 int
+	kind                  byte // 'j' a job, 's' settled without sending
+	field, payload, event string
 }
 
 // Add queues a job in the batch.
@@ -99,14 +116,14 @@ func (b *Batch) Add(j *Job) error {
 	if err != nil {
 		return err
 	}
-	b.items = append(b.items, batchItem{j.Shard(), [4]any{"j", j.RecordField(), raw, jobEvent(events.Queued, j, Record{})}})
+	b.items = append(b.items, batchItem{j.Shard(), 'j', j.RecordField(), raw, jobEvent(events.Queued, j, Record{})})
 	return nil
 }
 
 // AddFinal records a recipient that is settled without sending (suppressed
 // at launch) so it is counted but never queued.
 func (b *Batch) AddFinal(j *Job, rec Record) {
-	b.items = append(b.items, batchItem{j.Shard(), [4]any{"s", j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec)}})
+	b.items = append(b.items, batchItem{j.Shard(), 's', j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec)})
 }
 
 // Len is the number of items in the batch.
@@ -147,11 +164,19 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 			continue
 		}
 		t := b.Tally.In(shard)
-		args := make([]any, 0, 4+4*len(pos))
-		args = append(args, b.Checkpoint, queued, due, b.Tally.CheckpointField)
-		for _, i := range pos {
-			args = append(args, b.items[i].args[:]...)
+		kinds := make([]byte, len(pos))
+		var evs strings.Builder
+		args := make([]any, 6, 6+2*len(pos))
+		for k, i := range pos {
+			it := &b.items[i]
+			kinds[k] = it.kind
+			if k > 0 {
+				evs.WriteByte('\n')
+			}
+			evs.WriteString(it.event)
+			args = append(args, it.field, it.payload)
 		}
+		args[0], args[1], args[2], args[3], args[4], args[5] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String()
 		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard)}
 		calls = append(calls, scriptCall{keys: keys, args: args})
 		callPos = append(callPos, pos)
