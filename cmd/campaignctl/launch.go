@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -70,10 +69,6 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 	if r, err := e.redisConfig(); err == nil {
 		opt.WaitReplicas, opt.WaitTimeout = r.WaitReplicas, r.WaitTimeout
 	}
-	// A launch's live heap is a few batches (a few MB) whatever the
-	// list's size: collecting less often costs little memory and a good
-	// part of its CPU.
-	debug.SetGCPercent(400)
 	start := time.Now()
 	var m *meter
 	final := ""

@@ -64,7 +64,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	parsed, encoded := make(chan chunk, 1), make(chan chunk, 1)
+	parsed, encoded := make(chan chunk), make(chan chunk)
 	readErr, encErr := make(chan error, 1), make(chan error, 1)
 	go func() {
 		defer close(parsed)

@@ -88,9 +88,10 @@ type Result struct {
 	unrenderable map[int]bool
 }
 
-// DefaultBatch is Options.BatchSize's default: about 400 recipients
-// per shard and script.
-const DefaultBatch = 4800
+// DefaultBatch is the largest batch by default: about 200 recipients per
+// shard and script. Larger batches gained little and cost memory: a
+// launch holds three batches at a time (read, encoded, being written).
+const DefaultBatch = 2400
 
 // MaxReported caps the invalid recipients kept in a Result.
 const MaxReported = 100
