@@ -31,11 +31,7 @@ import (
 // BENCH_BASE=/path/to/another/tree also runs that tree's campaignctl (with
 // this tree's engine), as BenchmarkLaunch does.
 func BenchmarkFirstMessage(b *testing.B) {
-	trees := []struct{ name, dir string }{{"this", ""}}
-	if base := os.Getenv("BENCH_BASE"); base != "" {
-		trees = append([]struct{ name, dir string }{{"base", base}}, trees...)
-	}
-	for _, t := range trees {
+	for _, t := range benchTrees() {
 		ctl := buildCampaignctlIn(b, t.dir)
 		b.Run(t.name, func(b *testing.B) { firstMessage(b, ctl) })
 	}

@@ -28,10 +28,7 @@ import (
 // campaignctl and runs it on the same lists, alternating with this tree's,
 // so the two are compared in one run.
 func BenchmarkLaunch(b *testing.B) {
-	trees := []struct{ name, dir string }{{"this", ""}}
-	if base := os.Getenv("BENCH_BASE"); base != "" {
-		trees = append([]struct{ name, dir string }{{"base", base}}, trees...)
-	}
+	trees := benchTrees()
 	bins := map[string]string{}
 	for _, t := range trees {
 		bins[t.name] = buildCampaignctlIn(b, t.dir)
@@ -78,6 +75,17 @@ func runLaunch(b *testing.B, bin, url string, rdb *redis.Client, path string, n 
 	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MB")
 	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(n), "ctl-cpu-µs/row")
 	b.ReportMetric(float64(redis1-redis0)/float64(n), "redis-cpu-µs/row")
+}
+
+// tree is a module tree whose campaignctl a benchmark runs.
+type tree struct{ name, dir string }
+
+// benchTrees are this tree ("this"), after BENCH_BASE's ("base") when set.
+func benchTrees() []tree {
+	if base := os.Getenv("BENCH_BASE"); base != "" {
+		return []tree{{"base", base}, {"this", ""}}
+	}
+	return []tree{{"this", ""}}
 }
 
 // buildCampaignctlIn builds campaignctl from the module tree at dir (""
