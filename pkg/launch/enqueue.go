@@ -74,8 +74,26 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		defer close(encoded)
 		encErr <- e.run(ctx, parsed, encoded)
 	}()
+	werr := writeBatches(ctx, q, encoded, opt, res)
+	// On an error, stop the others and wait for them: the list is closed
+	// only once nobody reads it. The first stage to fail says why.
+	cancel()
+	for range encoded {
+	}
+	eerr, rerr := <-encErr, <-readErr
+	for _, err := range []error{werr, eerr, rerr} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBatches enqueues the batches in turn, each once the one before is
+// written.
+func writeBatches(ctx context.Context, q *streams.Queue, in <-chan chunk, opt Options, res *Result) error {
 	batches := 0
-	for c := range encoded {
+	for c := range in {
 		out, dupAt, err := q.EnqueueDuplicates(ctx, c.batch)
 		if err != nil {
 			return err
@@ -98,10 +116,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 			}
 		}
 	}
-	if err := <-readErr; err != nil {
-		return err
-	}
-	return <-encErr
+	return nil
 }
 
 // read parses the list into chunks of jobs, skipping the rows validate
