@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
 	"github.com/sluice-mta/sluice/pkg/testutil/redistest"
 )
 
@@ -108,26 +109,23 @@ func buildCampaignctlIn(tb testing.TB, dir string) string {
 	return bin
 }
 
-// launchCampaign writes a campaign of n recipients (three merge fields,
-// one of them non-ASCII) with its list in format (csv or jsonl).
+// launchCampaign writes enginetest's campaign of n recipients (three
+// merge fields, one of them non-ASCII) with its list in format: its CSV,
+// or the same rows as JSONL.
 func launchCampaign(tb testing.TB, dir, format string, n int) string {
 	tb.Helper()
 	id := fmt.Sprintf("launch-%s-%d", format, n)
-	list := filepath.Join(dir, id+"."+format)
-	f, err := os.Create(list)
+	path := enginetest.Campaign(tb, dir, id, n, "example.test")
+	if format == "csv" {
+		return path
+	}
+	f, err := os.Create(filepath.Join(dir, id+".jsonl"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	w := bufio.NewWriter(f)
-	if format == "csv" {
-		fmt.Fprintln(w, "email,first_name,city")
-	}
 	for i := 0; i < n; i++ {
-		if format == "csv" {
-			fmt.Fprintf(w, "user%07d@example%d.test,Name%07d,Zürich\n", i, i%50, i)
-		} else {
-			fmt.Fprintf(w, `{"email":"user%07d@example%d.test","first_name":"Name%07d","city":"Zürich"}`+"\n", i, i%50, i)
-		}
+		fmt.Fprintf(w, `{"email":"user%05d@example.test","first_name":"Name%05d","city":"Zürich"}`+"\n", i, i)
 	}
 	if err := w.Flush(); err != nil {
 		tb.Fatal(err)
@@ -135,18 +133,9 @@ func launchCampaign(tb testing.TB, dir, format string, n int) string {
 	if err := f.Close(); err != nil {
 		tb.Fatal(err)
 	}
-	yaml := filepath.Join(dir, id+".yaml")
-	spec := fmt.Sprintf(`id: %s
-from: '"Sluice News" <news@sluice.test>'
-subject: 'Grüezi {{.first_name}}'
-text: |
-  Hello {{.first_name}} from {{.city}}!
-  This is the text part of a campaign message, long enough to be realistic.
-html: '<p>Hello <b>{{.first_name}}</b> from {{.city}}!</p><p>This is the HTML part.</p>'
-recipients: %s
-`, id, filepath.Base(list))
-	if err := os.WriteFile(yaml, []byte(spec), 0o644); err != nil {
+	spec, err := os.ReadFile(path)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return yaml
+	return enginetest.Write(tb, path, strings.Replace(string(spec), id+".csv", id+".jsonl", 1))
 }
