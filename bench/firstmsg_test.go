@@ -28,9 +28,17 @@ import (
 // command's exit. Issue 17's target is first message ≤ 100 ms.
 // BENCH_MONITOR=1 also logs, through Redis MONITOR, when each kind of
 // command was first seen after the start: where the time goes.
+// BENCH_BASE=/path/to/another/tree also runs that tree's campaignctl (with
+// this tree's engine), as BenchmarkLaunch does.
 func BenchmarkFirstMessage(b *testing.B) {
+	for _, t := range benchTrees() {
+		ctl := buildCampaignctlIn(b, t.dir)
+		b.Run(t.name, func(b *testing.B) { firstMessage(b, ctl) })
+	}
+}
+
+func firstMessage(b *testing.B, ctl string) {
 	const n = 20000
-	ctl := buildCampaignctl(b)
 	for i := 0; i < b.N; i++ {
 		prefix := redistest.Prefix(b)
 		var once sync.Once

@@ -15,17 +15,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-mta/sluice/pkg/address"
 	"github.com/sluice-mta/sluice/pkg/campaign"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/message"
 	"github.com/sluice-mta/sluice/pkg/store"
-	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
 // Options tune a launch.
@@ -33,7 +30,10 @@ type Options struct {
 	// SkipInvalid enqueues the valid recipients of a list that has invalid
 	// ones (each still reported); by default such a list is refused.
 	SkipInvalid bool
-	// BatchSize is how many recipients go into one atomic enqueue (500).
+	// BatchSize, when set, is how many recipients each batch holds (one
+	// script per shard, in one round trip). By default the first batch
+	// holds 64, so the engines get the first jobs at once, and each next
+	// one twice as many, up to DefaultBatch.
 	BatchSize int
 	// Suppressed reports which addresses must not be sent to on lane; nil
 	// means no suppression list.
@@ -88,6 +88,11 @@ type Result struct {
 	unrenderable map[int]bool
 }
 
+// DefaultBatch is the largest batch by default: about 200 recipients per
+// shard and script. Larger batches gained little and cost memory: a
+// launch holds three batches at a time (read, encoded, being written).
+const DefaultBatch = 2400
+
 // MaxReported caps the invalid recipients kept in a Result.
 const MaxReported = 100
 
@@ -101,9 +106,6 @@ var afterBatch func(batches int) error
 
 // Launch validates the campaign file at path and enqueues its recipients.
 func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, path string, opt Options) (Result, error) {
-	if opt.BatchSize <= 0 {
-		opt.BatchSize = 500
-	}
 	spec, res, err := Check(path, opt)
 	if err != nil {
 		return res, err
@@ -164,78 +166,6 @@ func Check(path string, opt Options) (*campaign.Spec, Result, error) {
 	return spec, res, nil
 }
 
-// validate reads the whole list once: counts valid recipients, collects
-// invalid ones, and renders every recipient's message (about 25µs a row),
-// so a row the template cannot be rendered for (a field it needs is
-// missing or does not suit a function) or whose message exceeds
-// campaign.MaxMessageBytes is found now, not mid-send, exactly as lint
-// finds it. With skipInvalid such a row is reported and skipped like an
-// invalid one; without, it stops the launch.
-func validate(spec *campaign.Spec, tmpl *message.Template, skipInvalid bool, res *Result) error {
-	r, err := campaign.OpenRecipients(spec.RecipientsPath())
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	invalid := func(re *campaign.RecipientError) {
-		res.InvalidN++
-		if len(res.Invalid) < MaxReported {
-			res.Invalid = append(res.Invalid, re)
-		}
-	}
-	for {
-		rc, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		var re *campaign.RecipientError
-		if errors.As(err, &re) {
-			invalid(re)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if rerr := renderable(tmpl, rc); rerr != nil {
-			if !skipInvalid {
-				return fmt.Errorf("%s:%d: cannot render the message for %s: %w", spec.RecipientsPath(), rc.Line, rc.Email, rerr)
-			}
-			if res.unrenderable == nil {
-				res.unrenderable = map[int]bool{}
-			}
-			res.unrenderable[rc.Line] = true
-			invalid(&campaign.RecipientError{Path: spec.RecipientsPath(), Line: rc.Line, Email: rc.Email,
-				Reason: rc.Email + ": cannot render the message: " + rerr.Error()})
-			continue
-		}
-		noteUTF8(spec, rc, res)
-		res.Valid++
-	}
-}
-
-// noteUTF8 lists rc when its local part is not ASCII.
-func noteUTF8(spec *campaign.Spec, rc campaign.Recipient, res *Result) {
-	if address.NeedsSMTPUTF8(rc.Email) {
-		res.UTF8N++
-		if len(res.UTF8) < MaxReported {
-			res.UTF8 = append(res.UTF8, &campaign.RecipientError{Path: spec.RecipientsPath(), Line: rc.Line, Email: rc.Email,
-				Reason: rc.Email + ": the local part is not ASCII: only a receiver offering SMTPUTF8 (RFC 6531) accepts it; others refuse it (5.6.7)"})
-		}
-	}
-}
-
-// renderable renders rc's message and checks its size.
-func renderable(tmpl *message.Template, rc campaign.Recipient) error {
-	msg, err := tmpl.Render(rc.Email, rc.Fields, message.Extra{UnsubscribeURL: "https://unsubscribe.invalid/u/check"})
-	if err != nil {
-		return err
-	}
-	if len(msg) > campaign.MaxMessageBytes {
-		return fmt.Errorf("the message would be %s, larger than %s, the limit for one message", campaign.Size(len(msg)), campaign.Size(campaign.MaxMessageBytes))
-	}
-	return nil
-}
-
 // fingerprint identifies the campaign's content: its definition and the
 // recipients file's bytes.
 func fingerprint(spec []byte, recipients string) (string, error) {
@@ -250,108 +180,4 @@ func fingerprint(spec []byte, recipients string) (string, error) {
 		return "", fmt.Errorf("fingerprint recipients: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// enqueue streams the recipients into the lane in batches, each written
-// atomically per shard with that shard's checkpoint. A resumed launch
-// skips a row at or before its shard's checkpoint: every such row was
-// written (batches reach a shard in file order), and none after it.
-func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, spec *campaign.Spec, checkpoints [keyspace.Shards]int, opt Options, res *Result) error {
-	lane, err := streams.ParseLane(spec.Lane)
-	if err != nil {
-		return err
-	}
-	r, err := campaign.OpenRecipients(spec.RecipientsPath())
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	q := streams.New(rdb, ks, "campaignctl")
-	q.WaitReplicas(opt.WaitReplicas, opt.WaitTimeout)
-	if err := q.Init(ctx); err != nil {
-		return err
-	}
-	b := &streams.Batch{Lane: lane, Tally: st.Tally(spec.ID)}
-	var pending []*streams.Job
-	now := time.Now().UnixMilli()
-	if spec.SendAt.After(time.Now()) {
-		// Scheduled: the jobs wait in the delayed set, durably, and the
-		// engines' mover releases them at send_at — or as soon as an
-		// engine runs again if none was running then.
-		b.Due = spec.SendAt
-		now = spec.SendAt.UnixMilli() // max age counts from the send time
-	}
-	batches := 0
-	flush := func(line int) error {
-		if len(pending) == 0 {
-			return nil
-		}
-		blocked := make([]bool, len(pending))
-		if opt.Suppressed != nil {
-			addrs := make([]string, len(pending))
-			for i, j := range pending {
-				addrs[i] = j.To
-			}
-			if blocked, err = opt.Suppressed(ctx, string(lane), addrs); err != nil {
-				return fmt.Errorf("check suppression list: %w", err)
-			}
-		}
-		for i, j := range pending {
-			if blocked[i] {
-				b.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
-			} else if err := b.Add(j); err != nil {
-				return err
-			}
-		}
-		b.Checkpoint = strconv.Itoa(line)
-		out, dupAt, err := q.EnqueueDuplicates(ctx, b)
-		if err != nil {
-			return err
-		}
-		res.Enqueued += out.Added
-		res.Suppressed += out.Final
-		res.Duplicates += out.Duplicates
-		for _, i := range dupAt {
-			if len(res.DuplicateLines) < MaxReported && i >= 0 && i < len(pending) {
-				res.DuplicateLines = append(res.DuplicateLines, pending[i].Line)
-			}
-		}
-		pending = pending[:0]
-		batches++
-		if opt.Progress != nil {
-			opt.Progress(Progress{Line: line, Enqueued: res.Enqueued, Suppressed: res.Suppressed, Duplicates: res.Duplicates, Invalid: res.InvalidN})
-		}
-		if afterBatch != nil {
-			return afterBatch(batches)
-		}
-		return nil
-	}
-	last := 0
-	for {
-		rc, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var re *campaign.RecipientError
-		if errors.As(err, &re) {
-			continue // reported by validate; skipped by the caller's choice
-		}
-		if err != nil {
-			return err
-		}
-		if rc.Line <= checkpoints[keyspace.ShardOf(rc.Email)] || res.unrenderable[rc.Line] {
-			continue // before its shard's checkpoint, or reported by validate
-		}
-		last = rc.Line
-		pending = append(pending, &streams.Job{
-			ID: spec.ID + "/" + strconv.Itoa(rc.Line), Campaign: spec.ID, To: rc.Email,
-			Fields: rc.Fields, Lane: lane, Line: rc.Line, First: now,
-		})
-		if len(pending) == opt.BatchSize {
-			if err := flush(last); err != nil {
-				return err
-			}
-		}
-	}
-	return flush(last)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,43 +15,79 @@ import (
 )
 
 // enqueueScript adds one shard's part of a batch of a campaign atomically:
-// each recipient is claimed in the shard's records hash first (HSETNX), so
-// an address already present (a duplicate row, or a batch re-sent after an
-// interrupted launch) is never queued twice; then the shard's launch
-// checkpoint (in its counters hash, at the field the tally names) moves
-// past the batch. The events of the recipients it added go to the shard's
-// events stream as one entry. It returns the counts, then the 0-based
-// positions in the part of the duplicates.
+// each recipient is claimed in the shard's records hash first (one HMGET
+// for the part, one variadic HSET of the new ones), so an address already
+// present (a duplicate row, or a batch re-sent after an interrupted
+// launch) is never queued twice; then the shard's launch checkpoint (in
+// its counters hash, at the field the tally names) moves past the batch.
+// The events of the recipients it added go to the shard's events stream
+// as one entry. It returns the counts, then the 0-based positions in the
+// part of the duplicates.
+//
+// Arguments: checkpoint, the queued record, due (ms, 0: now), the
+// checkpoint field, the recipients' kinds (one letter each: j a job, s
+// settled without sending), their events joined by newlines (an encoded
+// event has none), then 2 per recipient: record field, payload. Passing
+// the events as one string spares the script a table of them: with no
+// duplicate (the usual case) they become the entry's JSON array at once.
 var enqueueScript = redis.NewScript(luaEvents + `
+local kinds = ARGV[5]
+local n = #kinds
+local have = {}
+for from = 1, n, 1000 do
+  local fields = {}
+  for k = from, math.min(n, from + 999) do fields[#fields + 1] = ARGV[5 + 2 * k] end
+  local got = redis.call('HMGET', KEYS[3], unpack(fields))
+  for k = 1, #got do have[from + k - 1] = got[k] end
+end
 local added, supp, dup = 0, 0, 0
-local dups, evs = {}, {}
-for i = 5, #ARGV, 4 do
-  local kind, field, payload, ev = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local value = payload
-  if kind == 'j' then value = ARGV[2] end
-  if redis.call('HSETNX', KEYS[3], field, value) == 1 then
-    if kind == 'j' then
+local dups, set, delayed, seen = {}, {}, {}, {}
+for k = 1, n do
+  local field, payload = ARGV[5 + 2 * k], ARGV[6 + 2 * k]
+  if have[k] or seen[field] then
+    dup = dup + 1
+    dups[#dups + 1] = k - 1
+  else
+    seen[field] = true
+    set[#set + 1] = field
+    if string.byte(kinds, k) == 106 then -- j
+      set[#set + 1] = ARGV[2]
       if ARGV[3] == '0' then
         redis.call('XADD', KEYS[1], '*', 'j', payload)
       else
-        redis.call('ZADD', KEYS[4], ARGV[3], payload)
+        delayed[#delayed + 1] = ARGV[3]
+        delayed[#delayed + 1] = payload
       end
       added = added + 1
     else
+      set[#set + 1] = payload
       supp = supp + 1
     end
-    evs[#evs + 1] = ev
-  else
-    dup = dup + 1
-    dups[#dups + 1] = (i - 5) / 4
   end
+end
+for from = 1, #set, 1000 do
+  redis.call('HSET', KEYS[3], unpack(set, from, math.min(#set, from + 999)))
+end
+for from = 1, #delayed, 1000 do
+  redis.call('ZADD', KEYS[4], unpack(delayed, from, math.min(#delayed, from + 999)))
 end
 if added + supp > 0 then redis.call('HINCRBY', KEYS[2], 'total', added + supp) end
 if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup) end
 if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
-events(KEYS[5], evs)
+if dup == 0 and n > 1 then
+  redis.call('XADD', KEYS[5], '*', '` + events.BatchField + `', '[' .. string.gsub(ARGV[6], '\n', ',') .. ']')
+elseif dup == 0 then
+  events(KEYS[5], {ARGV[6]})
+elseif dup < n then
+  local evs, k, d = {}, 0, 1
+  for ev in string.gmatch(ARGV[6], '[^\n]+') do
+    if dups[d] == k then d = d + 1 else evs[#evs + 1] = ev end
+    k = k + 1
+  end
+  events(KEYS[5], evs)
+end
 local out = {added, supp, dup}
 for _, d in ipairs(dups) do out[#out + 1] = d end
 return out
@@ -68,8 +105,9 @@ type Batch struct {
 }
 
 type batchItem struct {
-	shard int
-	args  [4]any // kind, record field, payload, event
+	shard                 int
+	kind                  byte // 'j' a job, 's' settled without sending
+	field, payload, event string
 }
 
 // Add queues a job in the batch.
@@ -78,14 +116,14 @@ func (b *Batch) Add(j *Job) error {
 	if err != nil {
 		return err
 	}
-	b.items = append(b.items, batchItem{j.Shard(), [4]any{"j", j.RecordField(), raw, jobEvent(events.Queued, j, Record{})}})
+	b.items = append(b.items, batchItem{j.Shard(), 'j', j.RecordField(), raw, jobEvent(events.Queued, j, Record{})})
 	return nil
 }
 
 // AddFinal records a recipient that is settled without sending (suppressed
 // at launch) so it is counted but never queued.
 func (b *Batch) AddFinal(j *Job, rec Record) {
-	b.items = append(b.items, batchItem{j.Shard(), [4]any{"s", j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec)}})
+	b.items = append(b.items, batchItem{j.Shard(), 's', j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec)})
 }
 
 // Len is the number of items in the batch.
@@ -106,7 +144,9 @@ func (q *Queue) Enqueue(ctx context.Context, b *Batch) (BatchResult, error) {
 //
 // Each shard's part is one script that also moves that shard's
 // checkpoint: a launch interrupted midway has, per shard, every row up to
-// its checkpoint and none after (see the launcher's resume).
+// its checkpoint and none after (see the launcher's resume). The shards'
+// scripts go in one pipelined round trip; a shard's batches reach it in
+// the order they are enqueued as long as the caller waits for each.
 func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, []int, error) {
 	due := int64(0)
 	if !b.Due.IsZero() {
@@ -116,37 +156,59 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 	for i, it := range b.items {
 		parts[it.shard] = append(parts[it.shard], i)
 	}
-	var out BatchResult
-	var at []int
+	var calls []scriptCall
+	var callPos [][]int
+	queued := Record{Status: string(outcome.Queued)}.Encode()
 	for shard, pos := range parts {
 		if len(pos) == 0 {
 			continue
 		}
 		t := b.Tally.In(shard)
-		args := make([]any, 0, 4+4*len(pos))
-		args = append(args, b.Checkpoint, Record{Status: string(outcome.Queued)}.Encode(), due, b.Tally.CheckpointField)
-		for _, i := range pos {
-			args = append(args, b.items[i].args[:]...)
+		kinds := make([]byte, len(pos))
+		var evs strings.Builder
+		args := make([]any, 6, 6+2*len(pos))
+		for k, i := range pos {
+			it := &b.items[i]
+			kinds[k] = it.kind
+			if k > 0 {
+				evs.WriteByte('\n')
+			}
+			evs.WriteString(it.event)
+			args = append(args, it.field, it.payload)
 		}
+		args[0], args[1], args[2], args[3], args[4], args[5] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String()
 		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard)}
-		res, err := q.runReplicated(ctx, enqueueScript, keys, args...).Int64Slice()
+		calls = append(calls, scriptCall{keys: keys, args: args})
+		callPos = append(callPos, pos)
+	}
+	var out BatchResult
+	var at []int
+	var first error
+	for c, cmd := range q.runAllReplicated(ctx, enqueueScript, calls) {
+		res, err := cmd.Int64Slice()
 		if err != nil {
-			return out, at, fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+			if first == nil {
+				first = fmt.Errorf("enqueue batch at %s: %w", b.Checkpoint, err)
+			}
+			continue
 		}
 		out.Added += int(res[0])
 		out.Final += int(res[1])
 		out.Duplicates += int(res[2])
 		for _, i := range res[3:] {
-			at = append(at, pos[i])
+			at = append(at, callPos[c][i])
 		}
 	}
-	b.items = b.items[:0]
-	switch {
+	switch { // the shards written to are rung for even when another failed
 	case out.Added > 0 && due > 0:
 		q.ringDelayed(ctx, b.Lane)
 	case out.Added > 0:
 		q.ring(ctx, b.Lane)
 	}
+	if first != nil {
+		return out, at, first
+	}
+	b.items = b.items[:0]
 	slices.Sort(at)
 	return out, at, nil
 }
