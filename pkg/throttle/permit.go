@@ -64,6 +64,10 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 		}
 	}
 	took := now.Sub(granted)
+	send := ev != "" || len(matched) > 0
+	if send {
+		b.stepMu.Lock() // released after the step, before the siblings'
+	}
 
 	b.mu.Lock()
 	b.inUse--
@@ -92,7 +96,6 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 		b.txSlots, b.mkSlots = nil, nil
 		b.lease[0].next, b.lease[1].next = time.Time{}, time.Time{}
 	}
-	send := ev != "" || len(matched) > 0
 	var q stepReq
 	if send {
 		if text == "" {
@@ -114,6 +117,7 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 		l.log.Error("throttle event", "key", b.key, "event", ev, "err", err)
 		b.counts.add(q.report)
 		b.mu.Unlock()
+		b.stepMu.Unlock()
 		return
 	}
 	l.applyStep(b, res, l.now(), "")
@@ -122,6 +126,7 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 			"suspended_for", res.suspended.Round(time.Second), "rate", res.rate, "reply", text)
 	}
 	b.mu.Unlock()
+	b.stepMu.Unlock()
 	if ev == evRate {
 		l.slowSiblings(b, out, text)
 	}

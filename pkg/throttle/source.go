@@ -65,6 +65,7 @@ func (l *Limiter) slowSiblings(b *bucket, out outcome.Outcome, text string) {
 	l.mu.Unlock()
 	for _, o := range sibs {
 		now := l.now()
+		o.stepMu.Lock()
 		o.mu.Lock()
 		o.txSlots, o.mkSlots = nil, nil
 		o.lease[0].next, o.lease[1].next = time.Time{}, time.Time{}
@@ -81,5 +82,6 @@ func (l *Limiter) slowSiblings(b *bucket, out outcome.Outcome, text string) {
 			l.applyStep(o, res, l.now(), "")
 		}
 		o.mu.Unlock()
+		o.stepMu.Unlock()
 	}
 }
