@@ -81,7 +81,7 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 				return nil, at, nil
 			}
 		}
-		if ln.busy {
+		if ln.busy || !b.stepMu.TryLock() {
 			b.mu.Unlock()
 			return nil, now.Add(leaseWait), nil
 		}
@@ -100,10 +100,12 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 			b.counts.add(q.report) // report again next time
 			ln.next = now.Add(time.Second)
 			b.mu.Unlock()
+			b.stepMu.Unlock()
 			return nil, now.Add(time.Second), err
 		}
 		l.applyStep(b, res, now, q.lane)
 		b.mu.Unlock()
+		b.stepMu.Unlock()
 		leased = true
 	}
 }

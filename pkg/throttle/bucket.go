@@ -19,6 +19,10 @@ type bucket struct {
 
 	clock func() time.Time // the limiter's
 	sess  *Sessions        // this bucket's session count, for deliver
+	// stepMu is held from a step's snapshot to taking in its result (and
+	// taken before mu): one step of a bucket at a time, so the slots it
+	// may dial into never pass what Redis records it holds.
+	stepMu sync.Mutex
 
 	mu     sync.Mutex
 	ready  bool      // state received from Redis at least once
@@ -183,6 +187,9 @@ func (b *bucket) snapshot(now time.Time) report {
 	r.acc = b.acc.rate(now)
 	r.inUse = b.inUse
 	r.open = b.open
+	// Until this step's grant is taken in, it may still dial up to its
+	// current grant: it holds at least that.
+	r.hold = max(b.open, b.sessLimit(b.share, now))
 	b.notePeak(now)
 	r.want = max(b.peak, b.peakPrev) // attempts at once lately: what it uses
 	r.starved = b.starved

@@ -67,6 +67,10 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 		}
 	}
 	took := now.Sub(granted)
+	send := ev != "" || len(matched) > 0
+	if send {
+		b.stepMu.Lock() // one step of a bucket at a time (see step.go)
+	}
 
 	b.mu.Lock()
 	b.inUse--
@@ -95,7 +99,6 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 		b.txSlots, b.mkSlots = nil, nil
 		b.lease[0].next, b.lease[1].next = time.Time{}, time.Time{}
 	}
-	send := ev != "" || len(matched) > 0
 	var q stepReq
 	if send {
 		if text == "" {
@@ -117,6 +120,7 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 		l.log.Error("throttle event", "key", b.key, "event", ev, "err", err)
 		b.counts.add(q.report)
 		b.mu.Unlock()
+		b.stepMu.Unlock()
 		return
 	}
 	l.applyStep(b, res, l.now(), "")
@@ -125,6 +129,7 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 			"suspended_for", res.suspended.Round(time.Second), "rate", res.rate, "reply", text)
 	}
 	b.mu.Unlock()
+	b.stepMu.Unlock()
 }
 
 func ruleNames(rs []*rule) []string {

@@ -104,9 +104,10 @@ func (b *bucket) sessLimit(n int, now time.Time) int {
 // stepped. Caller holds b.mu; it is released during the step.
 func (l *Limiter) poke(ctx context.Context, b *bucket, now time.Time) bool {
 	// Holding its even share or more, it has nothing to ask of others.
-	if b.poking || now.Sub(b.synced) < starveStep || b.share*max(b.engines, 1) >= b.conc {
+	if b.poking || now.Sub(b.synced) < starveStep || b.share*max(b.engines, 1) >= b.conc || !b.stepMu.TryLock() {
 		return false
 	}
+	defer b.stepMu.Unlock() // after mu is taken again below
 	b.poking = true
 	q := stepReq{report: b.snapshot(now)}
 	b.mu.Unlock()

@@ -32,6 +32,7 @@ type report struct {
 	acc     float64 // accepted messages per second, -1 when not measured
 	inUse   int
 	open    int  // sessions open (Sessions)
+	hold    int  // the least slots it holds until it takes in the step
 	want    int  // the most attempts at once lately: the slots it uses
 	starved bool // a permit was refused for want of a connection
 	txAct   bool // the transactional lane asked lately
@@ -76,7 +77,7 @@ func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
 		lim.StartRate, lim.MinRate, lim.MaxRate, lim.Burst,
 		lim.StartConnections, lim.MinConnections, lim.MaxConnections,
 		q.window.Milliseconds(), l.share,
-		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency, q.open, q.want,
+		q.acc, q.inUse, b2i(q.starved), b2i(q.txAct), q.latency, q.open, q.hold, q.want,
 		q.ok, q.def, q.bounce, q.fail,
 		q.event, text.Clip(q.text, 300),
 		q.lane, q.want, leaseHorizon.Milliseconds(),

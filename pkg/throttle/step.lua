@@ -20,7 +20,7 @@ local id, name = arg(), arg()
 local start, minr, maxr, burst = num(), num(), num(), num()
 local startc, minc, maxc = num(), num(), num()
 local window, share = num(), num()
-local acc, inuse, starved, txact, lat, open, want = num(), num(), num(), num(), num(), num(), num()
+local acc, inuse, starved, txact, lat, open, hold, want = num(), num(), num(), num(), num(), num(), num(), num()
 local dok, ddef, dbnc, dfail = num(), num(), num(), num()
 local ev, evtext = arg(), arg()
 local lane, want, horizon = arg(), num(), num()
@@ -247,7 +247,7 @@ if ostarved or others + open > effc then
 end
 if id ~= '' then
   redis.call('HSET', eng, id, string.format('%d %d %s %d %d %d %d', now, inuse, tostring(acc), starved,
-    open, math.max(open, mine), want))
+    open, math.max(hold, open, mine), want))
   redis.call('PEXPIRE', eng, 60000)
 end
 

@@ -52,6 +52,7 @@ func (l *Limiter) syncLoop() {
 func (l *Limiter) syncOnce() int {
 	now := l.now()
 	var active []*bucket
+	skipped := 0
 	l.mu.Lock()
 	for k, b := range l.buckets {
 		b.mu.Lock()
@@ -60,15 +61,17 @@ func (l *Limiter) syncOnce() int {
 		busy := b.inUse > 0 || b.open > 0 || b.counts != (report{})
 		b.mu.Unlock()
 		switch {
+		case (busy || idle < activeFor) && !b.stepMu.TryLock():
+			skipped++ // a step of it is under way
 		case busy || idle < activeFor:
-			active = append(active, b)
+			active = append(active, b) // stepMu held until its result is in
 		case idle > evictAfter:
 			delete(l.buckets, k)
 		}
 	}
 	l.mu.Unlock()
 	if len(active) == 0 {
-		return 0
+		return skipped
 	}
 	qs := make([]stepReq, len(active))
 	for i, b := range active {
@@ -105,11 +108,12 @@ func (l *Limiter) syncOnce() int {
 			l.applyStep(b, res, now, "")
 		}
 		b.mu.Unlock()
+		b.stepMu.Unlock()
 		if e != nil {
 			l.log.Error("throttle sync", "key", b.key, "err", e)
 		}
 	}
-	return len(active)
+	return len(active) + skipped
 }
 
 func (l *Limiter) pipeSteps(ctx context.Context, bs []*bucket, qs []stepReq) ([]*redis.Cmd, error) {
