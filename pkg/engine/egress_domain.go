@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/outcome"
@@ -27,10 +28,14 @@ const domainHot = time.Hour
 
 // domainGate is the engine's hot (domain, key) buckets.
 type domainGate struct {
+	n    atomic.Int32 // len(hot): none hot costs an attempt nothing
 	mu   sync.Mutex
 	hot  map[string]time.Time // bucket → paced until
 	wait map[string]time.Time // bucket → no permit before (the throttle's answer)
 }
+
+// anyHot reports whether any pair is hot, without a lock.
+func (g *domainGate) anyHot() bool { return g.n.Load() > 0 }
 
 func newDomainGate() *domainGate {
 	return &domainGate{hot: map[string]time.Time{}, wait: map[string]time.Time{}}
@@ -44,6 +49,7 @@ func (g *domainGate) isHot(bucket string, now time.Time) bool {
 	if ok && now.After(until) {
 		delete(g.hot, bucket)
 		delete(g.wait, bucket)
+		g.n.Store(int32(len(g.hot)))
 		return false
 	}
 	return ok
@@ -72,6 +78,7 @@ func (g *domainGate) heat(bucket string, now time.Time) bool {
 	defer g.mu.Unlock()
 	_, was := g.hot[bucket]
 	g.hot[bucket] = now.Add(domainHot)
+	g.n.Store(int32(len(g.hot)))
 	return !was
 }
 
@@ -91,7 +98,7 @@ func (e *Engine) sendingDomain(ctx context.Context, d streams.Delivery) string {
 // its key is hot and has no permit now, when it will: the line waits
 // rather than hand out runs whose jobs would only go back.
 func (e *Engine) lineDomainWait(ctx context.Context, l streams.Line) time.Time {
-	if l.Campaign == "" {
+	if l.Campaign == "" || !e.egress.domains.anyHot() {
 		return time.Time{}
 	}
 	s, err := e.cache.get(ctx, l.Campaign)
@@ -110,6 +117,9 @@ func (e *Engine) lineDomainWait(ctx context.Context, l streams.Line) time.Time {
 // mail for its attempt; ok false (and when to try again) when there is
 // none. A cold pair needs none.
 func (e *Engine) domainPermit(ctx context.Context, t job) (p *throttle.Permit, at time.Time, ok bool) {
+	if !e.egress.domains.anyHot() {
+		return nil, time.Time{}, true
+	}
 	dom := e.sendingDomain(ctx, t.d)
 	if dom == "" || t.d.Key == "" {
 		return nil, time.Time{}, true

@@ -70,25 +70,36 @@ func (t *Totals) Note(source string, out outcome.Outcome) {
 	case out.Status == outcome.Bounced && (out.Scope == outcome.ScopeRecipient || out.Scope == outcome.ScopeDomain):
 		field = totBounced
 	}
-	if field != "" {
-		t.add(map[string]map[string]int64{source: {field: 1}})
+	if field == "" {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.addLocked(source, field, 1)
+}
+
+// addLocked adds n to a pending count and makes sure a flush comes.
+// Caller holds t.mu.
+func (t *Totals) addLocked(source, field string, n int64) {
+	fs := t.pend[source]
+	if fs == nil {
+		fs = map[string]int64{}
+		t.pend[source] = fs
+	}
+	fs[field] += n
+	if t.timer == nil {
+		t.timer = time.AfterFunc(totalsEvery, t.flushLater)
 	}
 }
 
-// add merges counts into the pending ones and makes sure a flush comes.
+// add merges counts back into the pending ones (a failed flush's).
 func (t *Totals) add(counts map[string]map[string]int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for src, fs := range counts {
-		if t.pend[src] == nil {
-			t.pend[src] = map[string]int64{}
-		}
 		for f, n := range fs {
-			t.pend[src][f] += n
+			t.addLocked(src, f, n)
 		}
-	}
-	if t.timer == nil {
-		t.timer = time.AfterFunc(totalsEvery, t.flushLater)
 	}
 }
 
