@@ -58,7 +58,7 @@ func runLaunch(b *testing.B, bin, url string, rdb *redis.Client, path string, n 
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
-	_, redis0 := redisCost(b, rdb)
+	redis0 := redisCost(b, rdb).usec
 	cmd := exec.Command(bin, "-redis", url, "-prefix", "lb", "launch", "-q", path)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -72,7 +72,7 @@ func runLaunch(b *testing.B, bin, url string, rdb *redis.Client, path string, n 
 	if err != nil {
 		b.Fatalf("campaignctl launch: %v\n%s", err, out.String())
 	}
-	_, redis1 := redisCost(b, rdb)
+	redis1 := redisCost(b, rdb).usec
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	want := fmt.Sprintf("%d enqueued", n)
