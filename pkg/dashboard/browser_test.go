@@ -125,10 +125,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx, cancel = context.WithTimeout(ctx, 40*time.Second)
 	defer cancel()
 
-	pct := func() float64 {
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`tr[data-campaign="spring-sale"] .pct`)))
+	// The page re-renders its tables every second: a node found by a
+	// query may be gone when its text is asked for ("No node with given
+	// id found"), so text is read in one evaluation.
+	text := func(sel string) string {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(`+strconv.Quote(sel)+`) || {}).innerText || ""`))
 		if err != nil {
 			t.Fatal(err)
+		}
+		return s
+	}
+	pct := func() float64 {
+		s := text(`tr[data-campaign="spring-sale"] .pct`)
+		if s == "" {
+			return 0 // between renders
 		}
 		v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
 		if err != nil {
@@ -156,11 +166,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The suspended provider, with the reply that suspended it.
 	var row string
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
-		var err error
-		if row, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#providers`))); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(row, "suspended") && strings.Contains(row, "TSS04") {
+		if row = text(`#providers`); strings.Contains(row, "suspended") && strings.Contains(row, "TSS04") {
 			break
 		}
 	}
