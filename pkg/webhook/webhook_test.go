@@ -201,11 +201,13 @@ func TestWebhookSeesEveryEventThroughFailuresOutageAndRestart(t *testing.T) {
 	if len(all) != 2*n {
 		t.Fatalf("stream holds %d events, want %d (queued + outcome per recipient)", len(all), 2*n)
 	}
+	// The deadline counts from the receiver's return (on a loaded
+	// machine the outage may begin, and so end, late).
+	<-outage
 	deadline := time.Now().Add(20 * time.Second)
 	for rcv.unique() < len(all) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	<-outage
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	var missing []string
