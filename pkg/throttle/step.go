@@ -126,7 +126,7 @@ func parseStep(v []any) (stepRes, error) {
 	}
 	r.keep = int(i64(v[7]))
 	for _, s := range v[8:] {
-		r.slots = append(r.slots, msDur(str(s)))
+		r.slots = append(r.slots, time.Duration(i64(s))*time.Microsecond)
 	}
 	return r, nil
 }

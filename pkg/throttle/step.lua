@@ -5,7 +5,9 @@
 -- up to `want` send slots from the key's GCRA.
 --
 -- Times are milliseconds. Numbers that must keep their fractions are
--- returned as strings (Redis truncates Lua numbers to integers).
+-- returned as strings (Redis truncates Lua numbers to integers), but for
+-- the leased slots: integer microseconds from now (formatting one string
+-- per slot was 6% of redis-server's instructions per delivered message).
 local st, eng = KEYS[1], KEYS[2]
 local i = 0
 local function arg() i = i + 1; return ARGV[i] end
@@ -280,7 +282,7 @@ if want > 0 then
       tat = math.max(tat, s) + T
       if mk then tatm = math.max(tatm, s) + Tm end
       if tx then tatt = math.max(tatt, s) + Tt end
-      slots[#slots + 1] = string.format('%.3f', s - now)
+      slots[#slots + 1] = math.floor((s - now) * 1000) -- µs: an integer reply, no string.format per slot
     end
   end
 end
