@@ -19,12 +19,24 @@ import (
 // domain's mail to that key needs a permit of it besides its source's,
 // so the domain's mail slows on every source and other domains' mail on
 // the same sources keeps its pace. A pair is consulted only once it got
-// such a deferral (by this engine), for domainHot after the last: an
-// unaffected domain costs nothing.
+// such a deferral, for domainHot after the last: an unaffected domain
+// costs nothing. The engine that got it records the pair's time in Redis
+// (throttle.Heat), and every engine reads the hot pairs once a second
+// (syncDomains, one round trip): within about a second every engine paces
+// the domain, not only the one that was told.
 
 // domainHot is how long a (domain, key) pair is paced by its own bucket
 // after its last sending-domain deferral.
 const domainHot = time.Hour
+
+// hotEvery is how often an engine reads the pairs made hot by any engine,
+// and shareEvery how much later than last recorded a renewed pair's end
+// must be for this engine to record it again (a deferral per attempt
+// costs no write per attempt).
+const (
+	hotEvery   = time.Second
+	shareEvery = time.Minute
+)
 
 // domainGate is the engine's hot (domain, key) buckets.
 type domainGate struct {
@@ -32,13 +44,16 @@ type domainGate struct {
 	mu   sync.Mutex
 	hot  map[string]time.Time // bucket → paced until
 	wait map[string]time.Time // bucket → no permit before (the throttle's answer)
+	// shared is the end of each hot pair as recorded in Redis (by this
+	// engine or read from there).
+	shared map[string]time.Time
 }
 
 // anyHot reports whether any pair is hot, without a lock.
 func (g *domainGate) anyHot() bool { return g.n.Load() > 0 }
 
 func newDomainGate() *domainGate {
-	return &domainGate{hot: map[string]time.Time{}, wait: map[string]time.Time{}}
+	return &domainGate{hot: map[string]time.Time{}, wait: map[string]time.Time{}, shared: map[string]time.Time{}}
 }
 
 // isHot reports whether bucket paces its domain's mail now.
@@ -49,6 +64,7 @@ func (g *domainGate) isHot(bucket string, now time.Time) bool {
 	if ok && now.After(until) {
 		delete(g.hot, bucket)
 		delete(g.wait, bucket)
+		delete(g.shared, bucket)
 		g.n.Store(int32(len(g.hot)))
 		return false
 	}
@@ -72,14 +88,65 @@ func (g *domainGate) setWait(bucket string, at time.Time) {
 }
 
 // heat makes bucket hot for domainHot from now; it reports whether it
-// was cold.
-func (g *domainGate) heat(bucket string, now time.Time) bool {
+// was cold, and whether its new end is to be recorded in Redis (then it
+// counts as recorded: unshare it if that fails).
+func (g *domainGate) heat(bucket string, now time.Time) (cold, share bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	_, was := g.hot[bucket]
-	g.hot[bucket] = now.Add(domainHot)
+	until := now.Add(domainHot)
+	g.hot[bucket] = until
 	g.n.Store(int32(len(g.hot)))
-	return !was
+	if until.Sub(g.shared[bucket]) >= shareEvery {
+		g.shared[bucket] = until
+		share = true
+	}
+	return !was, share
+}
+
+// unshare forgets that bucket's end was recorded: the next deferral
+// records it again.
+func (g *domainGate) unshare(bucket string) {
+	g.mu.Lock()
+	delete(g.shared, bucket)
+	g.mu.Unlock()
+}
+
+// merge makes hot the pairs other engines recorded (bucket → hot until),
+// each until the later of its two ends; it returns those that were cold.
+func (g *domainGate) merge(hot map[string]time.Time) (heated []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for b, until := range hot {
+		cur, was := g.hot[b]
+		if !was {
+			heated = append(heated, b)
+		}
+		if until.After(cur) {
+			g.hot[b] = until
+		}
+		if until.After(g.shared[b]) {
+			g.shared[b] = until
+		}
+	}
+	g.n.Store(int32(len(g.hot)))
+	return heated
+}
+
+// syncDomains makes hot here the pairs any engine made hot (one round
+// trip); maintain calls it every hotEvery.
+func (e *Engine) syncDomains(ctx context.Context) {
+	hot, err := throttle.Hot(ctx, e.Redis, e.ks, e.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			e.Log.Warn("sending domains slowed elsewhere", "err", err)
+		}
+		return
+	}
+	for _, b := range e.egress.domains.merge(hot) {
+		dom, _ := throttle.DomainOf(b)
+		e.Log.Info("sending domain slowed toward a destination by another engine", "domain", dom, "key", throttle.BaseKey(b))
+	}
 }
 
 // sendingDomain is the signing (From) domain of d's mail: its campaign's,
@@ -159,7 +226,15 @@ func (e *Engine) domainDone(ctx context.Context, t job, v *via, out outcome.Outc
 		return
 	}
 	b := throttle.DomainBucket(t.d.Key, dom)
-	if !e.egress.domains.heat(b, e.Now()) {
+	now := e.Now()
+	cold, share := e.egress.domains.heat(b, now)
+	if share {
+		if err := throttle.Heat(ctx, e.Redis, e.ks, b, now.Add(domainHot), now); err != nil {
+			e.egress.domains.unshare(b)
+			e.Log.Warn("record a slowed sending domain", "bucket", b, "err", err)
+		}
+	}
+	if !cold {
 		return
 	}
 	e.Log.Warn("sending domain slowed toward a destination", "domain", dom, "key", t.d.Key, "reply", out.Text)

@@ -336,3 +336,120 @@ func TestSendingDomainDeferralsSlowOnlyThatDomain(t *testing.T) {
 		t.Errorf("a-sender.test refused %d of %d attempts: its bucket does not pace it", ref, ta)
 	}
 }
+
+// Issue #13: a sending-domain deferral one engine gets slows that
+// domain's mail on every engine within about a second. Two engines share
+// one Redis and one receiver, A sending from 127.0.0.2 and B from
+// 127.0.0.3; the receiver refuses a-sender.test's mail from A only
+// (Gmail's DKIM-domain 4.7.28), so B never gets a deferral of its own.
+// The (domain, key) bucket is pinned at 5 msg/s: once A's deferral made
+// it hot, B's attempts of that domain are paced by it, and the other
+// domain's mail from B keeps its pace.
+func TestSendingDomainSlowedByOneEngineSlowsEveryEngine(t *testing.T) {
+	const na, nb, pinned = 1000, 200, 5.0
+	type try struct {
+		from, dom string
+		at        time.Time
+	}
+	var mu sync.Mutex
+	var tries []try
+	var heatAt time.Time
+	srv := smtptest.Start(t, smtptest.Options{Quiet: true, Discard: true, RcptFrom: func(peer, to string) error {
+		ip, _, _ := net.SplitHostPort(peer)
+		dom := to[strings.LastIndexByte(to, '@')+1:]
+		mu.Lock()
+		defer mu.Unlock()
+		if ip == "127.0.0.2" && dom == "a.test" {
+			if heatAt.IsZero() {
+				heatAt = time.Now()
+			}
+			return smtptest.Reply(421, "4.7.28", gmailDomainText("a-sender.test"))
+		}
+		tries = append(tries, try{ip, dom, time.Now()})
+		return nil
+	}})
+	// B's accepted attempts of dom in [from, to).
+	fromB := func(dom string, from, to time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, x := range tries {
+			if x.from == "127.0.0.3" && x.dom == dom && !x.at.Before(from) && x.at.Before(to) {
+				n++
+			}
+		}
+		return n
+	}
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	bucket := throttle.DomainBucket("route:"+srv.Addr, "a-sender.test")
+	if err := throttle.Set(ctx, rdb, ks, bucket, pinned, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	launchFrom(t, prefix, "doma", na, "a.test", "a-sender.test")
+	launchFrom(t, prefix, "domb", nb, "b.test", "b-sender.test")
+	for _, e := range []struct{ name, yaml string }{
+		{"a", "sources:\n  - {name: ip2, address: 127.0.0.2, ehlo: ip2.sluice.test}\n"},
+		{"b", "sources:\n  - {name: ip3, address: 127.0.0.3, ehlo: ip3.sluice.test}\n"},
+	} {
+		cfg := enginetest.Config(prefix, srv.Addr)
+		cfg.Delivery.Consumer = "engine-" + e.name
+		cfg.Throttle.Default = config.Limits{StartRate: 60, MinRate: 1, MaxRate: 1000, Burst: 6, MaxConnections: 8}
+		egressConfig(t, cfg, e.yaml)
+		enginetest.Start(t, cfg)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	var heated time.Time // A's first deferral
+	for heated.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("engine A never sent a-sender.test's mail")
+		}
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		heated = heatAt
+		mu.Unlock()
+	}
+	// Within about a second B has heard; measure B's pace after that.
+	from := heated.Add(2500 * time.Millisecond)
+	const window = 4 * time.Second
+	time.Sleep(time.Until(from.Add(window)))
+	hot, err := throttle.Hot(ctx, rdb, ks, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if until, ok := hot[bucket]; !ok || until.Before(time.Now().Add(50*time.Minute)) {
+		t.Errorf("hot buckets in Redis %v: want %s for about an hour", hot, bucket)
+	}
+	sentA := fromB("a.test", from, from.Add(window))
+	// The pinned rate over the window, its burst and a permit in flight.
+	if most := int(pinned*window.Seconds()) + 12; sentA > most {
+		t.Errorf("B sent a-sender.test's mail %d times in %v after A's deferral: more than %d, not paced by %s", sentA, window, most, bucket)
+	}
+	t.Logf("B's a-sender.test attempts in the %v window: %d (before: %d)", window, sentA, fromB("a.test", time.Time{}, from))
+	st := store.New(rdb, ks)
+	sb := enginetest.WaitFinished(t, st, "domb", 30*time.Second)
+	if sb.Delivered != nb {
+		t.Errorf("b-sender.test delivered %d of %d", sb.Delivered, nb)
+	}
+	if n := fromB("b.test", time.Time{}, time.Now().Add(time.Hour)); n == 0 {
+		t.Error("B sent none of b-sender.test's mail")
+	}
+	sa, err := st.Status(ctx, "doma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.Delivered >= na {
+		t.Errorf("a-sender.test's %d recipients all delivered already: not paced", na)
+	}
+	buckets, err := throttle.Inspect(ctx, rdb, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range buckets {
+		if b.Provider == bucket && b.Engines < 2 {
+			t.Errorf("%s consulted by %d engines, want both", bucket, b.Engines)
+		}
+	}
+}

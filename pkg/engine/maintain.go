@@ -26,7 +26,7 @@ const (
 func (e *Engine) maintain(ctx, hard context.Context) {
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
-	var lastTakeover, lastGauge, beating time.Time
+	var lastTakeover, lastGauge, lastHot, beating time.Time
 	for {
 		select {
 		case <-hard.Done():
@@ -49,6 +49,10 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 		}
 		if _, err := e.q.MoveDue(ctx, e.Now(), 1000); err != nil && ctx.Err() == nil {
 			e.Log.Error("move due retries", "err", err)
+		}
+		if time.Since(lastHot) >= hotEvery-e.tick/2 {
+			lastHot = time.Now()
+			e.syncDomains(ctx)
 		}
 		if time.Since(lastGauge) >= depthEvery {
 			lastGauge = time.Now()

@@ -26,7 +26,7 @@ var keyOwners = map[string]string{
 	"thr":       "pkg/throttle",
 	"warm":      "pkg/warmup",       // warm-up ramps: state, per-day counters, providers seen per source
 	"fb":        "pkg/feedbackloop", // per sending domain complaint and bounce counters
-	"mid":       "pkg/verp",         // transactional Message-ID → job index
+	"mid":       "pkg/verp",         // transactional Message-ID → job index (also written by pkg/streams' enqueue script through keys verp names)
 	"events":    "pkg/events",       // the events stream
 	"webhook":   "pkg/webhook",      // webhook cursors and leases
 }

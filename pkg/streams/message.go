@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,24 +22,43 @@ func (q *Queue) MessageKey(jobID string) string {
 
 // addMessagesScript stores every message and queues every job, or none:
 // it checks all job ids are unused before it writes anything.
-// KEYS: stream, counters, records, then one message key per job.
-// ARGV: records expiry (unix ms, 0 for none), then per job: record field,
-// queued record, encoded job, message.
+// KEYS: stream, counters, records, then one message key per job, then
+// one key per index entry.
+// ARGV: records expiry (unix ms, 0 for none), the number of index
+// entries, then per job: record field, queued record, encoded job,
+// message; then per index entry: field, value, expiry (unix ms).
 var addMessagesScript = redis.NewScript(`
-local n = (#ARGV - 1) / 4
+local m = tonumber(ARGV[2])
+local n = (#ARGV - 2 - 3*m) / 4
 for i = 0, n - 1 do
-  if redis.call('HEXISTS', KEYS[3], ARGV[2 + 4*i]) == 1 then return -1 - i end
+  if redis.call('HEXISTS', KEYS[3], ARGV[3 + 4*i]) == 1 then return -1 - i end
+end
+-- The index first: a script's writes before an error stay, so one that
+-- fails there has queued nothing.
+for k = 0, m - 1 do
+  local a = 3 + 4*n + 3*k
+  redis.call('HSET', KEYS[4 + n + k], ARGV[a], ARGV[a + 1])
+  redis.call('PEXPIREAT', KEYS[4 + n + k], ARGV[a + 2])
 end
 for i = 0, n - 1 do
-  redis.call('HSET', KEYS[3], ARGV[2 + 4*i], ARGV[3 + 4*i])
-  redis.call('SET', KEYS[4 + i], ARGV[5 + 4*i])
-  redis.call('XADD', KEYS[1], '*', 'j', ARGV[4 + 4*i])
+  redis.call('HSET', KEYS[3], ARGV[3 + 4*i], ARGV[4 + 4*i])
+  redis.call('SET', KEYS[4 + i], ARGV[6 + 4*i])
+  redis.call('XADD', KEYS[1], '*', 'j', ARGV[5 + 4*i])
 end
 if ARGV[1] ~= '0' then redis.call('PEXPIREAT', KEYS[3], ARGV[1]) end
 redis.call('HINCRBY', KEYS[2], 'total', n)
 redis.call('HINCRBY', KEYS[2], 'queued', n)
 return n
 `)
+
+// IndexEntry is a hash field written in the same atomic step as the
+// jobs (HSET Key Field Value, Key expiring at ExpireAt): the Message-ID
+// index's (pkg/verp names and owns the key; it must be in the jobs'
+// shard).
+type IndexEntry struct {
+	Key, Field, Value string
+	ExpireAt          time.Time
+}
 
 // Item is one job with its ready-made message.
 type Item struct {
@@ -50,7 +70,8 @@ type Item struct {
 // them in one atomic step, or none: a client told "accepted" has every
 // recipient queued, and one told to retry has none, so a retry never
 // duplicates. Every job must be on one lane and in one shard (ids chosen so) with a unique ID; HasMessage is set on each.
-func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
+// The index entries, in the jobs' shard too, are written in the same step.
+func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item, index ...IndexEntry) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -62,8 +83,8 @@ func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 	if !t.RecordsExpireAt.IsZero() {
 		expire = t.RecordsExpireAt.UnixMilli()
 	}
-	args := make([]any, 0, 1+4*len(items))
-	args = append(args, expire)
+	args := make([]any, 0, 2+4*len(items)+3*len(index))
+	args = append(args, expire, len(index))
 	for _, it := range items {
 		j := it.Job
 		if j.Lane != lane {
@@ -79,6 +100,10 @@ func (q *Queue) AddMessages(ctx context.Context, t Tally, items []Item) error {
 		}
 		keys = append(keys, q.MessageKey(j.ID))
 		args = append(args, j.RecordField(), Record{Status: string(outcome.Queued), JobID: j.ID}.Encode(), raw, it.Msg)
+	}
+	for _, e := range index {
+		keys = append(keys, e.Key)
+		args = append(args, e.Field, e.Value, e.ExpireAt.UnixMilli())
 	}
 	n, err := addMessagesScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {

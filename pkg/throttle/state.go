@@ -194,6 +194,10 @@ func Reset(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, ke
 	if err := rdb.Del(ctx, stateKey(ks, key)).Err(); err != nil {
 		return fmt.Errorf("throttle: reset %s: %w", key, err)
 	}
+	// A domain's bucket is no longer hot for engines yet to hear of it.
+	if err := rdb.ZRem(ctx, hotKey(ks), key).Err(); err != nil {
+		return fmt.Errorf("throttle: reset %s: %w", key, err)
+	}
 	return nil
 }
 

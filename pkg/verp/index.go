@@ -57,12 +57,22 @@ func HeaderMessageID(msg []byte) string {
 	return NormalizeMessageID(h.Get("Message-Id"))
 }
 
-// Remember indexes jobs under the Message-IDs they were sent as (by
-// Message-ID), enqueued at now, in one round trip.
-func Remember(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, byMID map[string][]Ref, now time.Time) error {
+// Entry is one Message-ID's index entry: HSET Key Field Value, the key
+// expiring at ExpireAt. Key is in shard Shard: a transactional enqueue
+// whose jobs are in that shard writes it in its own atomic step
+// (streams.AddMessages, through the key it is given), others Write it.
+type Entry struct {
+	Key, Field, Value string
+	ExpireAt          time.Time
+	Shard             int
+}
+
+// Entries are the index entries of jobs under the Message-IDs they were
+// sent as (by Message-ID), enqueued at now.
+func Entries(ks keyspace.Space, byMID map[string][]Ref, now time.Time) []Entry {
 	day := now.UTC().Truncate(24 * time.Hour)
 	expire := day.Add(24 * time.Hour).Add(IndexRetention)
-	pipe := rdb.Pipeline()
+	var es []Entry
 	for mid, refs := range byMID {
 		mid = NormalizeMessageID(mid)
 		if mid == "" {
@@ -72,14 +82,40 @@ func Remember(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space,
 		for _, r := range refs {
 			fmt.Fprintf(&b, "%s %s\n", r.ID, strings.ToLower(r.To))
 		}
-		k := indexKey(ks, mid, day)
-		pipe.HSet(ctx, k, mid, b.String())
-		pipe.ExpireAt(ctx, k, expire)
+		es = append(es, Entry{Key: indexKey(ks, mid, day), Field: mid, Value: b.String(),
+			ExpireAt: expire, Shard: keyspace.ShardOf(mid)})
+	}
+	return es
+}
+
+// IDShard is the shard of a Message-ID's index entries (-1 for none).
+func IDShard(mid string) int {
+	if mid = NormalizeMessageID(mid); mid != "" {
+		return keyspace.ShardOf(mid)
+	}
+	return -1
+}
+
+// Write writes index entries, in one round trip.
+func Write(ctx context.Context, rdb redis.UniversalClient, es []Entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	pipe := rdb.Pipeline()
+	for _, e := range es {
+		pipe.HSet(ctx, e.Key, e.Field, e.Value)
+		pipe.ExpireAt(ctx, e.Key, e.ExpireAt)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("verp: index Message-IDs: %w", err)
 	}
 	return nil
+}
+
+// Remember indexes jobs under the Message-IDs they were sent as (by
+// Message-ID), enqueued at now, in one round trip.
+func Remember(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, byMID map[string][]Ref, now time.Time) error {
+	return Write(ctx, rdb, Entries(ks, byMID, now))
 }
 
 // Find returns the jobs sent as Message-ID mid within the retention

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/keyspace"
@@ -76,6 +75,12 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build fun
 		if err != nil {
 			return nil, fmt.Errorf("build message for %s: %w", rcpt, err)
 		}
+		mid := verp.HeaderMessageID(msg)
+		if shard < 0 {
+			// The jobs in their Message-ID's index shard, so its
+			// entry is written in their atomic step.
+			shard = verp.IDShard(mid)
+		}
 		// Every job of one message in one shard (its first id's), so
 		// they are queued in one atomic step.
 		id := NewID(now)
@@ -85,21 +90,33 @@ func (q *Queue) Enqueue(ctx context.Context, from string, to []string, build fun
 		shard = keyspace.ShardOf(id)
 		j := &streams.Job{ID: id, To: rcpt, Lane: streams.Transactional, From: from, First: first}
 		items = append(items, streams.Item{Job: j, Msg: msg})
-		if mid := verp.HeaderMessageID(msg); mid != "" {
+		if mid != "" {
 			byMID[mid] = append(byMID[mid], verp.Ref{ID: id, To: rcpt})
 		}
 		out = append(out, Queued{ID: j.ID, To: rcpt})
 	}
-	if err := q.q.AddMessages(ctx, streams.TransactionalTally(q.ks, now), items); err != nil {
-		return nil, fmt.Errorf("queue messages: %w", err)
-	}
 	// The Message-ID index lets a bounce or complaint that quotes only
-	// the Message-ID find its job (pkg/feedbackloop). It is written after
-	// the jobs, apart from their atomic step: when it fails the messages
-	// are queued all the same, only such a report then suppresses the
-	// address without amending the record.
-	if err := verp.Remember(ctx, q.q.Redis(), q.ks, byMID, now); err != nil {
-		slog.Warn("transactional Message-ID not indexed", "err", err)
+	// the Message-ID find its job (pkg/feedbackloop). The jobs are in
+	// their (first) Message-ID's shard, so its entry is written in their
+	// atomic step: indexed and queued, or neither. Recipients given
+	// messages with other Message-IDs in other shards have theirs
+	// written first: if that fails nothing is queued and the client
+	// retries (an entry of jobs never queued finds nothing; the retry's
+	// replaces it).
+	var same []streams.IndexEntry
+	var apart []verp.Entry
+	for _, e := range verp.Entries(q.ks, byMID, now) {
+		if e.Shard == shard {
+			same = append(same, streams.IndexEntry{Key: e.Key, Field: e.Field, Value: e.Value, ExpireAt: e.ExpireAt})
+		} else {
+			apart = append(apart, e)
+		}
+	}
+	if err := verp.Write(ctx, q.q.Redis(), apart); err != nil {
+		return nil, fmt.Errorf("index Message-IDs: %w", err)
+	}
+	if err := q.q.AddMessages(ctx, streams.TransactionalTally(q.ks, now), items, same...); err != nil {
+		return nil, fmt.Errorf("queue messages: %w", err)
 	}
 	return out, nil
 }
