@@ -80,6 +80,10 @@ type Loop struct {
 	mu     sync.Mutex
 	camps  map[string]campInfo
 	warned map[string]bool
+	// doms are the sending domains' totals of the last judgement, moved
+	// by each applied report; warnedDom the domains warned about.
+	doms      map[string]DomainTotals
+	warnedDom map[string]bool
 }
 
 type campInfo struct{ lane, domain string }
@@ -314,7 +318,8 @@ func (l *Loop) apply(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		l.countSource(ctx, sent, hard, attrs)
 	}
 	if changed && j.campaign != "" {
-		return l.judge(ctx, j.campaign, counts[0], counts[1], counts[2])
+		err := l.judge(ctx, j.campaign, counts[0], counts[1], counts[2])
+		return errors.Join(err, l.domainReported(ctx, j.domain, hard))
 	}
 	return nil
 }
