@@ -227,7 +227,21 @@ func (l *Loop) campaign(ctx context.Context, id string) (campInfo, error) {
 	if ok {
 		return info, nil
 	}
-	raw, err := l.st.Spec(ctx, id)
+	info, err := readInfo(ctx, l.st, id)
+	if err != nil {
+		return info, err
+	}
+	l.mu.Lock()
+	l.camps[id] = info
+	l.mu.Unlock()
+	return info, nil
+}
+
+// readInfo reads a campaign's lane and sending (From) domain, lowercased,
+// from its stored definition.
+func readInfo(ctx context.Context, st *store.Store, id string) (campInfo, error) {
+	var info campInfo
+	raw, err := st.Spec(ctx, id)
 	if err != nil {
 		return info, err
 	}
@@ -242,9 +256,6 @@ func (l *Loop) campaign(ctx context.Context, id string) (campInfo, error) {
 	if a, err := mail.ParseAddress(spec.From); err == nil {
 		info.domain = strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
 	}
-	l.mu.Lock()
-	l.camps[id] = info
-	l.mu.Unlock()
 	return info, nil
 }
 

@@ -59,15 +59,25 @@ func (l *Loop) byDomain(ctx context.Context, list []store.Status) map[string][]s
 	return out
 }
 
-// Domains sums the counters of the campaigns the store keeps per sending
-// domain (what the domain guardrails judge).
-func (l *Loop) Domains(ctx context.Context) (map[string]DomainTotals, error) {
-	list, err := l.st.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("feedback: %w", err)
+// DomainsOf sums the statuses (store.List: every campaign the store
+// keeps) per sending domain, as the domain guardrails judge them, reading
+// each campaign's stored definition for its From domain.
+func DomainsOf(ctx context.Context, st *store.Store, list []store.Status) (map[string]DomainTotals, error) {
+	groups := map[string][]store.Status{}
+	for _, s := range list {
+		info, err := readInfo(ctx, st, s.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if info.domain != "" {
+			groups[info.domain] = append(groups[info.domain], s)
+		}
 	}
-	out := map[string]DomainTotals{}
-	for d, camps := range l.byDomain(ctx, list) {
+	out := make(map[string]DomainTotals, len(groups))
+	for d, camps := range groups {
 		out[d] = sum(camps)
 	}
 	return out, nil

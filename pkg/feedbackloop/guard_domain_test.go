@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/control"
+	"github.com/sluice-mta/sluice/pkg/feedbackloop"
 	"github.com/sluice-mta/sluice/pkg/store"
 	"github.com/sluice-mta/sluice/pkg/testutil/enginetest"
 	"github.com/sluice-mta/sluice/pkg/testutil/smtptest"
@@ -137,7 +138,11 @@ func TestDomainGuardrailPausesSmallCampaigns(t *testing.T) {
 			t.Errorf("after the watch: %s is %s (%q), want sending", id, s.State, s.PauseReason)
 		}
 	}
-	tot, err := e.loop.Domains(ctx)
+	list, err := e.st.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot, err := feedbackloop.DomainsOf(ctx, e.st, list)
 	if err != nil {
 		t.Fatal(err)
 	}
