@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"text/tabwriter"
 
 	"github.com/sluice-mta/sluice/pkg/feedbackloop"
 	"github.com/sluice-mta/sluice/pkg/store"
@@ -47,4 +50,30 @@ func guardrailRefusal(err error, id string) error {
 		return fmt.Errorf("%w; look into it first, then campaignctl resume --force %s to resume it and turn its guardrails off", err, id)
 	}
 	return err
+}
+
+// printSendingDomains writes, below the status table, each sending domain's
+// counters summed over the listed campaigns and its rates, as the domain
+// guardrails judge them.
+func printSendingDomains(ctx context.Context, w io.Writer, st *store.Store, list []store.Status) error {
+	doms, err := feedbackloop.DomainsOf(ctx, st, list)
+	if err != nil || len(doms) == 0 {
+		return err
+	}
+	names := make([]string, 0, len(doms))
+	for d := range doms {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SENDING DOMAIN\tCAMPAIGNS\tDELIVERED\tBOUNCED\tCOMPLAINTS\tCOMPLAINT RATE\tBOUNCE RATE\t")
+	for _, d := range names {
+		t := doms[d]
+		cr, br := t.Rates()
+		s := store.Status{Delivered: t.Delivered}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n", d, t.Campaigns, t.Delivered, t.Bounced, t.Complaints,
+			ratePct(s, cr), ratePct(s, br))
+	}
+	return tw.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,11 @@ func TestGuardrailPausedCampaign(t *testing.T) {
 	if !strings.Contains(out, "complaints 0 (0.00% of delivered)  bounce rate 12.24% of delivered") ||
 		!strings.Contains(out, "paused by a guardrail: "+why) || !strings.Contains(out, "resume --force gr") {
 		t.Errorf("status gr:\n%s", out)
+	}
+	// Without ID: the sending domain's sums below the table.
+	out = mustCtl(t, prefix, "status")
+	if !strings.Contains(out, "SENDING DOMAIN") || !regexp.MustCompile(`sluice\.test +1 +49 +6 +0 +0\.00% +12\.24%`).MatchString(out) {
+		t.Errorf("status:\n%s", out)
 	}
 	var d struct {
 		PauseReason   string   `json:"pause_reason"`

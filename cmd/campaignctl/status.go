@@ -20,7 +20,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			"queued, delivered, deferred, bounced, suppressed, failed, and cancelled, complaints and\n"+
 			"pause_reason when set; add --detail for lane, send time, rate, ETA, delayed jobs, providers, and\n"+
 			"complaint_rate and bounce_rate (fractions of delivered, as the guardrails judge them).\n"+
-			"With ID, the complaint and bounce rates and why a guardrail paused it are printed too.\n\n"+
+			"With ID, the complaint and bounce rates and why a guardrail paused it are printed too.\n"+
+			"Without ID, the table is followed by each sending (From) domain's rates, summed over its\n"+
+			"campaigns, as the domain guardrails judge them.\n\n"+
 			"The ETA counts the queued recipients at the recent rate, but not before the last of the\n"+
 			"campaign's jobs waiting in the delayed set (retries, suspensions) is due.\n\n"+
 			"--watch on a terminal redraws the view; piped, it prints a timestamped line per campaign whenever\n"+
@@ -90,6 +92,11 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			}
 			if err := printStatus(e.stdout, list, d, len(pos) == 1, *asJSON, *detail); err != nil {
 				return err
+			}
+			if len(pos) == 0 && !*asJSON {
+				if err := printSendingDomains(ctx, e.stdout, st, list); err != nil {
+					return err
+				}
 			}
 		}
 		if last {

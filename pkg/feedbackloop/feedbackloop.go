@@ -80,6 +80,10 @@ type Loop struct {
 	mu     sync.Mutex
 	camps  map[string]campInfo
 	warned map[string]bool
+	// doms are the sending domains' totals of the last judgement, moved
+	// by each applied report; warnedDom the domains warned about.
+	doms      map[string]DomainTotals
+	warnedDom map[string]bool
 }
 
 type campInfo struct{ lane, domain string }
@@ -223,7 +227,21 @@ func (l *Loop) campaign(ctx context.Context, id string) (campInfo, error) {
 	if ok {
 		return info, nil
 	}
-	raw, err := l.st.Spec(ctx, id)
+	info, err := readInfo(ctx, l.st, id)
+	if err != nil {
+		return info, err
+	}
+	l.mu.Lock()
+	l.camps[id] = info
+	l.mu.Unlock()
+	return info, nil
+}
+
+// readInfo reads a campaign's lane and sending (From) domain, lowercased,
+// from its stored definition.
+func readInfo(ctx context.Context, st *store.Store, id string) (campInfo, error) {
+	var info campInfo
+	raw, err := st.Spec(ctx, id)
 	if err != nil {
 		return info, err
 	}
@@ -238,9 +256,6 @@ func (l *Loop) campaign(ctx context.Context, id string) (campInfo, error) {
 	if a, err := mail.ParseAddress(spec.From); err == nil {
 		info.domain = strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
 	}
-	l.mu.Lock()
-	l.camps[id] = info
-	l.mu.Unlock()
 	return info, nil
 }
 
@@ -314,7 +329,8 @@ func (l *Loop) apply(ctx context.Context, r inbound.Report, j *job, rc feedback.
 		l.countSource(ctx, sent, hard, attrs)
 	}
 	if changed && j.campaign != "" {
-		return l.judge(ctx, j.campaign, counts[0], counts[1], counts[2])
+		err := l.judge(ctx, j.campaign, counts[0], counts[1], counts[2])
+		return errors.Join(err, l.domainReported(ctx, j.domain, hard))
 	}
 	return nil
 }

@@ -127,7 +127,14 @@ func (e *env) launchYAML(t *testing.T, id string, n int, extra string) {
 	}
 	fmt.Fprint(f, extra)
 	f.Close()
-	_, err = launch.Launch(context.Background(), e.rdb, e.ks, filepath.Clean(path), launch.Options{
+	e.launchFile(t, path)
+}
+
+// launchFile launches the campaign file at path, skipping suppressed
+// recipients.
+func (e *env) launchFile(t *testing.T, path string) {
+	t.Helper()
+	_, err := launch.Launch(context.Background(), e.rdb, e.ks, filepath.Clean(path), launch.Options{
 		Suppressed: func(ctx context.Context, lane string, addrs []string) ([]bool, error) {
 			res, err := e.supp.Check(ctx, lane, addrs)
 			out := make([]bool, len(res))

@@ -61,9 +61,10 @@ func (l *Loop) judge(ctx context.Context, id string, delivered, bounced, complai
 
 func pct(f float64) string { return fmt.Sprintf("%.2f%%", 100*f) }
 
-// Watch judges every sending campaign's counters every interval until ctx
-// ends, so bounces at SMTP time (which reach no report) trip the bounce
-// guardrail too.
+// Watch judges every sending campaign's counters, then every sending
+// domain's (summed over the campaigns the store keeps), every interval
+// until ctx ends, so bounces at SMTP time (which reach no report) trip
+// the bounce guardrails too.
 func (l *Loop) Watch(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -86,5 +87,6 @@ func (l *Loop) Watch(ctx context.Context, every time.Duration) {
 				l.log.Warn("guardrail", "campaign", s.ID, "err", err)
 			}
 		}
+		l.judgeDomains(ctx, list)
 	}
 }

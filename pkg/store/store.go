@@ -335,11 +335,26 @@ func parseStatus(id string, cmds statusCmds) (Status, bool) {
 
 // List returns every campaign's status, oldest first, in one pipeline.
 func (s *Store) List(ctx context.Context) ([]Status, error) {
+	ids, err := s.IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.statuses(ctx, ids) // one removed between ZRANGE and the read is left out
+}
+
+// IDs returns the id of every campaign the store keeps, oldest first.
+func (s *Store) IDs(ctx context.Context) ([]string, error) {
 	ids, err := s.rdb.ZRange(ctx, s.index(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list campaigns: %w", err)
 	}
-	return s.statuses(ctx, ids) // one removed between ZRANGE and the read is left out
+	return ids, nil
+}
+
+// Statuses reads the statuses of the given campaigns in one pipeline,
+// in their order, leaving out those that do not exist.
+func (s *Store) Statuses(ctx context.Context, ids ...string) ([]Status, error) {
+	return s.statuses(ctx, ids)
 }
 
 // Record returns the stored record of one recipient.
