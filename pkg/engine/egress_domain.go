@@ -47,13 +47,21 @@ type domainGate struct {
 	// shared is the end of each hot pair as recorded in Redis (by this
 	// engine or read from there).
 	shared map[string]time.Time
+	// seen is when each pair was last recorded here or seen recorded in
+	// Redis: a recorded pair gone from there (limits reset) cools here
+	// coolAfter later.
+	seen map[string]time.Time
 }
+
+// coolAfter is how long a recorded pair must be missing from Redis
+// before it cools here: longer than a record's write in flight.
+const coolAfter = 5 * time.Second
 
 // anyHot reports whether any pair is hot, without a lock.
 func (g *domainGate) anyHot() bool { return g.n.Load() > 0 }
 
 func newDomainGate() *domainGate {
-	return &domainGate{hot: map[string]time.Time{}, wait: map[string]time.Time{}, shared: map[string]time.Time{}}
+	return &domainGate{hot: map[string]time.Time{}, wait: map[string]time.Time{}, shared: map[string]time.Time{}, seen: map[string]time.Time{}}
 }
 
 // isHot reports whether bucket paces its domain's mail now.
@@ -63,9 +71,7 @@ func (g *domainGate) isHot(bucket string, now time.Time) bool {
 	until, ok := g.hot[bucket]
 	if ok && now.After(until) {
 		delete(g.hot, bucket)
-		delete(g.wait, bucket)
-		delete(g.shared, bucket)
-		g.n.Store(int32(len(g.hot)))
+		g.forgetLocked(bucket)
 		return false
 	}
 	return ok
@@ -99,6 +105,7 @@ func (g *domainGate) heat(bucket string, now time.Time) (cold, share bool) {
 	g.n.Store(int32(len(g.hot)))
 	if until.Sub(g.shared[bucket]) >= shareEvery {
 		g.shared[bucket] = until
+		g.seen[bucket] = now
 		share = true
 	}
 	return !was, share
@@ -109,15 +116,37 @@ func (g *domainGate) heat(bucket string, now time.Time) (cold, share bool) {
 func (g *domainGate) unshare(bucket string) {
 	g.mu.Lock()
 	delete(g.shared, bucket)
+	delete(g.seen, bucket)
 	g.mu.Unlock()
 }
 
+// forgetLocked cools bucket. Caller holds g.mu.
+func (g *domainGate) forgetLocked(bucket string) {
+	delete(g.hot, bucket)
+	delete(g.wait, bucket)
+	delete(g.shared, bucket)
+	delete(g.seen, bucket)
+	g.n.Store(int32(len(g.hot)))
+}
+
 // merge makes hot the pairs other engines recorded (bucket → hot until),
-// each until the later of its two ends; it returns those that were cold.
-func (g *domainGate) merge(hot map[string]time.Time) (heated []string) {
+// each until the later of its two ends, and cools the recorded pairs no
+// longer there for coolAfter (a reset); it returns those that were cold,
+// and those it cooled.
+func (g *domainGate) merge(hot map[string]time.Time, now time.Time) (heated, cooled []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	for b := range g.hot {
+		if _, ok := hot[b]; ok {
+			continue
+		}
+		if at, rec := g.seen[b]; rec && now.Sub(at) > coolAfter {
+			g.forgetLocked(b)
+			cooled = append(cooled, b)
+		}
+	}
 	for b, until := range hot {
+		g.seen[b] = now
 		cur, was := g.hot[b]
 		if !was {
 			heated = append(heated, b)
@@ -130,7 +159,7 @@ func (g *domainGate) merge(hot map[string]time.Time) (heated []string) {
 		}
 	}
 	g.n.Store(int32(len(g.hot)))
-	return heated
+	return heated, cooled
 }
 
 // syncDomains makes hot here the pairs any engine made hot (one round
@@ -143,9 +172,14 @@ func (e *Engine) syncDomains(ctx context.Context) {
 		}
 		return
 	}
-	for _, b := range e.egress.domains.merge(hot) {
+	heated, cooled := e.egress.domains.merge(hot, e.Now())
+	for _, b := range heated {
 		dom, _ := throttle.DomainOf(b)
 		e.Log.Info("sending domain slowed toward a destination by another engine", "domain", dom, "key", throttle.BaseKey(b))
+	}
+	for _, b := range cooled {
+		dom, _ := throttle.DomainOf(b)
+		e.Log.Info("sending domain no longer slowed toward a destination (reset)", "domain", dom, "key", throttle.BaseKey(b))
 	}
 }
 
