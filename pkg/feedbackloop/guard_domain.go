@@ -43,12 +43,27 @@ func guardable(state string) bool {
 // byDomain groups the statuses by their campaign's sending domain,
 // leaving out campaigns without one (or no longer stored).
 func (l *Loop) byDomain(ctx context.Context, list []store.Status) map[string][]store.Status {
+	groups, _ := groupByDomain(ctx, list, l.campaign, func(id string, err error) error {
+		l.log.Warn("guardrail: sending domain unknown", "campaign", id, "err", err)
+		return nil
+	})
+	return groups
+}
+
+// groupByDomain groups list by each campaign's sending domain (read),
+// leaving out campaigns without one or no longer stored; another read
+// error goes to onErr, which skips the campaign (nil) or stops.
+func groupByDomain(ctx context.Context, list []store.Status, read func(context.Context, string) (campInfo, error),
+	onErr func(id string, err error) error) (map[string][]store.Status, error) {
 	out := map[string][]store.Status{}
 	for _, s := range list {
-		info, err := l.campaign(ctx, s.ID)
+		info, err := read(ctx, s.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
 		if err != nil {
-			if !errors.Is(err, store.ErrNotFound) {
-				l.log.Warn("guardrail: sending domain unknown", "campaign", s.ID, "err", err)
+			if err := onErr(s.ID, err); err != nil {
+				return nil, err
 			}
 			continue
 		}
@@ -56,25 +71,17 @@ func (l *Loop) byDomain(ctx context.Context, list []store.Status) map[string][]s
 			out[info.domain] = append(out[info.domain], s)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // DomainsOf sums the statuses (store.List: every campaign the store
 // keeps) per sending domain, as the domain guardrails judge them, reading
 // each campaign's stored definition for its From domain.
 func DomainsOf(ctx context.Context, st *store.Store, list []store.Status) (map[string]DomainTotals, error) {
-	groups := map[string][]store.Status{}
-	for _, s := range list {
-		info, err := readInfo(ctx, st, s.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if info.domain != "" {
-			groups[info.domain] = append(groups[info.domain], s)
-		}
+	read := func(ctx context.Context, id string) (campInfo, error) { return readInfo(ctx, st, id) }
+	groups, err := groupByDomain(ctx, list, read, func(_ string, err error) error { return err })
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string]DomainTotals, len(groups))
 	for d, camps := range groups {
