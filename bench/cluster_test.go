@@ -20,7 +20,7 @@ import (
 )
 
 // BenchmarkCluster20k (issue #12, acceptance 3) delivers 20,000 recipients
-// three ways in one run and prints, for each, the delivered msg/s and the
+// several ways in one run and prints, for each, the delivered msg/s and the
 // redis-server CPU per delivered message on each master (INFO cpu, user +
 // sys, which counts what commandstats does not: I/O, replication, the
 // event loop):
@@ -30,6 +30,11 @@ import (
 //   - cluster-wait1: the same with redis.wait_replicas 1 (the cost of
 //     WAIT after every settle, route, take and launch batch).
 //
+// Three more runs separate what the cluster adds: cluster-1engine (one
+// engine: the second engine's polling and smaller batches), and
+// cluster-noreplica, cluster-noreplica-1engine (three masters without
+// replicas: the cost of feeding them).
+//
 // On two cores the total may not rise (the engines, six redis-servers and
 // the receiver share them); what the sharding of issue #12 must bring is
 // the CPU per message on each master falling to about a third (it falls
@@ -37,9 +42,12 @@ import (
 // says its round trips (requests read) and the replication stream it fed
 // its replica per message: the one-redis baseline has no replica.
 func BenchmarkCluster20k(b *testing.B) {
-	b.Run("one-redis", func(b *testing.B) { benchCluster(b, false, 0) })
-	b.Run("cluster", func(b *testing.B) { benchCluster(b, true, 0) })
-	b.Run("cluster-wait1", func(b *testing.B) { benchCluster(b, true, 1) })
+	b.Run("one-redis", func(b *testing.B) { benchCluster(b, false, 0, 1, false) })
+	b.Run("cluster", func(b *testing.B) { benchCluster(b, true, 0, 2, false) })
+	b.Run("cluster-1engine", func(b *testing.B) { benchCluster(b, true, 0, 1, false) })
+	b.Run("cluster-noreplica", func(b *testing.B) { benchCluster(b, true, 0, 2, true) })
+	b.Run("cluster-noreplica-1engine", func(b *testing.B) { benchCluster(b, true, 0, 1, true) })
+	b.Run("cluster-wait1", func(b *testing.B) { benchCluster(b, true, 1, 2, false) })
 }
 
 // masterLoad is one master's CPU time, reads of requests (round trips)
@@ -51,7 +59,7 @@ type masterLoad struct {
 	repl  int64 // master_repl_offset: bytes of the stream fed to its replica
 }
 
-func benchCluster(b *testing.B, cluster bool, wait int) {
+func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas bool) {
 	const n = 20000
 	for range b.N {
 		ctx := context.Background()
@@ -61,8 +69,8 @@ func benchCluster(b *testing.B, cluster bool, wait int) {
 		var c *clustertest.Cluster
 		prefix, engines := redistest.Prefix(b), 1
 		if cluster {
-			c = clustertest.Start(b)
-			rdb, engines = c.Client(b), 2
+			c = clustertest.StartWith(b, clustertest.Options{NoReplicas: noReplicas})
+			rdb, engines = c.Client(b), nEngines
 		} else {
 			rdb = redistest.Client(b)
 		}

@@ -44,6 +44,9 @@ type Options struct {
 	// AOF turns the append-only file on (appendfsync everysec) on every
 	// node, as production runs.
 	AOF bool
+	// NoReplicas starts three masters without replicas (benchmarks that
+	// separate the cost of replication).
+	NoReplicas bool
 }
 
 // Cluster is a running Redis Cluster of one test's own.
@@ -84,12 +87,16 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		"--cluster-replica-validity-factor", "0", // any replica may take over, however long its link was down
 		"--repl-diskless-sync-delay", "0", // replicas sync at once, not after 5 s
 	}
-	for range nodes {
+	n, replicas := nodes, "1"
+	if o.NoReplicas {
+		n, replicas = nodes/2, "0"
+	}
+	for range n {
 		s := redistest.NewServer(t, redistest.Options{AOF: o.AOF, Cluster: true, Args: args})
 		c.servers = append(c.servers, s)
 		c.admin[s.Addr()] = s.Client(t)
 	}
-	create := append(append([]string{"--cluster", "create"}, c.Addrs()...), "--cluster-replicas", "1", "--cluster-yes")
+	create := append(append([]string{"--cluster", "create"}, c.Addrs()...), "--cluster-replicas", replicas, "--cluster-yes")
 	if out, err := exec.Command(cli, create...).CombinedOutput(); err != nil {
 		t.Fatalf("clustertest: redis-cli %s: %v\n%s", strings.Join(create, " "), err, out)
 	}
