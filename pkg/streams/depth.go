@@ -55,30 +55,27 @@ func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, erro
 	return out, nil
 }
 
-// measure reads the depth of each line in one pipelined round trip; a line
-// gone meanwhile reads as empty.
+// measure reads the depth of each line in two pipelined round trips; a
+// line gone meanwhile reads as empty.
 func (q *Queue) measure(ctx context.Context, lines []Line) []LineDepth {
 	if len(lines) == 0 {
 		return nil
 	}
+	keys := make([]string, len(lines))
+	for i, l := range lines {
+		keys[i] = q.LineStream(l)
+	}
+	depths := q.streamDepths(ctx, keys)
 	pipe := q.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, len(lines))
-	pend := make([]*redis.XPendingCmd, len(lines))
 	score := make([]*redis.FloatCmd, len(lines))
 	for i, l := range lines {
-		lens[i] = pipe.XLen(ctx, q.LineStream(l))
-		pend[i] = pipe.XPending(ctx, q.LineStream(l), Group)
 		score[i] = pipe.ZScore(ctx, q.ready(l.Shard), l.Name())
 	}
 	_, _ = pipe.Exec(ctx)
 	out := make([]LineDepth, len(lines))
 	now := time.Now()
 	for i, l := range lines {
-		d := LineDepth{Line: l}
-		if p, err := pend[i].Result(); err == nil {
-			d.Held = p.Count
-		}
-		d.Waiting = max(lens[i].Val()-d.Held, 0)
+		d := LineDepth{Line: l, Held: depths[i].Held, Waiting: depths[i].Unread}
 		if sc, err := score[i].Result(); err == nil {
 			if t := time.UnixMilli(int64(sc)); t.After(now) {
 				d.NotBefore = t

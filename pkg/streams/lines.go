@@ -76,10 +76,10 @@ end
 
 // routeScript moves routed jobs from the lane stream (KEYS[3]) into their
 // lines (KEYS[4..]): each only while this consumer still holds it (one
-// XPENDING over the batch's range), acknowledged and deleted from the
-// lane in one XACK and one XDEL, each line marked once.
+// XPENDING over the batch's range), acknowledged in one XACK and let go
+// of (letGo), each line marked once.
 // ARGV: group, consumer, then per job: entry id, line name, raw job.
-var routeScript = redis.NewScript(luaIntoLine + `
+var routeScript = redis.NewScript(luaIntoLine + luaLetGo + `
 local now = nowMs()
 local n = (#ARGV - 2) / 3
 local held = {}
@@ -101,10 +101,7 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
-if #ids > 0 then
-  redis.call('XACK', KEYS[3], ARGV[1], unpack(ids))
-  redis.call('XDEL', KEYS[3], unpack(ids))
-end
+if #ids > 0 then letGo(KEYS[3], ARGV[1], ids) end
 return #ids
 `)
 
@@ -201,19 +198,19 @@ func (q *Queue) Defer(ctx context.Context, at map[Line]time.Time) error {
 // consumer. A line with jobs left goes to the back of the ready set (so
 // lines sharing a key take turns); one with nothing new leaves it, and an
 // empty one is deleted. The reply is {entries, jobs still waiting}.
-var takeScript = redis.NewScript(luaIntoLine + `
+var takeScript = redis.NewScript(luaIntoLine + luaLetGo + `
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]), 'STREAMS', KEYS[3], '>')
 local entries = {}
 if got then entries = got[1][2] end
-local left = 0
+local held, left = streamDepth(KEYS[3], ARGV[1])
 if #entries < tonumber(ARGV[3]) then
+  left = 0
   redis.call('ZREM', KEYS[1], ARGV[4])
-  if redis.call('XLEN', KEYS[3]) == 0 then
+  if held == 0 then
     redis.call('DEL', KEYS[3])
     redis.call('SREM', KEYS[2], ARGV[4])
   end
 else
-  left = redis.call('XLEN', KEYS[3]) - redis.call('XPENDING', KEYS[3], ARGV[1])[1]
   if left > 0 then
     redis.call('ZADD', KEYS[1], 'XX', nowMs(), ARGV[4])
   else
@@ -429,7 +426,7 @@ func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error)
 // nothing new leaves the ready set (KEYS[4]) and an empty one is deleted
 // (and leaves the lines set, KEYS[5]; ARGV[3] its name, ARGV[4] the
 // group, ARGV[5] this consumer).
-var cancelLineScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCancelJob + `
+var cancelLineScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCancelJob + luaLetGo + `
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', tonumber(ARGV[1]), 'STREAMS', KEYS[1], '>')
 local entries = {}
 if got then entries = got[1][2] end
@@ -440,7 +437,8 @@ for _, e in ipairs(entries) do
 end
 if #entries < tonumber(ARGV[1]) then
   redis.call('ZREM', KEYS[4], ARGV[3])
-  if redis.call('XLEN', KEYS[1]) == 0 then
+  local held, unread = streamDepth(KEYS[1], ARGV[4])
+  if held == 0 and unread == 0 then
     redis.call('DEL', KEYS[1])
     redis.call('SREM', KEYS[5], ARGV[3])
   end

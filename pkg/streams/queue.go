@@ -141,17 +141,17 @@ func toDelivery(m redis.XMessage) (Delivery, error) {
 // not yet read plus pending ones, and delayed retries.
 func (q *Queue) Depth(ctx context.Context, l Lane) (stream, delayed int64, err error) {
 	pipe := q.rdb.Pipeline()
-	xl := make([]*redis.IntCmd, keyspace.Shards)
+	keys := make([]string, keyspace.Shards)
 	zc := make([]*redis.IntCmd, keyspace.Shards)
-	for n := range xl {
-		xl[n] = pipe.XLen(ctx, q.Stream(n, l))
+	for n := range zc {
+		keys[n] = q.Stream(n, l)
 		zc[n] = pipe.ZCard(ctx, q.Delayed(n, l))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, 0, fmt.Errorf("queue depth: %w", err)
 	}
-	for n := range xl {
-		stream += xl[n].Val()
+	for n, d := range q.streamDepths(ctx, keys) {
+		stream += d.Held + d.Unread
 		delayed += zc[n].Val()
 	}
 	return stream, delayed, nil

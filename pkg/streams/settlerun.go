@@ -13,8 +13,8 @@ import (
 // one shard) in one step: one XPENDING over the run's id range checks
 // which this consumer still holds, one HMGET reads their records, one
 // HSET writes them, one HINCRBY per counter that moves, one ZADD puts the
-// deferred ones' next attempts in the retry set, one XACK and one XDEL
-// let go of them all, and their events go to the shard's events stream
+// deferred ones' next attempts in the retry set, one XACK lets go of
+// them all (letGo), and their events go to the shard's events stream
 // as one entry. A job no longer held is left alone (0); one whose record
 // is final already is acknowledged and nothing counted (2); the others
 // are recorded (1).
@@ -24,7 +24,7 @@ import (
 // ARGV: group, consumer, first id, last id, then per item: entry id,
 // record field, record, status, retry at, next attempt, message key index
 // (0: none), event.
-var settleRunScript = redis.NewScript(luaEvents + luaFinal + `
+var settleRunScript = redis.NewScript(luaEvents + luaFinal + luaLetGo + `
 local group, consumer = ARGV[1], ARGV[2]
 local held = {}
 for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 100000, consumer)) do
@@ -73,8 +73,7 @@ for k, by in pairs(incr) do
 end
 if #zadd > 0 then redis.call('ZADD', KEYS[2], unpack(zadd)) end
 if #dels > 0 then redis.call('DEL', unpack(dels)) end
-redis.call('XACK', KEYS[1], group, unpack(acks))
-redis.call('XDEL', KEYS[1], unpack(acks))
+letGo(KEYS[1], group, acks)
 events(KEYS[5], evs)
 return out
 `)

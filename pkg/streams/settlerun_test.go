@@ -45,8 +45,8 @@ func TestSettleRunSettlesARunInOneStep(t *testing.T) {
 	if rec, _ := ReadRecord(ctx, rdb, tl, ds[1].RecordField()); rec.Status != "delivered" || rec.Code != 250 {
 		t.Fatalf("record %+v", rec)
 	}
-	if n := rdb.XLen(ctx, q.LineStream(line)).Val(); n != 0 {
-		t.Fatalf("line holds %d entries after the run's settle", n)
+	if d := q.streamDepths(ctx, []string{q.LineStream(line)})[0]; d != (StreamDepth{}) {
+		t.Fatalf("line holds %+v after the run's settle", d)
 	}
 	if z := rdb.ZRangeWithScores(ctx, q.Delayed(sh, Marketing), 0, -1).Val(); len(z) != 1 || int64(z[0].Score) != retry.UnixMilli() {
 		t.Fatalf("retry set %v", z)
@@ -108,8 +108,8 @@ func TestRunsEndingTogetherShareOneSettle(t *testing.T) {
 	if c := counters(t, rdb, tl); c["delivered"] != "30" || c["deferred"] != "30" || c["queued"] != "30" {
 		t.Fatalf("counters %v", c)
 	}
-	if n := rdb.XLen(ctx, q.LineStream(line)).Val(); n != 0 {
-		t.Fatalf("line holds %d entries after the settles", n)
+	if d := q.streamDepths(ctx, []string{q.LineStream(line)})[0]; d != (StreamDepth{}) {
+		t.Fatalf("line holds %+v after the settles", d)
 	}
 	if n := rdb.ZCard(ctx, q.Delayed(sh, Marketing)).Val(); n != 30 {
 		t.Fatalf("%d retries, want 30", n)

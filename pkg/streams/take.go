@@ -11,19 +11,18 @@ import (
 // afterTakeScript is a take's second half (see takeDirect): line KEYS[3]
 // (named ARGV[2] in its shard's ready set KEYS[1] and lines set KEYS[2])
 // with jobs no engine has read yet goes to the back of the ready set (so
-// lines sharing a key take turns); one with none leaves it, and an empty
-// one is deleted. It decides on the line as it is when it runs, whatever
+// lines sharing a key take turns); one with none leaves it, and one with
+// nothing unread or held is deleted. It decides on the line as it is when it runs, whatever
 // was added or taken since the read: a job routed in meanwhile keeps its
 // line ready. It returns how many jobs are left waiting.
-var afterTakeScript = redis.NewScript(luaIntoLine + `
-local n = redis.call('XLEN', KEYS[3])
-if n == 0 then
+var afterTakeScript = redis.NewScript(luaIntoLine + luaLetGo + `
+local held, left = streamDepth(KEYS[3], ARGV[1])
+if held == 0 and left == 0 then
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('DEL', KEYS[3])
   redis.call('SREM', KEYS[2], ARGV[2])
   return 0
 end
-local left = n - redis.call('XPENDING', KEYS[3], ARGV[1])[1]
 if left > 0 then
   redis.call('ZADD', KEYS[1], 'XX', nowMs(), ARGV[2])
 else
