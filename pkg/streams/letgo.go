@@ -84,17 +84,39 @@ type StreamDepth struct {
 	Held, Unread int64
 }
 
-// streamDepths reads the depth of each stream in one pipelined round
-// trip; a stream that cannot be read counts as empty.
+// streamDepths reads the depth of each stream: one pipelined round trip
+// of XINFO GROUPS (Redis 7 counts the unread entries), then depthScript
+// for the streams whose unread entries Redis could not count. A stream
+// that cannot be read counts as empty.
 func (q *Queue) streamDepths(ctx context.Context, keys []string) []StreamDepth {
-	calls := make([]scriptCall, len(keys))
-	for i, k := range keys {
-		calls[i] = scriptCall{keys: []string{k}, args: []any{Group}}
-	}
 	out := make([]StreamDepth, len(keys))
-	for i, c := range runAll(ctx, q.rdb, depthScript, calls) {
+	pipe := q.rdb.Pipeline()
+	infos := make([]*redis.XInfoGroupsCmd, len(keys))
+	for i, k := range keys {
+		infos[i] = pipe.XInfoGroups(ctx, k)
+	}
+	_, _ = pipe.Exec(ctx)
+	var calls []scriptCall
+	var at []int
+	for i, c := range infos {
+		gs, err := c.Result()
+		if err != nil {
+			continue // no such stream
+		}
+		known := false
+		for _, g := range gs {
+			if g.Name == Group && g.Lag >= 0 {
+				out[i], known = StreamDepth{Held: g.Pending, Unread: g.Lag}, true
+			}
+		}
+		if !known {
+			calls = append(calls, scriptCall{keys: []string{keys[i]}, args: []any{Group}})
+			at = append(at, i)
+		}
+	}
+	for j, c := range runAll(ctx, q.rdb, depthScript, calls) {
 		if v, err := c.Int64Slice(); err == nil && len(v) == 2 {
-			out[i] = StreamDepth{Held: v[0], Unread: v[1]}
+			out[at[j]] = StreamDepth{Held: v[0], Unread: v[1]}
 		}
 	}
 	return out
