@@ -197,7 +197,7 @@ func show(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, arg
 	}
 	now := time.Now()
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PROVIDER\tSTATE\tRATE/s\tMIN-MAX\tCONNS\tLAST DEFERRAL")
+	fmt.Fprintln(w, "PROVIDER\tSTATE\tRATE/s\tMIN-MAX\tCONNS\tSESSIONS\tLAST DEFERRAL")
 	for _, s := range st {
 		last := "-"
 		if s.LastDeferral != "" {
@@ -207,8 +207,8 @@ func show(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, arg
 		if s.MaxRate > 0 {
 			span = fmt.Sprintf("%g-%g", s.MinRate, s.MaxRate)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%.1f\t%s\t%d/%d\t%s\n", s.Provider, state(s, now), s.Rate, span,
-			s.InUse, s.Connections, last)
+		fmt.Fprintf(w, "%s\t%s\t%.1f\t%s\t%d/%d\t%d\t%s\n", s.Provider, state(s, now), s.Rate, span,
+			s.InUse, s.Connections, s.Sessions, last)
 	}
 	return w.Flush()
 }

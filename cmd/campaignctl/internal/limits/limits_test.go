@@ -145,8 +145,15 @@ func TestSetReachesARunningEngine(t *testing.T) {
 		t.Fatalf("nothing sent after the set: %v", bins[:12])
 	}
 	b := showJSON(t, ks)["bigmail"]
-	if b.State != "pinned" || b.Rate != 4 || b.Engines != 1 || b.Delivered < 50 {
+	if b.State != "pinned" || b.Rate != 4 || b.Engines != 1 || b.Delivered < 50 || b.Sessions < 1 {
 		t.Fatalf("show: %+v", b)
+	}
+	// The table shows attempts in progress of the limit (CONNS) and the
+	// sessions open (SESSIONS), as the JSON does.
+	out, _, _ := run(t, ks, "show")
+	row := regexp.MustCompile(`(?m)^bigmail\s+pinned\s+4\.0\s+\S+\s+(\d+)/(\d+)\s+(\d+)\s`).FindStringSubmatch(out)
+	if row == nil || row[3] == "0" || !strings.Contains(out, "SESSIONS") {
+		t.Fatalf("table (want bigmail's CONNS in use/limit and SESSIONS open):\n%s", out)
 	}
 }
 
