@@ -1,8 +1,13 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,7 +35,8 @@ import (
 //   - cluster-wait1: the same with redis.wait_replicas 1 (the cost of
 //     WAIT after every settle, route, take and launch batch).
 //
-// Three more runs separate what the cluster adds: cluster-1engine (one
+// Four more runs separate what the cluster adds: one-redis-replica (the
+// baseline with a replica, as each master has), cluster-1engine (one
 // engine: the second engine's polling and smaller batches), and
 // cluster-noreplica, cluster-noreplica-1engine (three masters without
 // replicas: the cost of feeding them).
@@ -38,11 +44,22 @@ import (
 // On two cores the total may not rise (the engines, six redis-servers and
 // the receiver share them); what the sharding of issue #12 must bring is
 // the CPU per message on each master falling to about a third (it falls
-// to about half: see README, Redis Cluster). Each master's line also
-// says its round trips (requests read) and the replication stream it fed
-// its replica per message: the one-redis baseline has no replica.
+// to about half: see README, Redis Cluster, and BENCHMARKS.md for why).
+// Each master's line also says its user CPU, round trips (requests
+// read), context switches of its main thread and the replication stream
+// it fed its replica, per message. The bench waits for the sink to have
+// every message before it reads the campaign's status (BENCH_STATUSPOLL=1:
+// from the start, every 20 ms, as before; on the cluster every read is a
+// round trip on each master).
+//
+// BENCH_N=4000 runs fewer recipients; with BENCH_CALLGRIND=1 (every
+// redis-server under valgrind --tool=callgrind, see BENCHMARKS.md) each
+// line also says the user-space instructions per message on each master,
+// counted from just before the launch to the end of the delivery, and
+// what each master retires per second while the engines idle after it.
 func BenchmarkCluster20k(b *testing.B) {
 	b.Run("one-redis", func(b *testing.B) { benchCluster(b, false, 0, 1, false) })
+	b.Run("one-redis-replica", func(b *testing.B) { benchCluster(b, false, 0, 1, false, true) })
 	b.Run("cluster", func(b *testing.B) { benchCluster(b, true, 0, 2, false) })
 	b.Run("cluster-1engine", func(b *testing.B) { benchCluster(b, true, 0, 1, false) })
 	b.Run("cluster-noreplica", func(b *testing.B) { benchCluster(b, true, 0, 2, true) })
@@ -57,10 +74,21 @@ type masterLoad struct {
 	cpu   time.Duration
 	reads int64
 	repl  int64 // master_repl_offset: bytes of the stream fed to its replica
+	pid   string
+	user  time.Duration    // the user-space part of cpu
+	calls map[string]int64 // INFO commandstats calls, by command
+	csw   int64            // context switches of its main thread (voluntary and not)
 }
 
-func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas bool) {
-	const n = 20000
+// benchCluster runs one variant: on the cluster (noReplicas: three masters
+// alone) or on the package's redis-server (replica: with a replica of its
+// own, as each master of the cluster has).
+func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas bool, replica ...bool) {
+	n := 20000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
+		n = v // a smaller run, for redis-server under callgrind
+	}
+	grind := os.Getenv("BENCH_CALLGRIND") != ""
 	for range b.N {
 		ctx := context.Background()
 		srv := smtptest.Start(b, smtptest.Options{Discard: true})
@@ -69,13 +97,21 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 		var c *clustertest.Cluster
 		prefix, engines := redistest.Prefix(b), 1
 		if cluster {
-			c = clustertest.StartWith(b, clustertest.Options{NoReplicas: noReplicas})
+			c = clustertest.StartWith(b, clustertest.Options{NoReplicas: noReplicas, NodeTimeout: benchNodeTimeout})
 			rdb, engines = c.Client(b), nEngines
 		} else {
 			rdb = redistest.Client(b)
+			if len(replica) > 0 && replica[0] {
+				startReplica(b)
+			}
 		}
 		ks := keyspace.Space(prefix)
 		before := loads(b, c) // the launch's work counts too
+		if grind {
+			for _, m := range before {
+				callgrind(b, "-z", m.pid)
+			}
+		}
 		if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{WaitReplicas: wait}); err != nil {
 			b.Fatal(err)
 		}
@@ -90,29 +126,183 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 			}
 			enginetest.Start(b, cfg)
 		}
+		if os.Getenv("BENCH_STATUSPOLL") == "" {
+			// Watch the sink first: the campaign's status, read every
+			// 20 ms, is a round trip on every master (its 12 shards'
+			// counters), a load of the bench's own that one Redis takes
+			// once per read and every master of the cluster in full.
+			for deadline := time.Now().Add(5 * time.Minute); srv.Count() < n && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 		s := enginetest.WaitFinished(b, store.New(rdb, ks), "bench", 5*time.Minute)
-		if s.Delivered != n || srv.Count() != n {
+		if s.Delivered != int64(n) || srv.Count() != n {
 			b.Fatalf("delivered %d, sink got %d; want %d", s.Delivered, srv.Count(), n)
 		}
 		took := time.Since(start)
 		after := loads(b, c)
+		var instr []int64 // per master, launch and delivery
+		if grind {
+			for _, m := range after {
+				instr = append(instr, instructions(b, m.pid))
+				callgrind(b, "--dump="+b.Name(), m.pid) // for callgrind_annotate; zeroes the counts
+			}
+		}
 		var per []string
-		var most, total time.Duration
-		var reads, repl int64
+		var most, total, user time.Duration
+		var reads, repl, allInstr, mostInstr int64
 		for i := range after {
 			cpu := after[i].cpu - before[i].cpu
+			u := after[i].user - before[i].user
 			r, rb := after[i].reads-before[i].reads, after[i].repl-before[i].repl
-			per = append(per, fmt.Sprintf("%.1f µs (%.3f round trips, %.0f B to its replica)", perMsg(cpu, n), float64(r)/n, float64(rb)/n))
-			most, total, reads, repl = max(most, cpu), total+cpu, reads+r, repl+rb
+			line := fmt.Sprintf("%.1f µs (user %.1f; %.3f round trips, %.3f context switches, %.0f B to its replica",
+				perMsg(cpu, n), perMsg(u, n), float64(r)/float64(n), float64(after[i].csw-before[i].csw)/float64(n), float64(rb)/float64(n))
+			if grind {
+				line += fmt.Sprintf("; %.1f k instructions", float64(instr[i])/float64(n)/1e3)
+				allInstr, mostInstr = allInstr+instr[i], max(mostInstr, instr[i])
+			}
+			per = append(per, line+")")
+			most, total, user, reads, repl = max(most, cpu), total+cpu, user+u, reads+r, repl+rb
 		}
-		b.Logf("%d engine(s) on %d master(s), wait_replicas %d: %.0f delivered msg/s; redis CPU per message on each master: %s; all masters %.1f µs",
-			engines, len(after), wait, n/took.Seconds(), strings.Join(per, ", "), perMsg(total, n))
-		b.ReportMetric(n/took.Seconds(), "delivered-msg/s")
+		b.Logf("%d engine(s) on %d master(s), wait_replicas %d, %d recipients: %.0f delivered msg/s; redis CPU per message on each master: %s; all masters %.1f µs (user %.1f)",
+			engines, len(after), wait, n, float64(n)/took.Seconds(), strings.Join(per, ", "), perMsg(total, n), perMsg(user, n))
+		if os.Getenv("BENCH_CMDSTATS") != "" {
+			b.Logf("commands per message, all masters (launch included): %s", callsPerMsg(before, after, n))
+			for i := range after {
+				b.Logf("… on %s: %s", after[i].addr, callsPerMsg(before[i:i+1], after[i:i+1], n))
+			}
+		}
+		b.ReportMetric(float64(n)/took.Seconds(), "delivered-msg/s")
 		b.ReportMetric(perMsg(most, n), "redis-cpu-µs/msg/busiest-master")
 		b.ReportMetric(perMsg(total, n), "redis-cpu-µs/msg/all-masters")
-		b.ReportMetric(float64(reads)/n, "redis-reads/msg/all-masters")
-		b.ReportMetric(float64(repl)/n, "repl-bytes/msg/all-masters")
+		b.ReportMetric(float64(reads)/float64(n), "redis-reads/msg/all-masters")
+		b.ReportMetric(float64(repl)/float64(n), "repl-bytes/msg/all-masters")
+		if grind {
+			b.ReportMetric(float64(mostInstr)/float64(n), "redis-instr/msg/busiest-master")
+			b.ReportMetric(float64(allInstr)/float64(n), "redis-instr/msg/all-masters")
+		}
+		if grind || os.Getenv("BENCH_IDLE") != "" {
+			// What the idle engines' polling (and the servers' own
+			// crons, the cluster bus) cost per second once the campaign
+			// is done.
+			time.Sleep(idleWindow)
+			end := loads(b, c)
+			var idle []string
+			for i, m := range end {
+				line := fmt.Sprintf("%.0f round trips/s, %.0f µs CPU/s", float64(m.reads-after[i].reads)/idleWindow.Seconds(),
+					float64((m.cpu-after[i].cpu).Microseconds())/idleWindow.Seconds())
+				if grind {
+					line += fmt.Sprintf(", %.0f k instructions/s", float64(instructions(b, m.pid))/idleWindow.Seconds()/1e3)
+					callgrind(b, "--dump="+b.Name()+"-idle", m.pid)
+				}
+				idle = append(idle, line)
+			}
+			b.Logf("idle after the campaign, on each master: %s", strings.Join(idle, "; "))
+			if os.Getenv("BENCH_CMDSTATS") != "" {
+				b.Logf("idle: commands per second, all masters: %s", callsPerMsg(after, end, int(idleWindow.Seconds())))
+			}
+		}
 	}
+}
+
+// startReplica starts a replica of the package's redis-server for the
+// rest of b and waits until its first sync is done.
+func startReplica(b *testing.B) {
+	host, port, _ := strings.Cut(redistest.Addr(), ":")
+	r := redistest.NewServer(b, redistest.Options{Args: []string{"--replicaof", host, port}})
+	rc := r.Client(b)
+	b.Cleanup(func() { _ = rc.ReplicaOf(context.Background(), "NO", "ONE").Err() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := rc.InfoMap(context.Background(), "replication").Result()
+		if err == nil && info["Replication"]["master_link_status"] == "up" && info["Replication"]["master_sync_in_progress"] == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("replica of %s not in sync after 30 s: %v %v", redistest.Addr(), info, err)
+		}
+	}
+}
+
+// benchNodeTimeout is the cluster-node-timeout of the bench's clusters:
+// Redis's default, as production runs (the tests' 1 s makes every node
+// ping every other one twice a second, and redis-server under callgrind
+// could miss it).
+const benchNodeTimeout = 15 * time.Second
+
+// idleWindow is how long BENCH_CALLGRIND counts the idle engines.
+const idleWindow = 5 * time.Second
+
+// callgrind runs callgrind_control with one action on the redis-server
+// pid (only the bench's own: others' runs may be going on).
+func callgrind(b *testing.B, action, pid string) {
+	b.Helper()
+	if out, err := exec.Command("callgrind_control", action, pid).CombinedOutput(); err != nil {
+		b.Fatalf("callgrind_control %s %s: %v %s", action, pid, err, out)
+	}
+}
+
+// instructions is what the redis-server pid has retired since callgrind
+// last zeroed or dumped it, summed over its threads (callgrind_control -e:
+// "Th 1  24,727,855").
+func instructions(b *testing.B, pid string) int64 {
+	b.Helper()
+	out, err := exec.Command("callgrind_control", "-e", pid).CombinedOutput()
+	if err != nil {
+		b.Fatalf("callgrind_control -e %s: %v %s", pid, err, out)
+	}
+	var sum int64
+	seen := false
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "Th" {
+			v, err := strconv.ParseInt(strings.ReplaceAll(f[2], ",", ""), 10, 64)
+			if err != nil {
+				b.Fatalf("callgrind_control -e %s: %q: %v", pid, line, err)
+			}
+			sum, seen = sum+v, true
+		}
+	}
+	if !seen {
+		b.Fatalf("callgrind_control -e %s: no counts in %s", pid, out)
+	}
+	return sum
+}
+
+// switches are the context switches of pid's main thread so far
+// (/proc/PID/status), 0 where there is no /proc.
+func switches(pid string) int64 {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+			c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			n += c
+		}
+	}
+	return n
+}
+
+// callsPerMsg sums the commands of every master between before and after,
+// per message, largest first ("evalsha 0.431, xreadgroup 0.210").
+func callsPerMsg(before, after []masterLoad, n int) string {
+	sum := map[string]int64{}
+	for i := range after {
+		for k, v := range after[i].calls {
+			sum[k] += v - before[i].calls[k]
+		}
+	}
+	keys := slices.Collect(maps.Keys(sum))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(sum[b], sum[a]) })
+	var out []string
+	for _, k := range keys {
+		if sum[k] > 0 {
+			out = append(out, fmt.Sprintf("%s %.4f", k, float64(sum[k])/float64(n)))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
@@ -130,7 +320,7 @@ func loads(b *testing.B, c *clustertest.Cluster) []masterLoad {
 	var out []masterLoad
 	for _, addr := range addrs {
 		rdb := redis.NewClient(&redis.Options{Addr: addr})
-		info, err := rdb.InfoMap(context.Background(), "cpu", "stats", "replication").Result()
+		info, err := rdb.InfoMap(context.Background(), "server", "cpu", "stats", "replication", "commandstats").Result()
 		_ = rdb.Close()
 		if err != nil {
 			b.Fatal(err)
@@ -141,7 +331,14 @@ func loads(b *testing.B, c *clustertest.Cluster) []masterLoad {
 		}
 		reads, _ := strconv.ParseInt(info["Stats"]["total_reads_processed"], 10, 64)
 		repl, _ := strconv.ParseInt(info["Replication"]["master_repl_offset"], 10, 64)
-		out = append(out, masterLoad{addr: addr, cpu: secs("used_cpu_user") + secs("used_cpu_sys"), reads: reads, repl: repl})
+		m := masterLoad{addr: addr, cpu: secs("used_cpu_user") + secs("used_cpu_sys"), user: secs("used_cpu_user"),
+			reads: reads, repl: repl, pid: info["Server"]["process_id"], calls: map[string]int64{}}
+		for k, v := range info["Commandstats"] { // cmdstat_get: calls=3,usec=12,...
+			calls, _ := strconv.ParseInt(strings.TrimPrefix(strings.Split(v, ",")[0], "calls="), 10, 64)
+			m.calls[strings.TrimPrefix(k, "cmdstat_")] = calls
+		}
+		m.csw = switches(m.pid)
+		out = append(out, m)
 	}
 	return out
 }
