@@ -105,6 +105,19 @@ func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec [
 	return Created(res), nil
 }
 
+// LoadLaunchScripts loads the scripts a launch runs (Create,
+// MarkLaunched) into Redis, every master of a cluster: a launcher loads
+// them while it validates its list, so its first writes pay no NOSCRIPT
+// round trip on a fresh or restarted Redis.
+func (s *Store) LoadLaunchScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{createScript, markLaunched} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load launch scripts: %w", err)
+		}
+	}
+	return nil
+}
+
 // Checkpoints returns, per shard, the last recipients-file line a launch
 // enqueued into it (0: none): a resumed launch skips a row whose line is
 // at or before its shard's checkpoint.
