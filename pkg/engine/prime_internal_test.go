@@ -20,7 +20,10 @@ func (p *primeLog) Key(domain, key string, hosts []string) string { return key }
 func (p *primeLog) Admit(context.Context, string, string) (*throttle.Permit, time.Time, error) {
 	return nil, time.Time{}, nil
 }
-func (p *primeLog) Prime(key, lane string) bool { p.primed = append(p.primed, lane+" "+key); return true }
+func (p *primeLog) Prime(key, lane string) bool {
+	p.primed = append(p.primed, lane+" "+key)
+	return true
+}
 
 // TestPrimerPrimesOnlyWhileIdle: an idle engine's routed batch primes
 // each of its keys once, at most primeMax of them; an engine with a job
