@@ -237,6 +237,25 @@ func (s *Store) Spec(ctx context.Context, id string) ([]byte, error) {
 	return b, nil
 }
 
+// StateAndSpec returns State and Spec in one round trip: what an engine
+// reads of a campaign it meets for the first time. The spec is nil when
+// the campaign has none (ErrNotFound only when it has no state).
+func (s *Store) StateAndSpec(ctx context.Context, id string) (string, []byte, error) {
+	v, err := s.rdb.HMGet(ctx, s.hash(id), "state", "spec").Result()
+	if err != nil {
+		return "", nil, fmt.Errorf("campaign %s: %w", id, err)
+	}
+	st, ok := v[0].(string)
+	if !ok {
+		return "", nil, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	var spec []byte
+	if raw, ok := v[1].(string); ok {
+		spec = []byte(raw)
+	}
+	return st, spec, nil
+}
+
 // Status is one campaign's progress. The JSON keys are a public contract
 // (campaignctl status --json).
 type Status struct {
