@@ -22,7 +22,7 @@ type primeKeys interface {
 // flight (an idle engine: a launch's or a lone message's first jobs), at
 // most primeMax keys a batch, and each key once: a busy engine's line
 // server leases as it goes, and slots leased ahead of a backlog would
-// lapse unused.
+// lapse unused. Neither does it prime with throttling per egress source.
 type primer struct {
 	p    primeKeys
 	seen map[string]bool
@@ -31,10 +31,26 @@ type primer struct {
 // primer returns the batch's primer; a nil one primes nothing.
 func (e *Engine) primer() *primer {
 	p, ok := e.Throttle.(primeKeys)
-	if !ok || e.inflight.len() > 0 {
+	// With throttling per egress source the line server admits from each
+	// source's bucket toward the key, not the key's: nothing to prime.
+	if !ok || e.inflight.len() > 0 || (e.egress != nil && e.egress.bucketsPerSource()) {
 		return nil
 	}
 	return &primer{p: p, seen: map[string]bool{}}
+}
+
+// bucketsPerSource tells whether some source has throttle buckets of its
+// own toward each key (see viaFor).
+func (x *egress) bucketsPerSource() bool {
+	if !x.perSource {
+		return false
+	}
+	for _, s := range x.sources {
+		if s.Address != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (pr *primer) prime(key string, l streams.Lane) {
