@@ -66,6 +66,10 @@ type Deps struct {
 	// WarmupClock is the warm-up caps' clock (a test seam for days
 	// passing); nil means Now.
 	WarmupClock func() time.Time
+	// IdleWait, when set, replaces idleWait, the longest the line server
+	// sleeps with nothing due (a test seam: a wake-up must not wait for
+	// it).
+	IdleWait time.Duration
 }
 
 // Engine is one delivery process. Several may share one Redis.
@@ -152,6 +156,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.q.Beat(ctx); err != nil {
 		return err
 	}
+	e.loadScripts(ctx)
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
 	go func() {

@@ -102,6 +102,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 	ds = e.suppressionPass(ctx, hard, ds)
 	dests := e.resolve(ctx, ds)
 	var rs []streams.Routed
+	primer := e.primer()
 	for _, d := range ds {
 		r := dests[domainOf(d.To)]
 		if !r.ok {
@@ -112,6 +113,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 			continue
 		}
 		key := e.Throttle.Key(r.dest.Domain, r.dest.Key, r.dest.HostNames())
+		primer.prime(key, l)
 		rs = append(rs, streams.Routed{Delivery: d, Line: streams.Line{Shard: d.Shard(), Lane: l, Campaign: d.Campaign, Key: key}})
 	}
 	if len(rs) == 0 {

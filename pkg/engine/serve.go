@@ -215,6 +215,9 @@ func (e *Engine) checkBatch(ctx context.Context, l streams.Lane, ds []streams.De
 // waits), a wake-up from a router or a worker, or idleWait.
 func (e *Engine) sleepUntil(ctx context.Context, at time.Time) {
 	d := idleWait
+	if e.IdleWait > 0 {
+		d = e.IdleWait
+	}
 	if !at.IsZero() {
 		d = min(d, max(at.Sub(e.Now()), time.Millisecond))
 	}

@@ -119,6 +119,10 @@ type campaignCache struct {
 	mu    sync.Mutex
 	m     map[string]*source
 	state map[string]cachedState
+	// read holds a campaign's spec read along with its state (a campaign
+	// met for the first time: one round trip for both) until get
+	// compiles it.
+	read map[string][]byte
 }
 
 type cachedState struct {
@@ -138,7 +142,17 @@ func (c *campaignCache) stateOf(ctx context.Context, id string, now time.Time) (
 	if ok && now.Sub(cs.at) < stateTTL {
 		return cs.state, nil
 	}
-	st, err := c.store.State(ctx, id)
+	c.mu.Lock()
+	_, compiled := c.m[id]
+	c.mu.Unlock()
+	var st string
+	var spec []byte
+	var err error
+	if compiled || ok {
+		st, err = c.store.State(ctx, id)
+	} else {
+		st, spec, err = c.store.StateAndSpec(ctx, id)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -147,6 +161,12 @@ func (c *campaignCache) stateOf(ctx context.Context, id string, now time.Time) (
 		c.state = map[string]cachedState{}
 	}
 	c.state[id] = cachedState{state: st, at: now}
+	if spec != nil {
+		if c.read == nil {
+			c.read = map[string][]byte{}
+		}
+		c.read[id] = spec
+	}
 	c.mu.Unlock()
 	return st, nil
 }
@@ -154,13 +174,17 @@ func (c *campaignCache) stateOf(ctx context.Context, id string, now time.Time) (
 func (c *campaignCache) get(ctx context.Context, id string) (*source, error) {
 	c.mu.Lock()
 	p, ok := c.m[id]
+	raw := c.read[id]
+	delete(c.read, id)
 	c.mu.Unlock()
 	if ok {
 		return p, nil
 	}
-	raw, err := c.store.Spec(ctx, id)
-	if err != nil {
-		return nil, err
+	if raw == nil {
+		var err error
+		if raw, err = c.store.Spec(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	var spec campaign.Spec
 	if err := json.Unmarshal(raw, &spec); err != nil {

@@ -49,11 +49,8 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		return err
 	}
 	defer r.Close()
-	q := streams.New(rdb, ks, "campaignctl")
+	q := streams.New(rdb, ks, "campaignctl") // its streams made by Launch
 	q.WaitReplicas(opt.WaitReplicas, opt.WaitTimeout)
-	if err := q.Init(ctx); err != nil {
-		return err
-	}
 	e := &encoder{lane: lane, tally: st.Tally(spec.ID), first: time.Now().UnixMilli(), opt: opt}
 	if spec.SendAt.After(time.Now()) {
 		// Scheduled: the jobs wait in the delayed set, durably, and the

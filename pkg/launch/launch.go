@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/message"
 	"github.com/sluice-mta/sluice/pkg/store"
+	"github.com/sluice-mta/sluice/pkg/streams"
 )
 
 // Options tune a launch.
@@ -105,8 +106,12 @@ var ErrInvalidRecipients = errors.New("invalid recipients")
 var afterBatch func(batches int) error
 
 // Launch validates the campaign file at path and enqueues its recipients.
+// While it validates, it readies Redis for its writes (see prepare).
 func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, path string, opt Options) (Result, error) {
+	loaded := make(chan struct{})
+	go func() { defer close(loaded); loadScripts(ctx, rdb, ks) }()
 	spec, res, err := Check(path, opt)
+	<-loaded
 	if err != nil {
 		return res, err
 	}
@@ -121,8 +126,15 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 	if err != nil {
 		return res, err
 	}
+	// The lanes' streams and groups (an engine's start makes them too)
+	// are made while the campaign is stored.
+	inited := make(chan error, 1)
+	go func() { inited <- streams.New(rdb, ks, "campaignctl").Init(ctx) }()
 	st := store.New(rdb, ks)
 	created, err := st.Create(ctx, spec.ID, spec.Lane, fp, specJSON)
+	if ierr := <-inited; err == nil {
+		err = ierr
+	}
 	if err != nil {
 		return res, err
 	}
@@ -141,6 +153,16 @@ func Launch(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, p
 		return res, err
 	}
 	return res, st.MarkLaunched(ctx, spec.ID, spec.SendAt)
+}
+
+// loadScripts loads the launch's scripts into Redis while the list is
+// being validated (writing nothing: a list that fails validation leaves
+// no trace): on a fresh or restarted Redis each would otherwise cost a
+// NOSCRIPT round trip at its first use, on the way to the first batch. A
+// failure to load one is no error: it loads itself then.
+func loadScripts(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space) {
+	_ = store.New(rdb, ks).LoadLaunchScripts(ctx)
+	_ = streams.New(rdb, ks, "campaignctl").LoadEnqueueScript(ctx)
 }
 
 // Check does everything Launch checks, without touching Redis: the

@@ -105,6 +105,19 @@ func (s *Store) Create(ctx context.Context, id, lane, fingerprint string, spec [
 	return Created(res), nil
 }
 
+// LoadLaunchScripts loads the scripts a launch runs (Create,
+// MarkLaunched) into Redis, every master of a cluster: a launcher loads
+// them while it validates its list, so its first writes pay no NOSCRIPT
+// round trip on a fresh or restarted Redis.
+func (s *Store) LoadLaunchScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{createScript, markLaunched} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load launch scripts: %w", err)
+		}
+	}
+	return nil
+}
+
 // Checkpoints returns, per shard, the last recipients-file line a launch
 // enqueued into it (0: none): a resumed launch skips a row whose line is
 // at or before its shard's checkpoint.
@@ -222,6 +235,25 @@ func (s *Store) Spec(ctx context.Context, id string) ([]byte, error) {
 		return nil, fmt.Errorf("campaign %s: %w", id, err)
 	}
 	return b, nil
+}
+
+// StateAndSpec returns State and Spec in one round trip: what an engine
+// reads of a campaign it meets for the first time. The spec is nil when
+// the campaign has none (ErrNotFound only when it has no state).
+func (s *Store) StateAndSpec(ctx context.Context, id string) (string, []byte, error) {
+	v, err := s.rdb.HMGet(ctx, s.hash(id), "state", "spec").Result()
+	if err != nil {
+		return "", nil, fmt.Errorf("campaign %s: %w", id, err)
+	}
+	st, ok := v[0].(string)
+	if !ok {
+		return "", nil, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	var spec []byte
+	if raw, ok := v[1].(string); ok {
+		spec = []byte(raw)
+	}
+	return st, spec, nil
 }
 
 // Status is one campaign's progress. The JSON keys are a public contract

@@ -15,6 +15,9 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 	tx := lane == "transactional"
 	ln := &b.lease[b2i(tx)]
 	leased, poked := false, false
+	if !b.awaitPrime(ctx) {
+		return nil, l.now().Add(leaseWait), nil
+	}
 	for {
 		now := l.now()
 		b.mu.Lock()
@@ -86,6 +89,7 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 			return nil, now.Add(leaseWait), nil
 		}
 		ln.busy = true
+		b.leases++
 		q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
 		if tx {
 			q.lane = "t"

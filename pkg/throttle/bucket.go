@@ -63,6 +63,10 @@ type bucket struct {
 	acc            window
 	latency        float64 // EWMA of attempt duration, seconds
 	counts         report  // outcome counts not yet reported
+	// priming is closed when the prime under way ends (nil: none; see
+	// Prime); primes and leases count lease steps (StepsOf).
+	priming        chan struct{}
+	primes, leases int
 }
 
 // Timing of the local side.

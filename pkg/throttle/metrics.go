@@ -40,7 +40,7 @@ var (
 	}, []string{"provider"})
 	steps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_throttle_redis_steps_total",
-		Help: "Throttle steps run in Redis: lease (send slots for a batch), event (a deferral or rule match), sync (periodic report).",
+		Help: "Throttle steps run in Redis: lease (send slots for a batch), prime (a lease ahead of an idle key's first admission), event (a deferral or rule match), sync (periodic report).",
 	}, []string{"kind"})
 	ruleMatches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_throttle_rule_matches_total",

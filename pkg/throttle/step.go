@@ -92,18 +92,43 @@ func (l *Limiter) stepArgs(b *bucket, q stepReq) []any {
 	return args
 }
 
-// step runs one step for b.
+// step runs one step for b. When b is due in the index of keys (its
+// first step, then every indexEvery), the index is written in the same
+// round trip: a key's first attempt waits for one round trip, not two.
 func (l *Limiter) step(ctx context.Context, b *bucket, q stepReq) (stepRes, error) {
 	kind := "event"
 	if q.want > 0 {
 		kind = "lease"
 	}
 	steps.WithLabelValues(kind).Inc()
-	v, err := stepScript.Run(ctx, l.rdb, l.stepKeys(b.key), l.stepArgs(b, q)...).Slice()
+	b.mu.Lock()
+	due := b.indexDue(l.now())
+	b.mu.Unlock()
+	keys, args := l.stepKeys(b.key), l.stepArgs(b, q)
+	var cmd *redis.Cmd
+	var indexed func() error
+	_, _ = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = stepScript.EvalSha(ctx, p, keys, args...)
+		if due {
+			indexed = indexIn(ctx, p, l.ks, l.now(), b.key)
+		}
+		return nil
+	})
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmd = stepScript.Run(ctx, l.rdb, keys, args...) // loads it
+	}
+	if indexed != nil {
+		if err := indexed(); err != nil {
+			l.log.Warn("throttle index", "err", err)
+			b.mu.Lock()
+			b.indexed = time.Time{} // due again at the next step
+			b.mu.Unlock()
+		}
+	}
+	v, err := cmd.Slice()
 	if err != nil {
 		return stepRes{}, fmt.Errorf("throttle step %s: %w", b.key, err)
 	}
-	l.indexBuckets(ctx, b)
 	return parseStep(v)
 }
 
