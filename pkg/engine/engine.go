@@ -80,6 +80,7 @@ type Engine struct {
 	store    *store.Store
 	cache    campaignCache
 	inflight inflight
+	pace     pollPace // the line server's polls under bulk load
 	sweeps   sweeps
 	health   health
 	slots    *slots
@@ -127,6 +128,7 @@ func New(d Deps) *Engine {
 		store:   store.New(d.Redis, ks),
 		slots:   newSlots(d.Config.Delivery.Workers),
 		wakeup:  make(chan struct{}, 1),
+		pace:    newPollPace(),
 		abandon: make(chan struct{}),
 		tick:    500 * time.Millisecond,
 	}

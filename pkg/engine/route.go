@@ -124,6 +124,9 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 		return err
 	}) {
 		e.known.add(rs)
+		if l == streams.Transactional {
+			e.pace.hurry()
+		}
 		e.wake()
 	}
 }

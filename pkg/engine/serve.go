@@ -72,6 +72,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 				e.Log.Error("reschedule lines", "err", err)
 			}
 		}
+		e.pace.wait(ctx, e.inflight.len())
 		lines, next, err := e.q.Poll(ctx, e.Now(), e.pollLines())
 		if err != nil {
 			if ctx.Err() == nil {
