@@ -54,7 +54,7 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 			lastHot = time.Now()
 			e.syncDomains(ctx)
 		}
-		if time.Since(lastGauge) >= depthEvery {
+		if time.Since(lastGauge) >= depthEvery && scraped(time.Now()) {
 			lastGauge = time.Now()
 			e.gauge(ctx)
 		}

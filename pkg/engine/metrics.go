@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,10 +28,32 @@ var (
 	})
 )
 
-func init() { prometheus.MustRegister(laneDepth, lineDepth, settleSeconds) }
+func init() { prometheus.MustRegister(laneDepth, lineDepth, settleSeconds, scrapes) }
 
-// depthEvery is how often an engine refreshes the queue depth gauges.
+// depthEvery is how often an engine refreshes the queue depth gauges
+// while they are read (see scraped).
 const depthEvery = 5 * time.Second
+
+// readFor: the gauges are refreshed while the metrics were gathered
+// (a /metrics scrape) within this. Reading every line's depth costs
+// Redis a few commands per line, which no one should pay for figures no
+// one reads: an engine with 100,000 jobs waiting and no scraper is idle.
+const readFor = time.Minute
+
+// scrapes notes when the metrics were last gathered. It describes no
+// metric of its own (an unchecked collector).
+var scrapes = &scrapeClock{}
+
+type scrapeClock struct{ last atomic.Int64 }
+
+func (c *scrapeClock) Describe(chan<- *prometheus.Desc) {}
+func (c *scrapeClock) Collect(chan<- prometheus.Metric) { c.last.Store(time.Now().UnixNano()) }
+
+// scraped reports whether the metrics were gathered within readFor.
+func scraped(now time.Time) bool {
+	at := scrapes.last.Load()
+	return at != 0 && now.Sub(time.Unix(0, at)) < readFor
+}
 
 // gauge refreshes the queue depth gauges.
 func (e *Engine) gauge(ctx context.Context) {
