@@ -88,30 +88,49 @@ func (l *Limiter) Admit(ctx context.Context, key, lane string) (*Permit, time.Ti
 			b.mu.Unlock()
 			return nil, now.Add(leaseWait), nil
 		}
-		ln.busy = true
 		b.leases++
-		q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
-		if tx {
-			q.lane = "t"
-		}
+		q := l.leaseReq(b, ln, tx, now)
 		b.mu.Unlock()
 
-		res, err := l.step(ctx, b, q)
-		now = l.now()
-		b.mu.Lock()
-		ln.busy = false
-		if err != nil {
-			b.counts.add(q.report) // report again next time
-			ln.next = now.Add(time.Second)
-			b.mu.Unlock()
-			b.stepMu.Unlock()
+		if now, err := l.runLease(ctx, b, ln, q, time.Second); err != nil {
 			return nil, now.Add(time.Second), err
 		}
-		l.applyStep(b, res, now, q.lane)
-		b.mu.Unlock()
-		b.stepMu.Unlock()
 		leased = true
 	}
+}
+
+// leaseReq marks lane ln's lease under way (ln.busy) and returns the step
+// asking slots for it (tx: the transactional lane's). Caller holds b.mu
+// and b.stepMu.
+func (l *Limiter) leaseReq(b *bucket, ln *lease, tx bool, now time.Time) stepReq {
+	ln.busy = true
+	q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
+	if tx {
+		q.lane = "t"
+	}
+	return q
+}
+
+// runLease runs leaseReq's step q and takes its result in; a failed
+// step's counts are reported again by the next, and with backoff > 0 the
+// lane leases again no sooner than backoff later. It ends the lease
+// (ln.busy, b.stepMu) and returns the time the step ended.
+func (l *Limiter) runLease(ctx context.Context, b *bucket, ln *lease, q stepReq, backoff time.Duration) (time.Time, error) {
+	res, err := l.step(ctx, b, q)
+	now := l.now()
+	b.mu.Lock()
+	ln.busy = false
+	if err != nil {
+		b.counts.add(q.report) // report again next time
+		if backoff > 0 {
+			ln.next = now.Add(backoff)
+		}
+	} else {
+		l.applyStep(b, res, now, q.lane)
+	}
+	b.mu.Unlock()
+	b.stepMu.Unlock()
+	return now, err
 }
 
 // applyStep takes in a step's result; leased slots go to lane's queue.

@@ -44,10 +44,7 @@ type bucket struct {
 	mkSlots []time.Time // leased for marketing; transactional may use them too
 	// lease is per lane (0 marketing, 1 transactional): when asking
 	// Redis for slots is worth it again, and whether a worker is asking.
-	lease [2]struct {
-		next time.Time
-		busy bool
-	}
+	lease [2]lease
 	inUse int
 	// sessCap, until sessCapUntil, is how many sessions the provider
 	// let this engine have when it refused one more (see capSessions).
@@ -67,6 +64,13 @@ type bucket struct {
 	// Prime); primes and leases count lease steps (StepsOf).
 	priming        chan struct{}
 	primes, leases int
+}
+
+// lease is one lane's asking Redis for slots: when it is worth it again,
+// and whether a worker is asking.
+type lease struct {
+	next time.Time
+	busy bool
 }
 
 // Timing of the local side.

@@ -45,33 +45,22 @@ func (l *Limiter) Prime(key, lane string) bool {
 	if tx {
 		b.txSeen = now
 	}
-	ln.busy = true
 	done := make(chan struct{})
 	b.priming = done
 	b.primes++
-	q := stepReq{report: b.snapshot(now), lane: "m", want: b.batch(tx, l.share)}
-	if tx {
-		q.lane = "t"
-	}
+	q := l.leaseReq(b, ln, tx, now)
 	b.mu.Unlock()
 	steps.WithLabelValues("prime").Inc()
 	go func() {
 		defer l.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), primeTimeout)
 		defer cancel()
-		res, err := l.step(ctx, b, q)
-		now := l.now()
-		b.mu.Lock()
-		ln.busy = false
-		if err != nil {
-			b.counts.add(q.report) // report again next time
+		if _, err := l.runLease(ctx, b, ln, q, 0); err != nil {
 			l.log.Warn("throttle prime", "key", key, "err", err)
-		} else {
-			l.applyStep(b, res, now, q.lane)
 		}
+		b.mu.Lock()
 		b.priming = nil
 		b.mu.Unlock()
-		b.stepMu.Unlock()
 		close(done)
 	}()
 	return true
