@@ -2,6 +2,8 @@ package streams
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -131,10 +133,18 @@ func (q *Queue) settleCall(ss []Settlement, at []int) (scriptCall, time.Time, er
 	return scriptCall{keys, args}, next, nil
 }
 
-// streamIDLess orders stream entry ids ("ms-seq").
+// streamIDLess orders stream entry ids ("ms-seq"). It runs twice per
+// settled job: fmt.Sscanf here was 6% of the engine's CPU.
 func streamIDLess(a, b string) bool {
-	var am, as, bm, bs uint64
-	fmt.Sscanf(a, "%d-%d", &am, &as)
-	fmt.Sscanf(b, "%d-%d", &bm, &bs)
+	am, as := splitStreamID(a)
+	bm, bs := splitStreamID(b)
 	return am < bm || am == bm && as < bs
+}
+
+// splitStreamID parses "ms-seq"; a malformed part reads as 0.
+func splitStreamID(id string) (ms, seq uint64) {
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
 }
