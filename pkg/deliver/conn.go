@@ -147,7 +147,8 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		return reply{}, err
 	}
 	var r reply
-	var lines []string
+	var first string
+	var lines []string // from the second line on; most replies have one
 	for n := 0; ; n++ {
 		b, err := c.br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -166,10 +167,17 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		} else if code != r.code {
 			return r, fmt.Errorf("reply code changed from %d to %d within one reply", r.code, code)
 		}
+		rest := ""
 		if len(line) > 4 {
-			lines = append(lines, line[4:])
-		} else {
-			lines = append(lines, "")
+			rest = line[4:]
+		}
+		switch {
+		case n == 0:
+			first = rest
+		case n == 1:
+			lines = append(make([]string, 0, 8), first, rest)
+		default:
+			lines = append(lines, rest)
 		}
 		if len(line) == 3 || line[3] == ' ' {
 			break
@@ -179,7 +187,15 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		}
 	}
 	// RFC 2034 §4: the enhanced code opens every line; keep it once.
-	if r.enh = leadingEnhanced(lines[0]); r.enh != "" {
+	r.enh = leadingEnhanced(first)
+	if lines == nil {
+		r.text = first
+		if r.enh != "" {
+			r.text = strings.TrimPrefix(first[len(r.enh):], " ")
+		}
+		return r, nil
+	}
+	if r.enh != "" {
 		for i, l := range lines {
 			lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, r.enh), " ")
 		}

@@ -84,7 +84,7 @@ func normDomain(d string) (string, error) {
 	if len(d) > 253 {
 		return "", errors.New("domain longer than 253 octets")
 	}
-	for _, label := range strings.Split(d, ".") {
+	for label := range strings.SplitSeq(d, ".") {
 		if label == "" || len(label) > 63 {
 			return "", fmt.Errorf("bad domain label %q", label)
 		}
