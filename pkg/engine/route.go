@@ -101,7 +101,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 	ds = e.operatorPass(ctx, hard, ds)
 	ds = e.suppressionPass(ctx, hard, ds)
 	dests := e.resolve(ctx, ds)
-	var rs []streams.Routed
+	rs := make([]streams.Routed, 0, len(ds))
 	primer := e.primer()
 	for _, d := range ds {
 		r := dests[domainOf(d.To)]

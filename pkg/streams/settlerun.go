@@ -91,18 +91,18 @@ type Settlement struct {
 	RetryAt time.Time
 }
 
-// settleCall is the settle script's call for the items at of ss (one
-// stream's), and the earliest retry it schedules (zero: none).
-func (q *Queue) settleCall(ss []Settlement, at []int) (scriptCall, time.Time, error) {
-	first := ss[at[0]].D
+// settleCall is the settle script's call for ss (one stream's), and the
+// earliest retry it schedules (zero: none).
+func (q *Queue) settleCall(ss []*Settlement) (scriptCall, time.Time, error) {
+	first := ss[0].D
 	shard := first.Shard()
-	tt := ss[at[0]].Tally.In(shard)
+	tt := ss[0].Tally.In(shard)
 	keys := []string{q.held(first), q.Delayed(shard, first.Lane), tt.Counters, tt.Records, q.EventsKey(shard)}
 	lo, hi := first.StreamID, first.StreamID
-	args := []any{Group, q.consumer, "", ""}
+	args := make([]any, 4, 4+8*len(ss))
+	args[0], args[1] = Group, q.consumer
 	var next time.Time
-	for _, i := range at {
-		s := ss[i]
+	for _, s := range ss {
 		if streamIDLess(s.D.StreamID, lo) {
 			lo = s.D.StreamID
 		}
