@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type conn struct {
 	ctx      context.Context
 	gen      int
 	canceled bool
+
+	recent     [4]string // reply lines seen last (lineText)
+	nextRecent int
 
 	wtimeout  time.Duration // deadline for each write to the socket
 	closeOnce sync.Once
@@ -157,7 +161,7 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		if err != nil {
 			return r, err
 		}
-		line := strings.TrimRight(string(b), "\r\n")
+		line := c.lineText(bytes.TrimRight(b, "\r\n"))
 		if len(line) < 3 || !digits(line[:3], 3) || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
 			return r, fmt.Errorf("malformed reply line %q", text.Clip(line, 80))
 		}
@@ -202,6 +206,21 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 	}
 	r.text = strings.Join(lines, "\n")
 	return r, nil
+}
+
+// lineText is b as a string, the same string as for an earlier line of
+// the session when b repeats one of the last few: a receiver answers
+// every transaction with the same lines, four per message.
+func (c *conn) lineText(b []byte) string {
+	for _, s := range c.recent {
+		if s == string(b) { // compared without a copy
+			return s
+		}
+	}
+	s := string(b)
+	c.recent[c.nextRecent] = s
+	c.nextRecent = (c.nextRecent + 1) % len(c.recent)
+	return s
 }
 
 // cmd sends one command and reads its reply.

@@ -134,7 +134,7 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 			r := &rs[i]
 			name := r.Line.Name()
 			keys = append(keys, q.lineStream(shard, name))
-			args = append(args, r.StreamID, name, r.Raw)
+			args = append(args, &r.StreamID, name, &r.Raw) // pointers: see settleCall
 		}
 		calls = append(calls, scriptCall{keys, args})
 	}

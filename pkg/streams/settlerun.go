@@ -127,7 +127,9 @@ func (q *Queue) settleCall(ss []*Settlement) (scriptCall, time.Time, error) {
 			keys = append(keys, q.MessageKey(s.D.ID))
 			msg = len(keys)
 		}
-		args = append(args, s.D.StreamID, s.D.RecordField(), s.Rec.Encode(), s.Rec.Status, s.RetryAt.UnixMilli(), nextRaw, msg, settleEvent(s.D, s.Rec))
+		// Fields of *s go as pointers (go-redis writes a *string's
+		// text): boxing a string into an any allocates.
+		args = append(args, &s.D.StreamID, s.D.RecordField(), s.Rec.Encode(), &s.Rec.Status, s.RetryAt.UnixMilli(), nextRaw, msg, settleEvent(s.D, s.Rec))
 	}
 	args[2], args[3] = lo, hi
 	return scriptCall{keys, args}, next, nil
