@@ -124,25 +124,15 @@ func (e Event) appendJSON(b []byte) ([]byte, bool) {
 	if !ok {
 		return b, false
 	}
-	for _, f := range [...]struct{ k, v string }{{"campaign", e.Campaign}, {"job", e.Job}, {"recipient", e.Recipient}} {
-		if f.v != "" {
-			b = jsonenc.AppendField(b, f.k, f.v, false)
-		}
-	}
+	b = jsonenc.AppendNonEmpty(b, "campaign", e.Campaign, "job", e.Job, "recipient", e.Recipient)
 	if e.Code != 0 {
 		b = jsonenc.AppendInt(b, "code", int64(e.Code), false)
 	}
-	for _, f := range [...]struct{ k, v string }{{"enhanced", e.Enhanced}, {"reply", e.Reply}, {"mx", e.MX}} {
-		if f.v != "" {
-			b = jsonenc.AppendField(b, f.k, f.v, false)
-		}
-	}
+	b = jsonenc.AppendNonEmpty(b, "enhanced", e.Enhanced, "reply", e.Reply, "mx", e.MX)
 	if e.Attempt != 0 {
 		b = jsonenc.AppendInt(b, "attempt", int64(e.Attempt), false)
 	}
-	if e.Reason != "" {
-		b = jsonenc.AppendField(b, "reason", e.Reason, false)
-	}
+	b = jsonenc.AppendNonEmpty(b, "reason", e.Reason)
 	return append(b, '}'), true
 }
 

@@ -91,6 +91,17 @@ func AppendField(b []byte, key, s string, first bool) []byte {
 	return AppendString(b, s)
 }
 
+// AppendNonEmpty appends ,"k":"v" for each pair k, v of kv whose v is
+// not empty: string fields tagged omitempty, in order.
+func AppendNonEmpty(b []byte, kv ...string) []byte {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			b = AppendField(b, kv[i], kv[i+1], false)
+		}
+	}
+	return b
+}
+
 // AppendInt appends ,"key":n (the comma left out when first).
 func AppendInt(b []byte, key string, n int64, first bool) []byte {
 	if !first {

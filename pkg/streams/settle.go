@@ -100,11 +100,7 @@ func (r Record) appendJSON(b []byte) []byte {
 	if r.Code != 0 {
 		b = jsonenc.AppendInt(b, "c", int64(r.Code), false)
 	}
-	for _, f := range [...]struct{ k, v string }{{"e", r.Enhanced}, {"r", r.Reply}, {"why", r.Reason}, {"h", r.Host}} {
-		if f.v != "" {
-			b = jsonenc.AppendField(b, f.k, f.v, false)
-		}
-	}
+	b = jsonenc.AppendNonEmpty(b, "e", r.Enhanced, "r", r.Reply, "why", r.Reason, "h", r.Host)
 	for _, f := range [...]struct {
 		k string
 		v int64
@@ -113,11 +109,7 @@ func (r Record) appendJSON(b []byte) []byte {
 			b = jsonenc.AppendInt(b, f.k, f.v, false)
 		}
 	}
-	for _, f := range [...]struct{ k, v string }{{"j", r.JobID}, {"src", r.Src}, {"pv", r.Prov}} {
-		if f.v != "" {
-			b = jsonenc.AppendField(b, f.k, f.v, false)
-		}
-	}
+	b = jsonenc.AppendNonEmpty(b, "j", r.JobID, "src", r.Src, "pv", r.Prov)
 	return append(b, '}')
 }
 
