@@ -41,6 +41,7 @@ type conn struct {
 	ctx      context.Context
 	gen      int
 	canceled bool
+	rdl, wdl time.Time // the read and write deadlines set last
 
 	recent     [4]string // reply lines seen last (lineText)
 	nextRecent int
@@ -69,7 +70,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // receiver is fine and a stuck one is not (RFC 5321 §4.5.3.2.5, 3 min per
 // data block).
 func (c *conn) write(p []byte) (int, error) {
-	if err := c.deadline(c.raw.SetWriteDeadline, c.wtimeout); err != nil {
+	if err := c.deadline(writeDeadline, c.wtimeout); err != nil {
 		return 0, err
 	}
 	return c.nc.Write(p)
@@ -89,6 +90,7 @@ func (c *conn) bind(ctx context.Context) (stop func()) {
 		defer c.mu.Unlock()
 		if c.gen == gen {
 			c.canceled = true
+			c.rdl, c.wdl = aLongTimeAgo, aLongTimeAgo
 			_ = c.raw.SetDeadline(aLongTimeAgo)
 		}
 	})
@@ -101,9 +103,18 @@ func (c *conn) bind(ctx context.Context) (stop func()) {
 	}
 }
 
-// deadline sets a read or write deadline d from now, or the context's
-// deadline when that comes first.
-func (c *conn) deadline(set func(time.Time) error, d time.Duration) error {
+// The deadlines deadline sets.
+const (
+	readDeadline = iota
+	writeDeadline
+	bothDeadlines
+)
+
+// deadline sets a read or write deadline (or both) d from now, or the
+// context's deadline when that comes first. A deadline set already at
+// most deadlineSlack(d) earlier is kept: as good, and no timer to move
+// (a message's transaction asks five times within microseconds).
+func (c *conn) deadline(which int, d time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.canceled {
@@ -115,8 +126,29 @@ func (c *conn) deadline(set func(time.Time) error, d time.Duration) error {
 			t = dl
 		}
 	}
+	switch which {
+	case readDeadline:
+		return setDeadline(&c.rdl, t, d, c.raw.SetReadDeadline)
+	case writeDeadline:
+		return setDeadline(&c.wdl, t, d, c.raw.SetWriteDeadline)
+	}
+	c.rdl, c.wdl = t, t
+	return c.raw.SetDeadline(t)
+}
+
+// setDeadline sets t with set unless *last, the deadline set before, is
+// not later than t and within deadlineSlack(d) of it.
+func setDeadline(last *time.Time, t time.Time, d time.Duration, set func(time.Time) error) error {
+	if !last.IsZero() && !last.After(t) && t.Sub(*last) < deadlineSlack(d) {
+		return nil
+	}
+	*last = t
 	return set(t)
 }
+
+// deadlineSlack is how much earlier than asked a kept deadline may be: a
+// hundredth of the timeout, at most a second.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/100, time.Second) }
 
 func (c *conn) ctxErr() error {
 	if c.ctx != nil && c.ctx.Err() != nil {
@@ -147,7 +179,7 @@ const maxReplyLines = 100
 
 // readReply reads one reply, waiting at most timeout for it.
 func (c *conn) readReply(timeout time.Duration) (reply, error) {
-	if err := c.deadline(c.raw.SetReadDeadline, timeout); err != nil {
+	if err := c.deadline(readDeadline, timeout); err != nil {
 		return reply{}, err
 	}
 	var r reply
@@ -278,7 +310,7 @@ func (c *conn) quit() {
 		if _, err := c.readReply(t); err == nil {
 			// The receiver closes after its 221: until then it still
 			// counts the session, so its slot is not free before.
-			if c.deadline(c.raw.SetReadDeadline, t) == nil {
+			if c.deadline(readDeadline, t) == nil {
 				_, _ = io.Copy(io.Discard, c.br)
 			}
 		}
