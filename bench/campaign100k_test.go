@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,11 +66,13 @@ func campaignCPU(b *testing.B, id string, n int, raw float64, rawUnit string, wr
 	cfg := enginetest.Config(prefix, sink.Addr)
 	cfg.Delivery.Workers = 64
 	cpu0, rcpu0 := cpuTime(), redisCPU(b, rdb)
+	r0, w0 := syscallCounts()
 	t0 := time.Now()
 	stop := enginetest.StartStoppable(b, cfg)
 	s := enginetest.WaitFinished(b, store.New(rdb, ks), id, 5*time.Minute)
 	dur := time.Since(t0)
 	cpu, rcpu := cpuTime()-cpu0, redisCPU(b, rdb)-rcpu0
+	r1, w1 := syscallCounts()
 	stop()
 	got, sinkCPU := sink.stop(b)
 	if s.Delivered != int64(n) || got != n {
@@ -80,6 +84,25 @@ func campaignCPU(b *testing.B, id string, n int, raw float64, rawUnit string, wr
 	b.ReportMetric(float64(sinkCPU.Microseconds())/float64(n), "sink-cpu-µs/msg")
 	b.ReportMetric(float64(rcpu.Microseconds())/float64(n), "redis-cpu-µs/msg")
 	ReportRawRatio(b, rate, raw, rawUnit)
+	b.ReportMetric(float64(r1-r0)/float64(n), "engine-reads/msg")
+	b.ReportMetric(float64(w1-w0)/float64(n), "engine-writes/msg")
+}
+
+// syscallCounts is this process's read and write system calls so far
+// (/proc/self/io syscr, syscw: sockets included), 0 where it cannot be read.
+func syscallCounts() (reads, writes int64) {
+	b, _ := os.ReadFile("/proc/self/io")
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
 }
 
 // cpuTime is the user and system CPU time this process has used.

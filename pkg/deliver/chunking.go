@@ -20,7 +20,10 @@ func (c *conn) chunked(p *prepared, reused bool, cmds []string) (outcome.Outcome
 		_, _ = c.bw.WriteString(l)
 		_, _ = c.bw.Write(crlf)
 	}
-	_, _ = c.bw.WriteString("BDAT " + strconv.Itoa(p.size) + " LAST\r\n")
+	var num [20]byte
+	_, _ = c.bw.WriteString("BDAT ")
+	_, _ = c.bw.Write(strconv.AppendInt(num[:0], int64(p.size), 10))
+	_, _ = c.bw.WriteString(" LAST\r\n")
 	for _, part := range p.data {
 		_, _ = c.bw.Write(part)
 	}
@@ -30,7 +33,7 @@ func (c *conn) chunked(p *prepared, reused bool, cmds []string) (outcome.Outcome
 
 	var fail *outcome.Outcome
 	broken := false
-	for i, cmd := range append(cmds, "BDAT") {
+	for i, cmd := range append(cmds, "BDAT") { // transact left room for it
 		verb, _, _ := strings.Cut(cmd, " ")
 		timeout := c.cfg.CommandTimeout
 		if verb == "BDAT" {

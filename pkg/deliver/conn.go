@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,10 @@ type conn struct {
 	ctx      context.Context
 	gen      int
 	canceled bool
+	rdl, wdl time.Time // the read and write deadlines set last
+
+	recent     [4]string // reply lines seen last (lineText)
+	nextRecent int
 
 	wtimeout  time.Duration // deadline for each write to the socket
 	closeOnce sync.Once
@@ -65,7 +70,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // receiver is fine and a stuck one is not (RFC 5321 §4.5.3.2.5, 3 min per
 // data block).
 func (c *conn) write(p []byte) (int, error) {
-	if err := c.deadline(c.raw.SetWriteDeadline, c.wtimeout); err != nil {
+	if err := c.deadline(writeDeadline, c.wtimeout); err != nil {
 		return 0, err
 	}
 	return c.nc.Write(p)
@@ -85,6 +90,7 @@ func (c *conn) bind(ctx context.Context) (stop func()) {
 		defer c.mu.Unlock()
 		if c.gen == gen {
 			c.canceled = true
+			c.rdl, c.wdl = aLongTimeAgo, aLongTimeAgo
 			_ = c.raw.SetDeadline(aLongTimeAgo)
 		}
 	})
@@ -97,9 +103,18 @@ func (c *conn) bind(ctx context.Context) (stop func()) {
 	}
 }
 
-// deadline sets a read or write deadline d from now, or the context's
-// deadline when that comes first.
-func (c *conn) deadline(set func(time.Time) error, d time.Duration) error {
+// The deadlines deadline sets.
+const (
+	readDeadline = iota
+	writeDeadline
+	bothDeadlines
+)
+
+// deadline sets a read or write deadline (or both) d from now, or the
+// context's deadline when that comes first. A deadline set already at
+// most deadlineSlack(d) earlier is kept: as good, and no timer to move
+// (a message's transaction asks five times within microseconds).
+func (c *conn) deadline(which int, d time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.canceled {
@@ -111,8 +126,29 @@ func (c *conn) deadline(set func(time.Time) error, d time.Duration) error {
 			t = dl
 		}
 	}
+	switch which {
+	case readDeadline:
+		return setDeadline(&c.rdl, t, d, c.raw.SetReadDeadline)
+	case writeDeadline:
+		return setDeadline(&c.wdl, t, d, c.raw.SetWriteDeadline)
+	}
+	c.rdl, c.wdl = t, t
+	return c.raw.SetDeadline(t)
+}
+
+// setDeadline sets t with set unless *last, the deadline set before, is
+// not later than t and within deadlineSlack(d) of it.
+func setDeadline(last *time.Time, t time.Time, d time.Duration, set func(time.Time) error) error {
+	if !last.IsZero() && !last.After(t) && t.Sub(*last) < deadlineSlack(d) {
+		return nil
+	}
+	*last = t
 	return set(t)
 }
+
+// deadlineSlack is how much earlier than asked a kept deadline may be: a
+// hundredth of the timeout, at most a second.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/100, time.Second) }
 
 func (c *conn) ctxErr() error {
 	if c.ctx != nil && c.ctx.Err() != nil {
@@ -143,11 +179,12 @@ const maxReplyLines = 100
 
 // readReply reads one reply, waiting at most timeout for it.
 func (c *conn) readReply(timeout time.Duration) (reply, error) {
-	if err := c.deadline(c.raw.SetReadDeadline, timeout); err != nil {
+	if err := c.deadline(readDeadline, timeout); err != nil {
 		return reply{}, err
 	}
 	var r reply
-	var lines []string
+	var first string
+	var lines []string // from the second line on; most replies have one
 	for n := 0; ; n++ {
 		b, err := c.br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -156,7 +193,7 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		if err != nil {
 			return r, err
 		}
-		line := strings.TrimRight(string(b), "\r\n")
+		line := c.lineText(bytes.TrimRight(b, "\r\n"))
 		if len(line) < 3 || !digits(line[:3], 3) || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
 			return r, fmt.Errorf("malformed reply line %q", text.Clip(line, 80))
 		}
@@ -166,10 +203,17 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		} else if code != r.code {
 			return r, fmt.Errorf("reply code changed from %d to %d within one reply", r.code, code)
 		}
+		rest := ""
 		if len(line) > 4 {
-			lines = append(lines, line[4:])
-		} else {
-			lines = append(lines, "")
+			rest = line[4:]
+		}
+		switch {
+		case n == 0:
+			first = rest
+		case n == 1:
+			lines = append(make([]string, 0, 8), first, rest)
+		default:
+			lines = append(lines, rest)
 		}
 		if len(line) == 3 || line[3] == ' ' {
 			break
@@ -179,13 +223,36 @@ func (c *conn) readReply(timeout time.Duration) (reply, error) {
 		}
 	}
 	// RFC 2034 §4: the enhanced code opens every line; keep it once.
-	if r.enh = leadingEnhanced(lines[0]); r.enh != "" {
+	r.enh = leadingEnhanced(first)
+	if lines == nil {
+		r.text = first
+		if r.enh != "" {
+			r.text = strings.TrimPrefix(first[len(r.enh):], " ")
+		}
+		return r, nil
+	}
+	if r.enh != "" {
 		for i, l := range lines {
 			lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, r.enh), " ")
 		}
 	}
 	r.text = strings.Join(lines, "\n")
 	return r, nil
+}
+
+// lineText is b as a string, the same string as for an earlier line of
+// the session when b repeats one of the last few: a receiver answers
+// every transaction with the same lines, four per message.
+func (c *conn) lineText(b []byte) string {
+	for _, s := range c.recent {
+		if s == string(b) { // compared without a copy
+			return s
+		}
+	}
+	s := string(b)
+	c.recent[c.nextRecent] = s
+	c.nextRecent = (c.nextRecent + 1) % len(c.recent)
+	return s
 }
 
 // cmd sends one command and reads its reply.
@@ -243,7 +310,7 @@ func (c *conn) quit() {
 		if _, err := c.readReply(t); err == nil {
 			// The receiver closes after its 221: until then it still
 			// counts the session, so its slot is not free before.
-			if c.deadline(c.raw.SetReadDeadline, t) == nil {
+			if c.deadline(readDeadline, t) == nil {
 				_, _ = io.Copy(io.Discard, c.br)
 			}
 		}

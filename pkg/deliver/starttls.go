@@ -29,7 +29,7 @@ func (c *conn) startTLS(base *tls.Config, hostname string) error {
 		return errors.New("STARTTLS: server sent data before the TLS handshake")
 	}
 	tc := tls.Client(c.raw, tlsConfig(base, c.host))
-	if err := c.deadline(c.raw.SetDeadline, c.cfg.CommandTimeout); err != nil {
+	if err := c.deadline(bothDeadlines, c.cfg.CommandTimeout); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	if err := tc.Handshake(); err != nil {

@@ -43,7 +43,7 @@ func (c *conn) transact(p *prepared, reused bool) (outcome.Outcome, txState) {
 			Text: fmt.Sprintf("non-ASCII address, and %s does not offer SMTPUTF8 (RFC 6531 §3.2)", c.host)}, txClean
 	}
 
-	var cmds []string
+	cmds := make([]string, 0, 4) // RSET, MAIL, RCPT, DATA or BDAT
 	if reused {
 		cmds = append(cmds, "RSET")
 	}

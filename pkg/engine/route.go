@@ -101,7 +101,8 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 	ds = e.operatorPass(ctx, hard, ds)
 	ds = e.suppressionPass(ctx, hard, ds)
 	dests := e.resolve(ctx, ds)
-	var rs []streams.Routed
+	rs := make([]streams.Routed, 0, len(ds))
+	throttleKeys := map[string]string{} // by destination domain
 	primer := e.primer()
 	for _, d := range ds {
 		r := dests[domainOf(d.To)]
@@ -112,7 +113,11 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 			e.settle(hard, d, r.out)
 			continue
 		}
-		key := e.Throttle.Key(r.dest.Domain, r.dest.Key, r.dest.HostNames())
+		key := throttleKeys[r.dest.Domain]
+		if key == "" { // once per domain of the batch: HostNames allocates
+			key = e.Throttle.Key(r.dest.Domain, r.dest.Key, r.dest.HostNames())
+			throttleKeys[r.dest.Domain] = key
+		}
 		primer.prime(key, l)
 		rs = append(rs, streams.Routed{Delivery: d, Line: streams.Line{Shard: d.Shard(), Lane: l, Campaign: d.Campaign, Key: key}})
 	}

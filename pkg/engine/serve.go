@@ -196,14 +196,10 @@ func (e *Engine) admitInRun(ctx context.Context, l streams.Line, v *via, beforeW
 // checkBatch checks the recipients of a batch taken from a line against
 // the suppression list in one round trip: an address suppressed while its
 // job waited in line is not sent to.
-func (e *Engine) checkBatch(ctx context.Context, l streams.Lane, ds []streams.Delivery) ([]*suppression.Entry, error) {
-	blocked := make([]*suppression.Entry, len(ds))
-	if e.Suppression == nil || len(ds) == 0 {
+func (e *Engine) checkBatch(ctx context.Context, l streams.Lane, addrs []string) ([]*suppression.Entry, error) {
+	blocked := make([]*suppression.Entry, len(addrs))
+	if e.Suppression == nil || len(addrs) == 0 {
 		return blocked, nil
-	}
-	addrs := make([]string, len(ds))
-	for i, d := range ds {
-		addrs[i] = d.To
 	}
 	res, err := e.Suppression.Check(ctx, string(l), addrs)
 	if err != nil {

@@ -44,8 +44,9 @@ func (e *Engine) settleRun(hard context.Context, as []attempted) {
 		// The suppression entry is part of the outcome: it is written
 		// before the job is acknowledged, so a crash in between repeats
 		// both.
-		if !e.durably(hard, "record suppression", a.d, func(ctx context.Context) error {
-			return e.recordSuppression(ctx, a.d, a.out, s.Rec.Reason == "expired", now)
+		expired := s.Rec.Reason == "expired"
+		if e.suppresses(a.out, expired) && !e.durably(hard, "record suppression", a.d, func(ctx context.Context) error {
+			return e.recordSuppression(ctx, a.d, a.out, expired, now)
 		}) {
 			break // the drain ended: this one and the rest stay pending
 		}

@@ -28,7 +28,7 @@ func (e *Engine) suppressed(ctx context.Context, d streams.Delivery) (*suppressi
 // bounce limit. Sender-side rejections (5.7.x policy) never suppress, and
 // neither does expiry.
 func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out outcome.Outcome, expired bool, now time.Time) error {
-	if e.Suppression == nil || expired {
+	if !e.suppresses(out, expired) {
 		return nil
 	}
 	if _, err := suppression.Normalize(d.To); err != nil {
@@ -40,16 +40,27 @@ func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out 
 		Address: d.To, Code: out.Code, Enhanced: out.Enhanced, Detail: out.Text,
 		Campaign: d.Campaign, Lane: string(d.Lane), Source: "engine",
 	}
-	switch {
-	case out.Status == outcome.Bounced && (out.Scope == outcome.ScopeRecipient || out.Scope == outcome.ScopeDomain):
+	if hardBounce(out) {
 		entry.Reason = suppression.HardBounce
 		return e.Suppression.Add(ctx, entry)
-	case out.Status == outcome.Deferred && out.Scope == outcome.ScopeRecipient && out.Enhanced == "4.2.2":
-		entry.Reason = suppression.SoftBounceLimit
-		_, err := e.Suppression.NoteSoftBounce(ctx, d.To, entry, now, suppression.SoftLimit{
-			Count: e.Config.Suppression.SoftBounceCount, Span: e.Config.Suppression.SoftBounceSpan,
-		})
-		return err
 	}
-	return nil
+	entry.Reason = suppression.SoftBounceLimit
+	_, err := e.Suppression.NoteSoftBounce(ctx, d.To, entry, now, suppression.SoftLimit{
+		Count: e.Config.Suppression.SoftBounceCount, Span: e.Config.Suppression.SoftBounceSpan,
+	})
+	return err
+}
+
+// suppresses says whether recordSuppression has anything to write for
+// out: settling asks first, so a delivered message costs no step.
+func (e *Engine) suppresses(out outcome.Outcome, expired bool) bool {
+	return e.Suppression != nil && !expired && (hardBounce(out) || softBounce(out))
+}
+
+func hardBounce(out outcome.Outcome) bool {
+	return out.Status == outcome.Bounced && (out.Scope == outcome.ScopeRecipient || out.Scope == outcome.ScopeDomain)
+}
+
+func softBounce(out outcome.Outcome) bool {
+	return out.Status == outcome.Deferred && out.Scope == outcome.ScopeRecipient && out.Enhanced == "4.2.2"
 }

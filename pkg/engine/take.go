@@ -164,7 +164,7 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 		}
 	}
 	taken := e.q.TakeMany(ctx, ta)
-	byLane := map[streams.Lane][]streams.Delivery{}
+	byLane := map[streams.Lane][]string{} // recipients, to check
 	for i, t := range taken {
 		if t.Err != nil && ctx.Err() == nil {
 			e.health.failed(t.Err)
@@ -173,21 +173,23 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 				e.Log.Warn("put back jobs of a lost reply", "line", ta[i].Line.Name(), "jobs", n)
 			}
 		}
-		byLane[ta[i].Line.Lane] = append(byLane[ta[i].Line.Lane], t.Jobs...)
+		for _, d := range t.Jobs {
+			byLane[ta[i].Line.Lane] = append(byLane[ta[i].Line.Lane], d.To)
+		}
 	}
 	type check struct {
 		blocked []*suppression.Entry
 		err     error
 	}
 	checked := map[streams.Lane]*check{}
-	for l, ds := range byLane {
+	for l, addrs := range byLane {
 		c := &check{}
-		c.blocked, c.err = e.checkBatch(ctx, l, ds)
+		c.blocked, c.err = e.checkBatch(ctx, l, addrs)
 		checked[l] = c
 	}
 	at, k := map[streams.Lane]int{}, 0
-	for _, a := range asks {
-		var jobs []job
+	for ai, a := range asks {
+		jobs := make([]job, 0, takenJobs(taken[k:k+len(asks[ai].lines)]))
 		left := map[streams.Line]int{}
 		c := checked[a.lines[0].Lane]
 		for _, l := range a.lines {
@@ -207,12 +209,21 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 	}
 }
 
+// takenJobs counts the jobs of ts.
+func takenJobs(ts []streams.Taken) int {
+	n := 0
+	for _, t := range ts {
+		n += len(t.Jobs)
+	}
+	return n
+}
+
 // dispatch hands a destination's jobs to workers in runs, one run per
 // permit: the permit opens the run's first attempt (and its session), and
 // each later attempt of the run asks the throttle again as the one before
 // it ends (see work). Unused permits and worker slots are given back.
 func (e *Engine) dispatch(a ask, taken []job, left map[streams.Line]int, out chan<- task) {
-	var jobs []job
+	jobs := taken[:0] // filtered in place: taken is the caller's to give
 	for _, j := range taken {
 		if !e.inflight.add(j.d.ID) {
 			// A worker of this engine holds this job already (it cannot

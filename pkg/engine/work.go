@@ -14,12 +14,13 @@ import (
 // will not have soon goes back in its line; jobs not yet started when ctx
 // ends (the drain) go back in line for any engine at once.
 func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
+	var done []attempted // reused from run to run: an attempted is 350 bytes
 	for {
 		t, ok := next(tx, mk)
 		if !ok {
 			return
 		}
-		var done []attempted
+		done = done[:0]
 		var since time.Time
 		for i, j := range t.jobs {
 			if ctx.Err() != nil {
@@ -52,7 +53,7 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 				done = e.settleDone(hard, done) // a slow receiver's run: one at a time
 			}
 		}
-		e.settleDone(hard, done)
+		done = e.settleDone(hard, done)
 		e.slots.give(1)
 		e.finished(t.jobs)
 	}

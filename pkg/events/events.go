@@ -33,6 +33,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/jsonenc"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
@@ -106,8 +107,33 @@ type Event struct {
 func (e Event) Encode() string {
 	e.ID = ""
 	e.Time = e.Time.UTC().Truncate(time.Millisecond)
+	if b, ok := e.appendJSON(make([]byte, 0, 256)); ok {
+		return string(b)
+	}
 	b, _ := json.Marshal(e) // strings, ints and a time cannot fail
 	return string(b)
+}
+
+// appendJSON appends json.Marshal's encoding of e (without the id) for
+// Encode, which runs for every settled message; ok is false for a time
+// MarshalJSON refuses.
+func (e Event) appendJSON(b []byte) ([]byte, bool) {
+	b = jsonenc.AppendField(append(b, '{'), "type", string(e.Type), true)
+	b = append(b, `,"time":`...)
+	b, ok := jsonenc.AppendTime(b, e.Time)
+	if !ok {
+		return b, false
+	}
+	b = jsonenc.AppendNonEmpty(b, "campaign", e.Campaign, "job", e.Job, "recipient", e.Recipient)
+	if e.Code != 0 {
+		b = jsonenc.AppendInt(b, "code", int64(e.Code), false)
+	}
+	b = jsonenc.AppendNonEmpty(b, "enhanced", e.Enhanced, "reply", e.Reply, "mx", e.MX)
+	if e.Attempt != 0 {
+		b = jsonenc.AppendInt(b, "attempt", int64(e.Attempt), false)
+	}
+	b = jsonenc.AppendNonEmpty(b, "reason", e.Reason)
+	return append(b, '}'), true
 }
 
 // Decode parses a stored payload under its event ID.

@@ -89,7 +89,12 @@ func Slot(key string) int {
 }
 
 func join(tag string, parts []string) string {
+	n := len(tag) + len(parts) // a colon before each part
+	for _, p := range parts {
+		n += len(p)
+	}
 	var b strings.Builder
+	b.Grow(n) // one allocation: engines build keys for every job
 	b.WriteString(tag)
 	for _, p := range parts {
 		b.WriteByte(':')

@@ -59,7 +59,7 @@ func (t *Template) compose(m *Message, to string, fields map[string]string, x Ex
 		date = time.Now()
 	}
 	out := append(m.buf, "Date: "...)
-	out = date.AppendFormat(out, time.RFC1123Z) // RFC 5322 §3.3 date-time
+	out = appendDate(out, date) // RFC 5322 §3.3 date-time
 	out = append(out, '\r', '\n')
 	out = append(out, t.fromLine...)
 	out = append(out, t.replyLine...)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,6 +39,9 @@ var ErrNotFound = errors.New("campaign not found")
 type Store struct {
 	rdb redis.UniversalClient
 	ks  keyspace.Space
+
+	mu      sync.Mutex
+	tallies map[string]func(int) streams.Tally // see shardTallies
 }
 
 // New returns a store in space.
@@ -50,10 +54,31 @@ func (s *Store) hash(id string) string { return s.ks.Key("campaign", id) }
 // Tally is where the queue counts a campaign's outcomes: per shard, a
 // counters hash (with the shard's launch checkpoint) and a records hash.
 func (s *Store) Tally(id string) streams.Tally {
-	return streams.Tally{CheckpointField: checkpoint, Shards: func(n int) streams.Tally {
-		return streams.Tally{Counters: s.ks.In(n, "cnt", id), Records: s.ks.In(n, "rcpt", id), CheckpointField: checkpoint}
-	}}
+	return streams.Tally{CheckpointField: checkpoint, Shards: s.shardTallies(id)}
 }
+
+// shardTallies gives campaign id's shards' tallies, their key names
+// built once: an engine asks for them with every settled message. The
+// last maxTallies campaigns' are kept (a few KB each).
+func (s *Store) shardTallies(id string) func(int) streams.Tally {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.tallies[id]; ok {
+		return f
+	}
+	if s.tallies == nil || len(s.tallies) >= maxTallies {
+		s.tallies = map[string]func(int) streams.Tally{}
+	}
+	var ts [keyspace.Shards]streams.Tally
+	for n := range ts {
+		ts[n] = streams.Tally{Counters: s.ks.In(n, "cnt", id), Records: s.ks.In(n, "rcpt", id), CheckpointField: checkpoint}
+	}
+	f := func(n int) streams.Tally { return ts[n] }
+	s.tallies[id] = f
+	return f
+}
+
+const maxTallies = 1024
 
 // checkpoint is the field of a shard's counters holding the last
 // recipients-file line enqueued into that shard.

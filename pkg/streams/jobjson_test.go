@@ -175,3 +175,31 @@ func BenchmarkJobCodec(b *testing.B) {
 		}
 	})
 }
+
+// TestRecordEncodeMatchesEncodingJSON: Record.Encode's fast path writes
+// json.Marshal's bytes (the settle scripts match the status at its start,
+// readers decode it with encoding/json).
+func TestRecordEncodeMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 2))
+	text := func() string {
+		if rng.IntN(3) == 0 {
+			return ""
+		}
+		return randomText(rng)
+	}
+	num := func() int64 { return []int64{0, 0, 1, -7, 1 << 41}[rng.IntN(5)] }
+	for i := 0; i < 5000; i++ {
+		r := Record{Status: text(), Code: int(num()), Enhanced: text(), Reply: text(), Reason: text(), Host: text(),
+			Attempts: int(num()), At: num(), Line: int(num()), JobID: text(), Src: text(), Prov: text()}
+		if rng.IntN(8) == 0 {
+			r.Earlier = []Attempt{{At: 1, Status: "deferred", Reply: text()}}
+		}
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Encode(); got != string(want) {
+			t.Fatalf("Encode(%+v)\n got %s\nwant %s", r, got, want)
+		}
+	}
+}

@@ -48,7 +48,10 @@ func ParseLine(shard int, name string) (Line, error) {
 }
 
 // LineStream is the key of a line's stream.
-func (q *Queue) LineStream(l Line) string { return q.ks.In(l.Shard, "line", l.Name()) }
+func (q *Queue) LineStream(l Line) string { return q.lineStream(l.Shard, l.Name()) }
+
+// lineStream is the stream of the line of shard named name (Line.Name).
+func (q *Queue) lineStream(shard int, name string) string { return q.ks.In(shard, "line", name) }
 
 func (q *Queue) ready(shard int) string { return q.ks.In(shard, "ready") }
 func (q *Queue) lines(shard int) string { return q.ks.In(shard, "lines") }
@@ -117,17 +120,21 @@ type Routed struct {
 // returns how many moved (jobs no longer held by this consumer are left
 // alone). Each job's line must be of its shard.
 func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
-	byShard := map[int][]Routed{}
-	for _, r := range rs {
-		byShard[r.Line.Shard] = append(byShard[r.Line.Shard], r)
+	byShard := map[int][]int{} // indices in rs
+	for i := range rs {
+		byShard[rs[i].Line.Shard] = append(byShard[rs[i].Line.Shard], i)
 	}
 	var calls []scriptCall
-	for shard, rs := range byShard {
-		keys := []string{q.ready(shard), q.lines(shard), q.Stream(shard, l)}
-		args := []any{Group, q.consumer}
-		for _, r := range rs {
-			keys = append(keys, q.LineStream(r.Line))
-			args = append(args, r.StreamID, r.Line.Name(), r.Raw)
+	for shard, at := range byShard {
+		keys := make([]string, 3, 3+len(at))
+		keys[0], keys[1], keys[2] = q.ready(shard), q.lines(shard), q.Stream(shard, l)
+		args := make([]any, 2, 2+3*len(at))
+		args[0], args[1] = Group, q.consumer
+		for _, i := range at {
+			r := &rs[i]
+			name := r.Line.Name()
+			keys = append(keys, q.lineStream(shard, name))
+			args = append(args, &r.StreamID, name, &r.Raw) // pointers: see settleCall
 		}
 		calls = append(calls, scriptCall{keys, args})
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/jsonenc"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/outcome"
 )
@@ -84,8 +85,32 @@ type Record struct {
 
 // Encode returns the stored form.
 func (r Record) Encode() string {
+	if len(r.Earlier) == 0 {
+		return string(r.appendJSON(make([]byte, 0, 192)))
+	}
 	b, _ := json.Marshal(r) // a struct of strings and ints cannot fail
 	return string(b)
+}
+
+// appendJSON appends json.Marshal's encoding of r without Earlier: a
+// record is written for every settled job, and reflection showed in
+// the profile.
+func (r Record) appendJSON(b []byte) []byte {
+	b = jsonenc.AppendField(append(b, '{'), "s", r.Status, true)
+	if r.Code != 0 {
+		b = jsonenc.AppendInt(b, "c", int64(r.Code), false)
+	}
+	b = jsonenc.AppendNonEmpty(b, "e", r.Enhanced, "r", r.Reply, "why", r.Reason, "h", r.Host)
+	for _, f := range [...]struct {
+		k string
+		v int64
+	}{{"n", int64(r.Attempts)}, {"at", r.At}, {"ln", int64(r.Line)}} {
+		if f.v != 0 {
+			b = jsonenc.AppendInt(b, f.k, f.v, false)
+		}
+	}
+	b = jsonenc.AppendNonEmpty(b, "j", r.JobID, "src", r.Src, "pv", r.Prov)
+	return append(b, '}')
 }
 
 // DecodeRecord parses a stored record.

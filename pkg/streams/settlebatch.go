@@ -96,7 +96,8 @@ func (q *Queue) settleAll(ctx context.Context, ws []*settleWait) {
 		if w.err = checkRun(w.ss); w.err != nil {
 			continue
 		}
-		for i, s := range w.ss {
+		for i := range w.ss {
+			s := &w.ss[i]
 			key := [2]string{q.held(s.D), s.Tally.In(s.D.Shard()).Records}
 			g := byKey[key]
 			if g == nil || len(g.items) == maxSettleItems {
@@ -111,11 +112,11 @@ func (q *Queue) settleAll(ctx context.Context, ws []*settleWait) {
 	nexts := make([]time.Time, 0, len(groups))
 	kept := groups[:0]
 	for _, g := range groups {
-		ss, at := make([]Settlement, len(g.items)), make([]int, len(g.items))
+		ss := make([]*Settlement, len(g.items))
 		for k, it := range g.items {
-			ss[k], at[k] = it.w.ss[it.at], k
+			ss[k] = &it.w.ss[it.at]
 		}
-		c, next, err := q.settleCall(ss, at)
+		c, next, err := q.settleCall(ss)
 		if err != nil {
 			for _, it := range g.items {
 				it.w.err = err

@@ -144,3 +144,24 @@ func takenFromALine(t *testing.T, q *Queue, tl Tally, n int) (sh int, line Line,
 	}
 	return sh, line, ds
 }
+
+// TestStreamIDLess orders ids numerically by both parts, not as strings,
+// which is what bounds the settle script's XPENDING range.
+func TestStreamIDLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"1-0", "1-1", true},
+		{"1-1", "1-0", false},
+		{"1-1", "1-1", false},
+		{"9-5", "10-0", true},
+		{"1700000000000-9", "1700000000000-10", true},
+		{"1700000000001-0", "1700000000000-99", false},
+		{"18446744073709551615-0", "18446744073709551615-1", true},
+	} {
+		if got := streamIDLess(c.a, c.b); got != c.want {
+			t.Errorf("streamIDLess(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}

@@ -17,6 +17,8 @@ func TestNormalize(t *testing.T) {
 		"  <John.Doe+x@Mail.test.>": "john.doe+x@mail.test",
 		"@Example.Test":             "@example.test",
 		"o'brien@b-c.test":          "o'brien@b-c.test",
+		" user@example.test\t":      "user@example.test", // already normal: returned as it is
+		"user@example.test.":        "user@example.test",
 		"Ünï@Bücher.test":           "ünï@bücher.test",
 	}
 	for in, want := range ok {

@@ -169,7 +169,7 @@ func (l *Limiter) grant(b *bucket, tx bool, now time.Time) *Permit {
 	b.inUse++
 	b.notePeak(now)
 	b.acc.start(now)
-	inUse.WithLabelValues(b.label).Inc()
+	b.met.inUse.Inc()
 	p := &Permit{Key: b.key, MaxPerConn: b.lim.MaxMessagesPerConnection, Sessions: b.sess}
 	p.done = func(out outcome.Outcome) { l.done(b, tx, now, out) }
 	return p

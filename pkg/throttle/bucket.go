@@ -14,6 +14,7 @@ type bucket struct {
 	key   string
 	base  string // key without its source (BaseKey): the destination's
 	label string // metrics label
+	met   *bucketMetrics
 	lim   config.Limits
 	rules []*rule
 

@@ -52,6 +52,22 @@ func init() {
 	prometheus.MustRegister(rateGauge, connLimit, inUse, suspended, outcomes, latency, steps, ruleMatches)
 }
 
+// bucketMetrics are a bucket's series that change with every attempt,
+// looked up once: WithLabelValues hashes its labels on every call.
+type bucketMetrics struct {
+	inUse     prometheus.Gauge
+	delivered prometheus.Counter
+	latency   prometheus.Observer
+}
+
+func newBucketMetrics(label string) *bucketMetrics {
+	return &bucketMetrics{
+		inUse:     inUse.WithLabelValues(label),
+		delivered: outcomes.WithLabelValues(label, string(outcome.Delivered)),
+		latency:   latency.WithLabelValues(label),
+	}
+}
+
 // setGauges publishes b's shared state. Caller holds b.mu.
 func setGauges(b *bucket) {
 	if b.label == "other" {
@@ -67,13 +83,15 @@ func setGauges(b *bucket) {
 }
 
 func observe(b *bucket, out outcome.Outcome, took time.Duration, matched []*rule) {
-	inUse.WithLabelValues(b.label).Dec()
+	b.met.inUse.Dec()
 	if out.Reason == outcome.Interrupted {
 		return
 	}
-	outcomes.WithLabelValues(b.label, string(out.Status)).Inc()
 	if out.Status == outcome.Delivered {
-		latency.WithLabelValues(b.label).Observe(took.Seconds())
+		b.met.delivered.Inc()
+		b.met.latency.Observe(took.Seconds())
+	} else {
+		outcomes.WithLabelValues(b.label, string(out.Status)).Inc()
 	}
 	for _, r := range matched {
 		ruleMatches.WithLabelValues(b.label, r.Name).Inc()

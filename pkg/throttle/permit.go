@@ -57,7 +57,12 @@ func (l *Limiter) done(b *bucket, tx bool, granted time.Time, out outcome.Outcom
 	if _, dom := DomainOf(b.key); ev == evRate && out.Scope == outcome.ScopeSendingDomain && !dom {
 		ev = "" // about the domain, not this source: its DomainBucket slows
 	}
-	text := replyText(out)
+	// The reply's text is built for rules to match or a step to report,
+	// not for every delivered message.
+	var text string
+	if len(b.rules) > 0 || ev != "" {
+		text = replyText(out)
+	}
 	var matched []*rule
 	if text != "" {
 		for _, r := range b.rules {

@@ -231,6 +231,7 @@ func (l *Limiter) bucket(key string) *bucket {
 		if src != "" {
 			b.label += sourceSep + src // sources are the configuration's: bounded
 		}
+		b.met = newBucketMetrics(b.label)
 		for _, r := range l.rules {
 			if r.applies(base) {
 				b.rules = append(b.rules, r)

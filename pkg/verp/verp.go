@@ -75,8 +75,23 @@ func MessageID(id, domain string) string {
 			return ""
 		}
 	}
-	return "<" + strings.ToLower(enc.EncodeToString([]byte(id))) + "." + rand.Text() + "@" + domain + ">"
+	// Built in one buffer: every campaign message gets one.
+	var b strings.Builder
+	b.Grow(1 + lowerEnc.EncodedLen(len(id)) + 1 + 26 + 1 + len(domain) + 1)
+	b.WriteByte('<')
+	var tmp [96]byte
+	b.Write(lowerEnc.AppendEncode(tmp[:0], []byte(id)))
+	b.WriteByte('.')
+	b.WriteString(rand.Text())
+	b.WriteByte('@')
+	b.WriteString(domain)
+	b.WriteByte('>')
+	return b.String()
 }
+
+// lowerEnc is enc with a lower-case alphabet: the same text as
+// strings.ToLower of enc's.
+var lowerEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // FromMessageID returns the job id carried by a Message-ID made by
 // MessageID (with or without angle brackets, in any case); ok is false

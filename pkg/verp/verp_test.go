@@ -43,6 +43,10 @@ func TestMessageIDRoundTrip(t *testing.T) {
 		if !strings.HasPrefix(mid, "<") || !strings.HasSuffix(mid, "@news.sluice.test>") || strings.ContainsAny(mid, "/= ") {
 			t.Fatalf("MessageID(%q) = %q", id, mid)
 		}
+		// The token is the id as VERP encodes it, the random part 26 characters.
+		if tok := "<" + strings.ToLower(enc.EncodeToString([]byte(id))) + "."; !strings.HasPrefix(mid, tok) || len(mid) != len(tok)+26+len("@news.sluice.test>") {
+			t.Fatalf("MessageID(%q) = %q, want %s<26 random>@news.sluice.test>", id, mid, tok)
+		}
 		if MessageID(id, "news.sluice.test") == mid {
 			t.Fatalf("MessageID(%q) is not unique per call", id)
 		}
