@@ -28,11 +28,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/jsonenc"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 )
 
@@ -102,12 +104,47 @@ type Event struct {
 	Reason    string    `json:"reason,omitempty"`
 }
 
-// Encode returns the stored payload (without the id).
+// Encode returns the stored payload (without the id): encoding/json's
+// bytes for the Event, written without reflection (an event is encoded
+// for every recipient at launch and at every settle; reflection was a
+// fifth of campaignctl's CPU at launch). TestEncodeMatchesEncodingJSON
+// holds the two to the same bytes.
 func (e Event) Encode() string {
 	e.ID = ""
 	e.Time = e.Time.UTC().Truncate(time.Millisecond)
-	b, _ := json.Marshal(e) // strings, ints and a time cannot fail
-	return string(b)
+	if y := e.Time.Year(); y < 0 || y > 9999 {
+		b, _ := json.Marshal(e) // refused as encoding/json refuses it
+		return string(b)
+	}
+	return string(e.appendJSON(make([]byte, 0, 160)))
+}
+
+// appendJSON appends e as json.Marshal writes it (field order, omitempty).
+func (e *Event) appendJSON(b []byte) []byte {
+	str := func(b []byte, key, v string) []byte {
+		if v == "" {
+			return b
+		}
+		return jsonenc.AppendString(append(append(append(b, ',', '"'), key...), '"', ':'), v)
+	}
+	num := func(b []byte, key string, v int) []byte {
+		if v == 0 {
+			return b
+		}
+		return strconv.AppendInt(append(append(append(b, ',', '"'), key...), '"', ':'), int64(v), 10)
+	}
+	b = jsonenc.AppendString(append(b, `{"type":`...), string(e.Type))
+	b = append(e.Time.AppendFormat(append(b, `,"time":"`...), time.RFC3339Nano), '"')
+	b = str(b, "campaign", e.Campaign)
+	b = str(b, "job", e.Job)
+	b = str(b, "recipient", e.Recipient)
+	b = num(b, "code", e.Code)
+	b = str(b, "enhanced", e.Enhanced)
+	b = str(b, "reply", e.Reply)
+	b = str(b, "mx", e.MX)
+	b = num(b, "attempt", e.Attempt)
+	b = str(b, "reason", e.Reason)
+	return append(b, '}')
 }
 
 // Decode parses a stored payload under its event ID.

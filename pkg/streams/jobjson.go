@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/sluice-mta/sluice/pkg/jsonenc"
 )
 
 // The job codec's fast paths: a job is read and written for every
@@ -25,18 +27,18 @@ func appendJob(b []byte, j *Job) ([]byte, bool) {
 		return b, false
 	}
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, j.ID)
+	b = jsonenc.AppendString(b, j.ID)
 	if j.Campaign != "" {
 		b = append(b, `,"c":`...)
-		b = appendJSONString(b, j.Campaign)
+		b = jsonenc.AppendString(b, j.Campaign)
 	}
 	b = append(b, `,"to":`...)
-	b = appendJSONString(b, j.To)
+	b = jsonenc.AppendString(b, j.To)
 	if len(j.Fields) > 0 {
 		b = appendFields(append(b, `,"f":`...), j.Fields)
 	}
 	b = append(b, `,"l":`...)
-	b = appendJSONString(b, string(j.Lane))
+	b = jsonenc.AppendString(b, string(j.Lane))
 	if j.Line != 0 {
 		b = strconv.AppendInt(append(b, `,"ln":`...), int64(j.Line), 10)
 	}
@@ -49,7 +51,7 @@ func appendJob(b []byte, j *Job) ([]byte, bool) {
 	}
 	if j.From != "" {
 		b = append(b, `,"from":`...)
-		b = appendJSONString(b, j.From)
+		b = jsonenc.AppendString(b, j.From)
 	}
 	return append(b, '}'), true
 }
@@ -67,9 +69,9 @@ func appendFields(b []byte, f map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonenc.AppendString(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, f[k])
+		b = jsonenc.AppendString(b, f[k])
 	}
 	return append(b, '}')
 }
@@ -81,62 +83,6 @@ func sortStrings(s []string) {
 			s[k], s[k-1] = s[k-1], s[k]
 		}
 	}
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s as encoding/json does (HTML-safe: <, > and &
-// escaped; invalid UTF-8 as U+FFFD; U+2028 and U+2029 escaped).
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // readJob reads a job in the shape appendJob writes (keys in any order,
