@@ -74,7 +74,11 @@ func finish(s, local, domain string) (string, error) {
 	if err := checkDomain(domain); err != nil {
 		return "", fmt.Errorf("invalid address %q: %w", s, err)
 	}
-	return local + "@" + strings.ToLower(domain), nil
+	lower := strings.ToLower(domain)
+	if lower == domain {
+		return s, nil // s is local@domain: no new string per recipient
+	}
+	return local + "@" + lower, nil
 }
 
 // dotAtomAddr reports whether s is dot-atom@dot-atom (RFC 5322 §3.4.1

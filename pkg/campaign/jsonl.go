@@ -104,7 +104,7 @@ func (r *Reader) jsonlRecord(obj map[string]json.RawMessage, line int) (Recipien
 	if err != nil {
 		return bad(raw, err.Error())
 	}
-	fields := make(map[string]string, len(obj)-1)
+	fields := r.newFields(len(obj) - 1)
 	for k, v := range obj {
 		if k == emailKey {
 			continue
