@@ -33,12 +33,14 @@ const firstBatch = 64
 // stays exact whatever the other writer does.
 const writers = 2
 
-// chunk is a run of the list's rows on its way to Redis: a whole batch,
-// or one writer's part of it.
+// chunk is a run of the list's rows on its way to Redis: the jobs of a
+// whole batch read, or one writer's part of it encoded (the jobs' lines
+// only: the jobs themselves are garbage once encoded).
 type chunk struct {
 	jobs  []*streams.Job
 	line  int // the last row's line: the checkpoint once written
 	batch *streams.Batch
+	lines []int // the part's rows' lines, in the batch's order
 }
 
 // enqueue streams the recipients into the lane in batches, each written
@@ -172,8 +174,8 @@ func (wr *written) add(w int, c chunk, out streams.BatchResult, dupAt []int) err
 	res.Suppressed += out.Final
 	res.Duplicates += out.Duplicates
 	for _, i := range dupAt {
-		if len(wr.dupLine[w]) < MaxReported && i >= 0 && i < len(c.jobs) {
-			wr.dupLine[w] = append(wr.dupLine[w], c.jobs[i].Line)
+		if len(wr.dupLine[w]) < MaxReported && i >= 0 && i < len(c.lines) {
+			wr.dupLine[w] = append(wr.dupLine[w], c.lines[i])
 		}
 	}
 	wr.parts++
@@ -299,13 +301,13 @@ func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
 		}
 	}
 	for w := range parts {
-		parts[w] = chunk{line: c.line, jobs: make([]*streams.Job, 0, len(c.jobs)/writers+len(c.jobs)/8),
+		parts[w] = chunk{line: c.line, lines: make([]int, 0, len(c.jobs)/writers+len(c.jobs)/8),
 			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line)}}
 	}
 	for i, j := range c.jobs {
 		j.Lane, j.First = e.lane, e.first
 		p := &parts[j.Shard()%writers]
-		p.jobs = append(p.jobs, j)
+		p.lines = append(p.lines, j.Line)
 		if blocked[i] {
 			p.batch.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
 		} else if err := p.batch.Add(j); err != nil {

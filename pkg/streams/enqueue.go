@@ -107,6 +107,7 @@ type Batch struct {
 	// (a scheduled campaign) instead of streaming them now.
 	Due   time.Time
 	items []batchItem
+	at    time.Time // its events' time: when the first job was added
 }
 
 type batchItem struct {
@@ -121,14 +122,22 @@ func (b *Batch) Add(j *Job) error {
 	if err != nil {
 		return err
 	}
-	b.items = append(b.items, batchItem{j.Shard(), 'j', j.RecordField(), raw, jobEvent(events.Queued, j, Record{})})
+	b.items = append(b.items, batchItem{j.Shard(), 'j', j.RecordField(), raw, jobEvent(events.Queued, j, Record{}, b.now())})
 	return nil
+}
+
+// now is the time of the batch's events: read once a batch, not per job.
+func (b *Batch) now() time.Time {
+	if b.at.IsZero() {
+		b.at = time.Now()
+	}
+	return b.at
 }
 
 // AddFinal records a recipient that is settled without sending (suppressed
 // at launch) so it is counted but never queued.
 func (b *Batch) AddFinal(j *Job, rec Record) {
-	b.items = append(b.items, batchItem{j.Shard(), 's', j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec)})
+	b.items = append(b.items, batchItem{j.Shard(), 's', j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec, b.now())})
 }
 
 // Len is the number of items in the batch.
@@ -216,7 +225,7 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 	if first != nil {
 		return out, at, first
 	}
-	b.items = b.items[:0]
+	b.items, b.at = b.items[:0], time.Time{}
 	slices.Sort(at)
 	return out, at, nil
 }

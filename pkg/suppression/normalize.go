@@ -54,7 +54,10 @@ func Normalize(addr string) (string, error) {
 	if err := checkLocal(local); err != nil {
 		return "", fmt.Errorf("%w %q: %v", ErrInvalidAddress, addr, err)
 	}
-	out := local + "@" + domain
+	out := s // already local@domain, as nearly every address is: no new string
+	if local != s[:at] || domain != s[at+1:] {
+		out = local + "@" + domain
+	}
 	if len(out) > 254 { // RFC 5321 §4.5.3.1.3 path limit less the brackets
 		return "", fmt.Errorf("%w %q: longer than 254 octets", ErrInvalidAddress, addr)
 	}
@@ -84,7 +87,7 @@ func normDomain(d string) (string, error) {
 	if len(d) > 253 {
 		return "", errors.New("domain longer than 253 octets")
 	}
-	for _, label := range strings.Split(d, ".") {
+	for label := range strings.SplitSeq(d, ".") {
 		if label == "" || len(label) > 63 {
 			return "", fmt.Errorf("bad domain label %q", label)
 		}
