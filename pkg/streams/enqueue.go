@@ -28,61 +28,78 @@ import (
 // Arguments: checkpoint, the queued record, due (ms, 0: now), the
 // checkpoint field, the recipients' kinds (one letter each: j a job, s
 // settled without sending), their events joined by commas, the events'
-// lengths joined by commas, then 2 per recipient: record field, payload.
-// Passing the events as one string spares the script a table of them:
-// with no duplicate (the usual case) they are the entry's JSON array
-// once bracketed, with no pass over their bytes (a gsub of separators
-// was a fifth of redis-server's instructions per row); only a part with
-// duplicates is cut apart, by the lengths.
+// lengths joined by commas, how many duplicates within the part the
+// caller left out (counted here with the others), then the recipients'
+// record fields, then their payloads. Passing the events as one string
+// spares the script a table of them: with no duplicate (the usual case)
+// they are the entry's JSON array once bracketed, with no pass over
+// their bytes (a gsub of separators was a fifth of redis-server's
+// instructions per row); only a part with duplicates is cut apart, by
+// the lengths. The fields in a row are HMGET's arguments as they are,
+// and the caller has found the part's own duplicates: per row, the
+// script does little more than its XADD.
 var enqueueScript = redis.NewScript(luaEvents + `
 local kinds = ARGV[5]
 local n = #kinds
+local f0 = 8 -- ARGV[f0 + k] is recipient k's field, ARGV[f0 + n + k] its payload
+-- A new records hash is made a hash table at once: a field with a long
+-- value (no record's field is empty), deleted once the records are in
+-- (Redis never turns a hash table back). As a listpack, its first 512
+-- records would each be looked up by a scan of the list: about 28 M
+-- instructions per shard, a fifth of a 30,000-row launch.
+local fresh = redis.call('EXISTS', KEYS[3]) == 0
+if fresh then redis.call('HSET', KEYS[3], '', string.rep('-', 65)) end
 local have = {}
 for from = 1, n, 1000 do
-  local fields = {}
-  for k = from, math.min(n, from + 999) do fields[#fields + 1] = ARGV[6 + 2 * k] end
-  local got = redis.call('HMGET', KEYS[3], unpack(fields))
-  for k = 1, #got do have[from + k - 1] = got[k] end
+  local to = math.min(n, from + 999)
+  local got = redis.call('HMGET', KEYS[3], unpack(ARGV, f0 + from, f0 + to))
+  if n <= 1000 then have = got else for k = 1, #got do have[from + k - 1] = got[k] end end
 end
-local added, supp, dup = 0, 0, 0
-local dups, set, delayed, seen = {}, {}, {}, {}
+local now, alljobs, queued = ARGV[3] == '0', not string.find(kinds, 's', 1, true), ARGV[2]
+local added, supp, dup, ns, nd = 0, 0, 0, 0, 0
+local dups, set, delayed = {}, {}, {}
 for k = 1, n do
-  local field, payload = ARGV[6 + 2 * k], ARGV[7 + 2 * k]
-  if have[k] or seen[field] then
+  if have[k] then
     dup = dup + 1
-    dups[#dups + 1] = k - 1
+    dups[dup] = k - 1
   else
-    seen[field] = true
-    set[#set + 1] = field
-    if string.byte(kinds, k) == 106 then -- j
-      set[#set + 1] = ARGV[2]
-      if ARGV[3] == '0' then
+    local payload = ARGV[f0 + n + k]
+    ns = ns + 1
+    set[ns] = ARGV[f0 + k]
+    if alljobs or string.byte(kinds, k) == 106 then -- j
+      ns = ns + 1
+      set[ns] = queued
+      if now then
         redis.call('XADD', KEYS[1], '*', 'j', payload)
       else
-        delayed[#delayed + 1] = ARGV[3]
-        delayed[#delayed + 1] = payload
+        delayed[nd + 1] = ARGV[3]
+        delayed[nd + 2] = payload
+        nd = nd + 2
       end
       added = added + 1
     else
-      set[#set + 1] = payload
+      ns = ns + 1
+      set[ns] = payload
       supp = supp + 1
     end
   end
 end
-for from = 1, #set, 1000 do
-  redis.call('HSET', KEYS[3], unpack(set, from, math.min(#set, from + 999)))
+for from = 1, ns, 1000 do
+  redis.call('HSET', KEYS[3], unpack(set, from, math.min(ns, from + 999)))
 end
-for from = 1, #delayed, 1000 do
-  redis.call('ZADD', KEYS[4], unpack(delayed, from, math.min(#delayed, from + 999)))
+if fresh then redis.call('HDEL', KEYS[3], '') end
+for from = 1, nd, 1000 do
+  redis.call('ZADD', KEYS[4], unpack(delayed, from, math.min(nd, from + 999)))
 end
+local given = tonumber(ARGV[8])
 if added + supp > 0 then redis.call('HINCRBY', KEYS[2], 'total', added + supp) end
 if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
-if dup > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup) end
+if dup + given > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup + given) end
 if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
 if dup == 0 and n > 1 then
   redis.call('XADD', KEYS[5], '*', '` + events.BatchField + `', '[' .. ARGV[6] .. ']')
-elseif dup == 0 then
+elseif dup == 0 and n == 1 then
   events(KEYS[5], {ARGV[6]})
 elseif dup < n then
   local evs, k, d, at = {}, 0, 1, 1
@@ -171,17 +188,35 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		parts[it.shard] = append(parts[it.shard], i)
 	}
 	var calls []scriptCall
-	var callPos [][]int
+	var callPos, callOwn [][]int // per call: its items, its own duplicates left out
+	var out BatchResult
+	var at []int
 	queued := Record{Status: string(outcome.Queued)}.Encode()
 	for shard, pos := range parts {
 		if len(pos) == 0 {
 			continue
 		}
+		// The part's own duplicates (an address twice in it) are left
+		// out here, the first kept: the script finds only those of
+		// earlier batches.
+		seen := make(map[string]struct{}, len(pos))
+		kept := pos[:0] // in place: kept never passes the one read
+		var own []int
+		for _, i := range pos {
+			if _, dup := seen[b.items[i].field]; dup {
+				own = append(own, i)
+				continue
+			}
+			seen[b.items[i].field] = struct{}{}
+			kept = append(kept, i)
+		}
+		given := len(own)
+		pos = kept
 		t := b.Tally.In(shard)
 		kinds := make([]byte, len(pos))
 		var evs strings.Builder
 		lens := make([]byte, 0, 4*len(pos))
-		args := make([]any, 7, 7+2*len(pos))
+		args := make([]any, 8+2*len(pos))
 		for k, i := range pos {
 			it := &b.items[i]
 			kinds[k] = it.kind
@@ -191,15 +226,14 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 			}
 			evs.WriteString(it.event)
 			lens = strconv.AppendInt(lens, int64(len(it.event)), 10)
-			args = append(args, it.field, it.payload)
+			args[8+k], args[8+len(pos)+k] = it.field, it.payload
 		}
-		args[0], args[1], args[2], args[3], args[4], args[5], args[6] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String(), string(lens)
+		args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String(), string(lens), given
 		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard)}
 		calls = append(calls, scriptCall{keys: keys, args: args})
 		callPos = append(callPos, pos)
+		callOwn = append(callOwn, own)
 	}
-	var out BatchResult
-	var at []int
 	var first error
 	for c, cmd := range q.runAllReplicated(ctx, enqueueScript, calls) {
 		res, err := cmd.Int64Slice()
@@ -211,7 +245,8 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		}
 		out.Added += int(res[0])
 		out.Final += int(res[1])
-		out.Duplicates += int(res[2])
+		out.Duplicates += int(res[2]) + len(callOwn[c])
+		at = append(at, callOwn[c]...)
 		for _, i := range res[3:] {
 			at = append(at, callPos[c][i])
 		}
