@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,7 +39,8 @@ const writers = 2
 // only: the jobs themselves are garbage once encoded).
 type chunk struct {
 	jobs  []*streams.Job
-	line  int // the last row's line: the checkpoint once written
+	fresh []bool // per job: its address was not read before (seen)
+	line  int    // the last row's line: the checkpoint once written
 	batch *streams.Batch
 	lines []int // the part's rows' lines, in the batch's order
 }
@@ -88,7 +90,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	readErr, encErr := make(chan error, 1), make(chan error, 1)
 	go func() {
 		defer close(parsed)
-		readErr <- read(ctx, r, spec, checkpoints, res.unrenderable, opt.BatchSize, parsed)
+		readErr <- read(ctx, r, spec, checkpoints, res.unrenderable, opt.BatchSize, newSeen(res.Valid), parsed)
 	}()
 	go func() {
 		defer func() {
@@ -106,7 +108,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if werrs[w] = wr.write(ctx, q, w, parts[w], stop); werrs[w] != nil {
+			if werrs[w] = wr.write(ctx, q, w, checkpoints, parts[w], stop); werrs[w] != nil {
 				once.Do(func() { close(stop) })
 			}
 		}()
@@ -141,8 +143,10 @@ type written struct {
 }
 
 // write enqueues writer w's parts in turn, each once the one before is
-// written, until in is closed or stop.
-func (wr *written) write(ctx context.Context, q *streams.Queue, w int, in <-chan chunk, stop <-chan struct{}) error {
+// written, until in is closed or stop. since are the shards' checkpoints
+// when the launch began; each part must find its shards where this
+// writer left them (streams.Batch.Since).
+func (wr *written) write(ctx context.Context, q *streams.Queue, w int, since [keyspace.Shards]int, in <-chan chunk, stop <-chan struct{}) error {
 	for c := range in {
 		select {
 		case <-stop:
@@ -150,7 +154,9 @@ func (wr *written) write(ctx context.Context, q *streams.Queue, w int, in <-chan
 		default:
 		}
 		if c.batch.Len() > 0 {
+			c.batch.Since = since
 			out, dupAt, err := q.EnqueueDuplicates(context.WithoutCancel(ctx), c.batch)
+			since = c.batch.Since // moved for the shards written, even when another failed
 			if err != nil {
 				return err
 			}
@@ -208,7 +214,7 @@ func (wr *written) done() {
 
 // read parses the list into chunks of jobs, skipping the rows validate
 // reported and those a resumed launch wrote before.
-func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoints [keyspace.Shards]int, skip map[int]bool, fixed int, out chan<- chunk) error {
+func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoints [keyspace.Shards]int, skip map[int]bool, fixed int, seen *seen, out chan<- chunk) error {
 	size, max := firstBatch, DefaultBatch
 	if fixed > 0 {
 		size, max = fixed, fixed
@@ -236,6 +242,7 @@ func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoi
 		if err != nil {
 			return err
 		}
+		maybe := seen.add(strings.ToLower(rc.Email)) // the record field
 		if rc.Line <= checkpoints[keyspace.ShardOf(rc.Email)] || skip[rc.Line] {
 			continue // before its shard's checkpoint, or reported by validate
 		}
@@ -244,6 +251,7 @@ func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoi
 			ID: spec.ID + "/" + strconv.Itoa(rc.Line), Campaign: spec.ID, To: rc.Email,
 			Fields: rc.Fields, Line: rc.Line,
 		})
+		c.fresh = append(c.fresh, !maybe)
 		if len(c.jobs) == size && !send() {
 			return ctx.Err()
 		}
@@ -308,9 +316,16 @@ func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
 		j.Lane, j.First = e.lane, e.first
 		p := &parts[j.Shard()%writers]
 		p.lines = append(p.lines, j.Line)
-		if blocked[i] {
+		var err error
+		switch {
+		case blocked[i]:
 			p.batch.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
-		} else if err := p.batch.Add(j); err != nil {
+		case c.fresh[i]:
+			err = p.batch.AddNew(j)
+		default:
+			err = p.batch.Add(j)
+		}
+		if err != nil {
 			return parts, err
 		}
 	}

@@ -110,6 +110,58 @@ func TestInterruptedLaunchResumesWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// TestResumedLaunchFindsDuplicatesOfRowsBeforeTheCrash: rows after the
+// crash repeating rows written before it (and rows after it) are
+// duplicates on the relaunch too, though the relaunch never enqueued the
+// earlier ones: it reads every row's address, written or not.
+func TestResumedLaunchFindsDuplicatesOfRowsBeforeTheCrash(t *testing.T) {
+	rdb := redistest.Client(t)
+	ks := keyspace.Space(redistest.Prefix(t))
+	ctx := context.Background()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("email,first_name\n")
+	distinct := map[int]bool{}
+	for i := 0; i < 1000; i++ {
+		n := i
+		if i%10 == 9 {
+			n = i / 2 // often a repeat of an earlier row: before the crash, or after it
+		}
+		distinct[n] = true
+		fmt.Fprintf(&b, "User%d@example.test,Name%d\n", n, i)
+	}
+	want := len(distinct)
+	write(t, dir, "list.csv", b.String())
+	path := write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, "resdup", "list.csv"))
+	crash := errors.New("simulated crash")
+	afterBatch = func(n int) error {
+		if n == 8 {
+			return crash
+		}
+		return nil
+	}
+	t.Cleanup(func() { afterBatch = nil })
+	first, err := Launch(ctx, rdb, ks, path, Options{BatchSize: 100})
+	if !errors.Is(err, crash) {
+		t.Fatalf("first launch: %+v, %v", first, err)
+	}
+	afterBatch = nil
+	second, err := Launch(ctx, rdb, ks, path, Options{BatchSize: 100})
+	if err != nil || !second.Resumed {
+		t.Fatalf("relaunch: %+v, %v", second, err)
+	}
+	if got := first.Enqueued + second.Enqueued; got != want {
+		t.Fatalf("enqueued %d + %d, want %d distinct addresses", first.Enqueued, second.Enqueued, want)
+	}
+	if got := first.Duplicates + second.Duplicates; got != 1000-want {
+		t.Fatalf("duplicates %d + %d, want %d", first.Duplicates, second.Duplicates, 1000-want)
+	}
+	q := streams.New(rdb, ks, "t")
+	if n, _, _ := q.Depth(ctx, streams.Marketing); n != int64(want) {
+		t.Fatalf("stream holds %d jobs, want %d", n, want)
+	}
+}
+
 func TestDuplicateRowsAreQueuedOnce(t *testing.T) {
 	rdb := redistest.Client(t)
 	ks := keyspace.Space(redistest.Prefix(t))
