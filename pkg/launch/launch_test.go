@@ -58,6 +58,20 @@ func keys(t *testing.T, rdb *redis.Client, ks keyspace.Space) []string {
 	return k
 }
 
+// crashAfterParts makes the launches of t fail as a crash would, right
+// after the nth part written (of either writer); its error is returned.
+func crashAfterParts(t *testing.T, n int) error {
+	crash := errors.New("simulated crash")
+	afterBatch = func(parts int) error {
+		if parts == n {
+			return crash
+		}
+		return nil
+	}
+	t.Cleanup(func() { afterBatch = nil })
+	return crash
+}
+
 func TestInterruptedLaunchResumesWithoutDuplicates(t *testing.T) {
 	rdb := redistest.Client(t)
 	ks := keyspace.Space(redistest.Prefix(t))
@@ -68,14 +82,7 @@ func TestInterruptedLaunchResumesWithoutDuplicates(t *testing.T) {
 	// writer writes its shards' part of a batch, and the other writer
 	// may have written one part more (its shards' checkpoints then
 	// further on than the crashed one's).
-	crash := errors.New("simulated crash")
-	afterBatch = func(n int) error {
-		if n == 8 {
-			return crash
-		}
-		return nil
-	}
-	t.Cleanup(func() { afterBatch = nil })
+	crash := crashAfterParts(t, 8)
 	res, err := Launch(ctx, rdb, ks, path, Options{BatchSize: 100})
 	first := res.Enqueued
 	if !errors.Is(err, crash) || first < 300 || first > 500 {
@@ -133,14 +140,7 @@ func TestResumedLaunchFindsDuplicatesOfRowsBeforeTheCrash(t *testing.T) {
 	want := len(distinct)
 	write(t, dir, "list.csv", b.String())
 	path := write(t, dir, "c.yaml", fmt.Sprintf(goodYAML, "resdup", "list.csv"))
-	crash := errors.New("simulated crash")
-	afterBatch = func(n int) error {
-		if n == 8 {
-			return crash
-		}
-		return nil
-	}
-	t.Cleanup(func() { afterBatch = nil })
+	crash := crashAfterParts(t, 8)
 	first, err := Launch(ctx, rdb, ks, path, Options{BatchSize: 100})
 	if !errors.Is(err, crash) {
 		t.Fatalf("first launch: %+v, %v", first, err)
