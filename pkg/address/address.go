@@ -133,11 +133,10 @@ func checkDomain(d string) error {
 	if len(d) > 253 {
 		return errors.New("domain longer than 253 octets")
 	}
-	labels := strings.Split(d, ".")
-	if len(labels) < 2 {
+	if !strings.Contains(d, ".") {
 		return fmt.Errorf("domain %q has no dot", d)
 	}
-	for _, l := range labels {
+	for l := range strings.SplitSeq(d, ".") { // no slice per address
 		if l == "" || len(l) > 63 {
 			return fmt.Errorf("domain %q has an empty or over-long label", d)
 		}

@@ -308,9 +308,11 @@ func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
 			return parts, fmt.Errorf("check suppression list: %w", err)
 		}
 	}
+	room := len(c.jobs)/writers + len(c.jobs)/8 // a writer's share, and some
 	for w := range parts {
-		parts[w] = chunk{line: c.line, lines: make([]int, 0, len(c.jobs)/writers+len(c.jobs)/8),
+		parts[w] = chunk{line: c.line, lines: make([]int, 0, room),
 			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line)}}
+		parts[w].batch.Grow(room)
 	}
 	for i, j := range c.jobs {
 		j.Lane, j.First = e.lane, e.first

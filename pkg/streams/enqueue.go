@@ -196,6 +196,10 @@ func (b *Batch) AddNew(j *Job) error {
 	return nil
 }
 
+// Grow makes room for n more items, so a batch whose size is known is
+// not grown by doubling.
+func (b *Batch) Grow(n int) { b.items = slices.Grow(b.items, n) }
+
 // Len is the number of items in the batch.
 func (b *Batch) Len() int { return len(b.items) }
 
@@ -255,6 +259,11 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		t := b.Tally.In(shard)
 		kinds := make([]byte, len(pos))
 		var evs strings.Builder
+		size := len(pos)
+		for _, i := range pos {
+			size += len(b.items[i].event)
+		}
+		evs.Grow(size) // once: grown by doubling it was a quarter of a launch's allocations
 		lens := make([]byte, 0, 4*len(pos))
 		var look []byte
 		args := make([]any, 10+2*len(pos))
