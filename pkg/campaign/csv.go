@@ -94,7 +94,7 @@ func (r *Reader) nextCSV(cr *csv.Reader, cols []string, emailCol int) (Recipient
 	if err != nil {
 		return bad(raw, err.Error())
 	}
-	fields := make(map[string]string, len(cols)-1)
+	fields := r.newFields(len(cols) - 1)
 	for i, v := range rec {
 		if i == emailCol {
 			continue

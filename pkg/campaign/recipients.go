@@ -36,6 +36,27 @@ type Reader struct {
 	next    func() (Recipient, error)
 	columns []string
 	fatal   error
+	// reuse: every Recipient's Fields is this one map, cleared at each
+	// Next (ReuseFields).
+	reuse  bool
+	fields map[string]string
+}
+
+// ReuseFields makes Next return the same Fields map each time, refilled:
+// a Recipient's Fields is then valid only until the next call. A pass
+// that looks at each row once (validation) spares a map per row.
+func (r *Reader) ReuseFields() { r.reuse = true }
+
+// newFields is the Fields map of the next Recipient, for n fields.
+func (r *Reader) newFields(n int) map[string]string {
+	if !r.reuse {
+		return make(map[string]string, n)
+	}
+	if r.fields == nil {
+		r.fields = make(map[string]string, n)
+	}
+	clear(r.fields)
+	return r.fields
 }
 
 // bufSize is the read buffer; records are parsed out of it in place.

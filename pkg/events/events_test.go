@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -230,5 +231,27 @@ func TestSince(t *testing.T) {
 	}
 	if _, err := ParseType("sent"); err == nil {
 		t.Error("ParseType(sent) accepted")
+	}
+}
+
+// The same, for chosen cases: a time json refuses, negative numbers,
+// non-ASCII and escapes in every field kind.
+func TestEncodeMatchesEncodingJSONCases(t *testing.T) {
+	at := time.Date(2026, 12, 1, 0, 25, 4, 761_900_000, time.FixedZone("x", 3600))
+	for _, e := range []Event{
+		{},
+		{Type: Queued, Time: at, Campaign: "spring", Job: "spring/2", Recipient: "user@example.test"},
+		{ID: "3/1-0", Type: Bounced, Time: at.Add(239 * time.Millisecond), Campaign: "c", Job: "c/9", Recipient: "Zoë@bücher.test",
+			Code: 550, Enhanced: "5.1.1", Reply: `no such user <x@y> & "z"` + "\u2028\xff", MX: "mx.example.test", Attempt: 3, Reason: "unknown"},
+		{Type: Paused, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Reason: "guardrail"},
+		{Type: Delivered, Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, // outside RFC 3339: json refuses
+		{Type: Deferred, Time: time.UnixMilli(1000), Code: -1, Attempt: -2},
+	} {
+		c := e
+		c.ID, c.Time = "", c.Time.UTC().Truncate(time.Millisecond)
+		want, _ := json.Marshal(c)
+		if got := e.Encode(); got != string(want) {
+			t.Errorf("Encode(%+v)\n got %s\nwant %s", e, got, want)
+		}
 	}
 }

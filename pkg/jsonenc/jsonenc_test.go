@@ -47,3 +47,13 @@ func TestFields(t *testing.T) {
 		t.Errorf("got %s, want %s", b, want)
 	}
 }
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("a\"<\u2028\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := AppendString(nil, s); string(got) != string(want) {
+			t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}

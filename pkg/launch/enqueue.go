@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,11 +25,24 @@ import (
 // DefaultBatch.
 const firstBatch = 64
 
-// chunk is a run of the list's rows on its way to Redis.
+// writers is how many goroutines write the batches, each the part of
+// every batch in the shards it owns (shard mod writers): while Redis runs
+// one writer's scripts, the other's are on their way or queued, so Redis
+// does not wait for campaignctl between batches (with one writer it
+// idled about a third of a launch). A shard's parts are written by one
+// writer, each once the one before is answered, so a shard's checkpoint
+// stays exact whatever the other writer does.
+const writers = 2
+
+// chunk is a run of the list's rows on its way to Redis: the jobs of a
+// whole batch read, or one writer's part of it encoded (the jobs' lines
+// only: the jobs themselves are garbage once encoded).
 type chunk struct {
 	jobs  []*streams.Job
-	line  int // the last row's line: the checkpoint once written
+	fresh []bool // per job: its address was not read before (seen)
+	line  int    // the last row's line: the checkpoint once written
 	batch *streams.Batch
+	lines []int // the part's rows' lines, in the batch's order
 }
 
 // enqueue streams the recipients into the lane in batches, each written
@@ -34,11 +50,12 @@ type chunk struct {
 // skips a row at or before its shard's checkpoint: every such row was
 // written (batches reach a shard in file order), and none after it.
 //
-// Three goroutines share the work, each batch passing from one to the
-// next: one reads and parses the list, one checks a batch against the
-// suppression list and encodes its jobs, and this one writes it (all its
-// shards' scripts in one round trip) and waits for the reply before the
-// next, which keeps the batches in file order.
+// The work is passed along goroutines, batch by batch: one reads and
+// parses the list, one checks a batch against the suppression list,
+// encodes its jobs and splits it between the writers, and the writers
+// write their parts (a part's shards' scripts in one round trip), each
+// waiting for the reply before its next part, which keeps every shard's
+// batches in file order.
 func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, spec *campaign.Spec, checkpoints [keyspace.Shards]int, opt Options, res *Result) error {
 	lane, err := streams.ParseLane(spec.Lane)
 	if err != nil {
@@ -59,26 +76,54 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		e.due = spec.SendAt
 		e.first = spec.SendAt.UnixMilli() // max age counts from the send time
 	}
+	// ctx stops the reader and the encoder; stop the writers, after the
+	// write each has on its way (cancelling one midway would leave its
+	// outcome unknown, and the counts with it).
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	parsed, encoded := make(chan chunk), make(chan chunk)
+	stop := make(chan struct{})
+	parsed := make(chan chunk)
+	var parts [writers]chan chunk
+	for w := range parts {
+		parts[w] = make(chan chunk, 1)
+	}
 	readErr, encErr := make(chan error, 1), make(chan error, 1)
 	go func() {
 		defer close(parsed)
-		readErr <- read(ctx, r, spec, checkpoints, res.unrenderable, opt.BatchSize, parsed)
+		readErr <- read(ctx, r, spec, checkpoints, res.unrenderable, opt.BatchSize, newSeen(res.Valid), parsed)
 	}()
 	go func() {
-		defer close(encoded)
-		encErr <- e.run(ctx, parsed, encoded)
+		defer func() {
+			for _, p := range parts {
+				close(p)
+			}
+		}()
+		encErr <- e.run(ctx, parsed, parts, stop)
 	}()
-	werr := writeBatches(ctx, q, encoded, opt, res)
+	wr := &written{opt: opt, res: res}
+	var wg sync.WaitGroup
+	werrs := make([]error, writers)
+	var once sync.Once
+	for w := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if werrs[w] = wr.write(ctx, q, w, checkpoints, parts[w], stop); werrs[w] != nil {
+				once.Do(func() { close(stop) })
+			}
+		}()
+	}
+	wg.Wait()
 	// On an error, stop the others and wait for them: the list is closed
 	// only once nobody reads it. The first stage to fail says why.
 	cancel()
-	for range encoded {
+	for _, p := range parts {
+		for range p {
+		}
 	}
 	eerr, rerr := <-encErr, <-readErr
-	for _, err := range []error{werr, eerr, rerr} {
+	wr.done()
+	for _, err := range append(werrs, eerr, rerr) {
 		if err != nil {
 			return err
 		}
@@ -86,39 +131,90 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	return nil
 }
 
-// writeBatches enqueues the batches in turn, each once the one before is
-// written.
-func writeBatches(ctx context.Context, q *streams.Queue, in <-chan chunk, opt Options, res *Result) error {
-	batches := 0
+// written gathers what the writers did into the Result.
+type written struct {
+	opt Options
+	res *Result
+
+	mu      sync.Mutex
+	parts   int            // parts written, all writers
+	line    [writers]int   // the last line each writer is past
+	dupLine [writers][]int // each writer's first MaxReported duplicates' lines
+}
+
+// write enqueues writer w's parts in turn, each once the one before is
+// written, until in is closed or stop. since are the shards' checkpoints
+// when the launch began; each part must find its shards where this
+// writer left them (streams.Batch.Since).
+func (wr *written) write(ctx context.Context, q *streams.Queue, w int, since [keyspace.Shards]int, in <-chan chunk, stop <-chan struct{}) error {
 	for c := range in {
-		out, dupAt, err := q.EnqueueDuplicates(ctx, c.batch)
-		if err != nil {
-			return err
+		select {
+		case <-stop:
+			return nil // another writer failed; its error says why
+		default:
 		}
-		res.Enqueued += out.Added
-		res.Suppressed += out.Final
-		res.Duplicates += out.Duplicates
-		for _, i := range dupAt {
-			if len(res.DuplicateLines) < MaxReported && i >= 0 && i < len(c.jobs) {
-				res.DuplicateLines = append(res.DuplicateLines, c.jobs[i].Line)
+		if c.batch.Len() > 0 {
+			c.batch.Since = since
+			out, dupAt, err := q.EnqueueDuplicates(context.WithoutCancel(ctx), c.batch)
+			since = c.batch.Since // moved for the shards written, even when another failed
+			if err != nil {
+				return err
 			}
-		}
-		batches++
-		if opt.Progress != nil {
-			opt.Progress(Progress{Line: c.line, Enqueued: res.Enqueued, Suppressed: res.Suppressed, Duplicates: res.Duplicates, Invalid: res.InvalidN})
-		}
-		if afterBatch != nil {
-			if err := afterBatch(batches); err != nil {
+			if err := wr.add(w, c, out, dupAt); err != nil {
 				return err
 			}
 		}
+		wr.mu.Lock()
+		wr.line[w] = c.line
+		wr.mu.Unlock()
 	}
 	return nil
+}
+
+// add counts one part written and reports the progress.
+func (wr *written) add(w int, c chunk, out streams.BatchResult, dupAt []int) error {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	res := wr.res
+	res.Enqueued += out.Added
+	res.Suppressed += out.Final
+	res.Duplicates += out.Duplicates
+	for _, i := range dupAt {
+		if len(wr.dupLine[w]) < MaxReported && i >= 0 && i < len(c.lines) {
+			wr.dupLine[w] = append(wr.dupLine[w], c.lines[i])
+		}
+	}
+	wr.parts++
+	wr.line[w] = c.line
+	if wr.opt.Progress != nil {
+		// The line every writer is past (one may be a part ahead).
+		line := c.line
+		for _, l := range wr.line {
+			line = min(line, l)
+		}
+		wr.opt.Progress(Progress{Line: line, Enqueued: res.Enqueued, Suppressed: res.Suppressed, Duplicates: res.Duplicates, Invalid: res.InvalidN})
+	}
+	if afterBatch != nil {
+		return afterBatch(wr.parts)
+	}
+	return nil
+}
+
+// done puts the duplicates' lines in the Result: the first MaxReported
+// in file order (each writer kept its first MaxReported).
+func (wr *written) done() {
+	for _, l := range wr.dupLine {
+		wr.res.DuplicateLines = append(wr.res.DuplicateLines, l...)
+	}
+	slices.Sort(wr.res.DuplicateLines)
+	if len(wr.res.DuplicateLines) > MaxReported {
+		wr.res.DuplicateLines = wr.res.DuplicateLines[:MaxReported]
+	}
 }
 
 // read parses the list into chunks of jobs, skipping the rows validate
 // reported and those a resumed launch wrote before.
-func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoints [keyspace.Shards]int, skip map[int]bool, fixed int, out chan<- chunk) error {
+func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoints [keyspace.Shards]int, skip map[int]bool, fixed int, seen *seen, out chan<- chunk) error {
 	size, max := firstBatch, DefaultBatch
 	if fixed > 0 {
 		size, max = fixed, fixed
@@ -146,6 +242,7 @@ func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoi
 		if err != nil {
 			return err
 		}
+		maybe := seen.add(strings.ToLower(rc.Email)) // the record field
 		if rc.Line <= checkpoints[keyspace.ShardOf(rc.Email)] || skip[rc.Line] {
 			continue // before its shard's checkpoint, or reported by validate
 		}
@@ -154,6 +251,7 @@ func read(ctx context.Context, r *campaign.Reader, spec *campaign.Spec, checkpoi
 			ID: spec.ID + "/" + strconv.Itoa(rc.Line), Campaign: spec.ID, To: rc.Email,
 			Fields: rc.Fields, Line: rc.Line,
 		})
+		c.fresh = append(c.fresh, !maybe)
 		if len(c.jobs) == size && !send() {
 			return ctx.Err()
 		}
@@ -174,21 +272,31 @@ type encoder struct {
 	opt   Options
 }
 
-func (e *encoder) run(ctx context.Context, in <-chan chunk, out chan<- chunk) error {
+// run encodes the chunks and hands each writer its part of every one (an
+// empty part too: the writer is then past its line).
+func (e *encoder) run(ctx context.Context, in <-chan chunk, out [writers]chan chunk, stop <-chan struct{}) error {
 	for c := range in {
-		if err := e.encode(ctx, &c); err != nil {
+		parts, err := e.encode(ctx, c)
+		if err != nil {
 			return err
 		}
-		select {
-		case out <- c:
-		case <-ctx.Done():
-			return ctx.Err()
+		for w, p := range parts {
+			select {
+			case out[w] <- p:
+			case <-stop:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
 }
 
-func (e *encoder) encode(ctx context.Context, c *chunk) error {
+// encode splits c between the writers: the suppression list's verdicts
+// (one look-up per chunk) and each part's encoded batch.
+func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
+	var parts [writers]chunk
 	blocked := make([]bool, len(c.jobs))
 	if e.opt.Suppressed != nil {
 		addrs := make([]string, len(c.jobs))
@@ -197,18 +305,31 @@ func (e *encoder) encode(ctx context.Context, c *chunk) error {
 		}
 		var err error
 		if blocked, err = e.opt.Suppressed(ctx, string(e.lane), addrs); err != nil {
-			return fmt.Errorf("check suppression list: %w", err)
+			return parts, fmt.Errorf("check suppression list: %w", err)
 		}
 	}
-	b := &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line)}
+	room := len(c.jobs)/writers + len(c.jobs)/8 // a writer's share, and some
+	for w := range parts {
+		parts[w] = chunk{line: c.line, lines: make([]int, 0, room),
+			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line)}}
+		parts[w].batch.Grow(room)
+	}
 	for i, j := range c.jobs {
 		j.Lane, j.First = e.lane, e.first
-		if blocked[i] {
-			b.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
-		} else if err := b.Add(j); err != nil {
-			return err
+		p := &parts[j.Shard()%writers]
+		p.lines = append(p.lines, j.Line)
+		var err error
+		switch {
+		case blocked[i]:
+			p.batch.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
+		case c.fresh[i]:
+			err = p.batch.AddNew(j)
+		default:
+			err = p.batch.Add(j)
+		}
+		if err != nil {
+			return parts, err
 		}
 	}
-	c.batch = b
-	return nil
+	return parts, nil
 }

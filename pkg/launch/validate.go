@@ -25,6 +25,7 @@ func validate(spec *campaign.Spec, tmpl *message.Template, skipInvalid bool, res
 		return err
 	}
 	defer r.Close()
+	r.ReuseFields() // each row is checked and forgotten
 	check := newRenderCheck(spec.Parts(), tmpl)
 	invalid := func(re *campaign.RecipientError) {
 		res.InvalidN++

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"testing"
 )
@@ -43,5 +44,39 @@ func TestEnqueueEventsSkipDuplicates(t *testing.T) {
 	}
 	if n := laneLen(q, Marketing); n != 4 {
 		t.Fatalf("stream holds %d jobs, want 4", n)
+	}
+}
+
+// TestEnqueueRefusesAMovedCheckpoint: a part whose shard's checkpoint is
+// not where the batch expects it (another launch of the campaign wrote
+// there) is refused whole, and a new address added without a look-up
+// (AddNew) is queued like any other.
+func TestEnqueueRefusesAMovedCheckpoint(t *testing.T) {
+	q, rdb, tl := setup(t, "cas")
+	ctx := context.Background()
+	b := &Batch{Lane: Marketing, Tally: tl, Checkpoint: "3"}
+	if err := b.AddNew(campaignJob(0)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := q.Enqueue(ctx, b); err != nil || res.Added != 1 || b.Since[0] != 3 {
+		t.Fatalf("first batch: %+v %v, since %d", res, err, b.Since[0])
+	}
+	// A second launcher that read the checkpoints before that write.
+	other := &Batch{Lane: Marketing, Tally: tl, Checkpoint: "5"}
+	_ = other.AddNew(campaignJob(1))
+	if _, err := q.Enqueue(ctx, other); !errors.Is(err, ErrCheckpointMoved) {
+		t.Fatalf("stale launcher: %v, want ErrCheckpointMoved", err)
+	}
+	if n := laneLen(q, Marketing); n != 1 {
+		t.Fatalf("stream holds %d jobs, want 1", n)
+	}
+	if c := counters(t, rdb, tl); c["checkpoint"] != "3" || c["total"] != "1" {
+		t.Fatalf("counters %v", c)
+	}
+	// The first launcher goes on from where it left the shard.
+	b.Checkpoint = "5"
+	_ = b.AddNew(campaignJob(1))
+	if res, err := q.Enqueue(ctx, b); err != nil || res.Added != 1 {
+		t.Fatalf("second batch: %+v %v", res, err)
 	}
 }

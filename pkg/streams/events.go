@@ -55,11 +55,11 @@ func settleEvent(d Delivery, rec Record) string {
 	}.Encode()
 }
 
-// jobEvent is the event of a job without an attempt (queued, suppressed
-// at launch, cancelled while parked).
-func jobEvent(t events.Type, j *Job, rec Record) string {
+// jobEvent is the event at time at of a job without an attempt (queued,
+// suppressed at launch).
+func jobEvent(t events.Type, j *Job, rec Record, at time.Time) string {
 	return events.Event{
-		Type: t, Time: time.Now(), Campaign: j.Campaign, Job: j.ID, Recipient: j.To,
+		Type: t, Time: at, Campaign: j.Campaign, Job: j.ID, Recipient: j.To,
 		Reason: rec.Reason, Code: rec.Code, Enhanced: rec.Enhanced, Reply: text.Clip(rec.Reply, events.ReplyLimit),
 	}.Encode()
 }
