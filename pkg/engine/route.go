@@ -64,8 +64,8 @@ func (e *Engine) routeLane(ctx, hard context.Context, l streams.Lane) {
 			}
 			continue
 		}
-		if len(ds) > 0 {
-			e.route(ctx, hard, l, ds)
+		if len(ds) > 0 && e.route(ctx, hard, l, ds) {
+			full = true // jobs went back into the lane: read them now
 		}
 		if !full {
 			ring = e.waitRing(ctx, l, ring)
@@ -96,17 +96,27 @@ func (e *Engine) waitRing(ctx context.Context, l streams.Lane, last string) stri
 	return last
 }
 
-// route decides each job of a batch read from lane l.
-func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.Delivery) {
-	ds = e.operatorPass(ctx, hard, ds)
-	ds = e.suppressionPass(ctx, hard, ds)
+// route decides each job of a batch read from lane l. A job of a pack
+// (a launch's entry of several jobs) that needs a step of its own
+// (settled, parked, dropped, put off) goes back into the lane as an entry
+// of its own in the step that routes the rest of its pack, and gets that
+// step when read again: a pack is let go of only as a whole. It reports
+// whether jobs went back.
+func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.Delivery) bool {
+	var back []streams.Delivery
+	ds = e.operatorPass(ctx, hard, ds, &back)
+	ds = e.suppressionPass(ctx, hard, ds, &back)
 	dests := e.resolve(ctx, ds)
-	rs := make([]streams.Routed, 0, len(ds))
+	rs := make([]streams.Routed, 0, len(ds)+len(back))
 	throttleKeys := map[string]string{} // by destination domain
 	primer := e.primer()
 	for _, d := range ds {
 		r := dests[domainOf(d.To)]
 		if !r.ok {
+			if d.Pack > 1 {
+				back = append(back, d)
+				continue
+			}
 			if ctx.Err() != nil {
 				continue // stopping: it stays pending, put back at the next start
 			}
@@ -121,24 +131,30 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 		primer.prime(key, l)
 		rs = append(rs, streams.Routed{Delivery: d, Line: streams.Line{Shard: d.Shard(), Lane: l, Campaign: d.Campaign, Key: key}})
 	}
-	if len(rs) == 0 {
-		return
+	routed := len(rs)
+	for _, d := range back {
+		rs = append(rs, streams.Routed{Delivery: d, Back: true})
 	}
-	if e.durably(hard, "route", rs[0].Delivery, func(ctx context.Context) error {
+	if len(rs) == 0 {
+		return false
+	}
+	if !e.durably(hard, "route", rs[0].Delivery, func(ctx context.Context) error {
 		_, err := e.q.Route(ctx, l, rs)
 		return err
 	}) {
-		e.known.add(rs)
-		if l == streams.Transactional {
-			e.pace.hurry()
-		}
-		e.wake()
+		return false
 	}
+	e.known.add(rs[:routed])
+	if l == streams.Transactional {
+		e.pace.hurry()
+	}
+	e.wake()
+	return len(back) > 0
 }
 
 // operatorPass applies pause, cancel and deletion to a batch and returns
-// the jobs still to send.
-func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery) []streams.Delivery {
+// the jobs still to send; jobs of packs it would act on go to back.
+func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery, back *[]streams.Delivery) []streams.Delivery {
 	kept := ds[:0]
 	for _, d := range ds {
 		if d.Campaign == "" {
@@ -151,6 +167,10 @@ func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery) 
 				kept = append(kept, d)
 				continue
 			}
+		}
+		if d.Pack > 1 {
+			*back = append(*back, d)
+			continue
 		}
 		var unbuildable *buildError
 		switch {
@@ -173,8 +193,8 @@ var cancelled = outcome.Outcome{Status: outcome.Cancelled, Stage: outcome.StageQ
 
 // suppressionPass settles the jobs of suppressed recipients (one round
 // trip for the batch) and returns the others. When the list cannot be read
-// the batch is put back in line.
-func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Delivery) []streams.Delivery {
+// the batch is put back in line. Jobs of packs it would act on go to back.
+func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Delivery, back *[]streams.Delivery) []streams.Delivery {
 	if e.Suppression == nil || len(ds) == 0 {
 		return ds
 	}
@@ -186,6 +206,10 @@ func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Deliver
 	res, err := e.Suppression.Check(ctx, lane, addrs)
 	if err != nil {
 		for _, d := range ds {
+			if d.Pack > 1 {
+				*back = append(*back, d)
+				continue
+			}
 			e.conclude(hard, d, e.later(ctx, d, "suppression check failed", err))
 		}
 		return nil
@@ -193,6 +217,10 @@ func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Deliver
 	kept := ds[:0]
 	for i, d := range ds {
 		if b := res[i]; b != nil {
+			if d.Pack > 1 {
+				*back = append(*back, d)
+				continue
+			}
 			e.settle(hard, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
 				Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
 			continue

@@ -441,20 +441,29 @@ func (e *env) pending(consumer string) ([]string, error) {
 		}
 		for _, c := range cmds {
 			for _, m := range c.Val() {
-				var j streams.Job
-				raw, _ := m.Values["j"].(string)
-				if err := json.Unmarshal([]byte(raw), &j); err != nil {
-					return nil, fmt.Errorf("pending entry %s: %w", m.ID, err)
+				raws := []string{}
+				if pack, ok := m.Values[streams.PackField].(string); ok {
+					raws = strings.Split(strings.TrimSuffix(pack, "\n"), "\n") // a launch's pack in a lane
+				} else {
+					raw, _ := m.Values[streams.JobField].(string)
+					raws = append(raws, raw)
 				}
-				out = append(out, j.To)
+				for _, raw := range raws {
+					var j streams.Job
+					if err := json.Unmarshal([]byte(raw), &j); err != nil {
+						return nil, fmt.Errorf("pending entry %s: %w", m.ID, err)
+					}
+					out = append(out, j.To)
+				}
 			}
 		}
 	}
 	return out, nil
 }
 
-// pendingCount is how many jobs consumer holds in both lanes and every
-// line (XPENDING summaries, cheap enough to poll).
+// pendingCount is how many entries consumer holds in both lanes and every
+// line (XPENDING summaries, cheap enough to poll): jobs, but for a
+// launch's pack in a lane, which counts once.
 func (e *env) pendingCount(consumer string) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -25,6 +25,12 @@ import (
 // DefaultBatch.
 const firstBatch = 64
 
+// pack is how many jobs of a shard go in one lane entry (streams.Batch.Pack):
+// Redis's work per row at launch was mostly its own XADD and feeding it to
+// the AOF; a pack of 64 spreads one over 64 rows, and an engine's router
+// reads about one pack a shard at a time (it reads 64 jobs a shard).
+const pack = 64
+
 // writers is how many goroutines write the batches, each the part of
 // every batch in the shards it owns (shard mod writers): while Redis runs
 // one writer's scripts, the other's are on their way or queued, so Redis
@@ -311,7 +317,7 @@ func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
 	room := len(c.jobs)/writers + len(c.jobs)/8 // a writer's share, and some
 	for w := range parts {
 		parts[w] = chunk{line: c.line, lines: make([]int, 0, room),
-			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line)}}
+			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line), Pack: pack}}
 		parts[w].batch.Grow(room)
 	}
 	for i, j := range c.jobs {

@@ -41,7 +41,11 @@ import (
 // recipients whose field is looked up: the others the caller knows the
 // campaign cannot have yet (Batch.AddNew). The caller has found the
 // part's own duplicates: per row, the script does little more than its
-// XADD.
+// XADD. ARGV[11] is how many packs follow the payloads (Batch.Pack): 0,
+// each job is an entry of its own; otherwise the jobs' payloads are
+// empty and the packs, each several jobs one after the other ended by a
+// newline, are the lane's entries (PackField), cut apart only to leave
+// out a duplicate, and counted in the lane's count of packs (KEYS[6]).
 var enqueueScript = redis.NewScript(luaEvents + `
 if ARGV[1] ~= '' and ARGV[4] ~= '' then
   local at = redis.call('HGET', KEYS[2], ARGV[4])
@@ -51,7 +55,7 @@ if ARGV[1] ~= '' and ARGV[4] ~= '' then
 end
 local kinds = ARGV[5]
 local n = #kinds
-local f0 = 10 -- ARGV[f0 + k] is recipient k's field, ARGV[f0 + n + k] its payload
+local f0 = 11 -- ARGV[f0 + k] is recipient k's field, ARGV[f0 + n + k] its payload
 -- A new records hash is made a hash table at once: a field with a long
 -- value (no record's field is empty), deleted once the records are in
 -- (Redis never turns a hash table back). As a listpack, its first 512
@@ -68,20 +72,26 @@ for from = 1, #look, 1000 do
   for i = 1, #got do have[look[from + i - 1]] = got[i] end
 end
 local now, alljobs, queued = ARGV[3] == '0', not string.find(kinds, 's', 1, true), ARGV[2]
-local added, supp, dup, ns, nd = 0, 0, 0, 0, 0
-local dups, set, delayed = {}, {}, {}
+local packs = tonumber(ARGV[11])
+local added, supp, dup, ns, nd, nj = 0, 0, 0, 0, 0, 0
+local dups, set, delayed, dropj = {}, {}, {}, {}
 for k = 1, n do
+  local job = alljobs or string.byte(kinds, k) == 106 -- j
+  if job then nj = nj + 1 end
   if have[k] then
     dup = dup + 1
     dups[dup] = k - 1
+    if job then dropj[nj] = true end
   else
     local payload = ARGV[f0 + n + k]
     ns = ns + 1
     set[ns] = ARGV[f0 + k]
-    if alljobs or string.byte(kinds, k) == 106 then -- j
+    if job then
       ns = ns + 1
       set[ns] = queued
-      if now then
+      if packs > 0 then
+        -- in a pack
+      elseif now then
         redis.call('XADD', KEYS[1], '*', 'j', payload)
       else
         delayed[nd + 1] = ARGV[3]
@@ -98,6 +108,29 @@ for k = 1, n do
 end
 for from = 1, ns, 1000 do
   redis.call('HSET', KEYS[3], unpack(set, from, math.min(ns, from + 999)))
+end
+if packs > 0 and added > 0 then
+  local p0 = f0 + 2 * n
+  local made = packs
+  if dup == 0 then
+    for c = 1, packs do redis.call('XADD', KEYS[1], '*', 'p', ARGV[p0 + c]) end
+  else
+    local j = 0
+    made = 0
+    for c = 1, packs do
+      local kept = {}
+      for raw in string.gmatch(ARGV[p0 + c], '[^\n]*\n') do
+        j = j + 1
+        if not dropj[j] then kept[#kept + 1] = raw end
+      end
+      if #kept > 0 then
+        redis.call('XADD', KEYS[1], '*', 'p', table.concat(kept))
+        made = made + 1
+      end
+    end
+  end
+  redis.call('HINCRBY', KEYS[6], 'entries', made)
+  redis.call('HINCRBY', KEYS[6], 'jobs', added)
 end
 if fresh then redis.call('HDEL', KEYS[3], '') end
 for from = 1, nd, 1000 do
@@ -135,6 +168,11 @@ type Batch struct {
 	// Due, when set, holds the jobs in the lane's delayed set until then
 	// (a scheduled campaign) instead of streaming them now.
 	Due time.Time
+	// Pack, when more than 1 and the jobs go in the lane now, puts up to
+	// that many jobs of a shard in one lane entry (PackField): a launch's
+	// jobs cost Redis one XADD a pack instead of one each, and the
+	// router moves a pack into its lines in one step.
+	Pack int
 	// Since is, per shard, the checkpoint the shard must be at when the
 	// batch is written there (0: none yet): the one a resumed launch
 	// started from, then the one the last batch written there moved it
@@ -266,7 +304,9 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		evs.Grow(size) // once: grown by doubling it was a quarter of a launch's allocations
 		lens := make([]byte, 0, 4*len(pos))
 		var look []byte
-		args := make([]any, 10+2*len(pos))
+		const f0 = 11
+		args := make([]any, f0+2*len(pos), f0+2*len(pos)+len(pos)/max(1, b.Pack)+1)
+		packed := b.Pack > 1 && due == 0
 		for k, i := range pos {
 			it := &b.items[i]
 			kinds[k] = it.kind
@@ -282,11 +322,18 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 			}
 			evs.WriteString(it.event)
 			lens = strconv.AppendInt(lens, int64(len(it.event)), 10)
-			args[10+k], args[10+len(pos)+k] = it.field, it.payload
+			args[f0+k], args[f0+len(pos)+k] = it.field, it.payload
+			if packed && it.kind == 'j' {
+				args[f0+len(pos)+k] = ""
+			}
+		}
+		packs := 0
+		if packed {
+			args, packs = appendPacks(args, b.items, pos, b.Pack)
 		}
 		args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String(), string(lens), given
-		args[8], args[9] = b.Since[shard], string(look)
-		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard)}
+		args[8], args[9], args[10] = b.Since[shard], string(look), packs
+		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard), q.packs(shard, b.Lane)}
 		calls = append(calls, scriptCall{keys: keys, args: args})
 		callPos = append(callPos, pos)
 		callShard = append(callShard, shard)
@@ -327,6 +374,44 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 	b.items, b.at = b.items[:0], time.Time{}
 	slices.Sort(at)
 	return out, at, nil
+}
+
+// appendPacks appends to args the packs of the jobs among items at pos:
+// in order, as few packs as hold at most size jobs each, all of one size
+// but the last.
+// It returns args and how many packs.
+func appendPacks(args []any, items []batchItem, pos []int, size int) ([]any, int) {
+	jobs, bytes := 0, 0
+	for _, i := range pos {
+		if items[i].kind == 'j' {
+			jobs++
+			bytes += len(items[i].payload) + 1
+		}
+	}
+	if jobs == 0 {
+		return args, 0
+	}
+	packs := (jobs + size - 1) / size
+	each := (jobs + packs - 1) / packs
+	var p []byte
+	in, made := 0, 0
+	for _, i := range pos {
+		if items[i].kind != 'j' {
+			continue
+		}
+		if p == nil {
+			p = make([]byte, 0, bytes/packs+each)
+		}
+		p = append(p, items[i].payload...)
+		p = append(p, '\n')
+		if in++; in == each {
+			args, p, in, made = append(args, string(p)), nil, 0, made+1
+		}
+	}
+	if in > 0 {
+		args, made = append(args, string(p)), made+1
+	}
+	return args, made
 }
 
 // AddOne queues a single job without a campaign (API, submission): its

@@ -86,4 +86,18 @@ type Delivery struct {
 	Raw      string // the encoded job as stored
 	Stream   string // the stream holding it: its lane's, or its line's
 	Key      string // the throttle key of its line; empty in a lane
+	// Pack is how many jobs its lane entry holds when that entry is a
+	// launch's pack (PackField) of more than one, 0 otherwise. A pack is
+	// let go of only as a whole: every job of it routed, or put back in
+	// the lane as an entry of its own, in one step (Queue.Route).
+	Pack int
 }
+
+// PackField is the field of a lane entry holding several jobs (a
+// launch's), encoded one after the other, each ended by a newline (an
+// encoded job has none: JSON escapes it). An entry of one job has the
+// field JobField.
+const (
+	PackField = "p"
+	JobField  = "j"
+)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +55,12 @@ func (q *Queue) LineStream(l Line) string { return q.lineStream(l.Shard, l.Name(
 func (q *Queue) lineStream(shard int, name string) string { return q.ks.In(shard, "line", name) }
 
 func (q *Queue) ready(shard int) string { return q.ks.In(shard, "ready") }
-func (q *Queue) lines(shard int) string { return q.ks.In(shard, "lines") }
+
+// packs is the key of lane l's count of packs in shard (a hash: entries,
+// jobs), so its depth counts jobs (Depth): added to by the enqueue that
+// makes packs, taken from by the route that lets them go.
+func (q *Queue) packs(shard int, l Lane) string { return q.ks.In(shard, "packs", string(l)) }
+func (q *Queue) lines(shard int) string         { return q.ks.In(shard, "lines") }
 
 // luaIntoLine adds a job (ARGV raw) to line stream k named n, creating
 // its group when the line is new. A routed job puts the line in the ready
@@ -77,64 +83,129 @@ local function nowMs()
 end
 `
 
+// luaEntryJobs reads a stream entry's fields: entryJobs returns the
+// field holding its jobs (JobField or PackField) and its value (nil for
+// neither), jobsIn how many jobs that value holds.
+const luaEntryJobs = `
+local function entryJobs(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'j' or fields[i] == 'p' then return fields[i], fields[i + 1] end
+  end
+end
+local function jobsIn(f, raw)
+  if f == 'p' then return select(2, string.gsub(raw, '\n', '')) end
+  return 1
+end
+`
+
 // routeScript moves routed jobs from the lane stream (KEYS[3]) into their
-// lines (KEYS[4..]): each only while this consumer still holds it (one
-// XPENDING over the batch's range), acknowledged in one XACK and let go
-// of (letGo), each line marked once.
-// ARGV: group, consumer, then per job: entry id, line name, raw job.
+// lines (KEYS[4..]): each only while this consumer still holds its entry
+// (one XPENDING over the batch's range, ARGV[3] to ARGV[4]), the entries
+// acknowledged in one XACK and let go of (letGo), each line marked once.
+// A job with no line (its name empty) goes back into the lane as an
+// entry of its own: a job of a pack that needs a step of its own
+// (Routed.Back). Every job of a pack is in the call, so a pack is let go
+// of only with all its jobs in their places.
+// The packs let go of are taken off the lane's count of packs (KEYS[4]).
+// ARGV: group, consumer, first and last entry id, then per job: entry
+// id, line name, raw job, and for the first job of a pack the pack's
+// size (” otherwise).
 var routeScript = redis.NewScript(luaIntoLine + luaLetGo + `
 local now = nowMs()
-local n = (#ARGV - 2) / 3
+local n = (#ARGV - 4) / 4
+local packs, packed = 0, 0
 local held = {}
-for _, p in ipairs(redis.call('XPENDING', KEYS[3], ARGV[1], ARGV[3], ARGV[#ARGV - 2], n, ARGV[2])) do
+for _, p in ipairs(redis.call('XPENDING', KEYS[3], ARGV[1], ARGV[3], ARGV[4], n, ARGV[2])) do
   held[p[1]] = true
 end
-local ids, marked = {}, {}
-for i = 3, #ARGV, 3 do
-  if held[ARGV[i]] then
-    ids[#ids + 1] = ARGV[i]
-    local k, name = KEYS[4 + (i - 3) / 3], ARGV[i + 1]
-    redis.call('XADD', k, '*', 'j', ARGV[i + 2])
-    if not marked[name] then
-      marked[name] = true
-      if redis.call('SADD', KEYS[2], name) == 1 then
-        pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
+local ids, marked, moved = {}, {}, 0
+for i = 5, #ARGV, 4 do
+  local id = ARGV[i]
+  if held[id] then
+    if held[id] == true then
+      held[id] = 1
+      ids[#ids + 1] = id
+    end
+    if ARGV[i + 3] ~= '' then
+      packs, packed = packs + 1, packed + tonumber(ARGV[i + 3])
+    end
+    moved = moved + 1
+    local k, name = KEYS[5 + (i - 5) / 4], ARGV[i + 1]
+    if name == '' then
+      redis.call('XADD', KEYS[3], '*', 'j', ARGV[i + 2])
+    else
+      redis.call('XADD', k, '*', 'j', ARGV[i + 2])
+      if not marked[name] then
+        marked[name] = true
+        if redis.call('SADD', KEYS[2], name) == 1 then
+          pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
+        end
+        redis.call('ZADD', KEYS[1], 'NX', now, name)
       end
-      redis.call('ZADD', KEYS[1], 'NX', now, name)
     end
   end
 end
 if #ids > 0 then letGo(KEYS[3], ARGV[1], ids) end
-return #ids
+if packs > 0 then
+  redis.call('HINCRBY', KEYS[4], 'entries', -packs)
+  redis.call('HINCRBY', KEYS[4], 'jobs', -packed)
+end
+return moved
 `)
 
 // Routed is a job read from a lane with the line it belongs in.
 type Routed struct {
 	Delivery
 	Line Line
+	// Back puts the job back in its lane as an entry of its own instead
+	// (Line unused): a job of a pack (Delivery.Pack) that its router
+	// must settle, park or put off, which it does once the job is read
+	// again on its own.
+	Back bool
 }
 
 // Route moves held jobs of lane l into their lines, atomically per
 // shard (the shards' steps in one pipelined round trip): the lane entry
-// goes and the line entry comes in one step. It
-// returns how many moved (jobs no longer held by this consumer are left
-// alone). Each job's line must be of its shard.
+// goes and the line entry comes in one step. It returns how many jobs
+// moved (jobs no longer held by this consumer are left alone). Each
+// job's line must be of its shard, and every job of a pack must be in
+// rs, routed or Back.
 func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 	byShard := map[int][]int{} // indices in rs
 	for i := range rs {
-		byShard[rs[i].Line.Shard] = append(byShard[rs[i].Line.Shard], i)
+		byShard[rs[i].Shard()] = append(byShard[rs[i].Shard()], i)
 	}
 	var calls []scriptCall
 	for shard, at := range byShard {
-		keys := make([]string, 3, 3+len(at))
-		keys[0], keys[1], keys[2] = q.ready(shard), q.lines(shard), q.Stream(shard, l)
-		args := make([]any, 2, 2+3*len(at))
-		args[0], args[1] = Group, q.consumer
+		keys := make([]string, 4, 4+len(at))
+		keys[0], keys[1], keys[2], keys[3] = q.ready(shard), q.lines(shard), q.Stream(shard, l), q.packs(shard, l)
+		args := make([]any, 4, 4+4*len(at))
+		first, last := rs[at[0]].StreamID, rs[at[0]].StreamID
+		for _, i := range at {
+			id := rs[i].StreamID
+			if streamIDLess(id, first) {
+				first = id
+			}
+			if streamIDLess(last, id) {
+				last = id
+			}
+		}
+		args[0], args[1], args[2], args[3] = Group, q.consumer, first, last
+		var pack string // the pack of the job before
 		for _, i := range at {
 			r := &rs[i]
-			name := r.Line.Name()
-			keys = append(keys, q.lineStream(shard, name))
-			args = append(args, &r.StreamID, name, &r.Raw) // pointers: see settleCall
+			size := ""
+			if r.Pack > 1 && r.StreamID != pack {
+				pack, size = r.StreamID, strconv.Itoa(r.Pack)
+			}
+			name := ""
+			if r.Back {
+				keys = append(keys, keys[2])
+			} else {
+				name = r.Line.Name()
+				keys = append(keys, q.lineStream(shard, name))
+			}
+			args = append(args, &r.StreamID, name, &r.Raw, size) // pointers: see settleCall
 		}
 		calls = append(calls, scriptCall{keys, args})
 	}
@@ -304,26 +375,26 @@ func (q *Queue) taken(l Line, c *redis.Cmd) Taken {
 	return t
 }
 
-// requeueScript puts this consumer's (ARGV[2]) pending jobs of stream
-// KEYS[3] back at its end as new entries, up to ARGV[3] at a time; a line
-// (ARGV[4] its name, empty for a lane) is made ready. Returns how many.
-var requeueScript = redis.NewScript(luaIntoLine + `
+// requeueScript puts this consumer's (ARGV[2]) pending entries of stream
+// KEYS[3] back at its end as new entries, up to ARGV[3] at a time (a
+// lane's pack as a whole); a line (ARGV[4] its name, empty for a lane) is
+// made ready. Returns how many entries it read, and how many jobs.
+var requeueScript = redis.NewScript(luaIntoLine + luaEntryJobs + `
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]), 'STREAMS', KEYS[3], '0')
 local entries = {}
 if got then entries = got[1][2] end
 local now = nowMs()
 local n = 0
 for _, e in ipairs(entries) do
-  local raw
-  for i = 1, #e[2], 2 do if e[2][i] == 'j' then raw = e[2][i + 1] end end
+  local f, raw = entryJobs(e[2])
   redis.call('XACK', KEYS[3], ARGV[1], e[1])
   redis.call('XDEL', KEYS[3], e[1])
   if raw then
-    if ARGV[4] ~= '' then backIntoLine(KEYS[3], ARGV[4], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
-    n = n + 1
+    if ARGV[4] ~= '' then backIntoLine(KEYS[3], ARGV[4], raw, now) else redis.call('XADD', KEYS[3], '*', f, raw) end
+    n = n + jobsIn(f, raw)
   end
 end
-return n
+return {#entries, n}
 `)
 
 // RequeueOwn puts every job this consumer holds in lane l, in every
@@ -356,12 +427,15 @@ func (q *Queue) requeueOwn(ctx context.Context, shard int, stream string, line *
 	}
 	total := 0
 	for {
-		n, err := requeueScript.Run(ctx, q.rdb, []string{q.ready(shard), q.lines(shard), stream}, Group, q.consumer, 500, name).Int()
+		n, err := requeueScript.Run(ctx, q.rdb, []string{q.ready(shard), q.lines(shard), stream}, Group, q.consumer, 500, name).Int64Slice()
 		if err != nil {
 			return total, fmt.Errorf("requeue own jobs of %s: %w", stream, err)
 		}
-		total += n
-		if n < 500 {
+		if len(n) != 2 {
+			return total, fmt.Errorf("requeue own jobs of %s: a reply of %d numbers", stream, len(n))
+		}
+		total += int(n[1])
+		if n[0] < 500 {
 			return total, nil
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,9 +24,10 @@ type Queue struct {
 	rdb      redis.UniversalClient
 	ks       keyspace.Space
 	consumer string
-	due      dueTimes      // when each retry set next has a job due, as far as this queue knows
-	repl     *replication  // nil: writes wait for no replica (see WaitReplicas)
-	settles  settleBatcher // runs waiting to be settled together (SettleRun)
+	due      dueTimes        // when each retry set next has a job due, as far as this queue knows
+	repl     *replication    // nil: writes wait for no replica (see WaitReplicas)
+	settles  settleBatcher   // runs waiting to be settled together (SettleRun)
+	perEntry [2]atomic.Int64 // per lane (laneIndex): jobs per entry of the last read (Read)
 }
 
 // New returns a queue in space for consumer (stable across restarts, so an
@@ -61,24 +65,35 @@ func (q *Queue) Init(ctx context.Context) error {
 	return nil
 }
 
-// Read returns up to count new jobs of lane l from each shard (never
+// Read returns about count new jobs of lane l from each shard (never
 // delivered to any consumer before), in one pipelined round trip without
 // waiting: see Bell for how a reader learns there is something to read.
-// full is true when some shard had count jobs or more (read again now).
+// A launch's entries are packs of several jobs (PackField): Read asks
+// each shard for as many entries as make count jobs by the packs it read
+// last, so a read stays near count jobs a shard whatever the entries
+// hold. full is true when some shard had that many entries or more (read
+// again now).
 func (q *Queue) Read(ctx context.Context, l Lane, count int) (ds []Delivery, full bool, err error) {
+	per := &q.perEntry[laneIndex(l)]
+	entries := int64(count) / max(1, per.Load())
+	entries = max(1, entries)
 	pipe := q.rdb.Pipeline()
 	cmds := make([]*redis.XStreamSliceCmd, keyspace.Shards)
 	for n := range cmds {
 		cmds[n] = pipe.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: Group, Consumer: q.consumer, Streams: []string{q.Stream(n, l), ">"}, Count: int64(count), Block: -1,
+			Group: Group, Consumer: q.consumer, Streams: []string{q.Stream(n, l), ">"}, Count: entries, Block: -1,
 		})
 	}
 	_, _ = pipe.Exec(ctx)
-	total := 0
+	total, jobs := 0, 0
 	for _, c := range cmds {
 		total += messages(c.Val())
+		jobs += packJobs(c.Val())
 	}
-	ds = make([]Delivery, 0, total)
+	if total > 0 {
+		per.Store(int64(max(1, jobs/total)))
+	}
+	ds = make([]Delivery, 0, jobs)
 	for _, c := range cmds {
 		res, err := c.Result()
 		if errors.Is(err, redis.Nil) {
@@ -87,13 +102,20 @@ func (q *Queue) Read(ctx context.Context, l Lane, count int) (ds []Delivery, ful
 		if err != nil {
 			return ds, full, fmt.Errorf("read lane %s: %w", l, err)
 		}
-		had := len(ds)
 		if ds, err = appendDeliveries(ds, res); err != nil {
 			return ds, full, err
 		}
-		full = full || len(ds)-had >= count
+		full = full || int64(messages(res)) >= entries
 	}
 	return ds, full, nil
+}
+
+// laneIndex is l's place in Lanes.
+func laneIndex(l Lane) int {
+	if l == Transactional {
+		return 0
+	}
+	return 1
 }
 
 // ReadPendingLine returns up to count of this consumer's own
@@ -127,6 +149,13 @@ func deliveries(res []redis.XStream) ([]Delivery, error) {
 func appendDeliveries(out []Delivery, res []redis.XStream) ([]Delivery, error) {
 	for _, s := range res {
 		for _, m := range s.Messages {
+			if pack, ok := m.Values[PackField].(string); ok {
+				var err error
+				if out, err = appendPack(out, m.ID, s.Stream, pack); err != nil {
+					return out, err
+				}
+				continue
+			}
 			d, err := toDelivery(m)
 			if err != nil {
 				return out, err
@@ -138,17 +167,49 @@ func appendDeliveries(out []Delivery, res []redis.XStream) ([]Delivery, error) {
 	return out, nil
 }
 
-// messages counts the entries of res.
-func messages(res []redis.XStream) int {
+// appendPack appends the jobs of the pack entry id of stream.
+func appendPack(out []Delivery, id, stream, pack string) ([]Delivery, error) {
+	n := strings.Count(pack, "\n")
+	if n == 0 {
+		return out, fmt.Errorf("stream entry %s: a pack without its ending newline", id)
+	}
+	out = slices.Grow(out, n)
+	for rest := pack; rest != ""; {
+		raw, after, ok := strings.Cut(rest, "\n")
+		if !ok {
+			return out, fmt.Errorf("stream entry %s: a pack's last job without its ending newline", id)
+		}
+		rest = after
+		j, err := decodeJob(raw)
+		if err != nil {
+			return out, fmt.Errorf("stream entry %s: %w", id, err)
+		}
+		d := Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream}
+		if n > 1 {
+			d.Pack = n
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// packJobs counts the jobs of res's entries.
+func packJobs(res []redis.XStream) int {
 	n := 0
 	for _, s := range res {
-		n += len(s.Messages)
+		for _, m := range s.Messages {
+			if pack, ok := m.Values[PackField].(string); ok {
+				n += strings.Count(pack, "\n")
+			} else {
+				n++
+			}
+		}
 	}
 	return n
 }
 
 func toDelivery(m redis.XMessage) (Delivery, error) {
-	raw, _ := m.Values["j"].(string)
+	raw, _ := m.Values[JobField].(string)
 	j, err := decodeJob(raw)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("stream entry %s: %w", m.ID, err)
@@ -156,21 +217,32 @@ func toDelivery(m redis.XMessage) (Delivery, error) {
 	return Delivery{Job: j, StreamID: m.ID, Raw: raw}, nil
 }
 
-// Depth reports jobs waiting in a lane over every shard: stream entries
-// not yet read plus pending ones, and delayed retries.
+// Depth reports jobs waiting in a lane over every shard: those of stream
+// entries not yet read plus pending ones (a pack's jobs by the lane's
+// count of packs), and delayed retries.
 func (q *Queue) Depth(ctx context.Context, l Lane) (stream, delayed int64, err error) {
 	pipe := q.rdb.Pipeline()
 	keys := make([]string, keyspace.Shards)
 	zc := make([]*redis.IntCmd, keyspace.Shards)
+	pc := make([]*redis.SliceCmd, keyspace.Shards)
 	for n := range zc {
 		keys[n] = q.Stream(n, l)
 		zc[n] = pipe.ZCard(ctx, q.Delayed(n, l))
+		pc[n] = pipe.HMGet(ctx, q.packs(n, l), "entries", "jobs")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, 0, fmt.Errorf("queue depth: %w", err)
 	}
 	for n, d := range q.streamDepths(ctx, keys) {
-		stream += d.Held + d.Unread
+		entries := d.Held + d.Unread
+		if v := pc[n].Val(); len(v) == 2 {
+			packs, _ := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
+			jobs, _ := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
+			if packs > 0 && packs <= entries && jobs > packs {
+				entries += jobs - packs
+			}
+		}
+		stream += entries
 		delayed += zc[n].Val()
 	}
 	return stream, delayed, nil
@@ -195,4 +267,13 @@ func (t *dueTimes) note(key string, at time.Time) {
 	if cur, ok := t.at[key]; !ok || at.Before(cur) {
 		t.at[key] = at
 	}
+}
+
+// messages counts the entries of res.
+func messages(res []redis.XStream) int {
+	n := 0
+	for _, s := range res {
+		n += len(s.Messages)
+	}
+	return n
 }

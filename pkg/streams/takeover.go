@@ -70,7 +70,7 @@ func (q *Queue) Holders(ctx context.Context, l Lane) ([]Holder, error) {
 // before: see TakeOver). When the silent consumer holds nothing more in
 // the stream it leaves the stream's group. Returns the number of jobs
 // put back.
-var takeOverScript = redis.NewScript(luaIntoLine + `
+var takeOverScript = redis.NewScript(luaIntoLine + luaEntryJobs + `
 local now = nowMs()
 local ps = redis.call('XPENDING', KEYS[3], ARGV[1], 'IDLE', tonumber(ARGV[5]), '-', '+', tonumber(ARGV[4]), ARGV[2])
 local n = 0
@@ -80,11 +80,10 @@ for _, p in ipairs(ps) do
   redis.call('XDEL', KEYS[3], p[1])
   local e = got[1]
   if e and e[2] then
-    local raw
-    for i = 1, #e[2], 2 do if e[2][i] == 'j' then raw = e[2][i + 1] end end
+    local f, raw = entryJobs(e[2])
     if raw then
-      if ARGV[6] ~= '' then backIntoLine(KEYS[3], ARGV[6], raw, now) else redis.call('XADD', KEYS[3], '*', 'j', raw) end
-      n = n + 1
+      if ARGV[6] ~= '' then backIntoLine(KEYS[3], ARGV[6], raw, now) else redis.call('XADD', KEYS[3], '*', f, raw) end
+      n = n + jobsIn(f, raw)
     end
   end
 end
