@@ -94,6 +94,83 @@ func (p *sinkProcess) stop(tb testing.TB) (int, time.Duration) {
 	return n, p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 }
 
+// receiver is a receiver in a process of its own: its address, and on
+// stop how many messages it accepted and the CPU time it used.
+type receiver interface {
+	addr() string
+	stop(tb testing.TB) (int, time.Duration)
+}
+
+func (p *sinkProcess) addr() string { return p.Addr }
+
+// postfixSink is Postfix's smtp-sink as the receiver (the one issue 17's
+// figures and the raw rate use): PIPELINING, no CHUNKING, so the engine
+// sends DATA. Its running counter (-c) says how many messages it took.
+type postfixSink struct {
+	address string
+	cmd     *exec.Cmd
+	count   chan int // the last count it printed, once its output ends
+}
+
+// startPostfixSink runs smtp-sink on a free loopback port until stop or
+// the end of the benchmark, or skips the benchmark without it.
+func startPostfixSink(tb testing.TB) *postfixSink {
+	tb.Helper()
+	bin, err := postfixTool("smtp-sink")
+	if err != nil {
+		tb.Skip(err)
+	}
+	address, err := freeAddr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	args := []string{"-c", address, "1024"}
+	if os.Geteuid() == 0 { // smtp-sink refuses to keep root's privileges
+		args = append([]string{"-u", "nobody"}, args...)
+	}
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &postfixSink{address: address, cmd: cmd, count: make(chan int, 1)}
+	go func() { // "sess=N quit=N mesg=N\r", again at every message
+		last := 0
+		r := bufio.NewReader(stdout)
+		for {
+			line, err := r.ReadString('\r')
+			if i := strings.LastIndex(line, "mesg="); i >= 0 {
+				if n, err := strconv.Atoi(strings.TrimSpace(line[i+len("mesg="):])); err == nil {
+					last = n
+				}
+			}
+			if err != nil {
+				p.count <- last
+				return
+			}
+		}
+	}()
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := waitListening(address, 5*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func (p *postfixSink) addr() string { return p.address }
+
+func (p *postfixSink) stop(tb testing.TB) (int, time.Duration) {
+	tb.Helper()
+	time.Sleep(200 * time.Millisecond) // its counter is printed as it goes
+	_ = p.cmd.Process.Kill()
+	n := <-p.count
+	_ = p.cmd.Wait()
+	return n, p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+}
+
 // redisCPU is the CPU time redis-server has used (INFO cpu).
 func redisCPU(tb testing.TB, rdb *redis.Client) time.Duration {
 	tb.Helper()
