@@ -108,8 +108,8 @@ end
 // of only with all its jobs in their places.
 // The packs let go of are taken off the lane's count of packs (KEYS[4]).
 // ARGV: group, consumer, first and last entry id, then per job: entry
-// id, line name, raw job, and for the first job of a pack the pack's
-// size (” otherwise).
+// id, line name, raw job, and for a job of a pack the pack's size (an
+// empty string for a job of its own).
 var routeScript = redis.NewScript(luaIntoLine + luaLetGo + `
 local now = nowMs()
 local n = (#ARGV - 4) / 4
@@ -125,9 +125,9 @@ for i = 5, #ARGV, 4 do
     if held[id] == true then
       held[id] = 1
       ids[#ids + 1] = id
-    end
-    if ARGV[i + 3] ~= '' then
-      packs, packed = packs + 1, packed + tonumber(ARGV[i + 3])
+      if ARGV[i + 3] ~= '' then
+        packs, packed = packs + 1, packed + tonumber(ARGV[i + 3])
+      end
     end
     moved = moved + 1
     local k, name = KEYS[5 + (i - 5) / 4], ARGV[i + 1]
@@ -191,12 +191,11 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 			}
 		}
 		args[0], args[1], args[2], args[3] = Group, q.consumer, first, last
-		var pack string // the pack of the job before
 		for _, i := range at {
 			r := &rs[i]
 			size := ""
-			if r.Pack > 1 && r.StreamID != pack {
-				pack, size = r.StreamID, strconv.Itoa(r.Pack)
+			if r.Pack > 1 {
+				size = strconv.Itoa(r.Pack) // counted once a pack, at its first job in the call
 			}
 			name := ""
 			if r.Back {

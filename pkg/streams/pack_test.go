@@ -192,3 +192,39 @@ func TestPacksPutBackWhole(t *testing.T) {
 		t.Fatalf("after takeover: %v", ids)
 	}
 }
+
+// TestPackCountWithJobsBackAfterOthers: as the router calls Route, the
+// jobs going back come after every routed one, so a pack's jobs are not
+// next to each other in the call; each pack is still taken off the
+// lane's count once, and the depth is the jobs put back.
+func TestPackCountWithJobsBackAfterOthers(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	for _, from := range []int{0, 3} {
+		b := &Batch{Lane: Marketing, Tally: tl, Pack: 64}
+		for i := from; i < from+3; i++ {
+			_ = b.Add(packJob(i))
+		}
+		if _, err := q.Enqueue(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := read(t, q, Marketing)
+	if len(ds) != 6 || ds[0].StreamID == ds[3].StreamID || ds[0].Pack != 3 {
+		t.Fatalf("read %+v", ds)
+	}
+	line := Line{Shard: 0, Lane: Marketing, Campaign: "x", Key: "fast"}
+	rs := []Routed{
+		{Delivery: ds[0], Line: line}, {Delivery: ds[1], Line: line}, {Delivery: ds[3], Line: line}, {Delivery: ds[4], Line: line},
+		{Delivery: ds[2], Back: true}, {Delivery: ds[5], Back: true},
+	}
+	if n, err := q.Route(ctx, Marketing, rs); n != 6 || err != nil {
+		t.Fatalf("routed %d %v", n, err)
+	}
+	if c := rdb.HGetAll(ctx, q.packs(0, Marketing)).Val(); c["entries"] != "0" || c["jobs"] != "0" {
+		t.Fatalf("count of packs %v, want 0 and 0", c)
+	}
+	if n := laneLen(q, Marketing); n != 2 {
+		t.Fatalf("depth %d, want the 2 jobs put back", n)
+	}
+}
