@@ -31,6 +31,10 @@ const firstBatch = 64
 // reads about one pack a shard at a time (it reads 64 jobs a shard).
 const pack = 64
 
+// oldReadersLive is how recently an engine must have beaten to count as
+// running when a launch looks for engines that cannot read packs.
+const oldReadersLive = time.Minute
+
 // writers is how many goroutines write the batches, each the part of
 // every batch in the shards it owns (shard mod writers): while Redis runs
 // one writer's scripts, the other's are on their way or queued, so Redis
@@ -74,7 +78,14 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	defer r.Close()
 	q := streams.New(rdb, ks, "campaignctl") // its streams made by Launch
 	q.WaitReplicas(opt.WaitReplicas, opt.WaitTimeout)
-	e := &encoder{lane: lane, tally: st.Tally(spec.ID), first: time.Now().UnixMilli(), opt: opt}
+	e := &encoder{lane: lane, tally: st.Tally(spec.ID), first: time.Now().UnixMilli(), opt: opt, pack: pack}
+	old, err := q.OldReaders(ctx, oldReadersLive)
+	if err != nil {
+		return err
+	}
+	if len(old) > 0 {
+		e.pack, res.OldEngines = 0, old // one entry a job, which they read
+	}
 	if spec.SendAt.After(time.Now()) {
 		// Scheduled: the jobs wait in the delayed set, durably, and the
 		// engines' mover releases them at send_at — or as soon as an
@@ -276,6 +287,7 @@ type encoder struct {
 	due   time.Time
 	first int64 // the jobs' First
 	opt   Options
+	pack  int // jobs per lane entry (streams.Batch.Pack)
 }
 
 // run encodes the chunks and hands each writer its part of every one (an
@@ -317,7 +329,7 @@ func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
 	room := len(c.jobs)/writers + len(c.jobs)/8 // a writer's share, and some
 	for w := range parts {
 		parts[w] = chunk{line: c.line, lines: make([]int, 0, room),
-			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line), Pack: pack}}
+			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line), Pack: e.pack}}
 		parts[w].batch.Grow(room)
 	}
 	for i, j := range c.jobs {

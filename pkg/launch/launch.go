@@ -76,8 +76,12 @@ type Result struct {
 	// million addresses would cost ~60 MB, and a duplicate is skipped,
 	// not refused.
 	DuplicateLines []int
-	Resumed        bool // an interrupted launch was continued
-	Already        bool // the campaign had been launched completely before
+	// OldEngines are running engines of a version that cannot read a
+	// launch's packs (streams.OldReaders): while any runs, the jobs go
+	// in the lane one an entry, as before the packs.
+	OldEngines []string
+	Resumed    bool // an interrupted launch was continued
+	Already    bool // the campaign had been launched completely before
 	// UTF8 lists recipients whose local part is not ASCII (at most
 	// MaxReported; UTF8N counts all): only a receiver offering SMTPUTF8
 	// (RFC 6531) takes them. A non-ASCII domain alone goes out as IDNA.

@@ -16,19 +16,56 @@ import (
 // only taken over from a consumer whose field has gone stale.
 func (q *Queue) Engines() string { return q.ks.Key("engines") }
 
+// Reads is the key of what each engine reads of a lane's entries, beside
+// the heartbeat hash (consumer name → "packs" for an engine that reads a
+// launch's packs, PackField): an engine of a version from before the
+// packs writes nothing there, and a launch then writes no packs
+// (OldReaders).
+func (q *Queue) Reads() string { return q.ks.Key("engines", "reads") }
+
+// readsPacks is an engine's field in Reads.
+const readsPacks = "packs"
+
 var beatScript = redis.NewScript(`
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 `)
 
 // Beat records that this consumer is alive, in Redis's clock (engines'
-// clocks may disagree; Redis's is the one all of them compare against).
+// clocks may disagree; Redis's is the one all of them compare against),
+// and that it reads packs.
 func (q *Queue) Beat(ctx context.Context) error {
-	if err := beatScript.Run(ctx, q.rdb, []string{q.Engines()}, q.consumer).Err(); err != nil {
+	if err := beatScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, q.consumer, readsPacks).Err(); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	return nil
+}
+
+var oldReadersScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if now - tonumber(all[i + 1]) < tonumber(ARGV[1]) and redis.call('HGET', KEYS[2], all[i]) ~= ARGV[2] then
+    out[#out + 1] = all[i]
+  end
+end
+return out
+`)
+
+// OldReaders lists the engines that beat within the last live and do
+// not read packs: engines of a version from before them, which would
+// fail to read a pack (and put it back without its jobs). A launch writes
+// no packs while one runs.
+func (q *Queue) OldReaders(ctx context.Context, live time.Duration) ([]string, error) {
+	names, err := oldReadersScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, live.Milliseconds(), readsPacks).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("engines' versions: %w", err)
+	}
+	return names, nil
 }
 
 // Holder is a consumer of a lane's group with jobs pending.
@@ -202,6 +239,7 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local beat = redis.call('HGET', KEYS[1], ARGV[1])
 if beat and now - tonumber(beat) >= tonumber(ARGV[2]) then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
   return 1
 end
 return 0
@@ -210,7 +248,7 @@ return 0
 // Forget removes a silent engine's heartbeat once its jobs were taken
 // over everywhere (unless it beat again meanwhile).
 func (q *Queue) Forget(ctx context.Context, name string, silence time.Duration) error {
-	if err := forgetScript.Run(ctx, q.rdb, []string{q.Engines()}, name, silence.Milliseconds()).Err(); err != nil {
+	if err := forgetScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, name, silence.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("forget engine %s: %w", name, err)
 	}
 	return nil
