@@ -376,44 +376,6 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 	return out, at, nil
 }
 
-// appendPacks appends to args the packs of the jobs among items at pos:
-// in order, as few packs as hold at most size jobs each, all of one size
-// but the last.
-// It returns args and how many packs.
-func appendPacks(args []any, items []batchItem, pos []int, size int) ([]any, int) {
-	jobs, bytes := 0, 0
-	for _, i := range pos {
-		if items[i].kind == 'j' {
-			jobs++
-			bytes += len(items[i].payload) + 1
-		}
-	}
-	if jobs == 0 {
-		return args, 0
-	}
-	packs := (jobs + size - 1) / size
-	each := (jobs + packs - 1) / packs
-	var p []byte
-	in, made := 0, 0
-	for _, i := range pos {
-		if items[i].kind != 'j' {
-			continue
-		}
-		if p == nil {
-			p = make([]byte, 0, bytes/packs+each)
-		}
-		p = append(p, items[i].payload...)
-		p = append(p, '\n')
-		if in++; in == each {
-			args, p, in, made = append(args, string(p)), nil, 0, made+1
-		}
-	}
-	if in > 0 {
-		args, made = append(args, string(p)), made+1
-	}
-	return args, made
-}
-
 // AddOne queues a single job without a campaign (API, submission): its
 // record and counters are written in the same step.
 func (q *Queue) AddOne(ctx context.Context, j *Job, t Tally) error {

@@ -92,12 +92,3 @@ type Delivery struct {
 	// the lane as an entry of its own, in one step (Queue.Route).
 	Pack int
 }
-
-// PackField is the field of a lane entry holding several jobs (a
-// launch's), encoded one after the other, each ended by a newline (an
-// encoded job has none: JSON escapes it). An entry of one job has the
-// field JobField.
-const (
-	PackField = "p"
-	JobField  = "j"
-)

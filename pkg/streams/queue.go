@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,47 +164,6 @@ func appendDeliveries(out []Delivery, res []redis.XStream) ([]Delivery, error) {
 		}
 	}
 	return out, nil
-}
-
-// appendPack appends the jobs of the pack entry id of stream.
-func appendPack(out []Delivery, id, stream, pack string) ([]Delivery, error) {
-	n := strings.Count(pack, "\n")
-	if n == 0 {
-		return out, fmt.Errorf("stream entry %s: a pack without its ending newline", id)
-	}
-	out = slices.Grow(out, n)
-	for rest := pack; rest != ""; {
-		raw, after, ok := strings.Cut(rest, "\n")
-		if !ok {
-			return out, fmt.Errorf("stream entry %s: a pack's last job without its ending newline", id)
-		}
-		rest = after
-		j, err := decodeJob(raw)
-		if err != nil {
-			return out, fmt.Errorf("stream entry %s: %w", id, err)
-		}
-		d := Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream}
-		if n > 1 {
-			d.Pack = n
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-// packJobs counts the jobs of res's entries.
-func packJobs(res []redis.XStream) int {
-	n := 0
-	for _, s := range res {
-		for _, m := range s.Messages {
-			if pack, ok := m.Values[PackField].(string); ok {
-				n += strings.Count(pack, "\n")
-			} else {
-				n++
-			}
-		}
-	}
-	return n
 }
 
 func toDelivery(m redis.XMessage) (Delivery, error) {

@@ -1,0 +1,122 @@
+package streams
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A launch's jobs go in a lane as packs: entries of several jobs
+// (Batch.Pack), each job read as a Delivery of its own (Delivery.Pack),
+// a pack let go of only as a whole (Queue.Route), put back whole by a
+// restart or a takeover.
+
+// PackField is the field of a lane entry holding several jobs (a
+// launch's), encoded one after the other, each ended by a newline (an
+// encoded job has none: JSON escapes it). An entry of one job has the
+// field JobField.
+const (
+	PackField = "p"
+	JobField  = "j"
+)
+
+// packs is the key of lane l's count of packs in shard (a hash: entries,
+// jobs), so its depth counts jobs (Depth): added to by the enqueue that
+// makes packs, taken from by the route that lets them go.
+func (q *Queue) packs(shard int, l Lane) string { return q.ks.In(shard, "packs", string(l)) }
+
+// luaEntryJobs reads a stream entry's fields: entryJobs returns the
+// field holding its jobs (JobField or PackField) and its value (nil for
+// neither), jobsIn how many jobs that value holds.
+const luaEntryJobs = `
+local function entryJobs(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'j' or fields[i] == 'p' then return fields[i], fields[i + 1] end
+  end
+end
+local function jobsIn(f, raw)
+  if f == 'p' then return select(2, string.gsub(raw, '\n', '')) end
+  return 1
+end
+`
+
+// appendPacks appends to args the packs of the jobs among items at pos:
+// in order, as few packs as hold at most size jobs each, all of one size
+// but the last.
+// It returns args and how many packs.
+func appendPacks(args []any, items []batchItem, pos []int, size int) ([]any, int) {
+	jobs, bytes := 0, 0
+	for _, i := range pos {
+		if items[i].kind == 'j' {
+			jobs++
+			bytes += len(items[i].payload) + 1
+		}
+	}
+	if jobs == 0 {
+		return args, 0
+	}
+	packs := (jobs + size - 1) / size
+	each := (jobs + packs - 1) / packs
+	var p []byte
+	in, made := 0, 0
+	for _, i := range pos {
+		if items[i].kind != 'j' {
+			continue
+		}
+		if p == nil {
+			p = make([]byte, 0, bytes/packs+each)
+		}
+		p = append(p, items[i].payload...)
+		p = append(p, '\n')
+		if in++; in == each {
+			args, p, in, made = append(args, string(p)), nil, 0, made+1
+		}
+	}
+	if in > 0 {
+		args, made = append(args, string(p)), made+1
+	}
+	return args, made
+}
+
+// appendPack appends the jobs of the pack entry id of stream.
+func appendPack(out []Delivery, id, stream, pack string) ([]Delivery, error) {
+	n := strings.Count(pack, "\n")
+	if n == 0 {
+		return out, fmt.Errorf("stream entry %s: a pack without its ending newline", id)
+	}
+	out = slices.Grow(out, n)
+	for rest := pack; rest != ""; {
+		raw, after, ok := strings.Cut(rest, "\n")
+		if !ok {
+			return out, fmt.Errorf("stream entry %s: a pack's last job without its ending newline", id)
+		}
+		rest = after
+		j, err := decodeJob(raw)
+		if err != nil {
+			return out, fmt.Errorf("stream entry %s: %w", id, err)
+		}
+		d := Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream}
+		if n > 1 {
+			d.Pack = n
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// packJobs counts the jobs of res's entries.
+func packJobs(res []redis.XStream) int {
+	n := 0
+	for _, s := range res {
+		for _, m := range s.Messages {
+			if pack, ok := m.Values[PackField].(string); ok {
+				n += strings.Count(pack, "\n")
+			} else {
+				n++
+			}
+		}
+	}
+	return n
+}
