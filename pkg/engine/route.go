@@ -103,7 +103,7 @@ func (e *Engine) waitRing(ctx context.Context, l streams.Lane, last string) stri
 // step when read again: a pack is let go of only as a whole. It reports
 // whether jobs went back.
 func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.Delivery) bool {
-	var back []streams.Delivery
+	var back goingBack
 	ds = e.operatorPass(ctx, hard, ds, &back)
 	ds = e.suppressionPass(ctx, hard, ds, &back)
 	dests := e.resolve(ctx, ds)
@@ -113,8 +113,7 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 	for _, d := range ds {
 		r := dests[domainOf(d.To)]
 		if !r.ok {
-			if d.Pack > 1 {
-				back = append(back, d)
+			if back.take(d) {
 				continue
 			}
 			if ctx.Err() != nil {
@@ -152,9 +151,23 @@ func (e *Engine) route(ctx, hard context.Context, l streams.Lane, ds []streams.D
 	return len(back) > 0
 }
 
+// goingBack gathers the jobs of packs that need a step of their own: they
+// go back into the lane as entries of their own (see route).
+type goingBack []streams.Delivery
+
+// take keeps d for going back when it is a job of a pack, and reports
+// whether it did: the caller then leaves d alone.
+func (b *goingBack) take(d streams.Delivery) bool {
+	if d.Pack <= 1 {
+		return false
+	}
+	*b = append(*b, d)
+	return true
+}
+
 // operatorPass applies pause, cancel and deletion to a batch and returns
 // the jobs still to send; jobs of packs it would act on go to back.
-func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery, back *[]streams.Delivery) []streams.Delivery {
+func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery, back *goingBack) []streams.Delivery {
 	kept := ds[:0]
 	for _, d := range ds {
 		if d.Campaign == "" {
@@ -168,8 +181,7 @@ func (e *Engine) operatorPass(ctx, hard context.Context, ds []streams.Delivery, 
 				continue
 			}
 		}
-		if d.Pack > 1 {
-			*back = append(*back, d)
+		if back.take(d) {
 			continue
 		}
 		var unbuildable *buildError
@@ -194,7 +206,7 @@ var cancelled = outcome.Outcome{Status: outcome.Cancelled, Stage: outcome.StageQ
 // suppressionPass settles the jobs of suppressed recipients (one round
 // trip for the batch) and returns the others. When the list cannot be read
 // the batch is put back in line. Jobs of packs it would act on go to back.
-func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Delivery, back *[]streams.Delivery) []streams.Delivery {
+func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Delivery, back *goingBack) []streams.Delivery {
 	if e.Suppression == nil || len(ds) == 0 {
 		return ds
 	}
@@ -206,8 +218,7 @@ func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Deliver
 	res, err := e.Suppression.Check(ctx, lane, addrs)
 	if err != nil {
 		for _, d := range ds {
-			if d.Pack > 1 {
-				*back = append(*back, d)
+			if back.take(d) {
 				continue
 			}
 			e.conclude(hard, d, e.later(ctx, d, "suppression check failed", err))
@@ -217,8 +228,7 @@ func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Deliver
 	kept := ds[:0]
 	for i, d := range ds {
 		if b := res[i]; b != nil {
-			if d.Pack > 1 {
-				*back = append(*back, d)
+			if back.take(d) {
 				continue
 			}
 			e.settle(hard, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,

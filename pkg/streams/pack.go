@@ -2,7 +2,6 @@ package streams
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -82,11 +81,10 @@ func appendPacks(args []any, items []batchItem, pos []int, size int) ([]any, int
 
 // appendPack appends the jobs of the pack entry id of stream.
 func appendPack(out []Delivery, id, stream, pack string) ([]Delivery, error) {
-	n := strings.Count(pack, "\n")
-	if n == 0 {
-		return out, fmt.Errorf("stream entry %s: a pack without its ending newline", id)
+	if pack == "" {
+		return out, fmt.Errorf("stream entry %s: an empty pack", id)
 	}
-	out = slices.Grow(out, n)
+	start := len(out)
 	for rest := pack; rest != ""; {
 		raw, after, ok := strings.Cut(rest, "\n")
 		if !ok {
@@ -97,11 +95,12 @@ func appendPack(out []Delivery, id, stream, pack string) ([]Delivery, error) {
 		if err != nil {
 			return out, fmt.Errorf("stream entry %s: %w", id, err)
 		}
-		d := Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream}
-		if n > 1 {
-			d.Pack = n
+		out = append(out, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream})
+	}
+	if n := len(out) - start; n > 1 {
+		for i := start; i < len(out); i++ {
+			out[i].Pack = n
 		}
-		out = append(out, d)
 	}
 	return out, nil
 }

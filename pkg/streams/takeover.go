@@ -26,6 +26,21 @@ func (q *Queue) Reads() string { return q.ks.Key("engines", "reads") }
 // readsPacks is an engine's field in Reads.
 const readsPacks = "packs"
 
+// luaBeats defines beatsWhere(key, keep): the engines of heartbeat hash
+// key for which keep(name, age in ms by Redis's clock) holds.
+const luaBeats = `
+local function beatsWhere(key, keep)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local out = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if keep(all[i], now - tonumber(all[i + 1])) then out[#out + 1] = all[i] end
+  end
+  return out
+end
+`
+
 var beatScript = redis.NewScript(`
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000))
@@ -43,17 +58,10 @@ func (q *Queue) Beat(ctx context.Context) error {
 	return nil
 }
 
-var oldReadersScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local out = {}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if now - tonumber(all[i + 1]) < tonumber(ARGV[1]) and redis.call('HGET', KEYS[2], all[i]) ~= ARGV[2] then
-    out[#out + 1] = all[i]
-  end
-end
-return out
+var oldReadersScript = redis.NewScript(luaBeats + `
+return beatsWhere(KEYS[1], function(name, age)
+  return age < tonumber(ARGV[1]) and redis.call('HGET', KEYS[2], name) ~= ARGV[2]
+end)
 `)
 
 // OldReaders lists the engines that beat within the last live and do
@@ -213,15 +221,10 @@ func (q *Queue) silentFor(ctx context.Context, from string, silence time.Duratio
 
 // silentScript lists the consumers (other than ARGV[2]) whose heartbeat
 // is older than ARGV[1] ms.
-var silentScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local out = {}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if all[i] ~= ARGV[2] and now - tonumber(all[i + 1]) >= tonumber(ARGV[1]) then out[#out + 1] = all[i] end
-end
-return out
+var silentScript = redis.NewScript(luaBeats + `
+return beatsWhere(KEYS[1], function(name, age)
+  return name ~= ARGV[2] and age >= tonumber(ARGV[1])
+end)
 `)
 
 // Silent lists the engines whose heartbeat has been silent for silence.
