@@ -19,6 +19,12 @@ import (
 // column is not what the sender thinks, and guessing could mail the wrong
 // person.
 func Normalize(s string) (string, error) {
+	// The common case first: dot-atom@dot-atom holds no space, line
+	// break, NUL or angle bracket, and is already in the form net/mail
+	// would return.
+	if local, domain, ok := dotAtomAddr(s); ok {
+		return finish(s, local, domain)
+	}
 	if strings.ContainsAny(s, "\r\n\x00") {
 		return "", fmt.Errorf("invalid address %q: contains a line break or NUL", s)
 	}
@@ -29,7 +35,7 @@ func Normalize(s string) (string, error) {
 	if strings.ContainsAny(s, "<>") {
 		return "", fmt.Errorf("invalid address %q: want a bare address, without display name or angle brackets", s)
 	}
-	if local, domain, ok := dotAtomAddr(s); ok { // the common case, without net/mail's cost
+	if local, domain, ok := dotAtomAddr(s); ok { // trimmed
 		return finish(s, local, domain)
 	}
 	// Say plainly what net/mail would report obliquely.
@@ -74,7 +80,10 @@ func finish(s, local, domain string) (string, error) {
 	if err := checkDomain(domain); err != nil {
 		return "", fmt.Errorf("invalid address %q: %w", s, err)
 	}
-	return local + "@" + strings.ToLower(domain), nil
+	if lower := strings.ToLower(domain); lower != domain {
+		return local + "@" + lower, nil
+	}
+	return s, nil // local@domain already
 }
 
 // dotAtomAddr reports whether s is dot-atom@dot-atom (RFC 5322 §3.4.1

@@ -48,11 +48,12 @@ const writers = 2
 // whole batch read, or one writer's part of it encoded (the jobs' lines
 // only: the jobs themselves are garbage once encoded).
 type chunk struct {
-	jobs  []*streams.Job
-	fresh []bool // per job: its address was not read before (seen)
-	line  int    // the last row's line: the checkpoint once written
-	batch *streams.Batch
-	lines []int // the part's rows' lines, in the batch's order
+	jobs    []*streams.Job
+	fresh   []bool // per job: its address was not read before (seen)
+	blocked []bool // per job: on the suppression list (nil: none is)
+	line    int    // the last row's line: the checkpoint once written
+	batch   *streams.Batch
+	lines   []int // the part's rows' lines, in the batch's order
 }
 
 // enqueue streams the recipients into the lane in batches, each written
@@ -61,11 +62,12 @@ type chunk struct {
 // written (batches reach a shard in file order), and none after it.
 //
 // The work is passed along goroutines, batch by batch: one reads and
-// parses the list, one checks a batch against the suppression list,
-// encodes its jobs and splits it between the writers, and the writers
-// write their parts (a part's shards' scripts in one round trip), each
-// waiting for the reply before its next part, which keeps every shard's
-// batches in file order.
+// parses the list, one checks a batch against the suppression list (a
+// round trip, which waits behind the writers' batches in Redis: on its
+// own, so the encoding goes on meanwhile), one encodes its jobs and
+// splits it between the writers, and the writers write their parts (a
+// part's shards' scripts in one round trip), each waiting for the reply
+// before its next part, which keeps every shard's batches in file order.
 func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, st *store.Store, spec *campaign.Spec, checkpoints [keyspace.Shards]int, opt Options, res *Result) error {
 	lane, err := streams.ParseLane(spec.Lane)
 	if err != nil {
@@ -104,10 +106,15 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	for w := range parts {
 		parts[w] = make(chan chunk, 1)
 	}
-	readErr, encErr := make(chan error, 1), make(chan error, 1)
+	checked := make(chan chunk, 1)
+	readErr, checkErr, encErr := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() {
 		defer close(parsed)
 		readErr <- read(ctx, r, spec, checkpoints, res.unrenderable, opt.BatchSize, newSeen(res.Valid), parsed)
+	}()
+	go func() {
+		defer close(checked)
+		checkErr <- e.check(ctx, parsed, checked)
 	}()
 	go func() {
 		defer func() {
@@ -115,7 +122,7 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 				close(p)
 			}
 		}()
-		encErr <- e.run(ctx, parsed, parts, stop)
+		encErr <- e.run(ctx, checked, parts, stop)
 	}()
 	wr := &written{opt: opt, res: res}
 	var wg sync.WaitGroup
@@ -138,9 +145,9 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 		for range p {
 		}
 	}
-	eerr, rerr := <-encErr, <-readErr
+	eerr, cerr, rerr := <-encErr, <-checkErr, <-readErr
 	wr.done()
-	for _, err := range append(werrs, eerr, rerr) {
+	for _, err := range append(werrs, eerr, cerr, rerr) {
 		if err != nil {
 			return err
 		}
@@ -290,11 +297,34 @@ type encoder struct {
 	pack  int // jobs per lane entry (streams.Batch.Pack)
 }
 
+// check looks the chunks' recipients up in the suppression list (one
+// round trip a chunk) and passes them on.
+func (e *encoder) check(ctx context.Context, in <-chan chunk, out chan<- chunk) error {
+	for c := range in {
+		if e.opt.Suppressed != nil {
+			addrs := make([]string, len(c.jobs))
+			for i, j := range c.jobs {
+				addrs[i] = j.To
+			}
+			var err error
+			if c.blocked, err = e.opt.Suppressed(ctx, string(e.lane), addrs); err != nil {
+				return fmt.Errorf("check suppression list: %w", err)
+			}
+		}
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // run encodes the chunks and hands each writer its part of every one (an
 // empty part too: the writer is then past its line).
 func (e *encoder) run(ctx context.Context, in <-chan chunk, out [writers]chan chunk, stop <-chan struct{}) error {
 	for c := range in {
-		parts, err := e.encode(ctx, c)
+		parts, err := e.encode(c)
 		if err != nil {
 			return err
 		}
@@ -311,21 +341,9 @@ func (e *encoder) run(ctx context.Context, in <-chan chunk, out [writers]chan ch
 	return nil
 }
 
-// encode splits c between the writers: the suppression list's verdicts
-// (one look-up per chunk) and each part's encoded batch.
-func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
+// encode splits c between the writers: each part's encoded batch.
+func (e *encoder) encode(c chunk) ([writers]chunk, error) {
 	var parts [writers]chunk
-	blocked := make([]bool, len(c.jobs))
-	if e.opt.Suppressed != nil {
-		addrs := make([]string, len(c.jobs))
-		for i, j := range c.jobs {
-			addrs[i] = j.To
-		}
-		var err error
-		if blocked, err = e.opt.Suppressed(ctx, string(e.lane), addrs); err != nil {
-			return parts, fmt.Errorf("check suppression list: %w", err)
-		}
-	}
 	room := len(c.jobs)/writers + len(c.jobs)/8 // a writer's share, and some
 	for w := range parts {
 		parts[w] = chunk{line: c.line, lines: make([]int, 0, room),
@@ -338,7 +356,7 @@ func (e *encoder) encode(ctx context.Context, c chunk) ([writers]chunk, error) {
 		p.lines = append(p.lines, j.Line)
 		var err error
 		switch {
-		case blocked[i]:
+		case c.blocked != nil && c.blocked[i]:
 			p.batch.AddFinal(j, streams.Record{Status: "suppressed", Reason: "suppressed", Line: j.Line, JobID: j.ID})
 		case c.fresh[i]:
 			err = p.batch.AddNew(j)

@@ -28,34 +28,36 @@ import (
 //
 // Arguments: checkpoint, the queued record, due (ms, 0: now), the
 // checkpoint field, the recipients' kinds (one letter each: j a job, s
-// settled without sending), their events joined by commas, the events'
-// lengths joined by commas, how many duplicates within the part the
-// caller left out (counted here with the others), then the recipients'
-// record fields, then their payloads. Passing the events as one string
-// spares the script a table of them: with no duplicate (the usual case)
-// they are the entry's JSON array once bracketed, with no pass over
-// their bytes (a gsub of separators was a fifth of redis-server's
-// instructions per row); only a part with duplicates is cut apart, by
-// the lengths. ARGV[9] is the checkpoint the shard must be at (see
-// Batch.Since), ARGV[10] the 1-based positions, comma-separated, of the
-// recipients whose field is looked up: the others the caller knows the
-// campaign cannot have yet (Batch.AddNew). The caller has found the
-// part's own duplicates: per row, the script does little more than its
-// XADD. ARGV[11] is how many packs follow the payloads (Batch.Pack): 0,
-// each job is an entry of its own; otherwise the jobs' payloads are
-// empty and the packs, each several jobs one after the other ended by a
-// newline, are the lane's entries (PackField), cut apart only to leave
-// out a duplicate, and counted in the lane's count of packs (KEYS[6]).
+// settled without sending), their events joined by commas in brackets
+// (a JSON array), the events' lengths joined by commas, how many
+// duplicates within the part the caller left out (counted here with the
+// others), then the recipients' record fields, then their payloads.
+// Passing the events as one string spares the script a table of them:
+// with no duplicate (the usual case) they are the entry's JSON array as
+// given; only a part with duplicates is cut apart, by the lengths.
+// ARGV[9] is the checkpoint the shard must be at (see Batch.Since),
+// ARGV[10] the 1-based positions, comma-separated, of the recipients
+// whose field is looked up: the others the caller knows the campaign
+// cannot have yet (Batch.AddNew). The caller has found the part's own
+// duplicates: per row, the script does little more than its HSET.
+//
+// ARGV[11] is how many packs (PackField) hold the part's jobs (Batch.Pack;
+// 0: none, each job is an entry of its own). They follow the payloads
+// (the jobs' payloads are then empty), cut apart only to leave out a
+// duplicate, and are counted in the lane's count of packs (KEYS[6]). A
+// part with no recipient to look up (no duplicate to cut out) is written
+// by freshScript instead.
 var enqueueScript = redis.NewScript(luaEvents + `
+local kinds = ARGV[5]
+local n = #kinds
+local f0 = 11 -- ARGV[f0 + k] is recipient k's field, ARGV[f0 + n + k] its payload
+local packs = tonumber(ARGV[11])
 if ARGV[1] ~= '' and ARGV[4] ~= '' then
   local at = redis.call('HGET', KEYS[2], ARGV[4])
   if (tonumber(at) or 0) ~= (tonumber(ARGV[9]) or 0) then
     return redis.error_reply('MOVED_CHECKPOINT ' .. tostring(at))
   end
 end
-local kinds = ARGV[5]
-local n = #kinds
-local f0 = 11 -- ARGV[f0 + k] is recipient k's field, ARGV[f0 + n + k] its payload
 -- A new records hash is made a hash table at once: a field with a long
 -- value (no record's field is empty), deleted once the records are in
 -- (Redis never turns a hash table back). As a listpack, its first 512
@@ -72,7 +74,6 @@ for from = 1, #look, 1000 do
   for i = 1, #got do have[look[from + i - 1]] = got[i] end
 end
 local now, alljobs, queued = ARGV[3] == '0', not string.find(kinds, 's', 1, true), ARGV[2]
-local packs = tonumber(ARGV[11])
 local added, supp, dup, ns, nd, nj = 0, 0, 0, 0, 0, 0
 local dups, set, delayed, dropj = {}, {}, {}, {}
 for k = 1, n do
@@ -110,8 +111,8 @@ for from = 1, ns, 1000 do
   redis.call('HSET', KEYS[3], unpack(set, from, math.min(ns, from + 999)))
 end
 if packs > 0 and added > 0 then
-  local p0 = f0 + 2 * n
   local made = packs
+  local p0 = f0 + 2 * n -- ARGV[p0 + c] is pack c
   if dup == 0 then
     for c = 1, packs do redis.call('XADD', KEYS[1], '*', 'p', ARGV[p0 + c]) end
   else
@@ -142,18 +143,22 @@ if added > 0 then redis.call('HINCRBY', KEYS[2], 'queued', added) end
 if supp > 0 then redis.call('HINCRBY', KEYS[2], 'suppressed', supp) end
 if dup + given > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dup + given) end
 if ARGV[1] ~= '' and ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
-if dup == 0 and n > 1 then
-  redis.call('XADD', KEYS[5], '*', '` + events.BatchField + `', '[' .. ARGV[6] .. ']')
-elseif dup == 0 and n == 1 then
-  events(KEYS[5], {ARGV[6]})
-elseif dup < n then
-  local evs, k, d, at = {}, 0, 1, 1
+-- cut(all): the events of all (a JSON array) but the duplicates'.
+local function cut(all)
+  local evs, k, d, at = {}, 0, 1, 2
   for len in string.gmatch(ARGV[7], '%d+') do
     len = tonumber(len)
-    if dups[d] == k then d = d + 1 else evs[#evs + 1] = string.sub(ARGV[6], at, at + len - 1) end
+    if dups[d] == k then d = d + 1 else evs[#evs + 1] = string.sub(all, at, at + len - 1) end
     at, k = at + len + 1, k + 1
   end
-  events(KEYS[5], evs)
+  return evs
+end
+if dup == 0 and n > 1 then
+  redis.call('XADD', KEYS[5], '*', '` + events.BatchField + `', ARGV[6])
+elseif dup == 0 and n == 1 then
+  events(KEYS[5], {string.sub(ARGV[6], 2, -2)})
+elseif dup < n then
+  events(KEYS[5], cut(ARGV[6]))
 end
 local out = {added, supp, dup}
 for _, d in ipairs(dups) do out[#out + 1] = d end
@@ -268,7 +273,8 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 	for i, it := range b.items {
 		parts[it.shard] = append(parts[it.shard], i)
 	}
-	var calls []scriptCall
+	packed := b.Pack > 1 && due == 0
+	var calls []txCall
 	var callPos, callOwn [][]int // per call: its items, its own duplicates left out
 	var callShard []int
 	var out BatchResult
@@ -297,16 +303,14 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		t := b.Tally.In(shard)
 		kinds := make([]byte, len(pos))
 		var evs strings.Builder
-		size := len(pos)
+		size := len(pos) + 2
 		for _, i := range pos {
 			size += len(b.items[i].event)
 		}
 		evs.Grow(size) // once: grown by doubling it was a quarter of a launch's allocations
+		evs.WriteByte('[')
 		lens := make([]byte, 0, 4*len(pos))
 		var look []byte
-		const f0 = 11
-		args := make([]any, f0+2*len(pos), f0+2*len(pos)+len(pos)/max(1, b.Pack)+1)
-		packed := b.Pack > 1 && due == 0
 		for k, i := range pos {
 			it := &b.items[i]
 			kinds[k] = it.kind
@@ -322,25 +326,40 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 			}
 			evs.WriteString(it.event)
 			lens = strconv.AppendInt(lens, int64(len(it.event)), 10)
-			args[f0+k], args[f0+len(pos)+k] = it.field, it.payload
-			if packed && it.kind == 'j' {
-				args[f0+len(pos)+k] = ""
-			}
 		}
-		packs := 0
-		if packed {
-			args, packs = appendPacks(args, b.items, pos, b.Pack)
-		}
-		args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String(), string(lens), given
-		args[8], args[9], args[10] = b.Since[shard], string(look), packs
+		evs.WriteByte(']')
 		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard), q.packs(shard, b.Lane)}
-		calls = append(calls, scriptCall{keys: keys, args: args})
+		var call txCall
+		if packed && len(look) == 0 {
+			call = freshCall(b, pos, keys, b.Since[shard], given, queued, evs.String())
+		} else {
+			const f0 = 11
+			args := make([]any, f0+2*len(pos))
+			for k, i := range pos {
+				it := &b.items[i]
+				args[f0+k], args[f0+len(pos)+k] = it.field, it.payload
+				if packed && it.kind == 'j' {
+					args[f0+len(pos)+k] = ""
+				}
+			}
+			packs := 0
+			if packed {
+				for _, p := range packsOf(b.items, pos, b.Pack) {
+					args = append(args, p)
+					packs++
+				}
+			}
+			args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String(), string(lens), given
+			args[8], args[9], args[10] = b.Since[shard], string(look), packs
+			call = txCall{script: enqueueScript, call: scriptCall{keys: keys, args: args}}
+		}
+		calls = append(calls, call)
 		callPos = append(callPos, pos)
 		callShard = append(callShard, shard)
 		callOwn = append(callOwn, own)
 	}
 	var first error
-	for c, cmd := range q.runAllReplicated(ctx, enqueueScript, calls) {
+	for c, cmd := range q.runEnqueue(ctx, calls) {
 		res, err := cmd.Int64Slice()
 		if err != nil {
 			if first == nil {

@@ -41,11 +41,9 @@ local function jobsIn(f, raw)
 end
 `
 
-// appendPacks appends to args the packs of the jobs among items at pos:
-// in order, as few packs as hold at most size jobs each, all of one size
-// but the last.
-// It returns args and how many packs.
-func appendPacks(args []any, items []batchItem, pos []int, size int) ([]any, int) {
+// packsOf returns the packs of the jobs among items at pos: in order, as
+// few packs as hold at most size jobs each, all of one size but the last.
+func packsOf(items []batchItem, pos []int, size int) []string {
 	jobs, bytes := 0, 0
 	for _, i := range pos {
 		if items[i].kind == 'j' {
@@ -54,29 +52,41 @@ func appendPacks(args []any, items []batchItem, pos []int, size int) ([]any, int
 		}
 	}
 	if jobs == 0 {
-		return args, 0
+		return nil
 	}
-	packs := (jobs + size - 1) / size
-	each := (jobs + packs - 1) / packs
+	n := (jobs + size - 1) / size
+	each := (jobs + n - 1) / n
+	out := make([]string, 0, n)
 	var p []byte
-	in, made := 0, 0
+	in := 0
 	for _, i := range pos {
 		if items[i].kind != 'j' {
 			continue
 		}
 		if p == nil {
-			p = make([]byte, 0, bytes/packs+each)
+			p = make([]byte, 0, bytes/n+each)
 		}
 		p = append(p, items[i].payload...)
 		p = append(p, '\n')
 		if in++; in == each {
-			args, p, in, made = append(args, string(p)), nil, 0, made+1
+			out, p, in = append(out, string(p)), nil, 0
 		}
 	}
 	if in > 0 {
-		args, made = append(args, string(p)), made+1
+		out = append(out, string(p))
 	}
-	return args, made
+	return out
+}
+
+// countPacks counts the packs among adds.
+func countPacks(adds []streamAdd) int {
+	n := 0
+	for _, a := range adds {
+		if a.field == PackField {
+			n++
+		}
+	}
+	return n
 }
 
 // appendPack appends the jobs of the pack entry id of stream.

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"testing"
@@ -226,5 +227,79 @@ func TestPackCountWithJobsBackAfterOthers(t *testing.T) {
 	}
 	if n := laneLen(q, Marketing); n != 2 {
 		t.Fatalf("depth %d, want the 2 jobs put back", n)
+	}
+}
+
+// TestFreshPacksTakenBackWhenTheCheckpointMoved: a batch of new
+// recipients (AddNew) in packs goes in as plain entries before its
+// script (freshScript); a stale launcher's batch is refused and leaves
+// the lane, its count of packs and the events as they were; the lane's
+// group, which read past the entries taken back, counts no lag for them.
+func TestFreshPacksTakenBackWhenTheCheckpointMoved(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	add := func(b *Batch, from, to int) {
+		for i := from; i < to; i++ {
+			if err := b.AddNew(packJob(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := &Batch{Lane: Marketing, Tally: tl, Pack: 64, Checkpoint: "151"}
+	add(b, 0, 150)
+	if res, err := q.Enqueue(ctx, b); err != nil || res.Added != 150 {
+		t.Fatalf("enqueue %+v %v", res, err)
+	}
+	if es := entries(t, q); len(es) != 3 || es[0] != PackField {
+		t.Fatalf("entries %v, want 3 packs", es)
+	}
+	ds, _, err := q.Read(ctx, Marketing, 200)
+	if err != nil || len(ds) != 150 {
+		t.Fatalf("read %d %v", len(ds), err)
+	}
+	stale := &Batch{Lane: Marketing, Tally: tl, Pack: 64, Checkpoint: "251"} // read the checkpoints before b wrote
+	add(stale, 150, 250)
+	if _, err := q.Enqueue(ctx, stale); !errors.Is(err, ErrCheckpointMoved) {
+		t.Fatalf("stale launcher: %v, want ErrCheckpointMoved", err)
+	}
+	if es := entries(t, q); len(es) != 3 {
+		t.Fatalf("entries %v after the refused batch, want the first 3 packs", es)
+	}
+	if n := laneLen(q, Marketing); n != 150 {
+		t.Fatalf("depth %d after the refused batch, want 150", n)
+	}
+	if evs := shardEvents(t, q); len(evs) != 150 {
+		t.Fatalf("%d events after the refused batch, want 150", len(evs))
+	}
+	if c := counters(t, rdb, tl); c["total"] != "150" || c["checkpoint"] != "151" {
+		t.Fatalf("counters %v", c)
+	}
+	// The first launcher goes on; everything is read and routed.
+	b.Checkpoint = "251"
+	add(b, 150, 250)
+	if res, err := q.Enqueue(ctx, b); err != nil || res.Added != 100 {
+		t.Fatalf("second batch %+v %v", res, err)
+	}
+	more, _, err := q.Read(ctx, Marketing, 200)
+	if err != nil || len(more) != 100 || more[0].ID != "x/150" {
+		t.Fatalf("read of the second batch %d %v", len(more), err)
+	}
+	line := Line{Shard: 0, Lane: Marketing, Campaign: "x", Key: "fast"}
+	var rs []Routed
+	for _, d := range append(ds, more...) {
+		rs = append(rs, Routed{Delivery: d, Line: line})
+	}
+	if n, err := q.Route(ctx, Marketing, rs); n != 250 || err != nil {
+		t.Fatalf("routed %d %v", n, err)
+	}
+	gs, err := rdb.XInfoGroups(ctx, q.Stream(0, Marketing)).Result()
+	if err != nil || len(gs) != 1 || gs[0].Lag != 0 {
+		t.Fatalf("groups %+v %v, want a lag of 0", gs, err)
+	}
+	if n := laneLen(q, Marketing); n != 0 {
+		t.Fatalf("depth %d after routing every pack", n)
+	}
+	if evs := shardEvents(t, q); len(evs) != 250 {
+		t.Fatalf("%d events, want 250", len(evs))
 	}
 }

@@ -162,6 +162,31 @@ func (q *Queue) runAllReplicated(ctx context.Context, script *redis.Script, call
 	if q.repl == nil || len(calls) == 0 {
 		return runAll(ctx, q.rdb, script, calls)
 	}
+	firsts := make([]string, len(calls))
+	for i, c := range calls {
+		firsts[i] = c.keys[0]
+	}
+	return q.byMaster(ctx, firsts,
+		func(at []int) []*redis.Cmd {
+			sub := make([]scriptCall, len(at))
+			for j, i := range at {
+				sub[j] = calls[i]
+			}
+			return runAll(ctx, q.rdb, script, sub)
+		},
+		func(node *redis.Client, at []int, want int) ([]*redis.Cmd, int, error) {
+			return q.evalAllAndWait(ctx, node, script, calls, at, want)
+		})
+}
+
+// byMaster runs n writes, the i-th in the slot of key firsts[i], with
+// WaitReplicas: grouped by master, each master's by waited (its writes,
+// then a WAIT for want replicas on the same connection, returning how
+// many acknowledged), the masters at once; those of masters with no
+// replica to wait for by plain. It returns the writes' replies in order;
+// a master's writes its replicas did not confirm in time fail with
+// ErrNotReplicated.
+func (q *Queue) byMaster(ctx context.Context, firsts []string, plain func(at []int) []*redis.Cmd, waited func(node *redis.Client, at []int, want int) ([]*redis.Cmd, int, error)) []*redis.Cmd {
 	_, cluster := q.rdb.(*redis.ClusterClient)
 	type group struct {
 		node *redis.Client
@@ -169,11 +194,11 @@ func (q *Queue) runAllReplicated(ctx context.Context, script *redis.Script, call
 		at   []int
 	}
 	groups := map[string]*group{}
-	var plain []int // calls of masters with no replica to wait for
-	for i, c := range calls {
-		node := q.masterOf(ctx, c.keys[0])
+	var direct []int // writes of masters with no replica to wait for
+	for i, key := range firsts {
+		node := q.masterOf(ctx, key)
 		if node == nil {
-			plain = append(plain, i)
+			direct = append(direct, i)
 			continue
 		}
 		addr := node.Options().Addr
@@ -183,19 +208,15 @@ func (q *Queue) runAllReplicated(ctx context.Context, script *redis.Script, call
 			groups[addr] = g
 		}
 		if g.want == 0 {
-			plain = append(plain, i)
+			direct = append(direct, i)
 			continue
 		}
 		g.at = append(g.at, i)
 	}
-	out := make([]*redis.Cmd, len(calls))
-	if len(plain) > 0 {
-		sub := make([]scriptCall, len(plain))
-		for j, i := range plain {
-			sub[j] = calls[i]
-		}
-		for j, c := range runAll(ctx, q.rdb, script, sub) {
-			out[plain[j]] = c
+	out := make([]*redis.Cmd, len(firsts))
+	if len(direct) > 0 {
+		for j, c := range plain(direct) {
+			out[direct[j]] = c
 		}
 	}
 	var wg sync.WaitGroup
@@ -206,7 +227,7 @@ func (q *Queue) runAllReplicated(ctx context.Context, script *redis.Script, call
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmds, acked, err := q.evalAllAndWait(ctx, g.node, script, calls, g.at, g.want)
+			cmds, acked, err := waited(g.node, g.at, g.want)
 			if err == nil && acked < g.want && q.repl.recount(ctx, g.node, cluster) >= g.want {
 				err = fmt.Errorf("%w: %d of %d replicas of %s after %v", ErrNotReplicated, acked, g.want, g.node.Options().Addr, q.repl.timeout)
 			}
