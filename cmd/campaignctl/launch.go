@@ -110,7 +110,7 @@ func cmdLaunch(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s skipped: %s\n", count(res.Duplicates, "duplicate"), lineList(res.DuplicateLines, res.Duplicates))
 	}
 	if len(res.OldEngines) > 0 {
-		fmt.Fprintf(e.stderr, "warning: engines of an older version are running (%s): jobs enqueued one per stream entry, which they read; upgrade every engine for the faster launch\n", strings.Join(res.OldEngines, ", "))
+		fmt.Fprintf(e.stderr, "warning: engines of an older version are running (%s): jobs or events enqueued in a form they read; upgrade every engine for the faster launch\n", strings.Join(res.OldEngines, ", "))
 	}
 	when := spec.SendAt
 	if !sendAt.IsZero() {

@@ -9,7 +9,9 @@
 // settle, amend) append their events in the same script to the shard's
 // stream they change (pkg/streams), so an event is never lost nor
 // invented; the rest append after the change (Append). A stream entry
-// holds one event in field Field or several, a JSON array, in BatchField.
+// holds one event in field Field, several, a JSON array, in BatchField,
+// or a run of events of one type, time and campaign in RunField (a
+// launch's queued events, appended by the launch's transaction).
 //
 // Readers see one stream: Read/ReadFrom merge the shards in stream id
 // (time) order — exact for the events of one recipient, which share a
@@ -152,7 +154,8 @@ func Key(ks keyspace.Space) string { return ks.Key("events") }
 
 // ShardKey is shard's events stream (see keyspace: the scripts that
 // change a shard's jobs append there). An entry holds one event in field
-// Field, or several, as a JSON array, in field BatchField.
+// Field, several, as a JSON array, in field BatchField, or a run of them
+// in RunField.
 func ShardKey(ks keyspace.Space, shard int) string { return ks.In(shard, "events") }
 
 // BatchField is the field of an entry holding a JSON array of events

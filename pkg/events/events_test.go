@@ -70,7 +70,8 @@ func TestAppendReadTrim(t *testing.T) {
 }
 
 // fill writes entries with fixed ids: single events, a batch entry of
-// three, and one in the unsharded stream of earlier versions.
+// three, a run of two, and one in the unsharded stream of earlier
+// versions.
 func fill(t *testing.T, l *Log, rdb *redis.Client) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -88,9 +89,11 @@ func fill(t *testing.T, l *Log, rdb *redis.Client) []string {
 	add(3, "1001-0", BatchField, "["+ev("c1")+","+ev("c2")+","+ev("c3")+"]")
 	add(0, "1002-0", Field, ev("d"))
 	add(11, "1002-0", Field, ev("e"))
+	run, _ := Run{Type: Queued, Time: time.UnixMilli(1000), Campaign: "k", Jobs: []string{"k/2", "g1", "k/3", "g2"}}.Append(nil)
+	add(5, "1002-1", RunField, string(run))
 	add(7, "1003-5", Field, ev("f"))
 	return []string{"3/1000-0 a", "7/1000-0 b", "1000-0 old", "3/1001-0/0 c1", "3/1001-0/1 c2", "3/1001-0/2 c3",
-		"0/1002-0 d", "11/1002-0 e", "7/1003-5 f"}
+		"0/1002-0 d", "11/1002-0 e", "5/1002-1/0 g1", "5/1002-1/1 g2", "7/1003-5 f"}
 }
 
 func show(evs []Event) []string {
@@ -253,5 +256,42 @@ func TestEncodeMatchesEncodingJSONCases(t *testing.T) {
 		if got := e.Encode(); got != string(want) {
 			t.Errorf("Encode(%+v)\n got %s\nwant %s", e, got, want)
 		}
+	}
+}
+
+// TestRunEntries: a run entry reads as its events, each with the run's
+// type, time and campaign and its own job and recipient; one that does
+// not decode reads as one event saying why.
+func TestRunEntries(t *testing.T) {
+	ctx := context.Background()
+	l, rdb := newLog(t)
+	at := time.UnixMilli(1764560000123).UTC()
+	run, ok := Run{Type: Queued, Time: at, Campaign: "spring", Jobs: []string{"spring/2", "ann@example.test", "spring/3", "bob@example.test"}}.Append(nil)
+	if !ok {
+		t.Fatal("run not encoded")
+	}
+	for i, v := range []string{string(run), `{"type":"queued","jobs":["spring/4"]}`} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.keys[2], ID: fmt.Sprintf("%d-0", 1000+i), Values: []string{RunField, v}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := l.Read(ctx, "0", 10, -1)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("read %+v %v", evs, err)
+	}
+	want := []Event{
+		{ID: "2/1000-0/0", Type: Queued, Time: at, Campaign: "spring", Job: "spring/2", Recipient: "ann@example.test"},
+		{ID: "2/1000-0/1", Type: Queued, Time: at, Campaign: "spring", Job: "spring/3", Recipient: "bob@example.test"},
+	}
+	for i, w := range want {
+		if e := evs[i]; e.ID != w.ID || e.Type != w.Type || !e.Time.Equal(w.Time) || e.Campaign != w.Campaign || e.Job != w.Job || e.Recipient != w.Recipient {
+			t.Errorf("event %d: %+v, want %+v", i, e, w)
+		}
+	}
+	if e := evs[2]; e.ID != "2/1001-0" || !strings.Contains(e.Reason, "not in pairs") {
+		t.Errorf("the bad run: %+v", e)
+	}
+	if n, _ := l.Behind(ctx, "0", 10); n != 3 {
+		t.Errorf("behind the start: %d, want 3", n)
 	}
 }

@@ -152,8 +152,8 @@ func merge(c Cursor, got [][]redis.XMessage, count int) ([]Event, Cursor) {
 }
 
 // entryEvents decodes one stream entry: one event in Field, several in
-// BatchField. An entry that does not decode becomes one event of its
-// id with only the error as Reason, so a reader never stops on it.
+// BatchField or RunField. An entry that does not decode becomes one event
+// of its id with only the error as Reason, so a reader never stops on it.
 func entryEvents(src int, id streamID, m redis.XMessage) []item {
 	if raw, ok := m.Values[BatchField].(string); ok {
 		var list []json.RawMessage
@@ -165,6 +165,21 @@ func entryEvents(src int, id streamID, m redis.XMessage) []item {
 			}
 			return out
 		}
+	}
+	if raw, ok := m.Values[RunField].(string); ok {
+		run, err := DecodeRun(raw)
+		if err != nil || len(run.Jobs) == 0 {
+			at := eventID{src: src, entry: id, index: -1}
+			return []item{{Event: Event{ID: at.String(), Reason: fmt.Sprintf("event %s: %v (%d jobs)", at, err, len(run.Jobs))}, at: at, last: true}}
+		}
+		evs := run.Events()
+		out := make([]item, len(evs))
+		for i, e := range evs {
+			at := eventID{src: src, entry: id, index: i}
+			e.ID = at.String()
+			out[i] = item{Event: e, at: at, last: i == len(evs)-1}
+		}
+		return out
 	}
 	raw, _ := m.Values[Field].(string)
 	at := eventID{src: src, entry: id, index: -1}
@@ -227,6 +242,11 @@ func (l *Log) Behind(ctx context.Context, after string, limit int64) (int64, err
 				var list []json.RawMessage
 				if json.Unmarshal([]byte(raw), &list) == nil {
 					k = int64(len(list))
+				}
+			}
+			if raw, ok := m.Values[RunField].(string); ok {
+				if run, err := DecodeRun(raw); err == nil && len(run.Jobs) > 0 {
+					k = int64(len(run.Jobs) / 2)
 				}
 			}
 			if p := c.pos[src]; p.part > 0 && id == p.entry {

@@ -81,12 +81,21 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	q := streams.New(rdb, ks, "campaignctl") // its streams made by Launch
 	q.WaitReplicas(opt.WaitReplicas, opt.WaitTimeout)
 	e := &encoder{lane: lane, tally: st.Tally(spec.ID), first: time.Now().UnixMilli(), opt: opt, pack: pack}
-	old, err := q.OldReaders(ctx, oldReadersLive)
+	old, err := q.Lacking(ctx, oldReadersLive, streams.ReadsPacks)
 	if err != nil {
 		return err
 	}
 	if len(old) > 0 {
 		e.pack, res.OldEngines = 0, old // one entry a job, which they read
+	}
+	if old, err = q.Lacking(ctx, oldReadersLive, streams.ReadsRuns); err != nil {
+		return err
+	}
+	e.runs = len(old) == 0 // else the events as JSON arrays, which they read
+	for _, name := range old {
+		if !slices.Contains(res.OldEngines, name) {
+			res.OldEngines = append(res.OldEngines, name)
+		}
 	}
 	if spec.SendAt.After(time.Now()) {
 		// Scheduled: the jobs wait in the delayed set, durably, and the
@@ -294,7 +303,8 @@ type encoder struct {
 	due   time.Time
 	first int64 // the jobs' First
 	opt   Options
-	pack  int // jobs per lane entry (streams.Batch.Pack)
+	pack  int  // jobs per lane entry (streams.Batch.Pack)
+	runs  bool // queued events as runs (streams.Batch.Runs)
 }
 
 // check looks the chunks' recipients up in the suppression list (one
@@ -347,7 +357,7 @@ func (e *encoder) encode(c chunk) ([writers]chunk, error) {
 	room := len(c.jobs)/writers + len(c.jobs)/8 // a writer's share, and some
 	for w := range parts {
 		parts[w] = chunk{line: c.line, lines: make([]int, 0, room),
-			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line), Pack: e.pack}}
+			batch: &streams.Batch{Lane: e.lane, Tally: e.tally, Due: e.due, Checkpoint: strconv.Itoa(c.line), Pack: e.pack, Runs: e.runs}}
 		parts[w].batch.Grow(room)
 	}
 	for i, j := range c.jobs {

@@ -77,8 +77,9 @@ type Result struct {
 	// not refused.
 	DuplicateLines []int
 	// OldEngines are running engines of a version that cannot read a
-	// launch's packs (streams.OldReaders): while any runs, the jobs go
-	// in the lane one an entry, as before the packs.
+	// launch's packs or runs of events (streams.Lacking): while any runs,
+	// the jobs go in the lane one an entry, as before the packs, or the
+	// queued events as JSON arrays, as before the runs.
 	OldEngines []string
 	Resumed    bool // an interrupted launch was continued
 	Already    bool // the campaign had been launched completely before

@@ -186,6 +186,11 @@ type Batch struct {
 	// of the campaign wrote to it. Checked only when the batch records a
 	// checkpoint.
 	Since [keyspace.Shards]int
+	// Runs, when set, writes the queued events of a part of new
+	// recipients in packs (AddNew) as one entry of field events.RunField
+	// (a third of the bytes), which every reader of the events must know
+	// (Lacking).
+	Runs  bool
 	items []batchItem
 	at    time.Time // its events' time: when the first job was added
 }
@@ -196,10 +201,12 @@ type Batch struct {
 var ErrCheckpointMoved = errors.New("the shard's launch checkpoint moved: is another launch of this campaign running?")
 
 type batchItem struct {
-	shard                 int
-	kind                  byte // 'j' a job, 's' settled without sending
-	field, payload, event string
-	fresh                 bool // not looked up: the campaign cannot have it yet
+	shard          int
+	kind           byte // 'j' a job, 's' settled without sending
+	field, payload string
+	event          string // a final's event; a job's is made when needed (Batch.event)
+	fresh          bool   // not looked up: the campaign cannot have it yet
+	id, to, camp   string // the job's
 }
 
 // Add queues a job in the batch.
@@ -208,8 +215,18 @@ func (b *Batch) Add(j *Job) error {
 	if err != nil {
 		return err
 	}
-	b.items = append(b.items, batchItem{j.Shard(), 'j', j.RecordField(), raw, jobEvent(events.Queued, j, Record{}, b.now()), false})
+	b.now()
+	b.items = append(b.items, batchItem{shard: j.Shard(), kind: 'j', field: j.RecordField(), payload: raw, id: j.ID, to: j.To, camp: j.Campaign})
 	return nil
+}
+
+// event is it's event: a job's queued event, made now (a part written as
+// a run of events needs none).
+func (b *Batch) event(it *batchItem) string {
+	if it.event != "" {
+		return it.event
+	}
+	return events.Event{Type: events.Queued, Time: b.now(), Campaign: it.camp, Job: it.id, Recipient: it.to}.Encode()
 }
 
 // now is the time of the batch's events: read once a batch, not per job.
@@ -223,7 +240,8 @@ func (b *Batch) now() time.Time {
 // AddFinal records a recipient that is settled without sending (suppressed
 // at launch) so it is counted but never queued.
 func (b *Batch) AddFinal(j *Job, rec Record) {
-	b.items = append(b.items, batchItem{j.Shard(), 's', j.RecordField(), rec.Encode(), jobEvent(events.Suppressed, j, rec, b.now()), false})
+	b.items = append(b.items, batchItem{shard: j.Shard(), kind: 's', field: j.RecordField(), payload: rec.Encode(),
+		event: jobEvent(events.Suppressed, j, rec, b.now()), id: j.ID, to: j.To, camp: j.Campaign})
 }
 
 // AddNew is Add for a job whose address the campaign cannot have yet,
@@ -302,15 +320,8 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 		pos = kept
 		t := b.Tally.In(shard)
 		kinds := make([]byte, len(pos))
-		var evs strings.Builder
-		size := len(pos) + 2
-		for _, i := range pos {
-			size += len(b.items[i].event)
-		}
-		evs.Grow(size) // once: grown by doubling it was a quarter of a launch's allocations
-		evs.WriteByte('[')
-		lens := make([]byte, 0, 4*len(pos))
 		var look []byte
+		run := b.Runs && packed
 		for k, i := range pos {
 			it := &b.items[i]
 			kinds[k] = it.kind
@@ -320,18 +331,43 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 				}
 				look = strconv.AppendInt(look, int64(k+1), 10)
 			}
-			if k > 0 {
-				evs.WriteByte(',')
-				lens = append(lens, ',')
-			}
-			evs.WriteString(it.event)
-			lens = strconv.AppendInt(lens, int64(len(it.event)), 10)
+			run = run && it.kind == 'j' && it.camp == b.items[pos[0]].camp
 		}
-		evs.WriteByte(']')
+		run = run && len(look) == 0
+		// The events, as one JSON array, with their lengths; or as a run.
+		var evs strings.Builder
+		var lens []byte
+		if !run {
+			part := make([]string, len(pos))
+			size := len(pos) + 2
+			for k, i := range pos {
+				part[k] = b.event(&b.items[i])
+				size += len(part[k])
+			}
+			evs.Grow(size) // once: grown by doubling it was a quarter of a launch's allocations
+			evs.WriteByte('[')
+			lens = make([]byte, 0, 4*len(pos))
+			for k, ev := range part {
+				if k > 0 {
+					evs.WriteByte(',')
+					lens = append(lens, ',')
+				}
+				evs.WriteString(ev)
+				lens = strconv.AppendInt(lens, int64(len(ev)), 10)
+			}
+			evs.WriteByte(']')
+		}
 		keys := []string{q.Stream(shard, b.Lane), t.Counters, t.Records, q.Delayed(shard, b.Lane), q.EventsKey(shard), q.packs(shard, b.Lane)}
 		var call txCall
 		if packed && len(look) == 0 {
-			call = freshCall(b, pos, keys, b.Since[shard], given, queued, evs.String())
+			ev := streamAdd{keys[4], events.BatchField, evs.String()}
+			switch {
+			case run:
+				ev = b.runEntry(keys[4], pos)
+			case len(pos) == 1:
+				ev = streamAdd{keys[4], events.Field, b.event(&b.items[pos[0]])}
+			}
+			call = freshCall(b, pos, keys, b.Since[shard], given, queued, ev)
 		} else {
 			const f0 = 11
 			args := make([]any, f0+2*len(pos))

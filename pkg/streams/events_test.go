@@ -100,8 +100,8 @@ func TestCancelParkedAppendsCancelledEvents(t *testing.T) {
 }
 
 // shardEvents reads every shard's events stream, in order (the test's jobs
-// are of one shard), an entry of several events (events.BatchField) as
-// its events.
+// are of one shard), an entry of several events (events.BatchField,
+// events.RunField) as its events.
 func shardEvents(t *testing.T, q *Queue) []events.Event {
 	t.Helper()
 	var out []events.Event
@@ -123,6 +123,13 @@ func shardEvents(t *testing.T, q *Queue) []events.Event {
 				for _, r := range raws {
 					payloads = append(payloads, string(r))
 				}
+			}
+			if run, ok := m.Values[events.RunField].(string); ok {
+				r, err := events.DecodeRun(run)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, r.Events()...)
 			}
 			for _, p := range payloads {
 				e, err := events.Decode(m.ID, p)

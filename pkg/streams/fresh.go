@@ -1,10 +1,33 @@
 package streams
 
 import (
+	"strings"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-mta/sluice/pkg/events"
 )
+
+// runEntry is the events entry of the jobs at pos of b's items, new
+// recipients of one campaign, as a run (events.RunField): their queued
+// events, all of b's time.
+func (b *Batch) runEntry(key string, pos []int) streamAdd {
+	r := events.Run{Type: events.Queued, Time: b.now(), Campaign: b.items[pos[0]].camp, Jobs: make([]string, 0, 2*len(pos))}
+	size := 64 + len(r.Campaign)
+	for _, i := range pos {
+		r.Jobs = append(r.Jobs, b.items[i].id, b.items[i].to)
+		size += len(b.items[i].id) + len(b.items[i].to) + 6
+	}
+	raw, ok := r.Append(make([]byte, 0, size))
+	if !ok { // a time JSON cannot hold: as Event.Encode does with it
+		evs := make([]string, len(pos))
+		for k, i := range pos {
+			evs[k] = b.event(&b.items[i])
+		}
+		return streamAdd{key, events.BatchField, "[" + strings.Join(evs, ",") + "]"}
+	}
+	return streamAdd{key, events.RunField, string(raw)}
+}
 
 // freshScript is enqueueScript for a part of a batch whose recipients
 // the campaign cannot have yet (Batch.AddNew) and whose jobs go in packs:
@@ -74,9 +97,9 @@ return {added, supp, 0}
 `)
 
 // freshCall is the part at pos of b's items as a freshScript run after
-// its packs and events entry (see freshScript): keys as enqueueScript's,
-// joined the part's events as a JSON array.
-func freshCall(b *Batch, pos []int, keys []string, since int, given int, queued, joined string) txCall {
+// its packs and its events entry ev (see freshScript): keys as
+// enqueueScript's.
+func freshCall(b *Batch, pos []int, keys []string, since int, given int, queued string, ev streamAdd) txCall {
 	c := txCall{script: freshScript}
 	jobs, finals := 0, 0
 	args := make([]any, 7, 7+2*len(pos))
@@ -93,11 +116,7 @@ func freshCall(b *Batch, pos []int, keys []string, since int, given int, queued,
 	for _, p := range packsOf(b.items, pos, b.Pack) {
 		c.adds = append(c.adds, streamAdd{keys[0], PackField, p})
 	}
-	if len(pos) == 1 {
-		c.adds = append(c.adds, streamAdd{keys[4], events.Field, b.items[pos[0]].event})
-	} else {
-		c.adds = append(c.adds, streamAdd{keys[4], events.BatchField, joined})
-	}
+	c.adds = append(c.adds, ev)
 	args[0], args[1], args[2], args[3], args[4], args[5], args[6] = b.Checkpoint, b.Tally.CheckpointField, since, countPacks(c.adds), jobs, finals, given
 	c.call = scriptCall{keys: []string{keys[0], keys[1], keys[2], keys[4], keys[5]}, args: args}
 	return c

@@ -16,15 +16,22 @@ import (
 // only taken over from a consumer whose field has gone stale.
 func (q *Queue) Engines() string { return q.ks.Key("engines") }
 
-// Reads is the key of what each engine reads of a lane's entries, beside
-// the heartbeat hash (consumer name → "packs" for an engine that reads a
-// launch's packs, PackField): an engine of a version from before the
-// packs writes nothing there, and a launch then writes no packs
-// (OldReaders).
+// Reads is the key of what each engine reads, beside the heartbeat hash
+// (consumer name → the words of what it reads, ReadsPacks and ReadsRuns
+// for this version): an engine of a version from before the packs
+// writes nothing there, one from before the runs of events only
+// "packs", and a launch writes neither what some running engine lacks
+// (Lacking).
 func (q *Queue) Reads() string { return q.ks.Key("engines", "reads") }
 
-// readsPacks is an engine's field in Reads.
-const readsPacks = "packs"
+// What an engine reads (Reads).
+const (
+	ReadsPacks = "packs" // a launch's packs of jobs in a lane (PackField)
+	ReadsRuns  = "runs"  // runs of events (events.RunField), as its event log's readers
+)
+
+// reads is what an engine of this version reads.
+const reads = ReadsPacks + " " + ReadsRuns
 
 // luaBeats defines beatsWhere(key, keep): the engines of heartbeat hash
 // key for which keep(name, age in ms by Redis's clock) holds.
@@ -50,26 +57,28 @@ return 1
 
 // Beat records that this consumer is alive, in Redis's clock (engines'
 // clocks may disagree; Redis's is the one all of them compare against),
-// and that it reads packs.
+// and what it reads.
 func (q *Queue) Beat(ctx context.Context) error {
-	if err := beatScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, q.consumer, readsPacks).Err(); err != nil {
+	if err := beatScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, q.consumer, reads).Err(); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	return nil
 }
 
-var oldReadersScript = redis.NewScript(luaBeats + `
+var lackingScript = redis.NewScript(luaBeats + `
 return beatsWhere(KEYS[1], function(name, age)
-  return age < tonumber(ARGV[1]) and redis.call('HGET', KEYS[2], name) ~= ARGV[2]
+  local reads = redis.call('HGET', KEYS[2], name)
+  return age < tonumber(ARGV[1]) and not (reads and string.find(' ' .. reads .. ' ', ' ' .. ARGV[2] .. ' ', 1, true))
 end)
 `)
 
-// OldReaders lists the engines that beat within the last live and do
-// not read packs: engines of a version from before them, which would
-// fail to read a pack (and put it back without its jobs). A launch writes
-// no packs while one runs.
-func (q *Queue) OldReaders(ctx context.Context, live time.Duration) ([]string, error) {
-	names, err := oldReadersScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, live.Milliseconds(), readsPacks).StringSlice()
+// Lacking lists the engines that beat within the last live and do not
+// read what (ReadsPacks, ReadsRuns): engines of a version from before
+// it, which would fail to read a pack (and put it back without its
+// jobs) or a run of events. A launch writes neither while such an
+// engine runs.
+func (q *Queue) Lacking(ctx context.Context, live time.Duration, what string) ([]string, error) {
+	names, err := lackingScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, live.Milliseconds(), what).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("engines' versions: %w", err)
 	}
