@@ -220,8 +220,8 @@ func (b *Batch) Add(j *Job) error {
 	return nil
 }
 
-// event is it's event: a job's queued event, made now (a part written as
-// a run of events needs none).
+// event is the event of it: a job's queued event is made now (a part
+// written as a run of events needs none).
 func (b *Batch) event(it *batchItem) string {
 	if it.event != "" {
 		return it.event

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -301,5 +302,28 @@ func TestFreshPacksTakenBackWhenTheCheckpointMoved(t *testing.T) {
 	}
 	if evs := shardEvents(t, q); len(evs) != 250 {
 		t.Fatalf("%d events, want 250", len(evs))
+	}
+}
+
+// TestFreshPacksFailedAddIsAnError: when an XADD of a part's
+// transaction fails (here the lane's key holds a string), the enqueue
+// says so rather than counting the part as written.
+func TestFreshPacksFailedAddIsAnError(t *testing.T) {
+	q, rdb, tl := setup(t, "e1")
+	ctx := context.Background()
+	if err := rdb.Del(ctx, q.Stream(0, Marketing)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, q.Stream(0, Marketing), "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := &Batch{Lane: Marketing, Tally: tl, Pack: 64, Checkpoint: "11"}
+	for i := range 10 {
+		if err := b.AddNew(packJob(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Enqueue(ctx, b); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("enqueue into a string: %v, want the XADD's WRONGTYPE", err)
 	}
 }

@@ -2,13 +2,16 @@ package streams
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// txCall is a script run that comes after stream entries added in the
-// same transaction (MULTI/EXEC): an enqueue of packs (enqueueScript).
+// txCall is a script run, after stream entries added in the same
+// transaction (MULTI/EXEC) when it has any: an enqueue's part
+// (freshScript after its packs and events entry, or enqueueScript
+// alone).
 type txCall struct {
 	adds   []streamAdd
 	script *redis.Script
@@ -86,7 +89,7 @@ func pick(all, at []int) []int {
 // a transaction of its own (MULTI/EXEC: a cluster's transaction must keep
 // to one slot, and each call's keys share theirs; on one server too, as
 // everywhere), and returns the scripts' replies; when a transaction
-// fails, its script has the error. The script is sent whole (EVAL): in a
+// fails, or an XADD in it, its script has the error. The script is sent whole (EVAL): in a
 // transaction, an EVALSHA that found no script would fail after the
 // entries were added. On a client the transactions go at once, each on
 // a connection of its own; on one connection (tx a *redis.Conn), one
@@ -95,13 +98,19 @@ func runTx(ctx context.Context, tx txPipeliner, calls []txCall, at []int) []*red
 	out := make([]*redis.Cmd, len(at))
 	run := func(j int) {
 		c := calls[at[j]]
+		adds := make([]*redis.StringCmd, len(c.adds))
 		_, _ = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, a := range c.adds {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: a.key, Values: []string{a.field, a.value}})
+			for k, a := range c.adds {
+				adds[k] = p.XAdd(ctx, &redis.XAddArgs{Stream: a.key, Values: []string{a.field, a.value}})
 			}
 			out[j] = c.script.Eval(ctx, p, c.call.keys, c.call.args...)
 			return nil
 		})
+		for k, a := range adds {
+			if err := a.Err(); err != nil && out[j].Err() == nil {
+				out[j].SetErr(fmt.Errorf("enqueue: XADD %s in its transaction: %w", c.adds[k].key, err))
+			}
+		}
 	}
 	if _, one := tx.(*redis.Conn); one {
 		for j := range at {
