@@ -26,7 +26,7 @@ func (b *Batch) runEntry(key string, pos []int) streamAdd {
 		}
 		return streamAdd{key, events.BatchField, "[" + strings.Join(evs, ",") + "]"}
 	}
-	return streamAdd{key, events.RunField, string(raw)}
+	return streamAdd{key, events.RunField, raw}
 }
 
 // freshScript is enqueueScript for a part of a batch whose recipients

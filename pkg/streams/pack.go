@@ -57,23 +57,24 @@ func packsOf(items []batchItem, pos []int, size int) []string {
 	n := (jobs + size - 1) / size
 	each := (jobs + n - 1) / n
 	out := make([]string, 0, n)
-	var p []byte
+	var p strings.Builder // its String is the bytes written, not a copy
 	in := 0
 	for _, i := range pos {
 		if items[i].kind != 'j' {
 			continue
 		}
-		if p == nil {
-			p = make([]byte, 0, bytes/n+each)
+		if in == 0 {
+			p.Grow(bytes/n + each)
 		}
-		p = append(p, items[i].payload...)
-		p = append(p, '\n')
+		p.WriteString(items[i].payload)
+		p.WriteByte('\n')
 		if in++; in == each {
-			out, p, in = append(out, string(p)), nil, 0
+			out, in = append(out, p.String()), 0
+			p = strings.Builder{}
 		}
 	}
 	if in > 0 {
-		out = append(out, string(p))
+		out = append(out, p.String())
 	}
 	return out
 }

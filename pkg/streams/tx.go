@@ -18,8 +18,12 @@ type txCall struct {
 	call   scriptCall
 }
 
-// streamAdd is one XADD of a one-field entry.
-type streamAdd struct{ key, field, value string }
+// streamAdd is one XADD of a one-field entry: value a string or a
+// []byte (sent as it is, not copied into a string first).
+type streamAdd struct {
+	key, field string
+	value      any
+}
 
 // txPipeliner runs a transaction: a client or one connection.
 type txPipeliner interface {
@@ -101,7 +105,7 @@ func runTx(ctx context.Context, tx txPipeliner, calls []txCall, at []int) []*red
 		adds := make([]*redis.StringCmd, len(c.adds))
 		_, _ = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for k, a := range c.adds {
-				adds[k] = p.XAdd(ctx, &redis.XAddArgs{Stream: a.key, Values: []string{a.field, a.value}})
+				adds[k] = p.XAdd(ctx, &redis.XAddArgs{Stream: a.key, Values: []any{a.field, a.value}})
 			}
 			out[j] = c.script.Eval(ctx, p, c.call.keys, c.call.args...)
 			return nil
