@@ -81,18 +81,15 @@ func enqueue(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Space, 
 	q := streams.New(rdb, ks, "campaignctl") // its streams made by Launch
 	q.WaitReplicas(opt.WaitReplicas, opt.WaitTimeout)
 	e := &encoder{lane: lane, tally: st.Tally(spec.ID), first: time.Now().UnixMilli(), opt: opt, pack: pack}
-	old, err := q.Lacking(ctx, oldReadersLive, streams.ReadsPacks)
+	lacking, err := q.Lacking(ctx, oldReadersLive, streams.ReadsPacks, streams.ReadsRuns)
 	if err != nil {
 		return err
 	}
-	if len(old) > 0 {
-		e.pack, res.OldEngines = 0, old // one entry a job, which they read
+	if len(lacking[0]) > 0 {
+		e.pack, res.OldEngines = 0, lacking[0] // one entry a job, which they read
 	}
-	if old, err = q.Lacking(ctx, oldReadersLive, streams.ReadsRuns); err != nil {
-		return err
-	}
-	e.runs = len(old) == 0 // else the events as JSON arrays, which they read
-	for _, name := range old {
+	e.runs = len(lacking[1]) == 0 // else the events as JSON arrays, which they read
+	for _, name := range lacking[1] {
 		if !slices.Contains(res.OldEngines, name) {
 			res.OldEngines = append(res.OldEngines, name)
 		}

@@ -113,11 +113,12 @@ func freshCall(b *Batch, pos []int, keys []string, since int, given int, queued 
 			args = append(args, it.field, it.payload)
 		}
 	}
-	for _, p := range packsOf(b.items, pos, b.Pack) {
+	packs := packsOf(b.items, pos, b.Pack)
+	for _, p := range packs {
 		c.adds = append(c.adds, streamAdd{keys[0], PackField, p})
 	}
 	c.adds = append(c.adds, ev)
-	args[0], args[1], args[2], args[3], args[4], args[5], args[6] = b.Checkpoint, b.Tally.CheckpointField, since, countPacks(c.adds), jobs, finals, given
+	args[0], args[1], args[2], args[3], args[4], args[5], args[6] = b.Checkpoint, b.Tally.CheckpointField, since, len(packs), jobs, finals, given
 	c.call = scriptCall{keys: []string{keys[0], keys[1], keys[2], keys[4], keys[5]}, args: args}
 	return c
 }

@@ -79,17 +79,6 @@ func packsOf(items []batchItem, pos []int, size int) []string {
 	return out
 }
 
-// countPacks counts the packs among adds.
-func countPacks(adds []streamAdd) int {
-	n := 0
-	for _, a := range adds {
-		if a.field == PackField {
-			n++
-		}
-	}
-	return n
-}
-
 // appendPack appends the jobs of the pack entry id of stream.
 func appendPack(out []Delivery, id, stream, pack string) ([]Delivery, error) {
 	if pack == "" {

@@ -29,6 +29,21 @@ var packAddrs = func() []string {
 	return out
 }()
 
+// routeAll routes ds, jobs of shard 0, all into one line of campaign x
+// and fails unless every one moved; it returns the line.
+func routeAll(t *testing.T, q *Queue, ds []Delivery) Line {
+	t.Helper()
+	line := Line{Shard: 0, Lane: Marketing, Campaign: "x", Key: "fast"}
+	rs := make([]Routed, len(ds))
+	for i, d := range ds {
+		rs[i] = Routed{Delivery: d, Line: line}
+	}
+	if n, err := q.Route(context.Background(), Marketing, rs); n != len(ds) || err != nil {
+		t.Fatalf("routed %d of %d: %v", n, len(ds), err)
+	}
+	return line
+}
+
 // entries is the lane stream's entries of shard 0: the field holding
 // each one's jobs.
 func entries(t *testing.T, q *Queue) []string {
@@ -89,14 +104,7 @@ func TestPackedEnqueueReadAndRoute(t *testing.T) {
 	if err != nil || len(more) != 50 || more[0].ID != "x/150" || more[49].ID != "x/199" {
 		t.Fatalf("read of the second batch %d %v", len(more), err)
 	}
-	line := Line{Shard: 0, Lane: Marketing, Campaign: "x", Key: "fast"}
-	var rs []Routed
-	for _, d := range append(ds, more...) {
-		rs = append(rs, Routed{Delivery: d, Line: line})
-	}
-	if n, err := q.Route(ctx, Marketing, rs); n != 200 || err != nil {
-		t.Fatalf("routed %d %v", n, err)
-	}
+	line := routeAll(t, q, append(ds, more...))
 	if p := pendingOf(t, q, Marketing, "e1"); p != 0 {
 		t.Fatalf("%d packs still held", p)
 	}
@@ -285,14 +293,7 @@ func TestFreshPacksTakenBackWhenTheCheckpointMoved(t *testing.T) {
 	if err != nil || len(more) != 100 || more[0].ID != "x/150" {
 		t.Fatalf("read of the second batch %d %v", len(more), err)
 	}
-	line := Line{Shard: 0, Lane: Marketing, Campaign: "x", Key: "fast"}
-	var rs []Routed
-	for _, d := range append(ds, more...) {
-		rs = append(rs, Routed{Delivery: d, Line: line})
-	}
-	if n, err := q.Route(ctx, Marketing, rs); n != 250 || err != nil {
-		t.Fatalf("routed %d %v", n, err)
-	}
+	routeAll(t, q, append(ds, more...))
 	gs, err := rdb.XInfoGroups(ctx, q.Stream(0, Marketing)).Result()
 	if err != nil || len(gs) != 1 || gs[0].Lag != 0 {
 		t.Fatalf("groups %+v %v, want a lag of 0", gs, err)

@@ -72,17 +72,25 @@ return beatsWhere(KEYS[1], function(name, age)
 end)
 `)
 
-// Lacking lists the engines that beat within the last live and do not
-// read what (ReadsPacks, ReadsRuns): engines of a version from before
-// it, which would fail to read a pack (and put it back without its
-// jobs) or a run of events. A launch writes neither while such an
-// engine runs.
-func (q *Queue) Lacking(ctx context.Context, live time.Duration, what string) ([]string, error) {
-	names, err := lackingScript.Run(ctx, q.rdb, []string{q.Engines(), q.Reads()}, live.Milliseconds(), what).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("engines' versions: %w", err)
+// Lacking lists, for each word of what (ReadsPacks, ReadsRuns), the
+// engines that beat within the last live and do not read it: engines of
+// a version from before it, which would fail to read a pack (and put it
+// back without its jobs) or a run of events. A launch writes neither
+// while such an engine runs. One round trip for all the words.
+func (q *Queue) Lacking(ctx context.Context, live time.Duration, what ...string) ([][]string, error) {
+	calls := make([]scriptCall, len(what))
+	for i, w := range what {
+		calls[i] = scriptCall{keys: []string{q.Engines(), q.Reads()}, args: []any{live.Milliseconds(), w}}
 	}
-	return names, nil
+	out := make([][]string, len(what))
+	for i, c := range runAll(ctx, q.rdb, lackingScript, calls) {
+		names, err := c.StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("engines' versions: %w", err)
+		}
+		out[i] = names
+	}
+	return out, nil
 }
 
 // Holder is a consumer of a lane's group with jobs pending.
