@@ -49,6 +49,20 @@ func (w *waiting) take(key string) []streams.Line {
 // key's connections allow.
 const perSession = 10
 
+// A marketing destination with a backlog is taken in runs of as many jobs
+// as its attempts make in runFor (by the time its runs took per attempt),
+// at least perSession and at most maxRun: every run ends in a wait for the
+// line server's next poll (paced, pollEvery), so runs of ten fast attempts
+// (~15 ms) left a quarter of a busy destination's sessions idle (BENCHMARKS
+// 2026-12-01, third sitting). A slow or paced destination keeps runs of
+// perSession, and jobs are shared evenly among a take's runs, so a
+// destination with fewer jobs than its sessions' runs of perSession gets
+// no longer runs either.
+const (
+	runFor = 100 * time.Millisecond
+	maxRun = 50
+)
+
 // flow is, per line, how many runs of its jobs this engine's workers hold
 // and how many jobs were left waiting at the last take: how many more
 // runs to start.
@@ -71,6 +85,7 @@ type flow struct {
 type destFlow struct {
 	runs, jobs, left int
 	held             map[streams.Line]bool
+	per              time.Duration // a run's time per attempt, smoothed; 0 unknown
 }
 
 type lineFlow struct {
@@ -154,9 +169,21 @@ func (f *flow) forget(l streams.Line, lf *lineFlow, df *destFlow) {
 	}
 }
 
-// finished records the end of one of l's runs, of jobs jobs; true when
-// the line was passed over and is to be woken.
-func (f *flow) finished(l streams.Line, jobs int) bool {
+// runLen is how many jobs of l's destination a run takes (see runFor).
+func (f *flow) runLen(l streams.Line) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	df := f.dests[destOf(l)]
+	if l.Lane == streams.Transactional || df == nil || df.per <= 0 {
+		return perSession
+	}
+	return min(max(int(runFor/df.per), perSession), maxRun)
+}
+
+// finished records the end of one of l's runs, of jobs jobs; per is the
+// run's time per attempt (0: none made). True when the line was passed
+// over and is to be woken.
+func (f *flow) finished(l streams.Line, jobs int, per time.Duration) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	lf := f.lines[l]
@@ -164,6 +191,13 @@ func (f *flow) finished(l streams.Line, jobs int) bool {
 		return false
 	}
 	df := f.dests[destOf(l)]
+	switch {
+	case per <= 0:
+	case df.per == 0:
+		df.per = per
+	default:
+		df.per = (3*df.per + per) / 4
+	}
 	lf.runs--
 	lf.jobs -= jobs
 	df.runs--

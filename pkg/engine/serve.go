@@ -256,10 +256,10 @@ func (e *Engine) wake() {
 // finished ends a run in this engine's books, for each line it took jobs
 // from; a line passed over for the runs it had going is woken by the line
 // server.
-func (e *Engine) finished(run []job) {
+func (e *Engine) finished(run []job, per time.Duration) {
 	wake := false
 	for l, n := range perLine(run) {
-		wake = e.flow.finished(l, n) || wake
+		wake = e.flow.finished(l, n, per) || wake
 	}
 	if wake {
 		e.wake()

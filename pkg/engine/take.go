@@ -148,7 +148,7 @@ func (e *Engine) admitAll(ctx context.Context, asks []ask, later map[streams.Lin
 	return kept
 }
 
-// takeAll reads up to perSession jobs per permit of every asked
+// takeAll reads up to a run's length (flow.runLen) per permit of every asked
 // destination (shared among its lines), every line in one pipelined round
 // trip, checks them against the suppression list (one check per lane),
 // and hands each destination's to workers (see dispatch).
@@ -158,7 +158,13 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 	}
 	var ta []streams.TakeAsk
 	for _, a := range asks {
-		n := (len(a.permits)*perSession + len(a.lines) - 1) / len(a.lines)
+		per := e.flow.runLen(a.lines[0])
+		for _, v := range a.vias {
+			if v != nil && v.ramping {
+				per = perSession // a warming source's room is counted in runs of perSession (admitVia)
+			}
+		}
+		n := (len(a.permits)*per + len(a.lines) - 1) / len(a.lines)
 		for _, l := range a.lines {
 			ta = append(ta, streams.TakeAsk{Line: l, N: n})
 		}

@@ -22,6 +22,7 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 		}
 		done = done[:0]
 		var since time.Time
+		start, tried := time.Now(), 0
 		for i, j := range t.jobs {
 			if ctx.Err() != nil {
 				if j.permit != nil {
@@ -41,6 +42,7 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 				}
 			}
 			began := time.Now()
+			tried++
 			if out, ok := e.process(ctx, hard, j); ok {
 				if len(done) == 0 {
 					since = began
@@ -55,7 +57,11 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 		}
 		done = e.settleDone(hard, done)
 		e.slots.give(1)
-		e.finished(t.jobs)
+		var per time.Duration
+		if tried > 0 {
+			per = time.Since(start) / time.Duration(tried)
+		}
+		e.finished(t.jobs, per)
 	}
 }
 
