@@ -45,7 +45,6 @@ func drive(t *testing.T, e *env, l *Limiter, p *provider, d time.Duration) (perS
 				pm.Done(busy)
 			}
 		}
-		steady(l)
 		e.clk.add(tick)
 		if i%int(time.Second/tick) == 0 {
 			perSec = append(perSec, acc)
@@ -53,22 +52,6 @@ func drive(t *testing.T, e *env, l *Limiter, p *provider, d time.Duration) (perS
 		}
 	}
 	return perSec, deferred
-}
-
-// steady waits out l's steps under way: the sync loop steps in real time,
-// and the test clock must not run on while a step holds a key (a loaded
-// machine once stalled admission here for 5 s of test time).
-func steady(l *Limiter) {
-	l.mu.Lock()
-	bs := make([]*bucket, 0, len(l.buckets))
-	for _, b := range l.buckets {
-		bs = append(bs, b)
-	}
-	l.mu.Unlock()
-	for _, b := range bs {
-		b.stepMu.Lock()
-		b.stepMu.Unlock() //nolint:staticcheck // waiting, not guarding
-	}
 }
 
 func mean(xs []int) float64 {
