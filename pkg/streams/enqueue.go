@@ -387,7 +387,7 @@ func (q *Queue) EnqueueDuplicates(ctx context.Context, b *Batch) (BatchResult, [
 			}
 			args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7] = b.Checkpoint, queued, due, b.Tally.CheckpointField, string(kinds), evs.String(), string(lens), given
 			args[8], args[9], args[10] = b.Since[shard], string(look), packs
-			call = txCall{script: enqueueScript, call: scriptCall{keys: keys, args: args}}
+			call = txCall{call: scriptCall{keys: keys, args: args}}
 		}
 		calls = append(calls, call)
 		callPos = append(callPos, pos)

@@ -100,7 +100,7 @@ return {added, supp, 0}
 // its packs and its events entry ev (see freshScript): keys as
 // enqueueScript's.
 func freshCall(b *Batch, pos []int, keys []string, since int, given int, queued string, ev streamAdd) txCall {
-	c := txCall{script: freshScript}
+	var c txCall
 	jobs, finals := 0, 0
 	args := make([]any, 7, 7+2*len(pos))
 	for _, i := range pos {

@@ -8,14 +8,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// txCall is a script run, after stream entries added in the same
-// transaction (MULTI/EXEC) when it has any: an enqueue's part
-// (freshScript after its packs and events entry, or enqueueScript
-// alone).
+// txCall is an enqueue's part: with adds, freshScript's run after its
+// packs and events entry in one transaction (MULTI/EXEC); without,
+// enqueueScript's run alone.
 type txCall struct {
-	adds   []streamAdd
-	script *redis.Script
-	call   scriptCall
+	adds []streamAdd
+	call scriptCall
 }
 
 // streamAdd is one XADD of a one-field entry: value a string or a
@@ -89,15 +87,15 @@ func pick(all, at []int) []int {
 	return out
 }
 
-// runTx runs the calls at of calls, each its XADDs and then its script in
+// runTx runs the calls at of calls, each its XADDs and then freshScript in
 // a transaction of its own (MULTI/EXEC: a cluster's transaction must keep
 // to one slot, and each call's keys share theirs; on one server too, as
 // everywhere), and returns the scripts' replies; when a transaction
-// fails, or an XADD in it, its script has the error. The script is sent whole (EVAL): in a
-// transaction, an EVALSHA that found no script would fail after the
-// entries were added. On a client the transactions go at once, each on
-// a connection of its own; on one connection (tx a *redis.Conn), one
-// after the other.
+// fails, or an XADD in it, its script's reply has the error. The script
+// is sent whole (EVAL): in a transaction, an EVALSHA that found no script
+// would fail after the entries were added. On a client the transactions
+// go at once, each on a connection of its own; on one connection (tx a
+// *redis.Conn), one after the other.
 func runTx(ctx context.Context, tx txPipeliner, calls []txCall, at []int) []*redis.Cmd {
 	out := make([]*redis.Cmd, len(at))
 	run := func(j int) {
@@ -107,7 +105,7 @@ func runTx(ctx context.Context, tx txPipeliner, calls []txCall, at []int) []*red
 			for k, a := range c.adds {
 				adds[k] = p.XAdd(ctx, &redis.XAddArgs{Stream: a.key, Values: []any{a.field, a.value}})
 			}
-			out[j] = c.script.Eval(ctx, p, c.call.keys, c.call.args...)
+			out[j] = freshScript.Eval(ctx, p, c.call.keys, c.call.args...)
 			return nil
 		})
 		for k, a := range adds {
