@@ -158,6 +158,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.q.Beat(ctx); err != nil {
 		return err
 	}
+	e.packLines(ctx)
 	e.loadScripts(ctx)
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()

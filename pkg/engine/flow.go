@@ -78,6 +78,52 @@ type flow struct {
 	lines map[streams.Line]*lineFlow
 	dests map[dest]*destFlow
 	wake  map[streams.Line]bool // lines to make due at the next round
+	// fill is, per destination, the jobs an entry of its lines held at
+	// its last takes (smoothed; unknown: 1): a marketing line's entries
+	// are packs of up to streams.LinePack jobs, so a take asks for as
+	// many entries as make the jobs it wants.
+	fill map[dest]float64
+}
+
+// fillMax bounds the destinations whose fill is remembered (past it, the
+// memory starts over).
+const fillMax = 100000
+
+// entries is how many entries of l to take for about jobs jobs.
+func (f *flow) entries(l streams.Line, jobs int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.fill[destOf(l)]; fl > 1 {
+		return max(1, int(float64(jobs)/fl+0.5))
+	}
+	return jobs
+}
+
+// filled records a take of l that read jobs jobs from entries entries.
+func (f *flow) filled(l streams.Line, jobs, entries int) {
+	if entries == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fill == nil || len(f.fill) > fillMax {
+		f.fill = map[dest]float64{}
+	}
+	d, now := destOf(l), float64(jobs)/float64(entries)
+	if old, ok := f.fill[d]; ok {
+		now = (old + now) / 2
+	}
+	f.fill[d] = now
+}
+
+// jobsIn is about how many jobs entries entries of l hold.
+func (f *flow) jobsIn(l streams.Line, entries int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.fill[destOf(l)]; fl > 1 {
+		return int(float64(entries)*fl + 0.5)
+	}
+	return entries
 }
 
 // destFlow sums a destination's lines' flows; held are its lines waiting

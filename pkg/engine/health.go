@@ -117,6 +117,9 @@ func (e *Engine) durably(hard context.Context, what string, d streams.Delivery, 
 // trying again cannot mend: Redis answering with an error other than a
 // transient state (a script bug, a wrong type).
 func retryable(err error) bool {
+	if errors.Is(err, streams.ErrPacked) {
+		return false
+	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		for _, p := range transientReplies {

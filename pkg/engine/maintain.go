@@ -26,7 +26,7 @@ const (
 func (e *Engine) maintain(ctx, hard context.Context) {
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
-	var lastTakeover, lastGauge, lastHot, beating time.Time
+	var lastTakeover, lastGauge, lastHot, lastPeers, beating time.Time
 	for {
 		select {
 		case <-hard.Done():
@@ -49,6 +49,10 @@ func (e *Engine) maintain(ctx, hard context.Context) {
 		}
 		if _, err := e.q.MoveDue(ctx, e.Now(), 1000); err != nil && ctx.Err() == nil {
 			e.Log.Error("move due retries", "err", err)
+		}
+		if time.Since(lastPeers) >= peersEvery {
+			lastPeers = time.Now()
+			e.packLines(ctx)
 		}
 		if time.Since(lastHot) >= hotEvery-e.tick/2 {
 			lastHot = time.Now()
@@ -128,6 +132,29 @@ func (e *Engine) takeOver(ctx context.Context) {
 		if moved > 0 {
 			e.Log.Warn("put back in line the jobs of a silent engine", "from", name, "jobs", moved, "silent_for_at_least", silence)
 			e.wake()
+		}
+	}
+}
+
+// peersEvery is how often an engine looks at what the others read
+// (packLines).
+const peersEvery = 10 * time.Second
+
+// packLines has this engine's routes put a campaign's jobs into lines as
+// packs only while every engine that beat within the last minute reads
+// them (streams.ReadsLinePacks): an engine from before them would take a
+// pack for one job and let its other jobs go unsent. Unread (Redis
+// unanswering), it leaves things as they are.
+func (e *Engine) packLines(ctx context.Context) {
+	lacking, err := e.q.Lacking(ctx, time.Minute, streams.ReadsLinePacks)
+	if err != nil {
+		return
+	}
+	if on := len(lacking[0]) == 0; e.q.PackLines(on) {
+		if on {
+			e.Log.Info("every engine reads packs in lines: routing a campaign's jobs in packs")
+		} else {
+			e.Log.Warn("an engine of an older version runs: routing a job an entry until it stops", "engines", lacking[0])
 		}
 	}
 }

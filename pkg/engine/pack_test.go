@@ -3,9 +3,11 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/control"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
@@ -95,4 +97,154 @@ func laneEntries(t *testing.T, q *streams.Queue) int {
 		n += int(got)
 	}
 	return n
+}
+
+// A campaign's lines hold packs of jobs (streams.LinePack), and runs
+// stop short of a pack's end: a slow receiver (every 7th recipient takes
+// 50 ms, so the rest of its pack goes back as jobs of their own), then a
+// pause mid-run (a job of a pack to park goes back with its pack's
+// rest). After the resume every recipient has exactly one message.
+func TestLinePackRunsStopShortAndLoseNothing(t *testing.T) {
+	const n = 600
+	var log rcptLog
+	srv := smtptest.Start(t, smtptest.Options{Discard: true, Rcpt: func(to string) error {
+		log.note(to)
+		var i int
+		if _, err := fmt.Sscanf(to, "user%05d@", &i); err == nil && i%7 == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return nil
+	}})
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "lp", n, "example.test")
+	if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, srv.Addr)
+	cfg.Throttle.Providers = map[string]config.Limits{
+		"route:" + srv.Addr: {StartRate: 1e6, MaxRate: 1e6, Burst: 1000, MaxConnections: 3},
+	}
+	enginetest.Start(t, cfg)
+	for deadline := time.Now().Add(20 * time.Second); srv.Count() < n/3; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages in 20 s", srv.Count())
+		}
+	}
+	if err := control.Pause(ctx, rdb, ks, "lp"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	paused := srv.Count()
+	time.Sleep(500 * time.Millisecond)
+	if srv.Count() != paused || paused == n {
+		t.Fatalf("%d messages while paused (%d at the pause's settling), of %d", srv.Count(), paused, n)
+	}
+	if _, err := control.Resume(ctx, rdb, ks, "lp"); err != nil {
+		t.Fatal(err)
+	}
+	s := enginetest.WaitFinished(t, store.New(rdb, ks), "lp", 60*time.Second)
+	if s.Delivered != n || srv.Count() != n {
+		t.Fatalf("status %+v, %d messages", s, srv.Count())
+	}
+	for i := range n {
+		if got := log.count(fmt.Sprintf("user%05d@example.test", i)); got != 1 {
+			t.Fatalf("user%05d: %d RCPTs, want 1", i, got)
+		}
+	}
+}
+
+// An engine routes a campaign's jobs into lines as packs only while
+// every engine alive reads them: with an engine of an older version
+// beating (no "linepacks" in what it reads), every line entry holds one
+// job.
+func TestLinePacksOnlyWhenEveryEngineReadsThem(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		t.Run(fmt.Sprintf("old-engine-%v", old), func(t *testing.T) {
+			srv := smtptest.Start(t, smtptest.Options{Discard: true})
+			ctx := context.Background()
+			prefix := redistest.Prefix(t)
+			ks := keyspace.Space(prefix)
+			rdb := redistest.Client(t)
+			q := streams.New(rdb, ks, "probe")
+			if old {
+				now, _ := rdb.Time(ctx).Result()
+				rdb.HSet(ctx, q.Engines(), "old", now.UnixMilli())
+				rdb.HSet(ctx, q.Reads(), "old", streams.ReadsPacks+" "+streams.ReadsRuns)
+			}
+			const n = 200
+			path := enginetest.Campaign(t, t.TempDir(), "gate", n, "example.test")
+			if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			cfg := enginetest.Config(prefix, srv.Addr)
+			cfg.Throttle.Providers = map[string]config.Limits{ // jobs wait in their lines
+				"route:" + srv.Addr: {StartRate: 1, MinRate: 1, MaxRate: 1, Burst: 1, MaxConnections: 1},
+			}
+			enginetest.Start(t, cfg)
+			var packs, singles, jobs int
+			for deadline := time.Now().Add(10 * time.Second); jobs+srv.Count() < n; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d jobs in lines, %d sent, of %d", jobs, srv.Count(), n)
+				}
+				packs, singles, jobs = 0, 0, 0
+				ls, err := q.CampaignLines(ctx, "gate")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ld := range ls {
+					for shard := range keyspace.Shards {
+						l := ld.Line
+						l.Shard = shard
+						es, _ := rdb.XRange(ctx, q.LineStream(l), "-", "+").Result()
+						for _, e := range es {
+							if p, ok := e.Values[streams.PackField].(string); ok {
+								packs, jobs = packs+1, jobs+strings.Count(p, "\n")
+							} else {
+								singles, jobs = singles+1, jobs+1
+							}
+						}
+					}
+				}
+			}
+			t.Logf("line entries: %d packs, %d single jobs; %d jobs, %d sent", packs, singles, jobs, srv.Count())
+			if old && packs > 0 || !old && packs < (n-srv.Count())/streams.LinePack/2 {
+				t.Fatalf("%d packs in lines (an old engine running: %v)", packs, old)
+			}
+		})
+	}
+}
+
+// A paced destination's runs end where the throttle's next slot is
+// further off than a run waits (runWait): the pack under way is cut there
+// (its attempted jobs settled, the rest back in line as jobs of their
+// own, in one step), and every recipient still gets exactly one message.
+func TestLinePacksCutWhenTheThrottleSaysNotSoon(t *testing.T) {
+	const n, rate = 24, 8.0
+	var log rcptLog
+	srv := smtptest.Start(t, smtptest.Options{Discard: true, Rcpt: func(to string) error { log.note(to); return nil }})
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "cut", n, "example.test")
+	if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, srv.Addr)
+	cfg.Throttle.Providers = map[string]config.Limits{
+		"route:" + srv.Addr: {StartRate: rate, MinRate: rate, MaxRate: rate, Burst: 1, MaxConnections: 1},
+	}
+	enginetest.Start(t, cfg)
+	s := enginetest.WaitFinished(t, store.New(rdb, ks), "cut", 30*time.Second)
+	if s.Delivered != n || srv.Count() != n {
+		t.Fatalf("status %+v, %d messages", s, srv.Count())
+	}
+	for i := range n {
+		if got := log.count(fmt.Sprintf("user%05d@example.test", i)); got != 1 {
+			t.Fatalf("user%05d: %d RCPTs, want 1", i, got)
+		}
+	}
 }

@@ -48,10 +48,12 @@ type plan struct {
 // process takes one job through one turn: prepare (operator state,
 // suppression, message source, route, build), then at most one attempt
 // under the permit its line was served with, then one way of letting go
-// of it — but an outcome to settle is returned (ok) for the run's one
-// settle step. ctx ending stops preparing; only hard (the end of a drain)
-// cuts an attempt short.
-func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome, ok bool) {
+// of it — but an outcome to settle is returned (settle) for the run's one
+// settle step, and a job of a pack that needs a step of its own (put off,
+// parked, dropped) is left to its run (back), which puts it back in line
+// with the rest of its pack: a pack is let go of whole. ctx ending stops
+// preparing; only hard (the end of a drain) cuts an attempt short.
+func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome, settle, back bool) {
 	p := e.prepare(ctx, t)
 	defer p.msg.Release()    // whatever the plan becomes below
 	p = e.viaPlan(ctx, t, p) // the run's source; a spent warm-up cap: back in line
@@ -66,10 +68,13 @@ func (e *Engine) process(ctx, hard context.Context, t job) (out outcome.Outcome,
 		t.permit.Done(unused) // no attempt: the permit goes back
 	}
 	if p.next == stepSettle {
-		return p.out, true
+		return p.out, true, false
+	}
+	if t.d.Pack > 1 {
+		return outcome.Outcome{}, false, true
 	}
 	e.conclude(hard, t.d, p)
-	return outcome.Outcome{}, false
+	return outcome.Outcome{}, false, false
 }
 
 // unused completes a permit no attempt was made under.

@@ -14,10 +14,13 @@ import (
 	"github.com/sluice-mta/sluice/pkg/text"
 )
 
-// attempted is a job of a run with the outcome to settle.
+// attempted is a job of a run with the outcome to settle, or (back) a
+// job of a pack its run did not attempt, to go back in its line.
 type attempted struct {
-	d   streams.Delivery
-	out outcome.Outcome
+	d    streams.Delivery
+	out  outcome.Outcome
+	back bool
+	line streams.Line
 }
 
 // settle records the outcome and acknowledges the job; a deferral is
@@ -25,7 +28,7 @@ type attempted struct {
 // short by the end of a drain: then the job stays pending for the next
 // start. Redis outages are waited out.
 func (e *Engine) settle(hard context.Context, d streams.Delivery, out outcome.Outcome) {
-	e.settleRun(hard, []attempted{{d, out}})
+	e.settleRun(hard, []attempted{{d: d, out: out}})
 }
 
 // settleRun settles the outcomes of a run's jobs (one line's: one shard)
@@ -36,8 +39,24 @@ func (e *Engine) settleRun(hard context.Context, as []attempted) {
 	now := e.Now()
 	ss := make([]streams.Settlement, 0, len(as))
 	outs := make([]outcome.Outcome, 0, len(as))
-	for _, a := range as {
+	var left map[string]bool // packs with a job staying pending: they stay whole
+	leave := func(d streams.Delivery) {
+		if d.Pack > 1 {
+			if left == nil {
+				left = map[string]bool{}
+			}
+			left[d.Stream+" "+d.StreamID] = true
+		}
+	}
+	for i, a := range as {
+		if a.back {
+			line := a.line
+			ss = append(ss, streams.Settlement{D: a.d, Tally: e.tally(a.d.Job), Back: true, Line: &line})
+			outs = append(outs, a.out)
+			continue
+		}
 		if hard.Err() != nil && a.out.Status == outcome.Deferred {
+			leave(a.d)
 			continue
 		}
 		s := e.settlement(a.d, a.out, now)
@@ -48,9 +67,22 @@ func (e *Engine) settleRun(hard context.Context, as []attempted) {
 		if e.suppresses(a.out, expired) && !e.durably(hard, "record suppression", a.d, func(ctx context.Context) error {
 			return e.recordSuppression(ctx, a.d, a.out, expired, now)
 		}) {
-			break // the drain ended: this one and the rest stay pending
+			for _, r := range as[i:] { // the drain ended: this one and the rest stay pending
+				leave(r.d)
+			}
+			break
 		}
 		ss, outs = append(ss, s), append(outs, a.out)
+	}
+	if len(left) > 0 {
+		kept := 0
+		for k := range ss {
+			if d := ss[k].D; d.Pack <= 1 || !left[d.Stream+" "+d.StreamID] {
+				ss[kept], outs[kept] = ss[k], outs[k]
+				kept++
+			}
+		}
+		ss, outs = ss[:kept], outs[:kept]
 	}
 	if len(ss) == 0 {
 		return
@@ -65,6 +97,9 @@ func (e *Engine) settleRun(hard context.Context, as []attempted) {
 	}
 	took := time.Since(t0).Seconds()
 	for i, s := range ss {
+		if s.Back {
+			continue
+		}
 		settleSeconds.Observe(took) // each job's outcome took that to record
 		e.settled(s, outs[i], res[i])
 	}

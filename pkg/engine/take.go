@@ -166,7 +166,7 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 		}
 		n := (len(a.permits)*per + len(a.lines) - 1) / len(a.lines)
 		for _, l := range a.lines {
-			ta = append(ta, streams.TakeAsk{Line: l, N: n})
+			ta = append(ta, streams.TakeAsk{Line: l, N: e.flow.entries(l, n)})
 		}
 	}
 	taken := e.q.TakeMany(ctx, ta)
@@ -201,7 +201,8 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 		for _, l := range a.lines {
 			t := taken[k]
 			k++
-			left[l] = t.Left
+			e.flow.filled(l, len(t.Jobs), t.Entries)
+			left[l] = e.flow.jobsIn(l, t.Left)
 			if len(t.Jobs) == 0 && t.Left == 0 && t.Err == nil {
 				e.known.drop(l)
 			}
@@ -227,26 +228,32 @@ func takenJobs(ts []streams.Taken) int {
 // dispatch hands a destination's jobs to workers in runs, one run per
 // permit: the permit opens the run's first attempt (and its session), and
 // each later attempt of the run asks the throttle again as the one before
-// it ends (see work). Unused permits and worker slots are given back.
+// it ends (see work). A pack's jobs go in one run (see work). Unused
+// permits and worker slots are given back.
 func (e *Engine) dispatch(a ask, taken []job, left map[streams.Line]int, out chan<- task) {
-	jobs := taken[:0] // filtered in place: taken is the caller's to give
-	for _, j := range taken {
-		if !e.inflight.add(j.d.ID) {
-			// A worker of this engine holds this job already (it cannot
-			// happen without a bug elsewhere): never two attempts at once.
-			e.Log.Error("job already in flight; left pending", "job", j.d.ID, "line", j.line.Name())
+	var jobs []job  // filtered: taken is the caller's to give
+	var units []int // where each pack (or job of its own) starts in jobs
+	for i := 0; i < len(taken); {
+		end := packEnd(taken, i)
+		if !e.claim(taken[i:end]) {
+			i = end
 			continue
 		}
-		jobs = append(jobs, j)
+		units = append(units, len(jobs))
+		jobs = append(jobs, taken[i:end]...)
+		i = end
 	}
-	runs := min(len(a.permits), len(jobs))
+	runs := min(len(a.permits), len(units))
 	for _, p := range a.permits[runs:] {
 		p.Done(unused)
 	}
 	tasks := make([]task, runs)
 	runsOf, jobsOf := map[streams.Line]int{}, map[streams.Line]int{}
 	for r := range tasks {
-		run := jobs[r*len(jobs)/runs : (r+1)*len(jobs)/runs]
+		run := jobs[units[r*len(units)/runs]:]
+		if next := (r + 1) * len(units) / runs; next < len(units) {
+			run = jobs[units[r*len(units)/runs]:units[next]]
+		}
 		run[0].permit = a.permits[r]
 		for k := range run {
 			run[k].via = a.vias[r]
@@ -265,6 +272,23 @@ func (e *Engine) dispatch(a ask, taken []job, left map[streams.Line]int, out cha
 	for _, t := range tasks {
 		out <- t
 	}
+}
+
+// claim puts the jobs of one entry (a pack's, or a job of its own) in the
+// in-flight set, all or none.
+func (e *Engine) claim(js []job) bool {
+	for i, j := range js {
+		if !e.inflight.add(j.d.ID) {
+			// A worker of this engine holds this job already (it cannot
+			// happen without a bug elsewhere): never two attempts at once.
+			e.Log.Error("job already in flight; left pending", "job", j.d.ID, "line", j.line.Name())
+			for _, k := range js[:i] {
+				e.inflight.remove(k.d.ID)
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // perLine counts a run's jobs per line.

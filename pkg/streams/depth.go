@@ -55,8 +55,8 @@ func (q *Queue) CampaignLines(ctx context.Context, id string) ([]LineDepth, erro
 	return out, nil
 }
 
-// measure reads the depth of each line in two pipelined round trips; a
-// line gone meanwhile reads as empty.
+// measure reads the depth of each line, in jobs, in a few pipelined round
+// trips; a line gone meanwhile reads as empty.
 func (q *Queue) measure(ctx context.Context, lines []Line) []LineDepth {
 	if len(lines) == 0 {
 		return nil
@@ -66,6 +66,7 @@ func (q *Queue) measure(ctx context.Context, lines []Line) []LineDepth {
 		keys[i] = q.LineStream(l)
 	}
 	depths := q.streamDepths(ctx, keys)
+	q.packDepths(ctx, lines, keys, depths)
 	pipe := q.rdb.Pipeline()
 	score := make([]*redis.FloatCmd, len(lines))
 	for i, l := range lines {
@@ -126,4 +127,60 @@ func (q *Queue) Depths(ctx context.Context) ([]KeyDepth, error) {
 		out[i] = *sums[k]
 	}
 	return out, nil
+}
+
+// packDepthScript counts the jobs of line stream KEYS[1]'s entries held
+// by group ARGV[1] and of those not read yet, where entries may be packs:
+// up to ARGV[2] entries of each kind are read, and the jobs of any more
+// are reckoned at the read ones' average. Reply: {held jobs, unread jobs}.
+var packDepthScript = redis.NewScript(luaLetGo + luaEntryJobs + `
+local held, unread, last = streamDepth(KEYS[1], ARGV[1])
+if not last then return {held, unread} end
+local most = tonumber(ARGV[2])
+local function jobsOf(entries, total)
+  local n, seen = 0, 0
+  for _, e in ipairs(entries) do
+    local f, raw = entryJobs(e[2])
+    if raw then n = n + jobsIn(f, raw) end
+    seen = seen + 1
+  end
+  if seen == 0 or seen >= total then return n end
+  return math.floor(n * total / seen + 0.5)
+end
+local out = {0, 0}
+if unread > 0 then
+  out[2] = jobsOf(redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', most), unread)
+end
+if held > 0 then
+  local es = {}
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', most)) do
+    local e = redis.call('XRANGE', KEYS[1], p[1], p[1])
+    if e[1] then es[#es + 1] = e[1] end
+  end
+  out[1] = jobsOf(es, held)
+end
+return out
+`)
+
+// packDepthEntries bounds the entries packDepthScript reads of each kind
+// in a line.
+const packDepthEntries = 1000
+
+// packDepths turns the entries counted in depths into jobs for the
+// marketing lines (whose entries may be packs), in one pipelined round
+// trip.
+func (q *Queue) packDepths(ctx context.Context, lines []Line, keys []string, depths []StreamDepth) {
+	var calls []scriptCall
+	var at []int
+	for i, l := range lines {
+		if l.Lane == Marketing && depths[i].Held+depths[i].Unread > 0 {
+			calls = append(calls, scriptCall{keys: []string{keys[i]}, args: []any{Group, packDepthEntries}})
+			at = append(at, i)
+		}
+	}
+	for j, c := range runAll(ctx, q.rdb, packDepthScript, calls) {
+		if v, err := c.Int64Slice(); err == nil && len(v) == 2 {
+			depths[at[j]] = StreamDepth{Held: v[0], Unread: v[1]}
+		}
+	}
 }

@@ -86,9 +86,13 @@ type Delivery struct {
 	Raw      string // the encoded job as stored
 	Stream   string // the stream holding it: its lane's, or its line's
 	Key      string // the throttle key of its line; empty in a lane
-	// Pack is how many jobs its lane entry holds when that entry is a
-	// launch's pack (PackField) of more than one, 0 otherwise. A pack is
-	// let go of only as a whole: every job of it routed, or put back in
-	// the lane as an entry of its own, in one step (Queue.Route).
+	// Pack is how many jobs its entry holds when that entry is a pack
+	// (PackField) of more than one, 0 otherwise: a launch's in a lane, a
+	// route's in a campaign's line (LinePack). A pack is let go of only
+	// as a whole: in a lane, every job of it routed, or put back in the
+	// lane as an entry of its own, in one step (Queue.Route); in a line,
+	// every job of it settled, or put back in the line as an entry of its
+	// own, in one step (SettleRun, Settlement.Back), or the pack put back
+	// whole (PutBack).
 	Pack int
 }

@@ -57,21 +57,19 @@ func (q *Queue) ready(shard int) string { return q.ks.In(shard, "ready") }
 
 func (q *Queue) lines(shard int) string { return q.ks.In(shard, "lines") }
 
-// luaIntoLine adds a job (ARGV raw) to line stream k named n, creating
-// its group when the line is new. A routed job puts the line in the ready
-// set unless it is there already (a line waiting for its key keeps its
-// time: intoLine); a job put back (a restart, a takeover) makes it due now
-// (backIntoLine), whatever time an engine gone since had given it.
+// luaIntoLine puts an entry back in line stream k named n (field f,
+// JobField or PackField, holding raw), creating its group when the line is
+// new, and makes the line due now (ZADD LT), whatever time an engine gone
+// since had given it: a restart, a takeover, a put-back. (A routed job
+// keeps a waiting line's time: see routeScript.)
 const luaIntoLine = `
-local function addToLine(k, n, raw, now, mode)
-  redis.call('XADD', k, '*', 'j', raw)
+local function backIntoLine(k, n, f, raw, now)
+  redis.call('XADD', k, '*', f, raw)
   if redis.call('SADD', KEYS[2], n) == 1 then
     pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
   end
-  redis.call('ZADD', KEYS[1], mode, now, n)
+  redis.call('ZADD', KEYS[1], 'LT', now, n)
 end
-local function intoLine(k, n, raw, now) addToLine(k, n, raw, now, 'NX') end
-local function backIntoLine(k, n, raw, now) addToLine(k, n, raw, now, 'LT') end
 local function nowMs()
   local t = redis.call('TIME')
   return t[1] * 1000 + math.floor(t[2] / 1000)
@@ -156,26 +154,41 @@ end
 return {entries, left}
 `)
 
-// Take reads up to n jobs of line l for this consumer (held until
-// settled, as jobs read from a lane are), and says how many jobs are left
-// waiting in the line after them.
+// Take reads up to n entries of line l for this consumer (held until
+// settled, as jobs read from a lane are), and says how many entries are
+// left waiting in the line after them.
 func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error) {
 	r := q.TakeMany(ctx, []TakeAsk{{Line: l, N: n}})[0]
 	return r.Jobs, r.Left, r.Err
 }
 
-// TakeAsk asks TakeMany for up to N jobs of Line.
+// TakeAsk asks TakeMany for up to N entries of Line: N jobs, or more
+// where entries are packs (a marketing line's: LinePack).
 type TakeAsk struct {
 	Line Line
 	N    int
 }
 
-// Taken is what TakeMany took from one line: its jobs, how many are left
-// waiting after them, or why the take failed.
+// Taken is what TakeMany took from one line: its jobs, read from Entries
+// entries, how many entries are left waiting after them, or why the take
+// failed.
 type Taken struct {
-	Jobs []Delivery
-	Left int
-	Err  error
+	Jobs    []Delivery
+	Entries int
+	Left    int
+	Err     error
+}
+
+// countEntries counts the entries ds were read from (a pack's jobs are
+// read one after another).
+func countEntries(ds []Delivery) int {
+	n := 0
+	for i := range ds {
+		if i == 0 || ds[i].StreamID != ds[i-1].StreamID {
+			n++
+		}
+	}
+	return n
 }
 
 // TakeMany takes from several lines (each as Take does) in one
@@ -217,19 +230,34 @@ func (q *Queue) taken(l Line, c *redis.Cmd) Taken {
 		}
 		id, _ := m[0].(string)
 		fields, _ := m[1].([]any)
-		var raw string
+		var raw, pack string
 		for i := 0; i+1 < len(fields); i += 2 {
-			if f, _ := fields[i].(string); f == "j" {
+			switch f, _ := fields[i].(string); f {
+			case JobField:
 				raw, _ = fields[i+1].(string)
+			case PackField:
+				pack, _ = fields[i+1].(string)
 			}
+		}
+		if pack != "" {
+			var err error
+			if t.Jobs, err = appendPack(t.Jobs, id, stream, pack); err != nil {
+				t.Err = fmt.Errorf("line %s: %w", l.Name(), err)
+				return t
+			}
+			continue
 		}
 		j, err := decodeJob(raw)
 		if err != nil {
 			t.Err = fmt.Errorf("line %s entry %s: %w", l.Name(), id, err)
 			return t
 		}
-		t.Jobs = append(t.Jobs, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream, Key: l.Key})
+		t.Jobs = append(t.Jobs, Delivery{Job: j, StreamID: id, Raw: raw, Stream: stream})
 	}
+	for i := range t.Jobs {
+		t.Jobs[i].Key = l.Key
+	}
+	t.Entries = countEntries(t.Jobs)
 	return t
 }
 
@@ -248,7 +276,7 @@ for _, e in ipairs(entries) do
   redis.call('XACK', KEYS[3], ARGV[1], e[1])
   redis.call('XDEL', KEYS[3], e[1])
   if raw then
-    if ARGV[4] ~= '' then backIntoLine(KEYS[3], ARGV[4], raw, now) else redis.call('XADD', KEYS[3], '*', f, raw) end
+    if ARGV[4] ~= '' then backIntoLine(KEYS[3], ARGV[4], f, raw, now) else redis.call('XADD', KEYS[3], '*', f, raw) end
     n = n + jobsIn(f, raw)
   end
 end
@@ -325,33 +353,39 @@ func (q *Queue) scanLines(ctx context.Context, match string, fn func(Line) error
 	return nil
 }
 
-// putBackScript puts the given entries of line stream KEYS[3] (ARGV[3..],
-// id and raw job in turn) back at its end, each only while this consumer
-// (ARGV[2]) still holds it.
+// putBackScript puts the given entries of line stream KEYS[3] (ARGV[4..],
+// per entry its id, field, value and number of jobs) back at its end,
+// each only while this consumer (ARGV[2]) still holds it; it returns how
+// many jobs went back.
 var putBackScript = redis.NewScript(luaIntoLine + `
 local now = nowMs()
 local n = 0
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 4 do
   local id = ARGV[i]
   if #redis.call('XPENDING', KEYS[3], ARGV[1], id, id, 1, ARGV[2]) > 0 then
     redis.call('XACK', KEYS[3], ARGV[1], id)
     redis.call('XDEL', KEYS[3], id)
-    backIntoLine(KEYS[3], ARGV[3], ARGV[i + 1], now)
-    n = n + 1
+    backIntoLine(KEYS[3], ARGV[3], ARGV[i + 1], ARGV[i + 2], now)
+    n = n + tonumber(ARGV[i + 3])
   end
 end
 return n
 `)
 
 // PutBack puts held jobs of line l back at its end (jobs a lost reply
-// handed this consumer without its knowing); it returns how many.
+// handed this consumer without its knowing, the rest of a run the
+// throttle will not have soon); it returns how many. A pack goes back
+// whole, as one entry: a pack some of whose jobs are missing from ds is
+// left as it is (its holder puts it back or settles it whole).
 func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error) {
-	if len(ds) == 0 {
-		return 0, nil
-	}
 	args := []any{Group, q.consumer, l.Name()}
-	for _, d := range ds {
-		args = append(args, d.StreamID, d.Raw)
+	for _, e := range entriesOf(ds) {
+		if e.whole {
+			args = append(args, e.id, e.field, e.value, e.jobs)
+		}
+	}
+	if len(args) == 3 {
+		return 0, nil
 	}
 	n, err := putBackScript.Run(ctx, q.rdb, []string{q.ready(l.Shard), q.lines(l.Shard), q.LineStream(l)}, args...).Int()
 	if err != nil {
@@ -360,8 +394,9 @@ func (q *Queue) PutBack(ctx context.Context, l Line, ds []Delivery) (int, error)
 	return n, nil
 }
 
-// cancelLineScript settles up to ARGV[1] jobs of a cancelled campaign's
-// line (KEYS[1]) as cancelled without sending them; a line left with
+// cancelLineScript settles the jobs of up to ARGV[1] entries of a
+// cancelled campaign's line (KEYS[1]; a pack's every job) as cancelled
+// without sending them, and returns how many jobs; a line left with
 // nothing new leaves the ready set (KEYS[4]) and an empty one is deleted
 // (and leaves the lines set, KEYS[5]; ARGV[3] its name, ARGV[4] the
 // group, ARGV[5] this consumer).
@@ -369,8 +404,19 @@ var cancelLineScript = redis.NewScript(luaEvent + luaJobEvent + luaFinal + luaCa
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', tonumber(ARGV[1]), 'STREAMS', KEYS[1], '>')
 local entries = {}
 if got then entries = got[1][2] end
+local jobs = 0
 for _, e in ipairs(entries) do
-  for i = 1, #e[2], 2 do if e[2][i] == 'j' then cancelJob(e[2][i + 1], KEYS[6], ARGV[6]) end end
+  for i = 1, #e[2], 2 do
+    if e[2][i] == 'j' then
+      cancelJob(e[2][i + 1], KEYS[6], ARGV[6])
+      jobs = jobs + 1
+    elseif e[2][i] == 'p' then
+      for raw in string.gmatch(e[2][i + 1], '([^\n]+)\n') do
+        cancelJob(raw, KEYS[6], ARGV[6])
+        jobs = jobs + 1
+      end
+    end
+  end
   redis.call('XACK', KEYS[1], ARGV[4], e[1])
   redis.call('XDEL', KEYS[1], e[1])
 end
@@ -382,12 +428,12 @@ if #entries < tonumber(ARGV[1]) then
     redis.call('SREM', KEYS[5], ARGV[3])
   end
 end
-return #entries
+return jobs
 `)
 
-// CancelLine settles up to n waiting jobs of a cancelled campaign's line
-// l as cancelled in t, without sending them or asking the throttle, and
-// returns how many.
+// CancelLine settles the waiting jobs of up to n entries of a cancelled
+// campaign's line l as cancelled in t, without sending them or asking the
+// throttle, and returns how many jobs.
 func (q *Queue) CancelLine(ctx context.Context, l Line, t Tally, n int) (int, error) {
 	t = t.In(l.Shard)
 	done, err := cancelLineScript.Run(ctx, q.rdb, []string{q.LineStream(l), t.Counters, t.Records, q.ready(l.Shard), q.lines(l.Shard), q.EventsKey(l.Shard)},

@@ -14,6 +14,7 @@ import (
 func TestLinesRouteTakeAndLeave(t *testing.T) {
 	q, rdb, tl := setup(t, "e1")
 	ctx := context.Background()
+	q.PackLines(false) // a job an entry: what a line does with entries (packs: pack_test.go)
 	b := &Batch{Lane: Marketing, Tally: tl}
 	for i := 0; i < 6; i++ {
 		_ = b.Add(campaignJob(i))
@@ -105,6 +106,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 func TestLinesSharingAKeyTakeTurns(t *testing.T) {
 	q, _, tl := setup(t, "e1")
 	ctx := context.Background()
+	q.PackLines(false) // a job an entry: what a line does with entries (packs: pack_test.go)
 	big := Line{Shard: keyspace.ShardOf(campaignJob(0).To), Lane: Marketing, Campaign: "big", Key: "k"}
 	small := Line{Shard: keyspace.ShardOf(campaignJob(0).To), Lane: Marketing, Campaign: "small", Key: "k"}
 	for _, l := range []Line{big, small} {

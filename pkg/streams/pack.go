@@ -119,3 +119,46 @@ func packJobs(res []redis.XStream) int {
 	}
 	return n
 }
+
+// entry is one stream entry's jobs among some deliveries: its id, the
+// field and value that hold them as stored (a pack's jobs joined again),
+// how many jobs of it the deliveries have, and whether that is all of
+// them.
+type entry struct {
+	id, field, value string
+	jobs             int
+	whole            bool
+}
+
+// entriesOf groups ds by entry, in order of first appearance.
+func entriesOf(ds []Delivery) []entry {
+	var out []entry
+	at := map[string]int{}
+	var packs map[string]*strings.Builder
+	for _, d := range ds {
+		i, ok := at[d.StreamID]
+		if !ok {
+			i = len(out)
+			at[d.StreamID] = i
+			out = append(out, entry{id: d.StreamID, field: JobField, value: d.Raw, whole: d.Pack <= 1})
+			if d.Pack > 1 {
+				if packs == nil {
+					packs = map[string]*strings.Builder{}
+				}
+				packs[d.StreamID] = &strings.Builder{}
+			}
+		}
+		out[i].jobs++
+		if b := packs[d.StreamID]; b != nil {
+			b.WriteString(d.Raw)
+			b.WriteByte('\n')
+			out[i].field, out[i].whole = PackField, out[i].jobs == d.Pack
+		}
+	}
+	for i := range out {
+		if b := packs[out[i].id]; b != nil {
+			out[i].value = b.String()
+		}
+	}
+	return out
+}

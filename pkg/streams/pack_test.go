@@ -111,8 +111,9 @@ func TestPackedEnqueueReadAndRoute(t *testing.T) {
 	if n := laneLen(q, Marketing); n != 0 {
 		t.Fatalf("depth %d after routing every pack", n)
 	}
-	if n := rdb.XLen(ctx, q.LineStream(line)).Val(); n != 200 {
-		t.Fatalf("line holds %d", n)
+	// Routed together, the line's jobs went in as packs of LinePack.
+	if n, jobs := rdb.XLen(ctx, q.LineStream(line)).Val(), lineJobs(t, q, line); n != 200/LinePack || jobs != 200 {
+		t.Fatalf("line holds %d entries, %d jobs", n, jobs)
 	}
 	if c := counters(t, rdb, tl); c["queued"] != "200" || c["duplicates"] != "50" {
 		t.Fatalf("counters %v", c)
@@ -144,8 +145,8 @@ func TestPackJobsBackOnTheirOwn(t *testing.T) {
 	if n, err := q.Route(ctx, Marketing, rs); n != 5 || err != nil {
 		t.Fatalf("routed %d %v", n, err)
 	}
-	if n := rdb.XLen(ctx, q.LineStream(line)).Val(); n != 3 {
-		t.Fatalf("line holds %d, want 3", n)
+	if n, jobs := rdb.XLen(ctx, q.LineStream(line)).Val(), lineJobs(t, q, line); n != 1 || jobs != 3 {
+		t.Fatalf("line holds %d entries, %d jobs; want one pack of 3", n, jobs)
 	}
 	if n := laneLen(q, Marketing); n != 2 {
 		t.Fatalf("depth %d, want the 2 jobs put back", n)
@@ -327,4 +328,22 @@ func TestFreshPacksFailedAddIsAnError(t *testing.T) {
 	if _, err := q.Enqueue(ctx, b); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Fatalf("enqueue into a string: %v, want the XADD's WRONGTYPE", err)
 	}
+}
+
+// lineJobs counts the jobs in line l's entries, packs or not.
+func lineJobs(t *testing.T, q *Queue, l Line) int {
+	t.Helper()
+	es, err := q.rdb.XRange(context.Background(), q.LineStream(l), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if p, ok := e.Values[PackField].(string); ok {
+			n += strings.Count(p, "\n")
+		} else {
+			n++
+		}
+	}
+	return n
 }

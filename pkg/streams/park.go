@@ -18,6 +18,9 @@ return 1
 
 // Park moves a held job to the list at key until Unpark or CancelParked.
 func (q *Queue) Park(ctx context.Context, d Delivery, key string) (bool, error) {
+	if err := alone(d); err != nil {
+		return false, err
+	}
 	n, err := parkScript.Run(ctx, q.rdb, []string{q.held(d), key}, Group, d.StreamID, q.consumer, d.Raw).Int()
 	if err != nil {
 		return false, fmt.Errorf("park %s: %w", d.ID, err)

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,9 @@ return 1
 // attempt. Jobs waiting for a throttled or suspended provider wait here,
 // durably, instead of holding a worker (no head-of-line blocking).
 func (q *Queue) Postpone(ctx context.Context, d Delivery, at time.Time) (bool, error) {
+	if err := alone(d); err != nil {
+		return false, err
+	}
 	key := q.Delayed(d.Shard(), d.Lane)
 	n, err := postponeScript.Run(ctx, q.rdb, []string{q.held(d), key},
 		Group, d.StreamID, q.consumer, at.UnixMilli(), d.Raw).Int()
@@ -54,9 +58,25 @@ return 1
 // whose campaign no longer exists (deleted by an operator), where there is
 // nothing left to record into.
 func (q *Queue) Drop(ctx context.Context, d Delivery) (bool, error) {
+	if err := alone(d); err != nil {
+		return false, err
+	}
 	n, err := dropScript.Run(ctx, q.rdb, []string{q.held(d)}, Group, d.StreamID, q.consumer).Int()
 	if err != nil {
 		return false, fmt.Errorf("drop %s: %w", d.ID, err)
 	}
 	return n == 1, nil
+}
+
+// ErrPacked is what a step for one job (postpone, park, drop) says of a
+// job of a pack: letting go of its entry would let go of the pack's other
+// jobs with it. Its run puts it back as a job of its own (Settlement.Back,
+// Routed.Back) instead; this error is a bug's.
+var ErrPacked = errors.New("a job of a pack: it goes back with its pack")
+
+func alone(d Delivery) error {
+	if d.Pack > 1 {
+		return fmt.Errorf("%s: %w", d.ID, ErrPacked)
+	}
+	return nil
 }

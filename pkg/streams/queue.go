@@ -27,12 +27,27 @@ type Queue struct {
 	repl     *replication    // nil: writes wait for no replica (see WaitReplicas)
 	settles  settleBatcher   // runs waiting to be settled together (SettleRun)
 	perEntry [2]atomic.Int64 // per lane (laneIndex): jobs per entry of the last read (Read)
+	linePack atomic.Int64    // jobs a marketing line's entry holds at most (LinePack, or 1: PackLines)
 }
 
 // New returns a queue in space for consumer (stable across restarts, so an
 // engine takes its own pending jobs back when it starts).
 func New(rdb redis.UniversalClient, ks keyspace.Space, consumer string) *Queue {
-	return &Queue{rdb: rdb, ks: ks, consumer: consumer}
+	q := &Queue{rdb: rdb, ks: ks, consumer: consumer}
+	q.linePack.Store(LinePack)
+	return q
+}
+
+// PackLines sets whether routes put a campaign's jobs bound for one line
+// in as packs (LinePack; the default) or as an entry a job: an engine
+// packs only while every engine alive reads packs in lines (Lacking,
+// ReadsLinePacks). It reports whether that changed.
+func (q *Queue) PackLines(on bool) bool {
+	n := int64(1)
+	if on {
+		n = LinePack
+	}
+	return q.linePack.Swap(n) != n
 }
 
 // Stream is the key of a lane's stream in shard.

@@ -9,27 +9,31 @@ import (
 )
 
 // routeScript moves routed jobs from the lane stream (KEYS[3]) into their
-// lines (KEYS[4..]): each only while this consumer still holds its entry
+// lines (KEYS[5..]): each only while this consumer still holds its entry
 // (one XPENDING over the batch's range, ARGV[3] to ARGV[4]), the entries
 // acknowledged in one XACK and let go of (letGo), each line marked once.
-// A job with no line (its name empty) goes back into the lane as an
-// entry of its own: a job of a pack that needs a step of its own
-// (Routed.Back). Every job of a pack is in the call, so a pack is let go
-// of only with all its jobs in their places.
-// The packs let go of are taken off the lane's count of packs (KEYS[4]).
-// ARGV: group, consumer, first and last entry id, then per job: entry
-// id, line name, raw job, and for a job of a pack the pack's size (an
-// empty string for a job of its own).
+// A line's jobs of the call go in as packs of up to ARGV[5] jobs
+// (PackField; 1: an entry each, JobField), in their order. A job with no
+// line (its name empty) goes back into the lane as an entry of its own: a
+// job of a pack that needs a step of its own (Routed.Back). Every job of a
+// lane pack is in the call, so a pack is let go of only with all its jobs
+// in their places.
+// The lane packs let go of are taken off the lane's count of packs (KEYS[4]).
+// ARGV: group, consumer, first and last entry id, line pack size, then
+// per job: entry id, line name, raw job, and for a job of a lane pack the
+// pack's size (an empty string for a job of its own).
 var routeScript = redis.NewScript(luaIntoLine + luaLetGo + `
 local now = nowMs()
-local n = (#ARGV - 4) / 4
+local n = (#ARGV - 5) / 4
+local size = tonumber(ARGV[5])
 local packs, packed = 0, 0
 local held = {}
 for _, p in ipairs(redis.call('XPENDING', KEYS[3], ARGV[1], ARGV[3], ARGV[4], n, ARGV[2])) do
   held[p[1]] = true
 end
-local ids, marked, moved = {}, {}, 0
-for i = 5, #ARGV, 4 do
+local ids, moved = {}, 0
+local order, into = {}, {} -- line names in first-seen order; per name {key, raws}
+for i = 6, #ARGV, 4 do
   local id = ARGV[i]
   if held[id] then
     if held[id] == true then
@@ -40,20 +44,38 @@ for i = 5, #ARGV, 4 do
       end
     end
     moved = moved + 1
-    local k, name = KEYS[5 + (i - 5) / 4], ARGV[i + 1]
+    local name = ARGV[i + 1]
     if name == '' then
       redis.call('XADD', KEYS[3], '*', 'j', ARGV[i + 2])
     else
-      redis.call('XADD', k, '*', 'j', ARGV[i + 2])
-      if not marked[name] then
-        marked[name] = true
-        if redis.call('SADD', KEYS[2], name) == 1 then
-          pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
-        end
-        redis.call('ZADD', KEYS[1], 'NX', now, name)
+      local l = into[name]
+      if not l then
+        l = {KEYS[5 + (i - 6) / 4], {}}
+        into[name] = l
+        order[#order + 1] = name
+      end
+      l[2][#l[2] + 1] = ARGV[i + 2]
+    end
+  end
+end
+for _, name in ipairs(order) do
+  local k, raws = into[name][1], into[name][2]
+  if size <= 1 or #raws == 1 then
+    for _, raw in ipairs(raws) do redis.call('XADD', k, '*', 'j', raw) end
+  else
+    for a = 1, #raws, size do
+      local b = math.min(a + size - 1, #raws)
+      if b == a then
+        redis.call('XADD', k, '*', 'j', raws[a])
+      else
+        redis.call('XADD', k, '*', 'p', table.concat(raws, '\n', a, b) .. '\n')
       end
     end
   end
+  if redis.call('SADD', KEYS[2], name) == 1 then
+    pcall(redis.call, 'XGROUP', 'CREATE', k, 'engines', '0')
+  end
+  redis.call('ZADD', KEYS[1], 'NX', now, name)
 end
 if #ids > 0 then letGo(KEYS[3], ARGV[1], ids) end
 if packs > 0 then
@@ -62,6 +84,15 @@ if packs > 0 then
 end
 return moved
 `)
+
+// LinePack is how many jobs of a campaign's line one line entry holds at
+// most (PackField): the jobs of a route call bound for one line go in
+// together, so each costs Redis neither an entry of its own to add, hand
+// out (an XCLAIM in the replication stream) and acknowledge, nor the
+// replica those commands. A pack is taken, attempted, settled and put back
+// whole by one worker's run (see the engine's work loop). Transactional
+// lines keep an entry a job.
+const LinePack = 10
 
 // Routed is a job read from a lane with the line it belongs in.
 type Routed struct {
@@ -89,7 +120,7 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 	for shard, at := range byShard {
 		keys := make([]string, 4, 4+len(at))
 		keys[0], keys[1], keys[2], keys[3] = q.ready(shard), q.lines(shard), q.Stream(shard, l), q.packs(shard, l)
-		args := make([]any, 4, 4+4*len(at))
+		args := make([]any, 5, 5+4*len(at))
 		first, last := rs[at[0]].StreamID, rs[at[0]].StreamID
 		for _, i := range at {
 			id := rs[i].StreamID
@@ -100,7 +131,10 @@ func (q *Queue) Route(ctx context.Context, l Lane, rs []Routed) (int, error) {
 				last = id
 			}
 		}
-		args[0], args[1], args[2], args[3] = Group, q.consumer, first, last
+		args[0], args[1], args[2], args[3], args[4] = Group, q.consumer, first, last, 1
+		if l == Marketing {
+			args[4] = q.linePack.Load()
+		}
 		for _, i := range at {
 			r := &rs[i]
 			size := ""

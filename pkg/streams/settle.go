@@ -147,6 +147,9 @@ const (
 	// AlreadyFinal: the recipient already had a final outcome; the job was
 	// acknowledged and nothing was counted twice.
 	AlreadyFinal Settled = 2
+	// WentBack: the job went back in its line as an entry of its own
+	// (Settlement.Back).
+	WentBack Settled = 3
 )
 
 // Settle records d's outcome in t and acknowledges it, atomically. A

@@ -34,7 +34,8 @@ type settleWait struct {
 }
 
 // maxSettleItems bounds the items of one settle script call (its
-// arguments are unpacked in Lua, whose stack is bounded).
+// arguments are unpacked in Lua, whose stack is bounded), but for the rest
+// of a pack: up to LinePack more.
 const maxSettleItems = 200
 
 // SettleRun settles the outcomes of a run of jobs, each as Settle would,
@@ -100,7 +101,9 @@ func (q *Queue) settleAll(ctx context.Context, ws []*settleWait) {
 			s := &w.ss[i]
 			key := [2]string{q.held(s.D), s.Tally.In(s.D.Shard()).Records}
 			g := byKey[key]
-			if g == nil || len(g.items) == maxSettleItems {
+			// A full call takes the rest of an entry still (a pack's items
+			// are consecutive): a pack is let go of in one step.
+			if g == nil || len(g.items) >= maxSettleItems && !sameEntry(g.items[len(g.items)-1].w.ss[g.items[len(g.items)-1].at].D, s.D) {
 				g = &group{stream: key[0], records: key[1]}
 				byKey[key] = g
 				groups = append(groups, g)
@@ -163,3 +166,6 @@ func checkRun(ss []Settlement) error {
 	}
 	return nil
 }
+
+// sameEntry reports whether a and b were read from one stream entry.
+func sameEntry(a, b Delivery) bool { return a.StreamID == b.StreamID && a.Stream == b.Stream }

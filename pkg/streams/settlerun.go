@@ -19,40 +19,59 @@ import (
 // them all (letGo), and their events go to the shard's events stream
 // as one entry. A job no longer held is left alone (0); one whose record
 // is final already is acknowledged and nothing counted (2); the others
-// are recorded (1).
+// are recorded (1). A job marked to go back (status "back", the record
+// its raw job: a job of a pack its run did not attempt) goes back in
+// its line as an entry of its own (3) and records nothing: its pack is
+// let go of in the same step as its attempted jobs' outcomes.
 //
-// KEYS: line (or lane) stream, retry set, counters, records, events, then
-// the stored messages of the items that have one.
-// ARGV: group, consumer, first id, last id, then per item: entry id,
-// record field, record, status, retry at, next attempt, message key index
-// (0: none), event.
+// KEYS: line (or lane) stream, retry set, counters, records, events, the
+// shard's ready and lines sets, then the stored messages of the items that
+// have one.
+// ARGV: group, consumer, first id, last id, line name (for jobs going
+// back), then per item: entry id, record field, record, status, retry at,
+// next attempt, message key index (0: none), event.
 var settleRunScript = redis.NewScript(luaEvents + luaFinal + luaLetGo + `
 local group, consumer = ARGV[1], ARGV[2]
 local held = {}
 for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 100000, consumer)) do
   held[p[1]] = true
 end
-local items, fields = {}, {}
-for i = 5, #ARGV, 8 do
+local items, fields, acks, backs = {}, {}, {}, 0
+local out = {}
+for i = 6, #ARGV, 8 do
+  local at = (i - 6) / 8 + 1
+  out[at] = 0
   if held[ARGV[i]] then
-    items[#items + 1] = i
-    fields[#fields + 1] = ARGV[i + 1]
+    if held[ARGV[i]] == true then
+      held[ARGV[i]] = 1
+      acks[#acks + 1] = ARGV[i]
+    end
+    if ARGV[i + 3] == 'back' then
+      redis.call('XADD', KEYS[1], '*', 'j', ARGV[i + 2])
+      out[at], backs = 3, backs + 1
+    else
+      items[#items + 1] = i
+      fields[#fields + 1] = ARGV[i + 1]
+    end
   end
 end
-local out = {}
-for i = 5, #ARGV, 8 do out[(i - 5) / 8 + 1] = 0 end
-if #items == 0 then return out end
-local prev = redis.call('HMGET', KEYS[4], unpack(fields))
-local hset, acks, zadd, dels, evs, incr = {}, {}, {}, {}, {}, {}
+if backs > 0 then
+  redis.call('SADD', KEYS[7], ARGV[5])
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[6], 'LT', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[5])
+end
+if #acks == 0 then return out end
+local prev = {}
+if #fields > 0 then prev = redis.call('HMGET', KEYS[4], unpack(fields)) end
+local hset, zadd, dels, evs, incr = {}, {}, {}, {}, {}
 local function add(k, by) incr[k] = (incr[k] or 0) + by end
 for k, i in ipairs(items) do
-  acks[#acks + 1] = ARGV[i]
   local ps = ''
   if prev[k] then ps = string.match(prev[k], '^{"s":"(%a+)"') or '' end
   if final[ps] then
-    out[(i - 5) / 8 + 1] = 2
+    out[(i - 6) / 8 + 1] = 2
   else
-    out[(i - 5) / 8 + 1] = 1
+    out[(i - 6) / 8 + 1] = 1
     local status = ARGV[i + 3]
     hset[#hset + 1] = ARGV[i + 1]
     hset[#hset + 1] = ARGV[i + 2]
@@ -89,7 +108,16 @@ type Settlement struct {
 	Rec     Record
 	Next    *Job
 	RetryAt time.Time
+	// Back puts D back in Line as an entry of its own instead, recording
+	// nothing (Rec unused): a job of a pack (D.Pack) whose run ends
+	// before attempting it, settled in the same step as the pack's
+	// attempted jobs (a pack is let go of only as a whole).
+	Back bool
+	Line *Line
 }
+
+// statusBack marks an item going back in its line (Settlement.Back).
+const statusBack = "back"
 
 // settleCall is the settle script's call for ss (one stream's), and the
 // earliest retry it schedules (zero: none).
@@ -97,10 +125,10 @@ func (q *Queue) settleCall(ss []*Settlement) (scriptCall, time.Time, error) {
 	first := ss[0].D
 	shard := first.Shard()
 	tt := ss[0].Tally.In(shard)
-	keys := []string{q.held(first), q.Delayed(shard, first.Lane), tt.Counters, tt.Records, q.EventsKey(shard)}
+	keys := []string{q.held(first), q.Delayed(shard, first.Lane), tt.Counters, tt.Records, q.EventsKey(shard), q.ready(shard), q.lines(shard)}
 	lo, hi := first.StreamID, first.StreamID
-	args := make([]any, 4, 4+8*len(ss))
-	args[0], args[1] = Group, q.consumer
+	args := make([]any, 5, 5+8*len(ss))
+	args[0], args[1], args[4] = Group, q.consumer, ""
 	var next time.Time
 	for _, s := range ss {
 		if streamIDLess(s.D.StreamID, lo) {
@@ -108,6 +136,14 @@ func (q *Queue) settleCall(ss []*Settlement) (scriptCall, time.Time, error) {
 		}
 		if streamIDLess(hi, s.D.StreamID) {
 			hi = s.D.StreamID
+		}
+		if s.Back {
+			if s.Line == nil {
+				return scriptCall{}, next, fmt.Errorf("settle %s: going back without its line", s.D.ID)
+			}
+			args[4] = s.Line.Name()
+			args = append(args, &s.D.StreamID, "", &s.D.Raw, statusBack, 0, "", 0, "")
+			continue
 		}
 		var nextRaw string
 		if s.Rec.Status == string(outcome.Deferred) {

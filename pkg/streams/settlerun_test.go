@@ -127,6 +127,7 @@ func TestRunsEndingTogetherShareOneSettle(t *testing.T) {
 func takenFromALine(t *testing.T, q *Queue, tl Tally, n int) (sh int, line Line, ds []Delivery) {
 	t.Helper()
 	ctx := context.Background()
+	q.PackLines(false) // a job an entry: these tests settle jobs one by one (packs: pack_test.go)
 	sh = keyspace.ShardOf(campaignJob(0).To)
 	line = Line{Shard: sh, Lane: Marketing, Campaign: "x", Key: "k"}
 	var rs []Routed

@@ -89,7 +89,7 @@ func (q *Queue) takenDirect(l Line, read *redis.XStreamSliceCmd, after *redis.Cm
 		return Taken{Err: fmt.Errorf("take from line %s: %w", l.Name(), err)}
 	}
 	ds, err := deliveries(res)
-	t := Taken{Jobs: ds}
+	t := Taken{Jobs: ds, Entries: countEntries(ds)}
 	if err != nil {
 		t.Err = fmt.Errorf("line %s: %w", l.Name(), err)
 		return t

@@ -17,21 +17,22 @@ import (
 func (q *Queue) Engines() string { return q.ks.Key("engines") }
 
 // Reads is the key of what each engine reads, beside the heartbeat hash
-// (consumer name → the words of what it reads, ReadsPacks and ReadsRuns
-// for this version): an engine of a version from before the packs
-// writes nothing there, one from before the runs of events only
-// "packs", and a launch writes neither what some running engine lacks
-// (Lacking).
+// (consumer name → the words of what it reads, ReadsPacks, ReadsRuns
+// and ReadsLinePacks for this version): an engine of a version from
+// before the packs writes nothing there, one from before the runs of
+// events only "packs", and neither a launch nor a router writes what some
+// running engine lacks (Lacking).
 func (q *Queue) Reads() string { return q.ks.Key("engines", "reads") }
 
 // What an engine reads (Reads).
 const (
-	ReadsPacks = "packs" // a launch's packs of jobs in a lane (PackField)
-	ReadsRuns  = "runs"  // runs of events (events.RunField), as its event log's readers
+	ReadsPacks     = "packs"     // a launch's packs of jobs in a lane (PackField)
+	ReadsRuns      = "runs"      // runs of events (events.RunField), as its event log's readers
+	ReadsLinePacks = "linepacks" // packs of jobs in a line (LinePack), taken and let go of whole
 )
 
 // reads is what an engine of this version reads.
-const reads = ReadsPacks + " " + ReadsRuns
+const reads = ReadsPacks + " " + ReadsRuns + " " + ReadsLinePacks
 
 // luaBeats defines beatsWhere(key, keep): the engines of heartbeat hash
 // key for which keep(name, age in ms by Redis's clock) holds.
@@ -144,7 +145,7 @@ for _, p in ipairs(ps) do
   if e and e[2] then
     local f, raw = entryJobs(e[2])
     if raw then
-      if ARGV[6] ~= '' then backIntoLine(KEYS[3], ARGV[6], raw, now) else redis.call('XADD', KEYS[3], '*', f, raw) end
+      if ARGV[6] ~= '' then backIntoLine(KEYS[3], ARGV[6], f, raw, now) else redis.call('XADD', KEYS[3], '*', f, raw) end
       n = n + jobsIn(f, raw)
     end
   end
