@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -97,6 +98,18 @@ func (f *flow) entries(l streams.Line, jobs int) int {
 		return max(1, int(float64(jobs)/fl+0.5))
 	}
 	return jobs
+}
+
+// linesFor is how many of a destination's lines (l's) to take about jobs
+// jobs from: all of lines, but where its entries are packs, no more than
+// it takes to make jobs at one entry a line.
+func (f *flow) linesFor(l streams.Line, jobs, lines int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.fill[destOf(l)]; fl > 1 {
+		return min(lines, max(1, int(math.Ceil(float64(jobs)/fl))))
+	}
+	return lines
 }
 
 // filled records a take of l that read jobs jobs from entries entries.

@@ -90,37 +90,52 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			return lines[i].Lane == streams.Transactional && lines[j].Lane != streams.Transactional
 		})
 		later := map[streams.Line]time.Time{}
-		var asks []ask
 		used := map[streams.Line]bool{}
-		for _, l := range lines {
-			if used[l] || (l.Campaign != "" && !e.campaignSends(ctx, l, later)) {
-				continue
-			}
-			fresh := !e.flow.knows(l)
-			sessions := e.flow.want(l)
-			if sessions == 0 {
-				// Enough attempts on it already: the next to end wakes it.
-				later[l] = e.Now().Add(maxWait)
-				continue
-			}
-			n := e.slots.take(sessions)
-			if n == 0 {
-				break
-			}
-			a := ask{lines: []streams.Line{l}, sessions: n}
-			used[l] = true
-			if fresh {
-				a.lines = e.widen(ctx, a.lines, used, later)
-			}
-			asks = append(asks, a)
-		}
+		asks, rest := e.asksOf(ctx, lines, used, later)
 		asks = e.admitAll(ctx, asks, later)
+		if len(rest) > 0 && e.slots.idle() > 0 {
+			// The worker slots ran out for asks the throttle did not
+			// fill (a paced destination wants more sessions than it
+			// may open): the lines after them are asked for now.
+			more, _ := e.asksOf(ctx, rest, used, later)
+			asks = append(asks, e.admitAll(ctx, more, later)...)
+		}
 		e.takeAll(ctx, asks, out)
 		if err := e.q.Defer(ctx, later); err != nil && ctx.Err() == nil {
 			e.Log.Error("reschedule lines", "err", err)
 		}
 		e.waiting.note(later)
 	}
+}
+
+// asksOf makes the asks for due lines, reserving worker slots for the
+// sessions each wants, until the slots run out: it returns the asks and
+// the lines left for want of slots.
+func (e *Engine) asksOf(ctx context.Context, lines []streams.Line, used map[streams.Line]bool, later map[streams.Line]time.Time) ([]ask, []streams.Line) {
+	var asks []ask
+	for i, l := range lines {
+		if used[l] || (l.Campaign != "" && !e.campaignSends(ctx, l, later)) {
+			continue
+		}
+		fresh := !e.flow.knows(l)
+		sessions := e.flow.want(l)
+		if sessions == 0 {
+			// Enough attempts on it already: the next to end wakes it.
+			later[l] = e.Now().Add(maxWait)
+			continue
+		}
+		n := e.slots.take(sessions)
+		if n == 0 {
+			return asks, lines[i:]
+		}
+		a := ask{lines: []streams.Line{l}, sessions: n}
+		used[l] = true
+		if fresh {
+			a.lines = e.widen(ctx, a.lines, used, later)
+		}
+		asks = append(asks, a)
+	}
+	return asks, nil
 }
 
 // campaignSends reports whether line l's campaign is sending. A paused

@@ -157,14 +157,20 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 		return
 	}
 	var ta []streams.TakeAsk
-	for _, a := range asks {
+	for i, a := range asks {
 		per := e.flow.runLen(a.lines[0])
 		for _, v := range a.vias {
 			if v != nil && v.ramping {
 				per = perSession // a warming source's room is counted in runs of perSession (admitVia)
 			}
 		}
-		n := (len(a.permits)*per + len(a.lines) - 1) / len(a.lines)
+		want := len(a.permits) * per
+		// Lines whose entries are packs give at least a pack each: from
+		// a destination wanting fewer jobs than a pack a line, only as
+		// many lines as make them (the others stay due).
+		a.lines = a.lines[:e.flow.linesFor(a.lines[0], want, len(a.lines))]
+		asks[i].lines = a.lines
+		n := (want + len(a.lines) - 1) / len(a.lines)
 		for _, l := range a.lines {
 			ta = append(ta, streams.TakeAsk{Line: l, N: e.flow.entries(l, n)})
 		}

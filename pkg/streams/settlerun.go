@@ -22,7 +22,9 @@ import (
 // are recorded (1). A job marked to go back (status "back", the record
 // its raw job: a job of a pack its run did not attempt) goes back in
 // its line as an entry of its own (3) and records nothing: its pack is
-// let go of in the same step as its attempted jobs' outcomes.
+// let go of in the same step as its attempted jobs' outcomes. The line
+// is made ready unless it is in the ready set already (a time the
+// throttle gave it stands).
 //
 // KEYS: line (or lane) stream, retry set, counters, records, events, the
 // shard's ready and lines sets, then the stored messages of the items that
@@ -58,7 +60,7 @@ end
 if backs > 0 then
   redis.call('SADD', KEYS[7], ARGV[5])
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[6], 'LT', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[5])
+  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[5])
 end
 if #acks == 0 then return out end
 local prev = {}
