@@ -3,12 +3,15 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/control"
+	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
 	"github.com/sluice-mta/sluice/pkg/store"
@@ -248,3 +251,71 @@ func TestLinePacksCutWhenTheThrottleSaysNotSoon(t *testing.T) {
 		}
 	}
 }
+
+// The jobs a run sends back in line when it cuts a pack short (a slow
+// receiver) are taken again at once, by whichever run the line server
+// starts next, even while the run that sent them back still holds them
+// (it lets go after its settle returns): never left pending for the
+// sweep (sweepEvery, 10 s) to find, nor refused as "already in flight",
+// nor left until the line server's next look (IdleWait, an hour here:
+// the run wakes it).
+func TestCutPackJobsAreTakenAgainAtOnce(t *testing.T) {
+	const n = 2000
+	var log rcptLog
+	srv := smtptest.Start(t, smtptest.Options{Discard: true, Rcpt: func(to string) error {
+		log.note(to)
+		var i int
+		if _, err := fmt.Sscanf(to, "user%05d@", &i); err == nil && i%5 == 0 {
+			time.Sleep(45 * time.Millisecond) // slower than slowAttempt: the run cuts its pack
+		}
+		return nil
+	}})
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), "cut", n, "example.test")
+	if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, srv.Addr)
+	cfg.Delivery.Workers = 64
+	cfg.Throttle.Providers = map[string]config.Limits{
+		"route:" + srv.Addr: {StartRate: 1e6, MaxRate: 1e6, Burst: 1000, MaxConnections: 32},
+	}
+	var refused atomic.Int64
+	enginetest.StartWith(t, cfg, func(d *engine.Deps) {
+		d.Log = slog.New(countHandler{msg: "job already in flight; left pending", n: &refused})
+		d.IdleWait = time.Hour
+	})
+	began := time.Now()
+	s := enginetest.WaitFinished(t, store.New(rdb, ks), "cut", 30*time.Second)
+	took := time.Since(began)
+	if s.Delivered != n || srv.Count() != n {
+		t.Fatalf("status %+v, %d messages", s, srv.Count())
+	}
+	for i := range n {
+		if got := log.count(fmt.Sprintf("user%05d@example.test", i)); got != 1 {
+			t.Fatalf("user%05d: %d RCPTs, want 1", i, got)
+		}
+	}
+	if refused.Load() > 0 || took > 9*time.Second {
+		t.Fatalf("%d takes refused as already in flight; finished in %v (a sweep puts back what is left pending after 10 s)", refused.Load(), took)
+	}
+}
+
+// countHandler is a slog handler counting the records of one message.
+type countHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countHandler) WithGroup(string) slog.Handler      { return h }

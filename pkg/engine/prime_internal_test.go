@@ -39,7 +39,7 @@ func TestPrimerPrimesOnlyWhileIdle(t *testing.T) {
 		t.Fatalf("an idle engine primed %v, want k00..k%02d once each", log.primed, primeMax-1)
 	}
 	log.primed = nil
-	e.inflight.add("job")
+	e.inflight.add(streams.Delivery{Job: streams.Job{ID: "job"}, StreamID: "1-0"})
 	e.primer().prime("k", streams.Marketing)
 	if len(log.primed) != 0 {
 		t.Fatalf("a busy engine primed %v", log.primed)

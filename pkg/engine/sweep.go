@@ -129,13 +129,13 @@ func (e *Engine) putBackLost(ctx context.Context, l streams.Line) (int, error) {
 		after = ds[len(ds)-1].StreamID
 		var mine []streams.Delivery
 		for _, d := range ds {
-			if e.inflight.add(d.ID) {
+			if e.inflight.add(d) {
 				mine = append(mine, d)
 			}
 		}
 		n, err := e.q.PutBack(ctx, l, mine)
 		for _, d := range mine {
-			e.inflight.remove(d.ID)
+			e.inflight.remove(d)
 		}
 		if moved += n; err != nil {
 			return moved, err

@@ -284,12 +284,12 @@ func (e *Engine) dispatch(a ask, taken []job, left map[streams.Line]int, out cha
 // in-flight set, all or none.
 func (e *Engine) claim(js []job) bool {
 	for i, j := range js {
-		if !e.inflight.add(j.d.ID) {
+		if !e.inflight.add(j.d) {
 			// A worker of this engine holds this job already (it cannot
 			// happen without a bug elsewhere): never two attempts at once.
 			e.Log.Error("job already in flight; left pending", "job", j.d.ID, "line", j.line.Name())
 			for _, k := range js[:i] {
-				e.inflight.remove(k.d.ID)
+				e.inflight.remove(k.d)
 			}
 			return false
 		}

@@ -68,7 +68,7 @@ func (e *Engine) work(ctx, hard context.Context, tx, mk <-chan task) {
 				i = end - 1
 				continue
 			default:
-				e.inflight.remove(j.d.ID)
+				e.inflight.remove(j.d)
 			}
 			if time.Since(began) > slowAttempt || time.Since(since) > holdOutcomes {
 				// A slow receiver's run: outcomes one by one, as they
@@ -145,19 +145,26 @@ func (e *Engine) settleDone(hard context.Context, done []attempted) []attempted 
 	}
 	e.settleRun(hard, done)
 	for _, a := range done {
-		e.inflight.remove(a.d.ID)
+		e.inflight.remove(a.d)
 	}
 	return done[:0]
 }
 
 // settleBack settles done with back, the jobs of a pack its run will not
 // attempt (none: done alone), which go back in their line as jobs of
-// their own in the same step; it returns done emptied.
+// their own in the same step, and wakes the line server for them (their
+// line is due now, which its last poll did not see); it returns done
+// emptied.
 func (e *Engine) settleBack(hard context.Context, done []attempted, back []job) []attempted {
 	for _, j := range back {
 		done = append(done, attempted{d: j.d, back: true, line: j.line})
+		e.inflight.goingBack(j.d)
 	}
-	return e.settleDone(hard, done)
+	done = e.settleDone(hard, done)
+	if len(back) > 0 {
+		e.wake()
+	}
+	return done
 }
 
 // giveUp ends a run early at rest, its jobs not attempted: the pack under
@@ -179,6 +186,9 @@ func (e *Engine) putBack(hard context.Context, rest []job) {
 	for _, j := range rest {
 		byLine[j.line] = append(byLine[j.line], j.d)
 	}
+	for _, j := range rest {
+		e.inflight.goingBack(j.d)
+	}
 	for l, ds := range byLine {
 		e.durably(hard, "put back", ds[0], func(ctx context.Context) error {
 			_, err := e.q.PutBack(ctx, l, ds)
@@ -186,7 +196,7 @@ func (e *Engine) putBack(hard context.Context, rest []job) {
 		})
 	}
 	for _, j := range rest {
-		e.inflight.remove(j.d.ID)
+		e.inflight.remove(j.d)
 	}
 }
 
