@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluice-mta/sluice/pkg/config"
 	"github.com/sluice-mta/sluice/pkg/control"
 	"github.com/sluice-mta/sluice/pkg/engine"
@@ -119,17 +121,7 @@ func TestLinePackRunsStopShortAndLoseNothing(t *testing.T) {
 		return nil
 	}})
 	ctx := context.Background()
-	prefix := redistest.Prefix(t)
-	ks := keyspace.Space(prefix)
-	rdb := redistest.Client(t)
-	path := enginetest.Campaign(t, t.TempDir(), "lp", n, "example.test")
-	if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := enginetest.Config(prefix, srv.Addr)
-	cfg.Throttle.Providers = map[string]config.Limits{
-		"route:" + srv.Addr: {StartRate: 1e6, MaxRate: 1e6, Burst: 1000, MaxConnections: 3},
-	}
+	rdb, ks, cfg := launchFast(t, "lp", n, srv.Addr, 3)
 	enginetest.Start(t, cfg)
 	for deadline := time.Now().Add(20 * time.Second); srv.Count() < n/3; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -270,19 +262,8 @@ func TestCutPackJobsAreTakenAgainAtOnce(t *testing.T) {
 		}
 		return nil
 	}})
-	ctx := context.Background()
-	prefix := redistest.Prefix(t)
-	ks := keyspace.Space(prefix)
-	rdb := redistest.Client(t)
-	path := enginetest.Campaign(t, t.TempDir(), "cut", n, "example.test")
-	if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := enginetest.Config(prefix, srv.Addr)
+	rdb, ks, cfg := launchFast(t, "cut", n, srv.Addr, 32)
 	cfg.Delivery.Workers = 64
-	cfg.Throttle.Providers = map[string]config.Limits{
-		"route:" + srv.Addr: {StartRate: 1e6, MaxRate: 1e6, Burst: 1000, MaxConnections: 32},
-	}
 	var refused atomic.Int64
 	enginetest.StartWith(t, cfg, func(d *engine.Deps) {
 		d.Log = slog.New(countHandler{msg: "job already in flight; left pending", n: &refused})
@@ -319,3 +300,22 @@ func (h countHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+// launchFast launches campaign id of n recipients at example.test and
+// returns an engine config sending it to addr with no rate limit and
+// conns connections.
+func launchFast(t *testing.T, id string, n int, addr string, conns int) (*redis.Client, keyspace.Space, *config.Config) {
+	t.Helper()
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	path := enginetest.Campaign(t, t.TempDir(), id, n, "example.test")
+	if _, err := launch.Launch(context.Background(), rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := enginetest.Config(prefix, addr)
+	cfg.Throttle.Providers = map[string]config.Limits{
+		"route:" + addr: {StartRate: 1e6, MaxRate: 1e6, Burst: 1000, MaxConnections: conns},
+	}
+	return rdb, ks, cfg
+}
