@@ -104,8 +104,7 @@ func (e *Engine) prepare(ctx context.Context, t job) plan {
 		return e.later(ctx, d, "suppression check failed", t.checkErr)
 	}
 	if b := t.suppressed; b != nil {
-		return settleWith(outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
-			Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
+		return settleWith(blockedOutcome(d, b))
 	}
 	src, err := e.source(ctx, d)
 	var unbuildable *buildError

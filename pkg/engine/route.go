@@ -231,8 +231,7 @@ func (e *Engine) suppressionPass(ctx, hard context.Context, ds []streams.Deliver
 			if back.take(d) {
 				continue
 			}
-			e.settle(hard, d, outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
-				Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail})
+			e.settle(hard, d, blockedOutcome(d, b))
 			continue
 		}
 		kept = append(kept, d)

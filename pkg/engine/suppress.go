@@ -22,6 +22,25 @@ func (e *Engine) suppressed(ctx context.Context, d streams.Delivery) (*suppressi
 	return res[0], nil
 }
 
+// engineSource is the Source of the entries the engine writes.
+const engineSource = "engine"
+
+// blockedOutcome is the outcome of d, whose recipient entry b blocks:
+// suppressed — unless b is d's own hard bounce, written before its
+// settle, which a restart or a takeover then cut off (the entry is written
+// first, see settleRun). A campaign has one job per recipient, so an
+// engine's hard-bounce entry naming d's campaign can only be d's: d ends
+// bounced, as its attempt did, with the reply the entry kept, and is not
+// attempted again.
+func blockedOutcome(d streams.Delivery, b *suppression.Entry) outcome.Outcome {
+	if d.Campaign != "" && b.Campaign == d.Campaign && b.Source == engineSource && b.Reason == suppression.HardBounce {
+		return outcome.Outcome{Status: outcome.Bounced, Scope: outcome.ScopeRecipient, Stage: outcome.StageQueue,
+			Code: b.Code, Enhanced: b.Enhanced, Text: b.Detail, Reason: "bounced_before"}
+	}
+	return outcome.Outcome{Status: outcome.Suppressed, Stage: outcome.StageQueue,
+		Reason: string(b.Reason), Text: "suppressed: " + string(b.Reason) + " " + b.Detail}
+}
+
 // recordSuppression adds what an outcome says about the recipient: a hard
 // bounce (5.1.x, 5.2.1, NXDOMAIN, null MX — classified recipient or domain
 // scope) suppresses it everywhere; a full mailbox counts toward the soft
@@ -38,7 +57,7 @@ func (e *Engine) recordSuppression(ctx context.Context, d streams.Delivery, out 
 	}
 	entry := suppression.Entry{
 		Address: d.To, Code: out.Code, Enhanced: out.Enhanced, Detail: out.Text,
-		Campaign: d.Campaign, Lane: string(d.Lane), Source: "engine",
+		Campaign: d.Campaign, Lane: string(d.Lane), Source: engineSource,
 	}
 	if hardBounce(out) {
 		entry.Reason = suppression.HardBounce

@@ -148,6 +148,52 @@ func TestAddressSuppressedWhileQueuedIsNotDelivered(t *testing.T) {
 	}
 }
 
+// TestOwnBounceCutOffBeforeItsSettleEndsBounced: a job whose hard bounce
+// went on the suppression list but whose settle a restart cut off (the
+// entry is written first) ends bounced with the reply its attempt got, not
+// suppressed, and is not attempted again; another campaign's bounce and an
+// operator's entry still suppress.
+func TestOwnBounceCutOffBeforeItsSettleEndsBounced(t *testing.T) {
+	var log rcptLog
+	srv := smtptest.Start(t, smtptest.Options{Rcpt: func(to string) error { log.note(to); return nil }})
+	prefix := redistest.Prefix(t)
+	ks := keyspace.Space(prefix)
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	path := enginetest.Campaign(t, t.TempDir(), "cut", 6, "example.test")
+	if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	l := suppression.New(rdb, ks)
+	for _, e := range []suppression.Entry{
+		// What an engine wrote for the campaign's job before a restart.
+		{Address: "user00001@example.test", Reason: suppression.HardBounce, Source: "engine", Campaign: "cut",
+			Code: 550, Enhanced: "5.1.1", Detail: "no such user"},
+		{Address: "user00002@example.test", Reason: suppression.HardBounce, Source: "engine", Campaign: "older",
+			Code: 550, Enhanced: "5.1.1", Detail: "no such user"},
+		{Address: "user00003@example.test", Reason: suppression.Manual, Source: "campaignctl", Campaign: "cut"},
+	} {
+		if err := l.Add(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enginetest.Start(t, enginetest.Config(prefix, srv.Addr))
+	st := store.New(rdb, ks)
+	s := waitFinished(t, st, "cut")
+	if s.Delivered != 3 || s.Bounced != 1 || s.Suppressed != 2 {
+		t.Fatalf("status %+v; want 3 delivered, 1 bounced, 2 suppressed", s)
+	}
+	for i := 1; i <= 3; i++ {
+		if n := log.count(fmt.Sprintf("user%05d@example.test", i)); n != 0 {
+			t.Fatalf("user%05d attempted %d times; want none", i, n)
+		}
+	}
+	rec, err := st.Record(ctx, "cut", "user00001@example.test")
+	if err != nil || rec.Status != "bounced" || rec.Code != 550 || rec.Enhanced != "5.1.1" || rec.Reply != "no such user" {
+		t.Fatalf("record %+v %v; want bounced with the reply of its attempt", rec, err)
+	}
+}
+
 func TestOneClickUnsubscribeBlocksMarketingButNotTransactional(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{})
 	prefix := redistest.Prefix(t)
