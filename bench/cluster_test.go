@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-mta/sluice/pkg/engine"
 	"github.com/sluice-mta/sluice/pkg/keyspace"
 	"github.com/sluice-mta/sluice/pkg/launch"
 	"github.com/sluice-mta/sluice/pkg/store"
@@ -50,9 +52,14 @@ import (
 // it fed its replica, per message. The bench waits for the sink to have
 // every message before it reads the campaign's status (BENCH_STATUSPOLL=1:
 // from the start, every 20 ms, as before; on the cluster every read is a
-// round trip on each master).
+// round trip on each master). Then three more pairs of one-redis and
+// cluster, one after the other, and the median of the busiest master's
+// CPU ÷ one Redis's (pairs).
 //
-// BENCH_N=4000 runs fewer recipients; with BENCH_CALLGRIND=1 (every
+// BENCH_CMDSTATS=1 adds each master's commands per message and its time
+// in them; BENCH_RTTRACE=DIR writes the engines' round trips to each node
+// by what they carry into DIR, a file a run. BENCH_N=4000 runs fewer
+// recipients; with BENCH_CALLGRIND=1 (every
 // redis-server under valgrind --tool=callgrind, see BENCHMARKS.md) each
 // line also says the user-space instructions per message on each master,
 // counted from just before the launch to the end of the delivery, and
@@ -65,7 +72,36 @@ func BenchmarkCluster20k(b *testing.B) {
 	b.Run("cluster-noreplica", func(b *testing.B) { benchCluster(b, true, 0, 2, true) })
 	b.Run("cluster-noreplica-1engine", func(b *testing.B) { benchCluster(b, true, 0, 1, true) })
 	b.Run("cluster-wait1", func(b *testing.B) { benchCluster(b, true, 1, 2, false) })
+	// The ratio the acceptance names, busiest master ÷ one Redis, taken
+	// from pairs run one after the other: a single pair's varies by a
+	// third with what else the two cores are doing at that moment.
+	var ratios []float64
+	for i := range clusterPairs {
+		var one, cl clusterRun
+		b.Run(fmt.Sprintf("pair%d/one-redis", i+1), func(b *testing.B) { one = benchCluster(b, false, 0, 1, false) })
+		b.Run(fmt.Sprintf("pair%d/cluster", i+1), func(b *testing.B) { cl = benchCluster(b, true, 0, 2, false) })
+		if one.busiest > 0 && cl.busiest > 0 {
+			ratios = append(ratios, cl.busiest/one.busiest)
+		}
+	}
+	b.Run("pairs", func(b *testing.B) {
+		if len(ratios) == 0 {
+			b.Skip("no pair ran")
+		}
+		slices.Sort(ratios)
+		med := ratios[len(ratios)/2]
+		b.Logf("busiest master of 2 engines on 3 masters ÷ 1 engine on one Redis, redis CPU per message: %.2f (median of %v)", med, ratios)
+		b.ReportMetric(med, "busiest-master÷one-redis")
+	})
 }
+
+// clusterPairs is how many one-redis, cluster pairs BenchmarkCluster20k
+// runs for its ratio.
+const clusterPairs = 3
+
+// clusterRun is what one run of a variant measured: redis CPU per
+// delivered message, µs, on the busiest master and on all of them.
+type clusterRun struct{ busiest, all float64 }
 
 // masterLoad is one master's CPU time, reads of requests (round trips)
 // and replication stream written so far (INFO cpu, stats, replication).
@@ -77,13 +113,14 @@ type masterLoad struct {
 	pid   string
 	user  time.Duration    // the user-space part of cpu
 	calls map[string]int64 // INFO commandstats calls, by command
+	usec  map[string]int64 // INFO commandstats usec, by command
 	csw   int64            // context switches of its main thread (voluntary and not)
 }
 
 // benchCluster runs one variant: on the cluster (noReplicas: three masters
 // alone) or on the package's redis-server (replica: with a replica of its
 // own, as each master of the cluster has).
-func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas bool, replica ...bool) {
+func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas bool, replica ...bool) (run clusterRun) {
 	n := 20000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
 		n = v // a smaller run, for redis-server under callgrind
@@ -115,6 +152,10 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 		if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{WaitReplicas: wait}); err != nil {
 			b.Fatal(err)
 		}
+		var trips *tripTrace
+		if os.Getenv("BENCH_RTTRACE") != "" {
+			trips = &tripTrace{}
+		}
 		start := time.Now()
 		for i := range engines {
 			cfg := enginetest.Config(prefix, srv.Addr)
@@ -124,7 +165,11 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 				cfg.Redis.Cluster = c.Addrs()
 				cfg.Redis.WaitReplicas = wait
 			}
-			enginetest.Start(b, cfg)
+			enginetest.StartWith(b, cfg, func(d *engine.Deps) {
+				if trips != nil {
+					trips.attach(d.Redis)
+				}
+			})
 		}
 		if os.Getenv("BENCH_STATUSPOLL") == "" {
 			// Watch the sink first: the campaign's status, read every
@@ -141,6 +186,14 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 		}
 		took := time.Since(start)
 		after := loads(b, c)
+		if trips != nil {
+			// In a file: a benchmark's log is cut after a few lines.
+			f := filepath.Join(os.Getenv("BENCH_RTTRACE"), strings.ReplaceAll(b.Name(), "/", "_")+".txt")
+			if err := os.WriteFile(f, []byte(trips.String()), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("the engines' round trips, by node and step: %s", f)
+		}
 		var instr []int64 // per master, launch and delivery
 		if grind {
 			for _, m := range after {
@@ -170,8 +223,10 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 			b.Logf("commands per message, all masters (launch included): %s", callsPerMsg(before, after, n))
 			for i := range after {
 				b.Logf("… on %s: %s", after[i].addr, callsPerMsg(before[i:i+1], after[i:i+1], n))
+				b.Logf("… µs a message in commands on %s: %s", after[i].addr, usecPerMsg(before[i], after[i], n))
 			}
 		}
+		run = clusterRun{busiest: perMsg(most, n), all: perMsg(total, n)}
 		b.ReportMetric(float64(n)/took.Seconds(), "delivered-msg/s")
 		b.ReportMetric(perMsg(most, n), "redis-cpu-µs/msg/busiest-master")
 		b.ReportMetric(perMsg(total, n), "redis-cpu-µs/msg/all-masters")
@@ -203,6 +258,7 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 			}
 		}
 	}
+	return run
 }
 
 // startReplica starts a replica of the package's redis-server for the
@@ -332,13 +388,34 @@ func loads(b *testing.B, c *clustertest.Cluster) []masterLoad {
 		reads, _ := strconv.ParseInt(info["Stats"]["total_reads_processed"], 10, 64)
 		repl, _ := strconv.ParseInt(info["Replication"]["master_repl_offset"], 10, 64)
 		m := masterLoad{addr: addr, cpu: secs("used_cpu_user") + secs("used_cpu_sys"), user: secs("used_cpu_user"),
-			reads: reads, repl: repl, pid: info["Server"]["process_id"], calls: map[string]int64{}}
+			reads: reads, repl: repl, pid: info["Server"]["process_id"], calls: map[string]int64{}, usec: map[string]int64{}}
 		for k, v := range info["Commandstats"] { // cmdstat_get: calls=3,usec=12,...
 			calls, _ := strconv.ParseInt(strings.TrimPrefix(strings.Split(v, ",")[0], "calls="), 10, 64)
 			m.calls[strings.TrimPrefix(k, "cmdstat_")] = calls
+			if _, u, ok := strings.Cut(v, "usec="); ok {
+				us, _ := strconv.ParseInt(strings.Split(u, ",")[0], 10, 64)
+				m.usec[strings.TrimPrefix(k, "cmdstat_")] = us
+			}
 		}
 		m.csw = switches(m.pid)
 		out = append(out, m)
 	}
 	return out
+}
+
+// usecPerMsg is one master's time in commands per message (INFO
+// commandstats usec; a script's includes the commands it calls), by
+// command, the 12 largest.
+func usecPerMsg(before, after masterLoad, n int) string {
+	us := map[string]int64{}
+	for k, v := range after.usec {
+		us[k] = v - before.usec[k]
+	}
+	keys := slices.Collect(maps.Keys(us))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(us[b], us[a]) })
+	var out []string
+	for _, k := range keys[:min(len(keys), 12)] {
+		out = append(out, fmt.Sprintf("%s %.2f", k, float64(us[k])/float64(n)))
+	}
+	return strings.Join(out, ", ")
 }

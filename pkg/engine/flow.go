@@ -32,6 +32,18 @@ func (w *waiting) note(later map[streams.Line]time.Time) {
 	}
 }
 
+// keep drops from later the lines take has given up since note (their
+// key's rate went up): they are due now, not then.
+func (w *waiting) keep(later map[streams.Line]time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for l := range later {
+		if !w.lines[l.Key][l] {
+			delete(later, l)
+		}
+	}
+}
+
 func (w *waiting) take(key string) []streams.Line {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -290,4 +302,20 @@ func (f *flow) woken() map[streams.Line]time.Time {
 	}
 	f.wake = nil
 	return out
+}
+
+// wakeAgain gives back the lines woken returned that could not be made
+// due.
+func (f *flow) wakeAgain(ls map[streams.Line]time.Time) {
+	if len(ls) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.wake == nil {
+		f.wake = map[streams.Line]bool{}
+	}
+	for l := range ls {
+		f.wake[l] = true
+	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
 	"sort"
 	"time"
 
@@ -57,6 +58,9 @@ func (e *Engine) pollLines() int { return min(max(2*e.slots.idle(), 2), 64) }
 // ever waits on the throttle, and a suspended line costs nothing).
 // Transactional lines are served first.
 func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan task) {
+	// carry are the lines a round with nothing to take scored for later:
+	// the next poll writes them first, in its round trip.
+	var carry map[streams.Line]time.Time
 	for ctx.Err() == nil {
 		if !e.waitHealthy(ctx) {
 			return
@@ -65,16 +69,19 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 		if !e.slots.wait(ctx) {
 			return
 		}
-		// Lines passed over for their attempts in flight, one of which
-		// has ended since: due again.
-		if woken := e.flow.woken(); len(woken) > 0 {
-			if err := e.q.Defer(ctx, woken); err != nil && ctx.Err() == nil {
-				e.Log.Error("reschedule lines", "err", err)
-			}
-		}
 		e.pace.wait(ctx, e.inflight.len())
-		lines, next, err := e.q.Poll(ctx, e.Now(), e.pollLines())
+		// The poll's round trip first writes carry (but for the lines a
+		// raise made due since) and makes due again the lines passed
+		// over for their attempts in flight, one of which has ended
+		// since; if it fails, the next poll does.
+		e.waiting.keep(carry)
+		woken := e.flow.woken()
+		first := make(map[streams.Line]time.Time, len(carry)+len(woken))
+		maps.Copy(first, carry)
+		maps.Copy(first, woken)
+		lines, next, err := e.q.Poll(ctx, e.Now(), e.pollLines(), first)
 		if err != nil {
+			e.flow.wakeAgain(woken)
 			if ctx.Err() == nil {
 				e.health.failed(err)
 				e.Log.Error("due lines", "err", err)
@@ -82,6 +89,7 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			}
 			continue
 		}
+		carry = nil
 		if len(lines) == 0 {
 			e.sleepUntil(ctx, next)
 			continue
@@ -100,8 +108,10 @@ func (e *Engine) serveLines(ctx, hard context.Context, out map[streams.Lane]chan
 			more, _ := e.asksOf(ctx, rest, used, later)
 			asks = append(asks, e.admitAll(ctx, more, later)...)
 		}
-		e.takeAll(ctx, asks, out)
-		if err := e.q.Defer(ctx, later); err != nil && ctx.Err() == nil {
+		// The takes and the lines scored for later: one round trip.
+		if len(asks) == 0 {
+			carry = later
+		} else if err := e.takeAll(ctx, asks, out, later); err != nil && ctx.Err() == nil {
 			e.Log.Error("reschedule lines", "err", err)
 		}
 		e.waiting.note(later)

@@ -150,11 +150,12 @@ func (e *Engine) admitAll(ctx context.Context, asks []ask, later map[streams.Lin
 
 // takeAll reads up to a run's length (flow.runLen) per permit of every asked
 // destination (shared among its lines), every line in one pipelined round
-// trip, checks them against the suppression list (one check per lane),
-// and hands each destination's to workers (see dispatch).
-func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]chan task) {
+// trip that also scores the lines of later (its error is that scoring's),
+// checks them against the suppression list (one check per lane), and
+// hands each destination's to workers (see dispatch).
+func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]chan task, later map[streams.Line]time.Time) error {
 	if len(asks) == 0 {
-		return
+		return e.q.Defer(ctx, later)
 	}
 	var ta []streams.TakeAsk
 	for i, a := range asks {
@@ -175,7 +176,7 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 			ta = append(ta, streams.TakeAsk{Line: l, N: e.flow.entries(l, n)})
 		}
 	}
-	taken := e.q.TakeMany(ctx, ta)
+	taken, deferErr := e.q.TakeMany(ctx, ta, later)
 	byLane := map[streams.Lane][]string{} // recipients, to check
 	for i, t := range taken {
 		if t.Err != nil && ctx.Err() == nil {
@@ -220,6 +221,7 @@ func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]c
 		}
 		e.dispatch(a, jobs, left, out[a.lines[0].Lane])
 	}
+	return deferErr
 }
 
 // takenJobs counts the jobs of ts.

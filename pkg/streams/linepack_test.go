@@ -68,7 +68,7 @@ func TestLinePackSettledWithItsRestBack(t *testing.T) {
 	if d := q.streamDepths(ctx, []string{q.LineStream(line)})[0]; d != (StreamDepth{Unread: 7}) {
 		t.Fatalf("line depth %+v: want the last pack and 6 jobs back", d)
 	}
-	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != line {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10, nil); len(due) != 1 || due[0] != line {
 		t.Fatalf("due %v", due)
 	}
 	again, _, err := q.Take(ctx, line, 10)

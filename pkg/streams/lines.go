@@ -79,9 +79,11 @@ end
 // Poll reads every shard's ready set in one pipelined round trip (its n
 // earliest lines each) and returns the lines worth reading now, longest
 // waiting first within a shard, and when the earliest of the others is
-// due (zero when none waits).
-func (q *Queue) Poll(ctx context.Context, now time.Time, n int) ([]Line, time.Time, error) {
+// due (zero when none waits). The lines of first are scored as Defer
+// does before the reads, in the same round trip.
+func (q *Queue) Poll(ctx context.Context, now time.Time, n int, first map[Line]time.Time) ([]Line, time.Time, error) {
 	pipe := q.rdb.Pipeline()
+	q.deferIn(ctx, pipe, first)
 	cmds := make([]*redis.ZSliceCmd, keyspace.Shards)
 	for shard := range cmds {
 		cmds[shard] = pipe.ZRangeWithScores(ctx, q.ready(shard), 0, int64(n-1))
@@ -119,11 +121,28 @@ func (q *Queue) Defer(ctx context.Context, at map[Line]time.Time) error {
 		return nil
 	}
 	pipe := q.rdb.Pipeline()
-	for l, t := range at {
-		pipe.ZAddXX(ctx, q.ready(l.Shard), redis.Z{Score: float64(t.UnixMilli()), Member: l.Name()})
-	}
+	q.deferIn(ctx, pipe, at)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("defer lines: %w", err)
+	}
+	return nil
+}
+
+// deferIn queues Defer's scores of at in pipe.
+func (q *Queue) deferIn(ctx context.Context, pipe redis.Pipeliner, at map[Line]time.Time) []*redis.IntCmd {
+	cmds := make([]*redis.IntCmd, 0, len(at))
+	for l, t := range at {
+		cmds = append(cmds, pipe.ZAddXX(ctx, q.ready(l.Shard), redis.Z{Score: float64(t.UnixMilli()), Member: l.Name()}))
+	}
+	return cmds
+}
+
+// deferred is the error of the first of Defer's scores that failed.
+func deferred(cmds []*redis.IntCmd) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("defer lines: %w", err)
+		}
 	}
 	return nil
 }
@@ -158,7 +177,8 @@ return {entries, left}
 // settled, as jobs read from a lane are), and says how many entries are
 // left waiting in the line after them.
 func (q *Queue) Take(ctx context.Context, l Line, n int) ([]Delivery, int, error) {
-	r := q.TakeMany(ctx, []TakeAsk{{Line: l, N: n}})[0]
+	rs, _ := q.TakeMany(ctx, []TakeAsk{{Line: l, N: n}}, nil)
+	r := rs[0]
 	return r.Jobs, r.Left, r.Err
 }
 
@@ -193,11 +213,13 @@ func countEntries(ds []Delivery) int {
 
 // TakeMany takes from several lines (each as Take does) in one
 // pipelined round trip: a poll's due lines, however many shards they are
-// in. With replicas to wait for (WaitReplicas) each line's take is one
-// script, so that one WAIT covers it; without, see takeDirect.
-func (q *Queue) TakeMany(ctx context.Context, asks []TakeAsk) []Taken {
+// in, and scores the lines of later as Defer does after the takes, in the
+// same round trip (its error is Defer's). With replicas to wait for
+// (WaitReplicas) each line's take is one script, so that one WAIT covers
+// it, and later is scored apart; without, see takeDirect.
+func (q *Queue) TakeMany(ctx context.Context, asks []TakeAsk, later map[Line]time.Time) ([]Taken, error) {
 	if q.repl == nil {
-		return q.takeDirect(ctx, asks)
+		return q.takeDirect(ctx, asks, later)
 	}
 	calls := make([]scriptCall, len(asks))
 	for i, a := range asks {
@@ -208,7 +230,7 @@ func (q *Queue) TakeMany(ctx context.Context, asks []TakeAsk) []Taken {
 	for i, c := range q.runAllReplicated(ctx, takeScript, calls) {
 		out[i] = q.taken(asks[i].Line, c)
 	}
-	return out
+	return out, q.Defer(ctx, later)
 }
 
 func (q *Queue) taken(l Line, c *redis.Cmd) Taken {

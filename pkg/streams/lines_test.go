@@ -42,7 +42,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if n, _ := q.Route(ctx, Marketing, rs); n != 0 {
 		t.Fatalf("routed %d jobs no longer held", n)
 	}
-	due, _, err := q.Poll(ctx, time.Now().Add(time.Second), 10)
+	due, _, err := q.Poll(ctx, time.Now().Add(time.Second), 10, nil)
 	if err != nil || len(due) != 2 {
 		t.Fatalf("due %v %v", due, err)
 	}
@@ -50,7 +50,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if err := q.Defer(ctx, map[Line]time.Time{slow: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != fast {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10, nil); len(due) != 1 || due[0] != fast {
 		t.Fatalf("due after defer %v", due)
 	}
 	got, left, err := q.Take(ctx, fast, 2)
@@ -61,7 +61,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if len(got2) != 1 {
 		t.Fatalf("take %d", len(got2))
 	}
-	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 0 {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10, nil); len(due) != 0 {
 		t.Fatalf("due %v after the fast line ran out", due)
 	}
 	for _, d := range append(got, got2...) {
@@ -80,7 +80,7 @@ func TestLinesRouteTakeAndLeave(t *testing.T) {
 	if n, err := q.Wake(ctx, "mx:slow.test"); n != 1 || err != nil {
 		t.Fatalf("wake %d %v", n, err)
 	}
-	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 1 || due[0] != slow {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10, nil); len(due) != 1 || due[0] != slow {
 		t.Fatalf("due after wake %v", due)
 	}
 	// A restart puts held line jobs back, once.
@@ -129,14 +129,14 @@ func TestLinesSharingAKeyTakeTurns(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != big {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10, nil); len(due) != 2 || due[0] != big {
 		t.Fatalf("due %v, want big first", due)
 	}
 	time.Sleep(5 * time.Millisecond)
 	if got, left, _ := q.Take(ctx, big, 1); len(got) != 1 || left != 3 {
 		t.Fatal("take")
 	}
-	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10); len(due) != 2 || due[0] != small {
+	if due, _, _ := q.Poll(ctx, time.Now().Add(time.Second), 10, nil); len(due) != 2 || due[0] != small {
 		t.Fatalf("due %v, want small first after big took its turn", due)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -33,14 +34,16 @@ return left
 
 // takeDirect is TakeMany without a replica to wait for: each line's jobs
 // are read by a plain XREADGROUP and its place in the ready set set
-// right after it by afterTakeScript, all in one pipelined round trip. A
+// right after it by afterTakeScript, all in one pipelined round trip
+// (with later's scores after them). A
 // script reading them would copy every job into Lua and back (the
 // larger part of a take's cost in redis-server); the two halves need no
 // atomicity, as the second decides on the line's state when it runs.
-func (q *Queue) takeDirect(ctx context.Context, asks []TakeAsk) []Taken {
+func (q *Queue) takeDirect(ctx context.Context, asks []TakeAsk, later map[Line]time.Time) ([]Taken, error) {
 	reads := make([]*redis.XStreamSliceCmd, len(asks))
 	afters := make([]*redis.Cmd, len(asks))
 	keys := make([][]string, len(asks))
+	var scored []*redis.IntCmd
 	run := func(eval bool, at []int) {
 		pipe := q.rdb.Pipeline()
 		for _, i := range at {
@@ -56,6 +59,9 @@ func (q *Queue) takeDirect(ctx context.Context, asks []TakeAsk) []Taken {
 			} else {
 				afters[i] = afterTakeScript.EvalSha(ctx, pipe, keys[i], Group, l.Name())
 			}
+		}
+		if !eval { // the first round trip scores later's lines too
+			scored = q.deferIn(ctx, pipe, later)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
@@ -77,7 +83,7 @@ func (q *Queue) takeDirect(ctx context.Context, asks []TakeAsk) []Taken {
 	for i, a := range asks {
 		out[i] = q.takenDirect(a.Line, reads[i], afters[i])
 	}
-	return out
+	return out, deferred(scored)
 }
 
 // takenDirect is what takeDirect took from line l: the jobs read, and
