@@ -112,14 +112,7 @@ func laneEntries(t *testing.T, q *streams.Queue) int {
 func TestLinePackRunsStopShortAndLoseNothing(t *testing.T) {
 	const n = 600
 	var log rcptLog
-	srv := smtptest.Start(t, smtptest.Options{Discard: true, Rcpt: func(to string) error {
-		log.note(to)
-		var i int
-		if _, err := fmt.Sscanf(to, "user%05d@", &i); err == nil && i%7 == 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
-		return nil
-	}})
+	srv := slowReceiver(t, &log, 7, 50*time.Millisecond)
 	ctx := context.Background()
 	rdb, ks, cfg := launchFast(t, "lp", n, srv.Addr, 3)
 	enginetest.Start(t, cfg)
@@ -254,14 +247,7 @@ func TestLinePacksCutWhenTheThrottleSaysNotSoon(t *testing.T) {
 func TestCutPackJobsAreTakenAgainAtOnce(t *testing.T) {
 	const n = 2000
 	var log rcptLog
-	srv := smtptest.Start(t, smtptest.Options{Discard: true, Rcpt: func(to string) error {
-		log.note(to)
-		var i int
-		if _, err := fmt.Sscanf(to, "user%05d@", &i); err == nil && i%5 == 0 {
-			time.Sleep(45 * time.Millisecond) // slower than slowAttempt: the run cuts its pack
-		}
-		return nil
-	}})
+	srv := slowReceiver(t, &log, 5, 45*time.Millisecond) // slower than slowAttempt: the run cuts its pack
 	rdb, ks, cfg := launchFast(t, "cut", n, srv.Addr, 32)
 	cfg.Delivery.Workers = 64
 	var refused atomic.Int64
@@ -318,4 +304,19 @@ func launchFast(t *testing.T, id string, n int, addr string, conns int) (*redis.
 		"route:" + addr: {StartRate: 1e6, MaxRate: 1e6, Burst: 1000, MaxConnections: conns},
 	}
 	return rdb, ks, cfg
+}
+
+// slowReceiver starts a discarding receiver that notes every RCPT in log
+// and takes pause over the RCPT of every recipient userNNNNN whose number
+// is a multiple of every.
+func slowReceiver(t *testing.T, log *rcptLog, every int, pause time.Duration) *smtptest.Server {
+	t.Helper()
+	return smtptest.Start(t, smtptest.Options{Discard: true, Rcpt: func(to string) error {
+		log.note(to)
+		var i int
+		if _, err := fmt.Sscanf(to, "user%05d@", &i); err == nil && i%every == 0 {
+			time.Sleep(pause)
+		}
+		return nil
+	}})
 }

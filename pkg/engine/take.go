@@ -152,11 +152,9 @@ func (e *Engine) admitAll(ctx context.Context, asks []ask, later map[streams.Lin
 // destination (shared among its lines), every line in one pipelined round
 // trip that also scores the lines of later (its error is that scoring's),
 // checks them against the suppression list (one check per lane), and
-// hands each destination's to workers (see dispatch).
+// hands each destination's to workers (see dispatch). A round with no
+// asks does not come here: the next poll scores its later (serveLines).
 func (e *Engine) takeAll(ctx context.Context, asks []ask, out map[streams.Lane]chan task, later map[streams.Line]time.Time) error {
-	if len(asks) == 0 {
-		return e.q.Defer(ctx, later)
-	}
 	var ta []streams.TakeAsk
 	for i, a := range asks {
 		per := e.flow.runLen(a.lines[0])

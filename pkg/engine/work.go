@@ -185,8 +185,6 @@ func (e *Engine) putBack(hard context.Context, rest []job) {
 	byLine := map[streams.Line][]streams.Delivery{}
 	for _, j := range rest {
 		byLine[j.line] = append(byLine[j.line], j.d)
-	}
-	for _, j := range rest {
 		e.inflight.goingBack(j.d)
 	}
 	for l, ds := range byLine {
