@@ -36,6 +36,17 @@ func TestWaitReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The replica is in sync on its side (Start); the master may list it
+	// a moment later, and a queue that counted no replica then waits on
+	// none for replicaCheck: the freeze below would go unnoticed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, err := replicasOf(ctx, master, true); err == nil && n >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the master does not count its replica after 10 s")
+		}
+	}
 	waiting, plain := New(rdb, ks, "w"), New(master, ks, "p")
 	const timeout = 300 * time.Millisecond
 	waiting.WaitReplicas(1, timeout)
