@@ -41,7 +41,9 @@ import (
 // baseline with a replica, as each master has), cluster-1engine (one
 // engine: the second engine's polling and smaller batches), and
 // cluster-noreplica, cluster-noreplica-1engine (three masters without
-// replicas: the cost of feeding them).
+// replicas: the cost of feeding them), and one-node-cluster (one engine on
+// one redis-server in cluster mode holding every slot: what cluster mode
+// itself costs, apart from the sharding).
 //
 // On two cores the total may not rise (the engines, six redis-servers and
 // the receiver share them); what the sharding of issue #12 must bring is
@@ -57,7 +59,10 @@ import (
 // CPU ÷ one Redis's (pairs).
 //
 // BENCH_CMDSTATS=1 adds each master's commands per message and its time
-// in them; BENCH_RTTRACE=DIR writes the engines' round trips to each node
+// in them; BENCH_LAUNCHONLY=1 launches the campaign and prints each
+// master's CPU per recipient for the launch alone (no engine runs: the
+// same scripts on the same shards, each master a third of them);
+// BENCH_RTTRACE=DIR writes the engines' round trips to each node
 // by what they carry into DIR, a file a run. BENCH_N=4000 runs fewer
 // recipients; with BENCH_CALLGRIND=1 (every
 // redis-server under valgrind --tool=callgrind, see BENCHMARKS.md) each
@@ -65,21 +70,17 @@ import (
 // counted from just before the launch to the end of the delivery, and
 // what each master retires per second while the engines idle after it.
 func BenchmarkCluster20k(b *testing.B) {
-	b.Run("one-redis", func(b *testing.B) { benchCluster(b, false, 0, 1, false) })
-	b.Run("one-redis-replica", func(b *testing.B) { benchCluster(b, false, 0, 1, false, true) })
-	b.Run("cluster", func(b *testing.B) { benchCluster(b, true, 0, 2, false) })
-	b.Run("cluster-1engine", func(b *testing.B) { benchCluster(b, true, 0, 1, false) })
-	b.Run("cluster-noreplica", func(b *testing.B) { benchCluster(b, true, 0, 2, true) })
-	b.Run("cluster-noreplica-1engine", func(b *testing.B) { benchCluster(b, true, 0, 1, true) })
-	b.Run("cluster-wait1", func(b *testing.B) { benchCluster(b, true, 1, 2, false) })
+	for _, v := range clusterVariants {
+		b.Run(v.name, func(b *testing.B) { benchCluster(b, v) })
+	}
 	// The ratio the acceptance names, busiest master ÷ one Redis, taken
 	// from pairs run one after the other: a single pair's varies by a
 	// third with what else the two cores are doing at that moment.
 	var ratios []float64
 	for i := range clusterPairs {
 		var one, cl clusterRun
-		b.Run(fmt.Sprintf("pair%d/one-redis", i+1), func(b *testing.B) { one = benchCluster(b, false, 0, 1, false) })
-		b.Run(fmt.Sprintf("pair%d/cluster", i+1), func(b *testing.B) { cl = benchCluster(b, true, 0, 2, false) })
+		b.Run(fmt.Sprintf("pair%d/one-redis", i+1), func(b *testing.B) { one = benchCluster(b, clusterVariants[0]) })
+		b.Run(fmt.Sprintf("pair%d/cluster", i+1), func(b *testing.B) { cl = benchCluster(b, clusterVariants[2]) })
 		if one.busiest > 0 && cl.busiest > 0 {
 			ratios = append(ratios, cl.busiest/one.busiest)
 		}
@@ -99,6 +100,29 @@ func BenchmarkCluster20k(b *testing.B) {
 // runs for its ratio.
 const clusterPairs = 3
 
+// clusterVariant is one way BenchmarkCluster20k delivers its campaign.
+type clusterVariant struct {
+	name    string
+	cluster bool                // on a cluster started with opts, else on the package's redis-server
+	opts    clustertest.Options // the cluster's
+	replica bool                // one Redis with a replica of its own, as each master of the cluster has
+	engines int
+	wait    int // redis.wait_replicas
+}
+
+// clusterVariants are BenchmarkCluster20k's runs: one-redis first and
+// cluster third (the pairs run them).
+var clusterVariants = []clusterVariant{
+	{name: "one-redis", engines: 1},
+	{name: "one-redis-replica", replica: true, engines: 1},
+	{name: "cluster", cluster: true, engines: 2},
+	{name: "cluster-1engine", cluster: true, engines: 1},
+	{name: "cluster-noreplica", cluster: true, opts: clustertest.Options{NoReplicas: true}, engines: 2},
+	{name: "cluster-noreplica-1engine", cluster: true, opts: clustertest.Options{NoReplicas: true}, engines: 1},
+	{name: "cluster-wait1", cluster: true, engines: 2, wait: 1},
+	{name: "one-node-cluster", cluster: true, opts: clustertest.Options{OneNode: true}, engines: 1},
+}
+
 // clusterRun is what one run of a variant measured: redis CPU per
 // delivered message, µs, on the busiest master and on all of them.
 type clusterRun struct{ busiest, all float64 }
@@ -117,10 +141,8 @@ type masterLoad struct {
 	csw   int64            // context switches of its main thread (voluntary and not)
 }
 
-// benchCluster runs one variant: on the cluster (noReplicas: three masters
-// alone) or on the package's redis-server (replica: with a replica of its
-// own, as each master of the cluster has).
-func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas bool, replica ...bool) (run clusterRun) {
+// benchCluster runs one variant.
+func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 	n := 20000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
 		n = v // a smaller run, for redis-server under callgrind
@@ -132,13 +154,15 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 		path := enginetest.Campaign(b, b.TempDir(), "bench", n, "example.test")
 		var rdb redis.UniversalClient
 		var c *clustertest.Cluster
-		prefix, engines := redistest.Prefix(b), 1
-		if cluster {
-			c = clustertest.StartWith(b, clustertest.Options{NoReplicas: noReplicas, NodeTimeout: benchNodeTimeout})
-			rdb, engines = c.Client(b), nEngines
+		prefix := redistest.Prefix(b)
+		if v.cluster {
+			o := v.opts
+			o.NodeTimeout = benchNodeTimeout
+			c = clustertest.StartWith(b, o)
+			rdb = c.Client(b)
 		} else {
 			rdb = redistest.Client(b)
-			if len(replica) > 0 && replica[0] {
+			if v.replica {
 				startReplica(b)
 			}
 		}
@@ -149,21 +173,33 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 				callgrind(b, "-z", m.pid)
 			}
 		}
-		if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{WaitReplicas: wait}); err != nil {
+		if _, err := launch.Launch(ctx, rdb, ks, path, launch.Options{WaitReplicas: v.wait}); err != nil {
 			b.Fatal(err)
+		}
+		if os.Getenv("BENCH_LAUNCHONLY") != "" {
+			after := loads(b, c)
+			var per []string
+			var total time.Duration
+			for i := range after {
+				cpu, u := after[i].cpu-before[i].cpu, after[i].user-before[i].user
+				per = append(per, fmt.Sprintf("%.2f (user %.2f)", perMsg(cpu, n), perMsg(u, n)))
+				total += cpu
+			}
+			b.Logf("launch only: redis CPU µs per recipient on each master: %s; all %.2f", strings.Join(per, ", "), perMsg(total, n))
+			continue
 		}
 		var trips *tripTrace
 		if os.Getenv("BENCH_RTTRACE") != "" {
 			trips = &tripTrace{}
 		}
 		start := time.Now()
-		for i := range engines {
+		for i := range v.engines {
 			cfg := enginetest.Config(prefix, srv.Addr)
 			cfg.Delivery.Workers = 64
 			cfg.Delivery.Consumer = "bench" + strconv.Itoa(i+1)
-			if cluster {
+			if v.cluster {
 				cfg.Redis.Cluster = c.Addrs()
-				cfg.Redis.WaitReplicas = wait
+				cfg.Redis.WaitReplicas = v.wait
 			}
 			enginetest.StartWith(b, cfg, func(d *engine.Deps) {
 				if trips != nil {
@@ -218,7 +254,7 @@ func benchCluster(b *testing.B, cluster bool, wait, nEngines int, noReplicas boo
 			most, total, user, reads, repl = max(most, cpu), total+cpu, user+u, reads+r, repl+rb
 		}
 		b.Logf("%d engine(s) on %d master(s), wait_replicas %d, %d recipients: %.0f delivered msg/s; redis CPU per message on each master: %s; all masters %.1f µs (user %.1f)",
-			engines, len(after), wait, n, float64(n)/took.Seconds(), strings.Join(per, ", "), perMsg(total, n), perMsg(user, n))
+			v.engines, len(after), v.wait, n, float64(n)/took.Seconds(), strings.Join(per, ", "), perMsg(total, n), perMsg(user, n))
 		if os.Getenv("BENCH_CMDSTATS") != "" {
 			b.Logf("commands per message, all masters (launch included): %s", callsPerMsg(before, after, n))
 			for i := range after {

@@ -47,6 +47,10 @@ type Options struct {
 	// NoReplicas starts three masters without replicas (benchmarks that
 	// separate the cost of replication).
 	NoReplicas bool
+	// OneNode starts one master holding every slot, without a replica
+	// (benchmarks that separate what cluster mode itself costs from
+	// what sharding saves).
+	OneNode bool
 	// NodeTimeout is the cluster-node-timeout (NodeTimeout when zero).
 	// Every node pings each other one at least every half of it, so
 	// benchmarks that fail no node take Redis's default, 15 s.
@@ -95,8 +99,11 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		"--cluster-replica-validity-factor", "0", // any replica may take over, however long its link was down
 		"--repl-diskless-sync-delay", "0", // replicas sync at once, not after 5 s
 	}
-	n, replicas := nodes, "1"
-	if o.NoReplicas {
+	n, replicas, masters := nodes, "1", nodes/2
+	switch {
+	case o.OneNode:
+		n, masters = 1, 1
+	case o.NoReplicas:
 		n, replicas = nodes/2, "0"
 	}
 	for range n {
@@ -104,14 +111,21 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		c.servers = append(c.servers, s)
 		c.admin[s.Addr()] = s.Client(t)
 	}
-	create := append(append([]string{"--cluster", "create"}, c.Addrs()...), "--cluster-replicas", replicas, "--cluster-yes")
-	if out, err := exec.Command(cli, create...).CombinedOutput(); err != nil {
-		t.Fatalf("clustertest: redis-cli %s: %v\n%s", strings.Join(create, " "), err, out)
+	if o.OneNode {
+		// redis-cli --cluster create wants three masters at least.
+		if err := c.admin[c.servers[0].Addr()].Do(context.Background(), "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+			t.Fatalf("clustertest: CLUSTER ADDSLOTSRANGE 0 16383: %v", err)
+		}
+	} else {
+		create := append(append([]string{"--cluster", "create"}, c.Addrs()...), "--cluster-replicas", replicas, "--cluster-yes")
+		if out, err := exec.Command(cli, create...).CombinedOutput(); err != nil {
+			t.Fatalf("clustertest: redis-cli %s: %v\n%s", strings.Join(create, " "), err, out)
+		}
 	}
 	c.await(t, "the cluster to form", func(ctx context.Context) error {
 		ms, err := c.settled(ctx)
-		if err == nil && len(ms) != nodes/2 {
-			err = fmt.Errorf("%d masters, want %d", len(ms), nodes/2)
+		if err == nil && len(ms) != masters {
+			err = fmt.Errorf("%d masters, want %d", len(ms), masters)
 		}
 		return err
 	})
