@@ -13,6 +13,10 @@
 //     a restart and the campaign completes. Lost recipients (never
 //     received) and duplicates (received twice) are printed and held to
 //     what the README promises, with and without redis.wait_replicas.
+//   - TestScaleOut: a fourth master joins mid-campaign and takes over,
+//     keys and all, four shards' slots and the deployment's own while both
+//     engines deliver (ASK, TRYAGAIN and MOVED meanwhile); every recipient
+//     arrives exactly once and no engine restarts.
 //   - TestProviderLimits: a provider limited to 50 msg/s and 5 connections
 //     sees no more from the two engines together.
 //

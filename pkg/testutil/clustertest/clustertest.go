@@ -60,6 +60,7 @@ type Options struct {
 // Cluster is a running Redis Cluster of one test's own.
 type Cluster struct {
 	servers []*redistest.Server
+	opts    redistest.Options        // every node's (AddMaster starts one more alike)
 	admin   map[string]*redis.Client // one per node, by address
 
 	mu      sync.Mutex
@@ -106,10 +107,9 @@ func StartWith(t testing.TB, o Options) *Cluster {
 	case o.NoReplicas:
 		n, replicas = nodes/2, "0"
 	}
+	c.opts = redistest.Options{AOF: o.AOF, Cluster: true, Args: args}
 	for range n {
-		s := redistest.NewServer(t, redistest.Options{AOF: o.AOF, Cluster: true, Args: args})
-		c.servers = append(c.servers, s)
-		c.admin[s.Addr()] = s.Client(t)
+		c.startNode(t)
 	}
 	if o.OneNode {
 		// redis-cli --cluster create wants three masters at least.
@@ -130,6 +130,16 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		return err
 	})
 	return c
+}
+
+// startNode starts one more node, not yet in the cluster.
+func (c *Cluster) startNode(t testing.TB) *redistest.Server {
+	s := redistest.NewServer(t, c.opts)
+	c.mu.Lock()
+	c.servers = append(c.servers, s)
+	c.admin[s.Addr()] = s.Client(t)
+	c.mu.Unlock()
+	return s
 }
 
 // Addrs are every node's host:port, seeds for a cluster client.

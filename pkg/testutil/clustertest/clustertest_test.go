@@ -180,3 +180,62 @@ func TestFailover(t *testing.T) {
 		t.Errorf("masters after revival %v", ms)
 	}
 }
+
+// A master added to the cluster takes over a slot with its keys while a
+// client keeps writing to them: every write lands once, all of them end on
+// the new master and the client reaches it by itself.
+func TestMoveSlotToAddedMaster(t *testing.T) {
+	t.Parallel()
+	c := Start(t)
+	ctx := context.Background()
+	rdb := c.Client(t)
+	const tag = "{moving}"
+	for i := range 50 {
+		if err := rdb.Set(ctx, fmt.Sprintf("%s:k%d", tag, i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan int)
+	stop := make(chan struct{})
+	go func() { // INCR one counter and one of the moving keys, in one slot
+		n := 0
+		defer func() { done <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := rdb.Eval(ctx, "redis.call('INCR', KEYS[1]); return redis.call('INCR', KEYS[2])", []string{tag + ":count", fmt.Sprintf("%s:k%d", tag, n%50)}).Err()
+			if err != nil {
+				t.Errorf("write %d while the slot moves: %v", n, err)
+				return
+			}
+			n++
+		}
+	}()
+	added := c.AddMaster(t)
+	slot := keyspace.Slot(tag)
+	c.MoveSlot(t, slot, added)
+	// The client met the slot split between the two nodes.
+	if n := c.Replied(t, "TRYAGAIN"); n == 0 {
+		t.Error("no TRYAGAIN while the slot moved: the client never met it split")
+	}
+	time.Sleep(50 * time.Millisecond) // a few writes on the new master too
+	close(stop)
+	n := <-done
+	if n == 0 {
+		t.Fatal("no write went through")
+	}
+	if v, err := c.admin[added].Get(ctx, tag+":count").Int(); err != nil || v != n {
+		t.Errorf("counter on the new master %d, %v; want %d writes", v, err, n)
+	}
+	if got, err := c.admin[added].ClusterCountKeysInSlot(ctx, slot).Result(); err != nil || got != 51 {
+		t.Errorf("keys in slot %d on the new master: %d, %v; want 51", slot, got, err)
+	}
+	for _, m := range c.Masters(t) {
+		if m.Has(slot) && m.Addr != added {
+			t.Errorf("slot %d still served by %s", slot, m.Addr)
+		}
+	}
+}
