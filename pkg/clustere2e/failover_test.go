@@ -85,15 +85,7 @@ func failover(t *testing.T, wait int, lag time.Duration) {
 		t.Fatalf("campaign not finished 90s after the failover: %+v, receiver has %d of %d", w.status(), w.rx.total(), n)
 	}
 	took := time.Since(killed)
-	// Attempts still in the receiver's think time are counted too.
-	last := -1
-	waitFor(5*time.Second, func() bool {
-		now := w.rx.total()
-		same := now == last
-		last = now
-		time.Sleep(300 * time.Millisecond)
-		return same
-	})
+	w.rx.settle() // attempts still in the receiver's think time count too
 
 	got := count(w.rx.copies(), n)
 	st := w.status()

@@ -124,6 +124,19 @@ func (r *receiver) add(to []string) {
 	}
 }
 
+// settle waits until no copy has arrived for 300 ms (at most 5 s): the
+// attempts still in the receiver's think time when a campaign finishes.
+func (r *receiver) settle() {
+	last := -1
+	waitFor(5*time.Second, func() bool {
+		now := r.total()
+		same := now == last
+		last = now
+		time.Sleep(300 * time.Millisecond)
+		return same
+	})
+}
+
 // total is how many copies arrived.
 func (r *receiver) total() (n int) {
 	for _, c := range r.copies() {
