@@ -17,6 +17,9 @@
 //     keys and all, four shards' slots and the deployment's own while both
 //     engines deliver (ASK, TRYAGAIN and MOVED meanwhile); every recipient
 //     arrives exactly once and no engine restarts.
+//   - TestRebalanceSpreadsShards: grown with redis-cli's rebalance from
+//     three masters to four, then six, every master holds as many of a
+//     deployment's twelve shards as the others.
 //   - TestProviderLimits: a provider limited to 50 msg/s and 5 connections
 //     sees no more from the two engines together.
 //

@@ -17,7 +17,9 @@
 // the middle of the N-th of Shards equal slot ranges: a Redis Cluster
 // whose masters own equal contiguous ranges (what `redis-cli --cluster
 // create` makes) gets an equal number of shards per master when the
-// masters number 1, 2, 3, 4, 6 or 12. On a single Redis, shards are just
+// masters number 1, 2, 3, 4, 6 or 12, and so does one grown from three to
+// four or six masters by `redis-cli --cluster rebalance`, which moves the
+// slots at the start of each range. On a single Redis, shards are just
 // key names.
 package keyspace
 
