@@ -23,13 +23,17 @@ end
 // luaEvents is luaEvent's batch form: events(key, payloads) appends the
 // payloads (a Lua list of encoded events) to the events stream as one
 // entry: one event in field events.Field, several as a JSON array in
-// events.BatchField. An empty list appends nothing.
+// events.BatchField. An empty list appends nothing. It takes the list
+// over: the brackets go on its first and last items, so the entry is one
+// string made once (joining the list and then bracketing the result made
+// every event's bytes twice: 8% of one Redis's instructions a message).
 const luaEvents = luaEvent + `
 local function events(key, list)
   if #list == 1 then
     event(key, list[1])
   elseif #list > 1 then
-    redis.call('XADD', key, '*', '` + events.BatchField + `', '[' .. table.concat(list, ',') .. ']')
+    list[1], list[#list] = '[' .. list[1], list[#list] .. ']'
+    redis.call('XADD', key, '*', '` + events.BatchField + `', table.concat(list, ','))
   end
 end
 `

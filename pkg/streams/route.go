@@ -68,7 +68,8 @@ for _, name in ipairs(order) do
       if b == a then
         redis.call('XADD', k, '*', 'j', raws[a])
       else
-        redis.call('XADD', k, '*', 'p', table.concat(raws, '\n', a, b) .. '\n')
+        raws[b] = raws[b] .. '\n' -- the pack's last newline, on its last job: one string made once
+        redis.call('XADD', k, '*', 'p', table.concat(raws, '\n', a, b))
       end
     end
   end
