@@ -154,20 +154,25 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 		path := enginetest.Campaign(b, b.TempDir(), "bench", n, "example.test")
 		var rdb redis.UniversalClient
 		var c *clustertest.Cluster
-		prefix := redistest.Prefix(b)
-		if v.cluster {
+		prefix, single := redistest.Prefix(b), redistest.Addr()
+		switch {
+		case v.cluster:
 			o := v.opts
 			o.NodeTimeout = benchNodeTimeout
 			c = clustertest.StartWith(b, o)
 			rdb = c.Client(b)
-		} else {
+		case v.replica:
+			// A server of its own: one that has had a replica keeps
+			// feeding its replication backlog (for an hour), which the
+			// package's server would pay in every later run.
+			m := redistest.NewServer(b, redistest.Options{})
+			startReplica(b, m.Addr())
+			rdb, single = m.Client(b), m.Addr()
+		default:
 			rdb = redistest.Client(b)
-			if v.replica {
-				startReplica(b)
-			}
 		}
 		ks := keyspace.Space(prefix)
-		before := loads(b, c) // the launch's work counts too
+		before := loads(b, c, single) // the launch's work counts too
 		if grind {
 			for _, m := range before {
 				callgrind(b, "-z", m.pid)
@@ -177,7 +182,7 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 			b.Fatal(err)
 		}
 		if os.Getenv("BENCH_LAUNCHONLY") != "" {
-			after := loads(b, c)
+			after := loads(b, c, single)
 			var per []string
 			var total time.Duration
 			for i := range after {
@@ -200,6 +205,8 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 			if v.cluster {
 				cfg.Redis.Cluster = c.Addrs()
 				cfg.Redis.WaitReplicas = v.wait
+			} else if single != redistest.Addr() {
+				cfg.Redis.URL = "redis://" + single
 			}
 			enginetest.StartWith(b, cfg, func(d *engine.Deps) {
 				if trips != nil {
@@ -221,7 +228,7 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 			b.Fatalf("delivered %d, sink got %d; want %d", s.Delivered, srv.Count(), n)
 		}
 		took := time.Since(start)
-		after := loads(b, c)
+		after := loads(b, c, single)
 		if trips != nil {
 			// In a file: a benchmark's log is cut after a few lines.
 			f := filepath.Join(os.Getenv("BENCH_RTTRACE"), strings.ReplaceAll(b.Name(), "/", "_")+".txt")
@@ -277,7 +284,7 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 			// crons, the cluster bus) cost per second once the campaign
 			// is done.
 			time.Sleep(idleWindow)
-			end := loads(b, c)
+			end := loads(b, c, single)
 			var idle []string
 			for i, m := range end {
 				line := fmt.Sprintf("%.0f round trips/s, %.0f µs CPU/s", float64(m.reads-after[i].reads)/idleWindow.Seconds(),
@@ -297,10 +304,10 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 	return run
 }
 
-// startReplica starts a replica of the package's redis-server for the
-// rest of b and waits until its first sync is done.
-func startReplica(b *testing.B) {
-	host, port, _ := strings.Cut(redistest.Addr(), ":")
+// startReplica starts a replica of the redis-server at addr for the rest
+// of b and waits until its first sync is done.
+func startReplica(b *testing.B, addr string) {
+	host, port, _ := strings.Cut(addr, ":")
 	r := redistest.NewServer(b, redistest.Options{Args: []string{"--replicaof", host, port}})
 	rc := r.Client(b)
 	b.Cleanup(func() { _ = rc.ReplicaOf(context.Background(), "NO", "ONE").Err() })
@@ -310,7 +317,7 @@ func startReplica(b *testing.B) {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("replica of %s not in sync after 30 s: %v %v", redistest.Addr(), info, err)
+			b.Fatalf("replica of %s not in sync after 30 s: %v %v", addr, info, err)
 		}
 	}
 }
@@ -399,10 +406,10 @@ func callsPerMsg(before, after []masterLoad, n int) string {
 
 func perMsg(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 
-// loads reads every master's figures: the cluster's masters, or the
-// package's one redis-server when c is nil.
-func loads(b *testing.B, c *clustertest.Cluster) []masterLoad {
-	addrs := []string{redistest.Addr()}
+// loads reads every master's figures: the cluster's masters, or the one
+// redis-server at single when c is nil.
+func loads(b *testing.B, c *clustertest.Cluster, single string) []masterLoad {
+	addrs := []string{single}
 	if c != nil {
 		addrs = addrs[:0]
 		for _, m := range c.Masters(b) {

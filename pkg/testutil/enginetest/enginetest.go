@@ -67,9 +67,17 @@ func StartStoppable(tb testing.TB, cfg *config.Config) (stop func()) {
 func StartWith(tb testing.TB, cfg *config.Config, tune func(*engine.Deps)) (stop func()) {
 	tb.Helper()
 	var rdb redis.UniversalClient
-	if len(cfg.Redis.Cluster) > 0 {
+	switch {
+	case len(cfg.Redis.Cluster) > 0:
 		rdb = redis.NewClusterClient(cfg.Redis.ClusterOptions())
-	} else {
+	case cfg.Redis.URL != "": // a server of the test's own
+		o, err := cfg.Redis.Options()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		o.PoolSize = cfg.Delivery.Workers + 16
+		rdb = redis.NewClient(o)
+	default:
 		rdb = redis.NewClient(&redis.Options{Addr: redistest.Addr(), PoolSize: cfg.Delivery.Workers + 16})
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
