@@ -205,7 +205,7 @@ func benchCluster(b *testing.B, v clusterVariant) (run clusterRun) {
 			if v.cluster {
 				cfg.Redis.Cluster = c.Addrs()
 				cfg.Redis.WaitReplicas = v.wait
-			} else if single != redistest.Addr() {
+			} else {
 				cfg.Redis.URL = "redis://" + single
 			}
 			enginetest.StartWith(b, cfg, func(d *engine.Deps) {

@@ -2,7 +2,8 @@
 # perf-redis.sh N DATA... — where the busiest N redis-servers of each
 # perf recording spend their time, at full speed (BENCHMARKS.md,
 # 2026-12-02 sixth sitting). Record a run with software clock samples
-# (this VM has no hardware counters), e.g. from bench/:
+# (this VM has no hardware counters; perf is Debian's linux-perf, not
+# needed by make test or make bench), e.g. from bench/:
 #
 #   perf record -q -a -e cpu-clock -F 4000 -o /tmp/cluster.data -- \
 #     ./bench.test -test.run '^$' -test.bench 'Cluster20k/^cluster$' -test.benchtime 1x
@@ -16,6 +17,7 @@
 # first TOP (60).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 N DATA..." >&2; exit 2; }
+command -v perf >/dev/null || { echo "$0: perf not found (Debian: apt-get install linux-perf)" >&2; exit 1; }
 n=$1
 shift
 syms=$(mktemp)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,21 +115,4 @@ func (c *Cluster) MoveSlot(t testing.TB, slot int, to string) {
 		}
 		return nil
 	})
-}
-
-// Replied counts the error replies of kind (INFO errorstats: "TRYAGAIN",
-// "ERR"...) that c's live nodes have sent since they started.
-func (c *Cluster) Replied(t testing.TB, kind string) int64 {
-	t.Helper()
-	var n int64
-	for _, node := range c.live() {
-		info, err := node.InfoMap(context.Background(), "errorstats").Result()
-		if err != nil {
-			t.Fatalf("clustertest: %s: INFO errorstats: %v", node.Options().Addr, err)
-		}
-		v := info["Errorstats"]["errorstat_"+kind] // count=6
-		k, _ := strconv.ParseInt(strings.TrimPrefix(v, "count="), 10, 64)
-		n += k
-	}
-	return n
 }

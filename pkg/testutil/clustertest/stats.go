@@ -94,3 +94,20 @@ func seconds(s string) time.Duration {
 	f, _ := strconv.ParseFloat(s, 64)
 	return time.Duration(f * float64(time.Second))
 }
+
+// Replied counts the error replies of kind (INFO errorstats: "TRYAGAIN",
+// "ERR"...) that c's live nodes have sent since they started.
+func (c *Cluster) Replied(t testing.TB, kind string) int64 {
+	t.Helper()
+	var n int64
+	for _, node := range c.live() {
+		info, err := node.InfoMap(context.Background(), "errorstats").Result()
+		if err != nil {
+			t.Fatalf("clustertest: %s: INFO errorstats: %v", node.Options().Addr, err)
+		}
+		v := info["Errorstats"]["errorstat_"+kind] // count=6
+		k, _ := strconv.ParseInt(strings.TrimPrefix(v, "count="), 10, 64)
+		n += k
+	}
+	return n
+}
